@@ -1,0 +1,31 @@
+# Two front doors: `make demo` (set up + main job) and `make test` (set up + test suite).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test setup browser clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 is pinned (pyproject + constraints.txt): an unpinned torch pulls a CUDA build.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+# Headless browser for the page/report tests: Debian's chromium, never a downloaded build.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+demo: $(STAMP)
+	$(BIN)/seqshap train --arch lstm --epochs 15 --patience 2 --out runs/demo
+	@echo "demo: model trained in runs/demo (the explainer and report steps come next)"
+
+test: $(STAMP) browser
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs/demo report

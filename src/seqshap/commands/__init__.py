@@ -1,0 +1,5 @@
+"""One module per ``seqshap`` subcommand; each has ``register(subparsers)``.
+
+Adding a command = adding its module name to ``COMMANDS``.
+"""
+COMMANDS = ["train", "evaluate"]

@@ -1,0 +1,27 @@
+"""Helpers shared by the subcommands."""
+from __future__ import annotations
+
+import argparse
+
+
+class UsageError(Exception):
+    """Bad arguments found after parsing (exit code 2)."""
+
+
+def add_command(sub, name: str, help_: str, example: str, func) -> argparse.ArgumentParser:
+    """A subparser whose ``--help`` ends with a runnable example."""
+    p = sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {example}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def add_model_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="DIR", default=None, help="model directory (default: the shipped model)")
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="CSV/JSONL file with your own labeled texts")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--imdb", metavar="PATH", help="IMDB archive (default: the shipped copy)")

@@ -1,0 +1,91 @@
+"""Vocabulary with the Keras ``imdb`` id scheme: 0 pad, 1 start, 2 OOV, words from 3."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from .tokenize import FIRST_WORD_ID, OOV, PAD, START, pad_front, words
+
+
+class Vocab:
+    """Word -> id map. ``num_words`` counts the reserved ids, as Keras' ``num_words`` does:
+    ``Vocab(num_words=20000)`` holds the 19,997 most frequent words at ids 3..19999.
+    """
+
+    def __init__(self, word_to_id: dict[str, int], num_words: int):
+        bad = [w for w, i in word_to_id.items() if not FIRST_WORD_ID <= i < num_words]
+        if bad:
+            raise ValueError(f"vocabulary ids must lie in [{FIRST_WORD_ID}, {num_words}); "
+                             f"{len(bad)} words do not, e.g. {bad[:3]}")
+        self.word_to_id = dict(word_to_id)
+        self.num_words = int(num_words)
+        self.id_to_word = {i: w for w, i in self.word_to_id.items()}
+        self.id_to_word.update({PAD: "<pad>", START: "<start>", OOV: "<oov>"})
+
+    @classmethod
+    def build(cls, texts: Iterable[str], num_words: int = 20000) -> "Vocab":
+        """Most frequent words first; ties keep first-seen order (as Keras' Tokenizer)."""
+        counts: Counter[str] = Counter()
+        for text in texts:
+            counts.update(words(text))
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])  # stable sort
+        keep = ranked[: max(0, num_words - FIRST_WORD_ID)]
+        return cls({w: FIRST_WORD_ID + r for r, (w, _) in enumerate(keep)}, num_words)
+
+    def __len__(self) -> int:
+        return self.num_words
+
+    def ids(self, text: str, start: bool = True) -> list[int]:
+        """Unpadded ids of one text (start token first, as Keras imdb's ``start_char``)."""
+        get = self.word_to_id.get
+        body = [get(w, OOV) for w in words(text)]
+        return ([START] + body) if start else body
+
+    def encode(self, texts: list[str], maxlen: int) -> np.ndarray:
+        """Texts -> int64 ``[n, maxlen]`` (front-truncated, front-padded). Pure per text."""
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a list of texts, not a single str")
+        return pad_front([self.ids(t) for t in texts], maxlen)
+
+    def tokens(self, ids: Iterable[int]) -> list[str]:
+        """Ids -> words; an id outside the vocabulary raises (never a silent '?')."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i not in self.id_to_word:
+                raise ValueError(f"word id {i} is not in the vocabulary (valid: 0..{self.num_words - 1})")
+            out.append(self.id_to_word[i])
+        return out
+
+    def to_json(self) -> dict:
+        return {"scheme": "keras-imdb", "pad": PAD, "start": START, "oov": OOV,
+                "index_from": FIRST_WORD_ID, "num_words": self.num_words,
+                "word_index": self.word_to_id}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Vocab":
+        try:
+            return cls(obj["word_index"], int(obj["num_words"]))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"vocabulary JSON is missing or has a malformed field: {e}") from None
+
+    def save(self, path: str | Path) -> None:
+        from ..store import atomic_write_text
+        atomic_write_text(Path(path), json.dumps(self.to_json(), ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocab":
+        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def check_ids(ids: np.ndarray, num_words: int) -> None:
+    """Raise a clear error for ids outside ``[0, num_words)``."""
+    ids = np.asarray(ids)
+    if ids.size and (ids.min() < 0 or ids.max() >= num_words):
+        bad = ids[(ids < 0) | (ids >= num_words)]
+        raise ValueError(f"unknown word ids {sorted(set(bad.tolist()))[:5]}: "
+                         f"this model's vocabulary has ids 0..{num_words - 1}")

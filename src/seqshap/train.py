@@ -1,0 +1,208 @@
+"""Training loop: validation split from the training data, early stopping with the best
+epoch restored, a checkpoint after every epoch and ``resume`` that picks up from it."""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data.imdb import Split
+from .data.vocab import Vocab
+from .models import build_model
+from .store import SeqshapModel, atomic_write_json, save_model
+
+CKPT = "checkpoint"
+
+
+@dataclass
+class TrainConfig:
+    """The seed notebook's hyperparameters by default."""
+    arch: str = "lstm"
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 1e-3
+    maxlen: int = 80
+    num_words: int = 20000
+    val_fraction: float = 0.1
+    patience: int = 3
+    seed: int = 0
+    ema: float = 0.0      # >0: evaluate and keep an exponential moving average of the weights
+    model: dict = field(default_factory=dict)   # extra constructor kwargs (hidden, ...)
+
+
+def _versions() -> dict:
+    import safetensors
+    from . import __version__
+    return {"seqshap": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "safetensors": safetensors.__version__, "python": platform.python_version()}
+
+
+def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val); the validation rows are a seeded random ``fraction`` of ``n``."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
+    order = np.random.RandomState(seed).permutation(n)
+    n_val = max(1, int(round(n * fraction)))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+@torch.no_grad()
+def evaluate_ids(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
+    """(mean binary cross-entropy, accuracy) of ``net`` on ids ``[n, T]``, labels ``[n]``."""
+    net.eval()
+    loss = correct = 0.0
+    for i in range(0, len(x), batch_size):
+        p = net(x[i:i + batch_size])[:, 0].double().clamp(1e-7, 1 - 1e-7)
+        t = y[i:i + batch_size].double()
+        loss += float(nn.functional.binary_cross_entropy(p, t, reduction="sum"))
+        correct += float(((p > 0.5).long() == y[i:i + batch_size]).sum())
+    return loss / max(1, len(x)), correct / max(1, len(x))
+
+
+def _opt_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors = {f"opt.{idx}.{k}": torch.as_tensor(v).clone() for idx, st in sd["state"].items()
+               for k, v in st.items()}
+    return tensors, {"param_groups": sd["param_groups"], "state_keys": {
+        str(idx): sorted(st) for idx, st in sd["state"].items()}}
+
+
+def _load_opt(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state = {int(idx): {k: tensors[f"opt.{idx}.{k}"] for k in keys} for idx, keys in meta["state_keys"].items()}
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _save_checkpoint(ckpt: Path, net, opt, state: dict, best_state: dict, extra: dict) -> None:
+    """One checkpoint per epoch, named by epoch; ``state.json`` is written last and is
+    the commit point, so a kill at any moment leaves the previous checkpoint usable."""
+    from safetensors.torch import save
+    epoch = state["epoch"]
+    opt_t, opt_meta = _opt_tensors(opt)
+    tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+    tensors.update(opt_t)
+    tensors.update({k: v.detach().clone().contiguous() for k, v in extra.items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    from .store import atomic_write_bytes
+    atomic_write_bytes(ckpt / f"epoch-{epoch}.safetensors", save(tensors))
+    atomic_write_bytes(ckpt / "best.safetensors", save({k: v.contiguous() for k, v in best_state.items()}))
+    atomic_write_json(ckpt / "state.json", {**state, "optimizer": opt_meta})
+    for old in ckpt.glob("epoch-*.safetensors"):
+        if old.name != f"epoch-{epoch}.safetensors":
+            old.unlink(missing_ok=True)
+
+
+def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
+          test_split: Split | None = None, resume: bool = False, progress: bool = True,
+          vocab: Vocab | None = None) -> SeqshapModel:
+    """Train ``cfg.arch`` on ``train_split`` and write a model directory to ``out``."""
+    from tqdm import tqdm
+    out = Path(out)
+    ckpt = out / CKPT
+    torch.manual_seed(cfg.seed)
+    vocab = vocab or Vocab.build(train_split.texts, cfg.num_words)
+    x_all = torch.from_numpy(vocab.encode(train_split.texts, cfg.maxlen))
+    y_all = torch.from_numpy(train_split.labels)
+    tr, va = split_validation(len(x_all), cfg.val_fraction, cfg.seed)
+    x_tr, y_tr, x_va, y_va = x_all[tr], y_all[tr], x_all[va], y_all[va]
+    net = build_model(cfg.arch, vocab_size=vocab.num_words, **cfg.model)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, fused=True)
+    loss_fn = nn.BCELoss()
+    history: list[dict] = []
+    best = {"epoch": 0, "val_accuracy": -1.0}
+    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    params = [p for p in net.parameters()]
+    ema = [p.detach().clone() for p in params] if cfg.ema > 0 else None
+    start_epoch = 1
+    if resume and (ckpt / "state.json").exists():
+        from safetensors.torch import load_file
+        state = json.loads((ckpt / "state.json").read_text())
+        if state["config"] != asdict(cfg):
+            raise ValueError(f"{ckpt}: the checkpoint was made with a different configuration "
+                             f"({state['config']}); start a new --out or pass the same options")
+        tensors = load_file(str(ckpt / f"epoch-{state['epoch']}.safetensors"))
+        net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        _load_opt(opt, tensors, state["optimizer"])
+        if ema is not None:
+            ema = [tensors[f"ema.{i}"].clone() for i in range(len(params))]
+        torch.set_rng_state(tensors["rng.torch"])
+        best_state = load_file(str(ckpt / "best.safetensors"))
+        history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
+        if progress:
+            print(f"resuming {out} after epoch {state['epoch']} (best so far: epoch {best['epoch']}, "
+                  f"val acc {best['val_accuracy']:.4f})", flush=True)
+    elif resume:
+        raise FileNotFoundError(f"{ckpt / 'state.json'}: nothing to resume")
+    stale = start_epoch - 1 - best["epoch"]
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        if stale >= cfg.patience:
+            break
+        net.train()
+        # The shuffle depends on (seed, epoch) only, so a resumed run sees the same order.
+        order = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+        t0 = time.time()
+        run_loss = run_correct = seen = 0.0
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}",
+                   disable=not progress, unit="batch", leave=True)
+        for i in bar:
+            idx = order[i:i + cfg.batch_size]
+            xb, yb = x_tr[idx], y_tr[idx].float()
+            opt.zero_grad(set_to_none=True)
+            p = net(xb)[:, 0]
+            loss = loss_fn(p, yb)
+            loss.backward()
+            opt.step()
+            if ema is not None:
+                with torch.no_grad():
+                    torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - cfg.ema)
+            run_loss += float(loss) * len(idx)
+            run_correct += float(((p > 0.5).float() == yb).sum())
+            seen += len(idx)
+            if (i // cfg.batch_size) % 20 == 0:
+                bar.set_postfix(loss=f"{run_loss / seen:.4f}", acc=f"{run_correct / seen:.4f}")
+        seconds = time.time() - t0
+        live = None
+        if ema is not None:  # judge (and keep) the averaged weights, then train on the live ones
+            live = [p.detach().clone() for p in params]
+            with torch.no_grad():
+                torch._foreach_copy_(params, ema)
+        val_loss, val_acc = evaluate_ids(net, x_va, y_va)
+        history.append({"epoch": epoch, "train_loss": run_loss / seen, "train_accuracy": run_correct / seen,
+                        "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds})
+        if val_acc > best["val_accuracy"]:
+            best = {"epoch": epoch, "val_accuracy": val_acc}
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            stale = 0
+        else:
+            stale += 1
+        if live is not None:
+            with torch.no_grad():
+                torch._foreach_copy_(params, live)
+        if progress:
+            print(f"epoch {epoch}: train loss {run_loss / seen:.4f} acc {run_correct / seen:.4f} | "
+                  f"val loss {val_loss:.4f} acc {val_acc:.4f} | {seconds:.1f}s", flush=True)
+        _save_checkpoint(ckpt, net, opt, {"epoch": epoch, "history": history, "best": best,
+                                          "config": asdict(cfg)}, best_state,
+                         {f"ema.{i}": t for i, t in enumerate(ema)} if ema is not None else {})
+    net.load_state_dict(best_state)
+    net.eval()
+    metrics = {"arch": cfg.arch, "history": history, "best_epoch": best["epoch"],
+               "val_accuracy": best["val_accuracy"], "n_train": len(tr), "n_val": len(va),
+               "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
+               "config": asdict(cfg), "versions": _versions()}
+    if test_split is not None:
+        x_te = torch.from_numpy(vocab.encode(test_split.texts, cfg.maxlen))
+        test_loss, test_acc = evaluate_ids(net, x_te, torch.from_numpy(test_split.labels))
+        metrics.update(test_accuracy=test_acc, test_loss=test_loss, n_test=len(x_te))
+        if progress:
+            print(f"best epoch {best['epoch']} restored: test accuracy {test_acc:.4f} on {len(x_te)} reviews",
+                  flush=True)
+    config = {"name": out.name, "arch": cfg.arch, "maxlen": cfg.maxlen,
+              "model": {"vocab_size": vocab.num_words, **cfg.model}}
+    save_model(out, net, vocab, config, metrics)
+    return SeqshapModel(net, vocab, config, metrics, out)
