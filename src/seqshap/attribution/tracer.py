@@ -1,0 +1,217 @@
+"""Runs a user's model so that every operation on the input signal uses a DeepLIFT rule.
+
+Two checks keep numbers honest:
+1. before anything runs, every module is looked up in :data:`MODULE_RULES`; a module
+   type the engine cannot explain exactly raises :class:`UnsupportedLayerError`;
+2. during the forward pass a ``TorchFunctionMode`` sees every torch call. Calls that
+   touch the input signal (tensors that require grad: the parameters are frozen for
+   the explanation) must be linear (they pass multipliers through autograd unchanged)
+   or have a rule in :data:`OP_RULES`; anything else raises, naming the operation.
+"""
+from __future__ import annotations
+
+import contextlib
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+
+from .recurrent import Pairing, _ExplicitRNN
+from .rules import CenteredSoftmax, MaxOverDim, Product, ProductRule, Rescale
+
+
+class UnsupportedLayerError(TypeError):
+    """The model holds a layer or calls an operation without an exact DeepLIFT rule."""
+
+
+# ---- modules -----------------------------------------------------------------------------
+# Module type -> what happens to it: "canonize" (rewritten to explicit cells while
+# explaining) or "ops" (its torch calls are checked and ruled one by one).
+MODULE_RULES: dict[type, str] = {
+    nn.LSTM: "canonize", nn.GRU: "canonize",
+    nn.Embedding: "ops", nn.Linear: "ops", nn.Bilinear: "unsupported", nn.Conv1d: "ops",
+    nn.Dropout: "ops", nn.Dropout1d: "ops", nn.AlphaDropout: "ops",
+    nn.Sigmoid: "ops", nn.Tanh: "ops", nn.ReLU: "ops", nn.LeakyReLU: "ops", nn.ELU: "ops",
+    nn.GELU: "ops", nn.SiLU: "ops", nn.Softplus: "ops", nn.Hardsigmoid: "ops", nn.Hardtanh: "ops",
+    nn.ReLU6: "ops", nn.Softmax: "ops",
+    nn.MaxPool1d: "ops", nn.AdaptiveMaxPool1d: "ops", nn.AvgPool1d: "ops", nn.AdaptiveAvgPool1d: "ops",
+    nn.Flatten: "ops", nn.Unflatten: "ops", nn.Identity: "ops",
+    nn.Sequential: "ops", nn.ModuleList: "ops", nn.ModuleDict: "ops",
+}
+
+
+def supported_layers() -> list[str]:
+    return sorted(t.__name__ for t, how in MODULE_RULES.items() if how != "unsupported")
+
+
+def check_modules(model: nn.Module) -> None:
+    """Raise before any number is computed if a module has no exact rule."""
+    for name, module in model.named_modules():
+        how = MODULE_RULES.get(type(module))
+        if how == "unsupported" or (how is None and type(module).__module__.startswith("torch.nn")):
+            raise UnsupportedLayerError(
+                f"cannot explain module {name or '<root>'!r} ({type(module).__name__}) exactly with DeepSHAP; "
+                f"supported layers: {', '.join(supported_layers())} (and your own modules built from them)")
+        if isinstance(module, nn.RNNBase) and getattr(module, "proj_size", 0):
+            raise UnsupportedLayerError(f"module {name!r}: {type(module).__name__} with proj_size is not supported")
+
+
+@contextlib.contextmanager
+def canonized(model: nn.Module, pairing: Pairing, rule: ProductRule):
+    """Swap every ``nn.LSTM``/``nn.GRU`` for explicit cells (same parameter objects) and
+    freeze all parameters; put everything back afterwards, whatever happens."""
+    swaps = []
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if MODULE_RULES.get(type(child)) == "canonize":
+                swaps.append((parent, child_name, child))
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    training = [(m, m.training) for m in model.modules()]
+    try:
+        for parent, child_name, child in swaps:
+            parent._modules[child_name] = _ExplicitRNN(child, pairing, rule)
+        for p, _ in flags:
+            p.requires_grad_(False)
+        model.eval()
+        yield model
+    finally:
+        for parent, child_name, child in swaps:
+            parent._modules[child_name] = child
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for m, mode in training:
+            m.training = mode
+
+
+# ---- operations ----------------------------------------------------------------------------
+def _name(func) -> str:
+    return getattr(func, "__name__", repr(func))
+
+
+# Calls that are linear in the signal (or only read metadata): autograd's own backward is
+# exactly the DeepLIFT backward for them.
+LINEAR_OPS = {
+    "__get__", "__getitem__", "__setitem__", "__len__", "__iter__", "__format__", "__repr__",
+    "size", "dim", "numel", "stride", "is_contiguous", "is_floating_point", "contiguous", "clone", "detach",
+    "to", "type", "float", "double", "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten",
+    "squeeze", "unsqueeze", "permute", "transpose", "t", "flip", "expand", "expand_as", "repeat",
+    "repeat_interleave", "narrow", "select", "index_select", "gather", "split", "chunk", "unbind",
+    "cat", "concat", "concatenate", "stack", "hstack", "vstack", "movedim", "moveaxis", "roll", "pad",
+    "add", "__add__", "__radd__", "__iadd__", "add_", "sub", "__sub__", "__rsub__", "__isub__", "sub_",
+    "neg", "__neg__", "sum", "mean", "linear", "embedding", "conv1d", "avg_pool1d",
+    "adaptive_avg_pool1d", "dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d",
+    "identity", "new_zeros", "new_ones", "new_full", "new_empty", "zeros_like", "ones_like",
+    "masked_fill", "where", "requires_grad_", "cpu", "__contains__", "__hash__", "__eq__", "__ne__",
+    "__bool__", "__float__", "__int__", "tolist", "item", "numpy", "get_device", "_has_compatible_shallow_copy_type",
+}
+# Products and matrix products are linear only when at most one operand carries signal.
+BILINEAR_OPS = {"mul", "__mul__", "__rmul__", "__imul__", "mul_", "matmul", "__matmul__", "__rmatmul__",
+                "mm", "bmm", "einsum", "outer", "div", "__truediv__", "__itruediv__", "true_divide"}
+ELEMENTWISE = {"sigmoid", "tanh", "relu", "relu_", "leaky_relu", "elu", "gelu", "silu", "softplus",
+               "hardsigmoid", "hardtanh", "relu6", "sigmoid_", "tanh_"}
+_FUNCTIONAL = {"sigmoid": torch.sigmoid, "sigmoid_": torch.sigmoid, "tanh": torch.tanh, "tanh_": torch.tanh,
+               "relu": torch.relu, "relu_": torch.relu}
+
+
+def _signal(t) -> bool:
+    return isinstance(t, torch.Tensor) and t.requires_grad
+
+
+class DeepLiftMode(TorchFunctionMode):
+    """Routes every call that touches the signal to its rule (see module docstring)."""
+
+    def __init__(self, rule: ProductRule):
+        super().__init__()
+        self.rule = rule
+        self.squashed: dict[int, tuple[str, torch.Tensor, torch.Tensor]] = {}
+
+    def logit_of(self, out: torch.Tensor) -> tuple[str, torch.Tensor] | None:
+        """If ``out`` came straight from a sigmoid/softmax, (kind, its input)."""
+        hit = self.squashed.get(id(out))
+        return (hit[0], hit[1]) if hit is not None and hit[2] is out else None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        flat, _ = tree_flatten((args, kwargs))
+        signals = [t for t in flat if _signal(t)]
+        if not signals or not torch.is_grad_enabled():
+            return func(*args, **kwargs)
+        name = _name(func)
+        if name in LINEAR_OPS:
+            return func(*args, **kwargs)
+        if name in BILINEAR_OPS:
+            if name in ("div", "__truediv__", "__itruediv__", "true_divide") and _signal(args[1] if len(args) > 1 else None):
+                raise UnsupportedLayerError(f"cannot explain a division by a signal ({name}) exactly")
+            if len(signals) == 1:
+                return func(*args, **kwargs)
+            if name in ("mul", "__mul__", "__rmul__", "__imul__", "mul_"):
+                return Product.apply(args[0], args[1], self.rule)
+            raise UnsupportedLayerError(f"cannot explain {name} of two signals (attention-like) exactly; "
+                                        f"only elementwise products of two signals have a rule")
+        if name in ELEMENTWISE:
+            fn = _FUNCTIONAL.get(name) or (lambda z, _f=func, _a=args[1:], _k=kwargs: _f(z, *_a, **_k))
+            out = Rescale.apply(args[0], fn)
+            if name.startswith("sigmoid"):
+                self.squashed[id(out)] = ("sigmoid", args[0], out)
+            return out
+        if name in ("softmax", "_softmax"):
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+            if dim is None:
+                raise UnsupportedLayerError("softmax without an explicit dim cannot be explained")
+            out = CenteredSoftmax.apply(args[0], dim)
+            self.squashed[id(out)] = ("softmax", args[0], out)
+            return out
+        if name in ("amax", "max") and len(args) + len(kwargs) >= 2:
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+            keep = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
+            if isinstance(dim, (tuple, list)):
+                if len(dim) != 1:
+                    raise UnsupportedLayerError("max over several dims at once is not supported")
+                dim = dim[0]
+            if not isinstance(dim, int):
+                raise UnsupportedLayerError(f"{name} between two tensors (elementwise max) is not supported")
+            y = MaxOverDim.apply(args[0], dim)
+            y = y.unsqueeze(dim) if keep else y
+            if name == "max":
+                idx = args[0].detach().argmax(dim=dim, keepdim=keep)
+                return torch.return_types.max((y, idx))
+            return y
+        if name in ("adaptive_max_pool1d", "_adaptive_max_pool1d", "adaptive_max_pool1d_with_indices"):
+            size = kwargs.get("output_size", args[1] if len(args) > 1 else None)
+            if size not in (1, (1,), [1]):
+                raise UnsupportedLayerError(f"adaptive_max_pool1d with output_size={size} is not supported "
+                                            "(global max pooling, output_size=1, is)")
+            y = MaxOverDim.apply(args[0], -1).unsqueeze(-1)
+            return (y, args[0].detach().argmax(-1, keepdim=True)) if "indices" in name else y
+        if name in ("max_pool1d", "_max_pool1d", "max_pool1d_with_indices"):
+            return self._max_pool1d(name, args, kwargs)
+        raise UnsupportedLayerError(f"cannot explain operation {name!r} exactly with DeepSHAP; linear ops, "
+                                    f"{', '.join(sorted(ELEMENTWISE))}, softmax, max/max-pooling and products "
+                                    f"of two signals are supported")
+
+    def _max_pool1d(self, name, args, kwargs):
+        params = ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"]
+        bound = dict(zip(params, args), **kwargs)
+        k = bound["kernel_size"]
+        k = k[0] if isinstance(k, (tuple, list)) else k
+        s = bound.get("stride") or k
+        s = s[0] if isinstance(s, (tuple, list)) else s
+        pad = bound.get("padding", 0)
+        dil = bound.get("dilation", 1)
+        if pad not in (0, (0,)) or dil not in (1, (1,)) or bound.get("ceil_mode"):
+            raise UnsupportedLayerError("max_pool1d with padding, dilation or ceil_mode is not supported")
+        windows = bound["input"].unfold(-1, k, s)        # linear: a strided view
+        y = MaxOverDim.apply(windows, -1)
+        if bound.get("return_indices") or "indices" in name:
+            raise UnsupportedLayerError("max_pool1d(return_indices=True) is not supported")
+        return y
+
+
+def explain_forward(model: nn.Module, inputs: torch.Tensor, rule: ProductRule,
+                    pairing: Pairing) -> tuple[torch.Tensor, DeepLiftMode]:
+    """Run ``model`` on the stacked pair batch under the rules; returns (output, mode)."""
+    mode = DeepLiftMode(rule)
+    with canonized(model, pairing, rule), mode:
+        out = model(inputs)
+    return out, mode
+
