@@ -33,6 +33,7 @@ class TrainConfig:
     patience: int = 3
     seed: int = 0
     ema: float = 0.0      # >0: evaluate and keep an exponential moving average of the weights
+    lr_decay: float = 1.0  # <1: multiply the learning rate by this after an epoch without a better val acc
     model: dict = field(default_factory=dict)   # extra constructor kwargs (hidden, ...)
 
 
@@ -56,9 +57,10 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
 def evaluate_ids(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
     """(mean binary cross-entropy, accuracy) of ``net`` on ids ``[n, T]``, labels ``[n]``."""
     net.eval()
+    device = next(net.parameters()).device
     loss = correct = 0.0
     for i in range(0, len(x), batch_size):
-        p = net(x[i:i + batch_size])[:, 0].double().clamp(1e-7, 1 - 1e-7)
+        p = net(x[i:i + batch_size].to(device))[:, 0].double().cpu().clamp(1e-7, 1 - 1e-7)
         t = y[i:i + batch_size].double()
         loss += float(nn.functional.binary_cross_entropy(p, t, reduction="sum"))
         correct += float(((p > 0.5).long() == y[i:i + batch_size]).sum())
@@ -67,7 +69,7 @@ def evaluate_ids(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: i
 
 def _opt_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     sd = opt.state_dict()
-    tensors = {f"opt.{idx}.{k}": torch.as_tensor(v).clone() for idx, st in sd["state"].items()
+    tensors = {f"opt.{idx}.{k}": torch.as_tensor(v).detach().cpu().clone() for idx, st in sd["state"].items()
                for k, v in st.items()}
     return tensors, {"param_groups": sd["param_groups"], "state_keys": {
         str(idx): sorted(st) for idx, st in sd["state"].items()}}
@@ -84,9 +86,9 @@ def _save_checkpoint(ckpt: Path, net, opt, state: dict, best_state: dict, extra:
     from safetensors.torch import save
     epoch = state["epoch"]
     opt_t, opt_meta = _opt_tensors(opt)
-    tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in net.state_dict().items()}
     tensors.update(opt_t)
-    tensors.update({k: v.detach().clone().contiguous() for k, v in extra.items()})
+    tensors.update({k: v.detach().cpu().clone().contiguous() for k, v in extra.items()})
     tensors["rng.torch"] = torch.get_rng_state()
     from .store import atomic_write_bytes
     atomic_write_bytes(ckpt / f"epoch-{epoch}.safetensors", save(tensors))
@@ -99,8 +101,11 @@ def _save_checkpoint(ckpt: Path, net, opt, state: dict, best_state: dict, extra:
 
 def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
           test_split: Split | None = None, resume: bool = False, progress: bool = True,
-          vocab: Vocab | None = None) -> SeqshapModel:
-    """Train ``cfg.arch`` on ``train_split`` and write a model directory to ``out``."""
+          vocab: Vocab | None = None, device: str = "cpu") -> SeqshapModel:
+    """Train ``cfg.arch`` on ``train_split`` and write a model directory to ``out``.
+
+    ``device`` ("cpu", "cuda") only changes where the arithmetic runs; the model directory
+    is the same (weights are saved from CPU copies)."""
     from tqdm import tqdm
     out = Path(out)
     ckpt = out / CKPT
@@ -110,23 +115,25 @@ def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
     y_all = torch.from_numpy(train_split.labels)
     tr, va = split_validation(len(x_all), cfg.val_fraction, cfg.seed)
     x_tr, y_tr, x_va, y_va = x_all[tr], y_all[tr], x_all[va], y_all[va]
-    net = build_model(cfg.arch, vocab_size=vocab.num_words, **cfg.model)
+    net = build_model(cfg.arch, vocab_size=vocab.num_words, **cfg.model).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, fused=True)
     loss_fn = nn.BCELoss()
     history: list[dict] = []
     best = {"epoch": 0, "val_accuracy": -1.0}
-    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     params = [p for p in net.parameters()]
     ema = [p.detach().clone() for p in params] if cfg.ema > 0 else None
     start_epoch = 1
     if resume and (ckpt / "state.json").exists():
         from safetensors.torch import load_file
         state = json.loads((ckpt / "state.json").read_text())
-        if state["config"] != asdict(cfg):
+        # More epochs than first planned is fine; anything else would silently mix two runs.
+        if {**state["config"], "epochs": cfg.epochs} != asdict(cfg):
             raise ValueError(f"{ckpt}: the checkpoint was made with a different configuration "
                              f"({state['config']}); start a new --out or pass the same options")
         tensors = load_file(str(ckpt / f"epoch-{state['epoch']}.safetensors"))
         net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        tensors = {k: (v.to(device) if k.startswith(("opt.", "ema.")) and v.dim() else v) for k, v in tensors.items()}
         _load_opt(opt, tensors, state["optimizer"])
         if ema is not None:
             ema = [tensors[f"ema.{i}"].clone() for i in range(len(params))]
@@ -151,7 +158,7 @@ def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
                    disable=not progress, unit="batch", leave=True)
         for i in bar:
             idx = order[i:i + cfg.batch_size]
-            xb, yb = x_tr[idx], y_tr[idx].float()
+            xb, yb = x_tr[idx].to(device), y_tr[idx].float().to(device)
             opt.zero_grad(set_to_none=True)
             p = net(xb)[:, 0]
             loss = loss_fn(p, yb)
@@ -160,7 +167,7 @@ def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
             if ema is not None:
                 with torch.no_grad():
                     torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - cfg.ema)
-            run_loss += float(loss) * len(idx)
+            run_loss += float(loss.detach()) * len(idx)
             run_correct += float(((p > 0.5).float() == yb).sum())
             seen += len(idx)
             if (i // cfg.batch_size) % 20 == 0:
@@ -176,10 +183,12 @@ def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
                         "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds})
         if val_acc > best["val_accuracy"]:
             best = {"epoch": epoch, "val_accuracy": val_acc}
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
             stale = 0
         else:
             stale += 1
+            for group in opt.param_groups:
+                group["lr"] *= cfg.lr_decay
         if live is not None:
             with torch.no_grad():
                 torch._foreach_copy_(params, live)
@@ -190,10 +199,11 @@ def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
                                           "config": asdict(cfg)}, best_state,
                          {f"ema.{i}": t for i, t in enumerate(ema)} if ema is not None else {})
     net.load_state_dict(best_state)
-    net.eval()
+    net.cpu().eval()
     metrics = {"arch": cfg.arch, "history": history, "best_epoch": best["epoch"],
                "val_accuracy": best["val_accuracy"], "n_train": len(tr), "n_val": len(va),
                "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
+               "device": str(device), "torch_threads": torch.get_num_threads(),
                "config": asdict(cfg), "versions": _versions()}
     if test_split is not None:
         x_te = torch.from_numpy(vocab.encode(test_split.texts, cfg.maxlen))
