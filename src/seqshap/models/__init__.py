@@ -6,6 +6,7 @@ from functools import partial
 from torch import nn
 
 from .classifiers import CNNClassifier, RecurrentClassifier
+from .keras_layers import KerasSequential
 
 ARCHITECTURES = {
     "lstm": partial(RecurrentClassifier, "lstm"),
@@ -13,7 +14,12 @@ ARCHITECTURES = {
     "bilstm": partial(RecurrentClassifier, "lstm", bidirectional=True),
     "lstm2": partial(RecurrentClassifier, "lstm", num_layers=2),
     "cnn": CNNClassifier,
+    "keras": KerasSequential,  # imported Keras models (seqshap import-keras)
 }
+
+
+# The architectures `seqshap train` can build from scratch ("keras" needs an imported layer list).
+TRAINABLE = ("lstm", "gru", "bilstm", "lstm2", "cnn")
 
 
 def build_model(arch: str, **kwargs) -> nn.Module:
@@ -23,4 +29,4 @@ def build_model(arch: str, **kwargs) -> nn.Module:
     return ARCHITECTURES[arch](**kwargs)
 
 
-__all__ = ["ARCHITECTURES", "build_model", "RecurrentClassifier", "CNNClassifier"]
+__all__ = ["ARCHITECTURES", "TRAINABLE", "build_model", "RecurrentClassifier", "CNNClassifier"]
