@@ -372,3 +372,23 @@ def test_expected_value_is_mean_background_output():
             want = squash(net.double()(bg)).mean().item()
         net.float()
         assert math.isclose(ex.expected_value[0], want, abs_tol=1e-9)
+
+
+def test_direct_token_path_equals_generic_path():
+    """The shortcut that reads token attributions straight off the LSTM/GRU input projection
+    must agree with carrying multipliers back through W_ih to the embedding."""
+    class Detour(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, ids):
+            e = self.inner.embedding(ids) * 1.0     # a new tensor: the generic path is taken
+            return self.inner(e)
+
+    for arch in ("lstm", "bilstm", "gru", "lstm2"):
+        net = small(arch)
+        x, bg = data(3, 4)
+        direct = DeepExplainer(net, bg, dtype=torch.float64).shap_values(x)
+        generic = DeepExplainer(Detour(net), bg, dtype=torch.float64).shap_values(x)
+        assert np.allclose(direct, generic, atol=1e-12), arch

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import weakref
 from typing import Sequence
 
 import numpy as np
@@ -19,11 +20,21 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .explanation import Explanation
-from .recurrent import Pairing
+from .recurrent import Pairing, TokenSink
 from .rules import ProductRule
 from .tracer import check_modules, explain_forward
 
 OUTPUT_SPACES = ("probability", "logit", "raw")
+
+# Explaining rewrites the model's module tree for the duration of a call, so every explainer
+# of the same nn.Module (the web server may hold several) must take turns on it.
+_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(net: nn.Module) -> threading.RLock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(net, threading.RLock())
 
 
 class AdditivityError(AssertionError):
@@ -107,7 +118,7 @@ class DeepExplainer:
         self.output, self.rule, self.batch_pairs = output, ProductRule(product_rule), int(batch_pairs)
         self.dtype = dtype
         self.net = copy.deepcopy(net).to(dtype) if dtype is not None else net
-        self._lock = threading.RLock()  # the rewrite touches the module tree: one explanation at a time
+        self._lock = model_lock(self.net)
         bg = self._prepare(background, "background")
         if weights is not None:
             w = torch.as_tensor(weights, dtype=torch.float64)
@@ -202,7 +213,8 @@ class DeepExplainer:
             handles = [e.register_forward_hook(grab) for e in self._embeddings()]
         try:
             with self._lock, torch.enable_grad():
-                y, mode = explain_forward(self.net, stacked, self.rule, Pairing(n, k))
+                sink = TokenSink(captured)
+                y, mode = explain_forward(self.net, stacked, self.rule, Pairing(n, k, sink))
                 y = _select_space(y, mode.logit_of, self.output)
                 if not captured or not y.requires_grad:
                     raise RuntimeError("the model output does not depend on its input embeddings")
@@ -210,11 +222,14 @@ class DeepExplainer:
                 phis = []
                 for c in range(y.shape[1]):
                     grads = torch.autograd.grad(y[:P, c].sum(), captured, retain_graph=c < y.shape[1] - 1,
-                                                allow_unused=True)
+                                                allow_unused=True, materialize_grads=False)
                     phi = 0
                     for g, e in zip(grads, captured):
                         if g is not None:
                             phi = phi + (g[:P] * (e[:P] - e[P:])).reshape(P, e.shape[1], -1).sum(-1)
+                        direct = sink.take(e)       # from a recurrent layer fed by e itself
+                        if direct is not None:
+                            phi = phi + direct
                     phis.append((phi.view(n, k, -1) * w).sum(1).double())
         finally:
             for h in handles:

@@ -30,6 +30,28 @@ class Pairing:
     """
     n: int | None = None
     k: int | None = None
+    tokens: "TokenSink | None" = None
+
+
+class TokenSink:
+    """Per-token attributions taken straight from a recurrent layer whose input *is* an
+    embedding output the explainer captured: ``sum_g m_g * Delta(W_ih e)_g`` equals
+    ``sum_e (m W_ih)_e * Delta e_e``, so the ``[pairs, T, 4H] x [4H, E]`` product that would
+    carry multipliers back to the embedding is never formed."""
+
+    def __init__(self, leaves: list[torch.Tensor]):
+        self.leaves = leaves
+        self.acc: dict[int, torch.Tensor] = {}
+
+    def owns(self, t: torch.Tensor) -> bool:
+        return any(t is leaf for leaf in self.leaves)
+
+    def add(self, leaf: torch.Tensor, contrib: torch.Tensor) -> None:
+        key = id(leaf)
+        self.acc[key] = self.acc[key] + contrib if key in self.acc else contrib
+
+    def take(self, leaf: torch.Tensor) -> torch.Tensor | None:
+        return self.acc.pop(id(leaf), None)
 
 
 class _Grid:
@@ -84,12 +106,12 @@ class _Grid:
 
 class _LSTMLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, bias, pairing, rule):
+    def forward(ctx, x, h0, c0, w_ih, w_hh, bias, pairing, rule, leaf, reverse):
         with torch._C.DisableTorchFunction():  # plain tensors inside: skip the op checker
-            return _LSTMLayer._forward(ctx, x, h0, c0, w_ih, w_hh, bias, pairing, rule)
+            return _LSTMLayer._forward(ctx, x, h0, c0, w_ih, w_hh, bias, pairing, rule, leaf, reverse)
 
     @staticmethod
-    def _forward(ctx, x, h0, c0, w_ih, w_hh, bias, pairing, rule):
+    def _forward(ctx, x, h0, c0, w_ih, w_hh, bias, pairing, rule, leaf, reverse):
         grid = _Grid(x.shape[0], pairing, x, h0, c0)
         ux, h, c = grid.unique(x), grid.unique(h0), grid.unique(c0)
         T, H = ux.shape[1], w_hh.shape[1]
@@ -117,21 +139,26 @@ class _LSTMLayer(torch.autograd.Function):
         S = A * (1 - A) * 0.5
         S[..., 2 * H: 3 * H] = (1 - A[..., 2 * H: 3 * H] ** 2) * 0.5
         STC = (1 - TC * TC) * 0.5
-        ctx.save_for_backward(w_ih, w_hh, Z, A, S, C, TC, STC)
-        ctx.grid, ctx.rule = grid, rule
+        XP = xp.transpose(0, 1).contiguous() if leaf is not None else None  # [T, nu, 4H]
+        ctx.save_for_backward(w_ih, w_hh, Z, A, S, C, TC, STC, XP)
+        ctx.grid, ctx.rule, ctx.leaf, ctx.reverse, ctx.sink = grid, rule, leaf, reverse, pairing.tokens if pairing else None
         return grid.expand(out), grid.expand(h), grid.expand(c)
 
     @staticmethod
     def backward(ctx, g_out, g_h, g_c):
-        w_ih, w_hh, Z, A, S, C, TC, STC = ctx.saved_tensors
+        w_ih, w_hh, Z, A, S, C, TC, STC, XP = ctx.saved_tensors
         grid, rule = ctx.grid, ctx.rule
+        direct = XP is not None
+        if direct:
+            XPx, XPr = grid.sides(XP)
+            tok = Z.new_empty(grid.a, grid.b, Z.shape[0])
         T, H = Z.shape[0], w_hh.shape[1]
         (Zx, Zr), (Ax, Ar), (Sx, Sr) = grid.sides(Z), grid.sides(A), grid.sides(S)
         (Cx, Cr), (TCx, TCr), (STx, STr) = grid.sides(C), grid.sides(TC), grid.sides(STC)
         mo = grid.grid(g_out, (T, H), w_hh)
         mh = grid.grid(g_h, (H,), w_hh).clone()
         mc = grid.grid(g_c, (H,), w_hh).clone()
-        m_in = Z.new_empty(grid.a, grid.b, T, w_ih.shape[1])
+        m_in = None if direct else Z.new_empty(grid.a, grid.b, T, w_ih.shape[1])
         m_z = Z.new_empty(grid.a, grid.b, 4 * H)
         I_, F_, G_, O_ = slice(0, H), slice(H, 2 * H), slice(2 * H, 3 * H), slice(3 * H, 4 * H)
         for t in range(T - 1, -1, -1):
@@ -148,10 +175,17 @@ class _LSTMLayer(torch.autograd.Function):
             torch.mul(mc * w_i, sec[..., I_], out=m_z[..., I_])
             torch.mul(mc * w_f, sec[..., F_], out=m_z[..., F_])
             torch.mul(mc * w_g, sec[..., G_], out=m_z[..., G_])
-            torch.matmul(m_z, w_ih, out=m_in[:, :, t])
+            if direct:
+                tok[:, :, t] = torch.linalg.vecdot(m_z, XPx[t] - XPr[t])
+            else:
+                torch.matmul(m_z, w_ih, out=m_in[:, :, t])
             mh = torch.matmul(m_z, w_hh)
             mc = mc * w_cp
-        return grid.flat(m_in), grid.flat(mh), grid.flat(mc), None, None, None, None, None
+        if direct:
+            tok = tok.reshape(grid.P, T)
+            ctx.sink.add(ctx.leaf, tok.flip(1) if ctx.reverse else tok)
+        g_x = None if direct else grid.flat(m_in)
+        return g_x, grid.flat(mh), grid.flat(mc), None, None, None, None, None, None, None
 
 
 class _GRULayer(torch.autograd.Function):
@@ -268,9 +302,11 @@ class _ExplicitRNN(nn.Module):
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, d == 1)
                 seq = inp.flip(1) if d else inp
                 idx = layer * D + d
+                sink = self.pairing.tokens if self.pairing is not None else None
+                leaf = inp if layer == 0 and sink is not None and sink.owns(inp) else None
                 if lstm:
                     out, h, c = _LSTMLayer.apply(seq, h0[idx], c0[idx], w_ih, w_hh, b_ih + b_hh,
-                                                 self.pairing, self.rule)
+                                                 self.pairing, self.rule, leaf, d == 1)
                     c_n.append(c)
                 else:
                     out, h = _GRULayer.apply(seq, h0[idx], w_ih, w_hh, b_ih, b_hh, self.pairing, self.rule)
