@@ -1,0 +1,108 @@
+"""``seqshap explain``: explain one text in the terminal, as JSON, and as pictures."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .common import UsageError, add_command, add_model_option
+
+PICTURES = ("html", "svg", "png", "waterfall")
+
+
+def read_text(text: str | None, file: str | None, stdin=None) -> str:
+    """The text to explain: an argument, ``--file PATH``, or ``-`` (stdin)."""
+    if text is not None and file is not None:
+        raise UsageError("give the text either as an argument or with --file, not both")
+    if file is not None:
+        path = Path(file)
+        if not path.is_file():
+            raise UsageError(f"--file {file}: no such file")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise UsageError(f"--file {file}: not UTF-8 text") from None
+    elif text == "-":
+        text = (stdin or sys.stdin).read()
+    elif text is None:
+        raise UsageError('no text: give it as an argument, with --file PATH, or "-" to read stdin')
+    if not text.strip():
+        raise UsageError("the text is empty")
+    return text
+
+
+def _check_out(path: str | None, suffixes: tuple[str, ...], flag: str) -> None:
+    if path is not None and Path(path).suffix.lower() not in suffixes:
+        raise UsageError(f"{flag} {path}: expected a file ending in {' or '.join(suffixes)}")
+
+
+def run(args) -> int:
+    text = read_text(args.text, args.file)
+    _check_out(args.html, (".html", ".htm"), "--html")
+    _check_out(args.svg, (".svg",), "--svg")
+    _check_out(args.png, (".png", ".svg"), "--png")
+    _check_out(args.waterfall, (".png", ".svg"), "--waterfall")
+    if args.background < 1:
+        raise UsageError("--background must be at least 1")
+    from .. import load
+    from ..attribution import DeepExplainer
+    from ..data import load_imdb
+    model = load(args.model)
+    bg = load_imdb(args.imdb)["train"].head(args.background).texts
+    exp = DeepExplainer(model, list(bg), output=args.output).explain([text])[0]
+    written = []
+    if args.html:
+        from ..store import atomic_write_text
+        from ..viz.html import explanation_page
+        atomic_write_text(Path(args.html), explanation_page(exp))
+        written.append(args.html)
+    if args.svg:
+        from ..store import atomic_write_text
+        from ..viz.html import force_plot_svg
+        atomic_write_text(Path(args.svg), force_plot_svg(exp) + "\n")
+        written.append(args.svg)
+    if args.png:
+        from ..viz.plots import force_plot_png
+        force_plot_png(exp, args.png)
+        written.append(args.png)
+    if args.waterfall:
+        from ..viz.plots import waterfall
+        waterfall(exp, args.waterfall, k=args.top)
+        written.append(args.waterfall)
+    if args.json:
+        print(json.dumps({"tokens": list(exp.tokens), "values": exp.values.tolist(),
+                          "base_value": exp.base_value, "prediction": exp.output_value,
+                          "completeness_error": exp.completeness_error,
+                          "output_space": exp.output_space, "model": exp.model_name}))
+    else:
+        from ..viz.terminal import render, supports_colour
+        colour = {"always": True, "never": False}.get(args.color, None)
+        print(render(exp, colour_on=supports_colour() if colour is None else colour, k=args.top))
+    for w in written:
+        print(f"wrote {w}", file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    p = add_command(sub, "explain", "explain one prediction word by word (exact DeepSHAP)",
+                    'seqshap explain "the acting was great but the plot was awful" --html out.html --png out.png\n'
+                    "  seqshap explain --file review.txt --json\n"
+                    "  echo 'a dull, lifeless film' | seqshap explain -", run)
+    p.add_argument("text", nargs="?", help='the text to explain ("-" reads stdin)')
+    p.add_argument("--file", metavar="PATH", help="read the text from a UTF-8 file")
+    add_model_option(p)
+    p.add_argument("--json", action="store_true",
+                   help='print {"tokens", "values", "base_value", "prediction", "completeness_error"}')
+    p.add_argument("--html", metavar="FILE.html", help="write a self-contained HTML page (force plot, "
+                   "highlighted text, top words)")
+    p.add_argument("--svg", metavar="FILE.svg", help="write the force plot as SVG")
+    p.add_argument("--png", metavar="FILE.png", help="write the force plot as PNG (matplotlib)")
+    p.add_argument("--waterfall", metavar="FILE.png|svg", help="write a waterfall of the top words")
+    p.add_argument("--top", type=int, default=10, help="how many words to list (default 10)")
+    p.add_argument("--background", type=int, default=100, metavar="N",
+                   help="explain against the first N IMDB training reviews (default 100)")
+    p.add_argument("--output", choices=["probability", "logit"], default="probability",
+                   help="explain the probability (default) or the pre-sigmoid logit")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                   help="colour the terminal output (auto: when stdout is a terminal and NO_COLOR is unset)")
+    p.add_argument("--imdb", metavar="PATH", help="IMDB archive for the background (default: the shipped copy)")

@@ -1,0 +1,86 @@
+"""``seqshap importance``: global word importance over many explained test reviews."""
+from __future__ import annotations
+
+import json
+import sys
+
+from .common import UsageError, add_command, add_model_option
+
+
+def run(args) -> int:
+    if args.n < 1 or args.background < 1:
+        raise UsageError("--n and --background must be at least 1")
+    if args.min_count < 1 or args.top < 1 or args.batch_size < 1:
+        raise UsageError("--min-count, --top and --batch-size must be at least 1")
+    chunked = bool(args.scheduler or args.resume or args.chunk_size or args.workers)  # seqshap.distributed
+    if (args.chunk_size is not None and args.chunk_size < 1) or (args.workers is not None and args.workers < 1):
+        raise UsageError("--chunk-size and --workers must be at least 1")
+    if args.scheduler and args.scheduler not in ("local", "processes") and "://" not in args.scheduler:
+        raise UsageError(f"--scheduler must be local, processes or a Dask address like tcp://host:8786, "
+                         f"not {args.scheduler!r}")
+    from .. import load
+    from ..attribution import DeepExplainer
+    from ..data import load_imdb
+    from ..importance import importance_over, write_outputs
+    model = load(args.model)
+    imdb = load_imdb(args.imdb)
+    test = imdb["test"].head(args.n)
+    summary = None
+    if chunked:
+        from ..distributed import explain_corpus, format_summary
+        acc, summary = explain_corpus(args.model, list(test.texts), test.labels, args.out,
+                                      scheduler=args.scheduler or "local", chunk_size=args.chunk_size or 250,
+                                      n_workers=args.workers, resume=args.resume, progress=not args.quiet,
+                                      background=list(imdb["train"].head(args.background).texts),
+                                      ids=test.ids, output=args.output, batch_size=args.batch_size)
+        print(format_summary(summary), file=sys.stderr)
+    else:
+        explainer = DeepExplainer(model, list(imdb["train"].head(args.background).texts), output=args.output)
+        acc = importance_over(explainer, list(test.texts), test.labels, batch_size=args.batch_size,
+                              progress=not args.quiet, desc="explaining test reviews")
+    table = acc.table(args.min_count)
+    paths = write_outputs(table, args.out, k=args.top)
+    if args.json:
+        print(json.dumps({"n_explanations": table.n_explanations, "min_count": table.min_count,
+                          "words": len(table), "files": {k: str(v) for k, v in paths.items()},
+                          "top_positive": [r.word for r in table.top_positive(args.top)],
+                          "top_negative": [r.word for r in table.top_negative(args.top)],
+                          **({"run": summary} if summary else {})}))
+        return 0
+    print(f"{len(table)} words seen at least {args.min_count} times in {table.n_explanations} reviews")
+    for title, rows in (("top positive", table.top_positive(args.top)),
+                        ("top negative", table.top_negative(args.top))):
+        print(f"\n{title}:   {'mean':>9} {'mean|.|':>9} {'count':>6} {'reviews':>7}")
+        for r in rows:
+            print(f"  {r.word:<14}{r.mean:+9.4f} {r.mean_abs:9.4f} {r.count:6d} {r.n_reviews:7d}")
+    print("", file=sys.stderr)
+    for p in paths.values():
+        print(f"wrote {p}", file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    p = add_command(sub, "importance", "global word importance: explain the first N test reviews and "
+                    "pool the attributions by word (table CSV/JSON + plot PNG/SVG)",
+                    "seqshap importance --n 1000 --out importance/\n"
+                    "  seqshap importance --n 200 --min-count 3 --out /tmp/imp --json", run)
+    add_model_option(p)
+    p.add_argument("--n", type=int, default=1000, help="how many test reviews to explain (default 1000)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for word_importance.{csv,json,png,svg}")
+    p.add_argument("--background", type=int, default=100, metavar="N",
+                   help="the first N training reviews as the DeepSHAP background (default 100)")
+    p.add_argument("--min-count", type=int, default=10, help="keep words seen at least this often (default 10)")
+    p.add_argument("--top", type=int, default=20, help="how many top positive/negative words (default 20)")
+    p.add_argument("--batch-size", type=int, default=25, help="reviews explained at once (default 25)")
+    p.add_argument("--output", choices=["probability", "logit"], default="probability")
+    p.add_argument("--json", action="store_true", help="print a JSON summary instead of tables")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--imdb", metavar="PATH", help="IMDB archive (default: the shipped copy)")
+    p.add_argument("--scheduler", metavar="WHERE", help="explain in parallel chunks saved in OUT/chunks: 'local' "
+                   "(this machine's cores), 'processes' (a Dask LocalCluster) or a running Dask scheduler "
+                   "tcp://HOST:PORT (default: one process, no chunks)")
+    p.add_argument("--chunk-size", type=int, metavar="N", help="reviews per chunk (default 250)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes for local/processes (default: one per core)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted chunked run in OUT, skipping the chunks already saved")

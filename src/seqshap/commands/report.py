@@ -1,0 +1,48 @@
+"""``seqshap report``: the self-contained HTML report (the main job's output)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .common import UsageError, add_command, add_model_option
+
+
+def run(args) -> int:
+    if args.n < 1 or args.background < 1 or (args.importance_n is not None and args.importance_n < 1):
+        raise UsageError("--n, --background and --importance-n must be at least 1")
+    if args.min_count < 1:
+        raise UsageError("--min-count must be at least 1")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    from ..data import load_imdb
+    from ..report import write_report
+    index = write_report(args.model, out, n_explain=args.n, n_background=args.background,
+                         importance_n=args.importance_n, min_count=args.min_count, output=args.output,
+                         data=load_imdb(args.imdb), progress=not args.quiet)
+    if args.json:
+        print(json.dumps({"index": str(index), "files": sorted(p.name for p in out.iterdir()
+                                                               if not p.name.startswith("."))}))
+    else:
+        print(f"report written to {index}")
+    return 0
+
+
+def register(sub) -> None:
+    p = add_command(sub, "report", "write a self-contained HTML report: model, data, training curves, "
+                    "explanations of the first test reviews, global word importance",
+                    "seqshap report --out report/\n"
+                    "  seqshap report --model runs/lstm --n 10 --importance-n 1000 --out report/", run)
+    add_model_option(p)
+    p.add_argument("--out", default="report", metavar="DIR", help="output folder (default: report/)")
+    p.add_argument("--n", type=int, default=10, help="explain the first N test reviews (default 10)")
+    p.add_argument("--background", type=int, default=100, metavar="N",
+                   help="the first N training reviews as the DeepSHAP background (default 100)")
+    p.add_argument("--importance-n", type=int, default=None, metavar="N",
+                   help="pool word importance over the first N test reviews (default: the explained ones)")
+    p.add_argument("--min-count", type=int, default=3,
+                   help="importance table: words seen at least this often (default 3)")
+    p.add_argument("--output", choices=["probability", "logit"], default="probability")
+    p.add_argument("--json", action="store_true", help='print {"index": ..., "files": [...]}')
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--imdb", metavar="PATH", help="IMDB archive (default: the shipped copy)")

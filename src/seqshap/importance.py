@@ -1,0 +1,290 @@
+"""Global word importance: attributions grouped by *word* across many explanations.
+
+Per-position summaries mean nothing for text (position 57 is a different word in every
+review), so every occurrence of a word is pooled instead. For each word:
+
+- ``mean``      mean signed attribution per occurrence (direction: + pushes the output up),
+- ``mean_abs``  mean absolute attribution per occurrence (strength regardless of sign),
+- ``count``     number of occurrences, ``n_reviews`` number of reviews containing it.
+
+``<pad>``, ``<start>`` and ``<oov>`` are skipped: they are not words (every unknown word
+shares the one ``<oov>`` id, so pooling them would mix unrelated words).
+
+:class:`WordImportance` keeps only sums and counts and is mergeable: ``a.merge(b)``
+equals one run over both parts *exactly*. The float sums are kept as exact expansions
+(Shewchuk's non-overlapping partials, as in ``math.fsum``), so the result does not depend
+on the order or grouping of the additions (needed when the work is split over workers).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .attribution.explanation import Explanation
+from .store import atomic_write_json, atomic_write_text
+
+SKIP = frozenset({"<pad>", "<start>", "<oov>"})
+
+
+def _grow(partials: list[float], x: float) -> None:
+    """Add ``x`` to the exact expansion ``partials`` in place (Shewchuk / ``math.fsum``)."""
+    i = 0
+    for y in partials:
+        if abs(x) < abs(y):
+            x, y = y, x
+        hi = x + y
+        lo = y - (hi - x)
+        if lo:
+            partials[i] = lo
+            i += 1
+        x = hi
+    partials[i:] = [x]
+
+
+def _total(partials: list[float]) -> float:
+    return math.fsum(partials)  # correctly rounded value of the exact sum
+
+
+@dataclass(frozen=True)
+class WordStat:
+    """One row of the importance table."""
+    word: str
+    mean: float
+    mean_abs: float
+    count: int
+    n_reviews: int
+    sum: float
+
+
+class WordImportance:
+    """Mergeable accumulator of per-word attribution sums and counts."""
+
+    def __init__(self, output_space: str | None = None):
+        self.output_space = output_space
+        self.n_explanations = 0
+        self.n_skipped = 0  # <oov> positions seen (and left out)
+        self._sum: dict[str, list[float]] = {}
+        self._abs: dict[str, list[float]] = {}
+        self._count: dict[str, int] = {}
+        self._reviews: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._count)
+
+    def _space(self, space: str | None) -> None:
+        if space is None:
+            return
+        if self.output_space is None:
+            self.output_space = space
+        elif space != self.output_space:
+            raise ValueError(f"cannot pool attributions of different output spaces "
+                             f"({self.output_space!r} and {space!r})")
+
+    def add_tokens(self, tokens: Iterable[str], values: Iterable[float], output_space: str | None = None) -> None:
+        """Add one explained text: ``tokens`` ``[T]`` with ``values`` ``[T]``."""
+        tokens, values = list(tokens), np.asarray(values, dtype=np.float64).ravel()
+        if len(tokens) != len(values):
+            raise ValueError(f"{len(tokens)} tokens but {len(values)} values")
+        if not np.all(np.isfinite(values)):
+            raise ValueError("attributions contain NaN or inf")
+        self._space(output_space)
+        seen = set()
+        for tok, v in zip(tokens, values.tolist()):
+            if tok in SKIP:
+                self.n_skipped += tok == "<oov>"
+                continue
+            if tok not in self._count:
+                self._sum[tok], self._abs[tok], self._count[tok], self._reviews[tok] = [], [], 0, 0
+            _grow(self._sum[tok], v)
+            _grow(self._abs[tok], abs(v))
+            self._count[tok] += 1
+            if tok not in seen:
+                seen.add(tok)
+                self._reviews[tok] += 1
+        self.n_explanations += 1
+
+    def add(self, exp: Explanation) -> "WordImportance":
+        """Add one :class:`Explanation`."""
+        self.add_tokens(exp.tokens, exp.values, exp.output_space)
+        return self
+
+    def update(self, exps: Iterable[Explanation]) -> "WordImportance":
+        for e in exps:
+            self.add(e)
+        return self
+
+    def merge(self, other: "WordImportance") -> "WordImportance":
+        """Add another partial result into this one (in place); exact."""
+        if not isinstance(other, WordImportance):
+            raise TypeError(f"can only merge a WordImportance, got {type(other).__name__}")
+        self._space(other.output_space)
+        for w, c in other._count.items():
+            if w not in self._count:
+                self._sum[w], self._abs[w], self._count[w], self._reviews[w] = [], [], 0, 0
+            for x in other._sum[w]:
+                _grow(self._sum[w], x)
+            for x in other._abs[w]:
+                _grow(self._abs[w], x)
+            self._count[w] += c
+            self._reviews[w] += other._reviews[w]
+        self.n_explanations += other.n_explanations
+        self.n_skipped += other.n_skipped
+        return self
+
+    def __add__(self, other: "WordImportance") -> "WordImportance":
+        return WordImportance.from_state(self.to_state()).merge(other)
+
+    def to_state(self) -> dict:
+        """JSON-able state (exact: the partial sums are kept) for shipping between workers."""
+        return {"output_space": self.output_space, "n_explanations": self.n_explanations,
+                "n_skipped": self.n_skipped,
+                "words": {w: [list(self._sum[w]), list(self._abs[w]), self._count[w], self._reviews[w]]
+                          for w in self._count}}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "WordImportance":
+        acc = cls(state.get("output_space"))
+        acc.n_explanations = int(state["n_explanations"])
+        acc.n_skipped = int(state.get("n_skipped", 0))
+        for w, (s, a, c, r) in state["words"].items():
+            acc._sum[w], acc._abs[w] = [float(x) for x in s], [float(x) for x in a]
+            acc._count[w], acc._reviews[w] = int(c), int(r)
+        return acc
+
+    def table(self, min_count: int = 5) -> "ImportanceTable":
+        """Words seen at least ``min_count`` times, most positive mean first."""
+        if min_count < 1:
+            raise ValueError(f"min_count must be at least 1, got {min_count}")
+        rows = []
+        for w, c in self._count.items():
+            if c < min_count:
+                continue
+            s, a = _total(self._sum[w]), _total(self._abs[w])
+            rows.append(WordStat(w, s / c, a / c, c, self._reviews[w], s))
+        rows.sort(key=lambda r: (-r.mean, r.word))
+        return ImportanceTable(rows, self.n_explanations, min_count, self.output_space or "probability")
+
+
+@dataclass
+class ImportanceTable:
+    """The finished table (rows sorted by mean signed attribution, highest first)."""
+    rows: list[WordStat]
+    n_explanations: int
+    min_count: int
+    output_space: str = "probability"
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, word: str) -> WordStat:
+        for r in self.rows:
+            if r.word == word:
+                return r
+        raise KeyError(word)
+
+    def top_positive(self, k: int = 20) -> list[WordStat]:
+        """The ``k`` words with the highest positive mean attribution."""
+        return [r for r in self.rows if r.mean > 0][:max(0, k)]
+
+    def top_negative(self, k: int = 20) -> list[WordStat]:
+        """The ``k`` words with the most negative mean attribution, most negative first."""
+        return sorted((r for r in self.rows if r.mean < 0), key=lambda r: (r.mean, r.word))[:max(0, k)]
+
+    def by_mean_abs(self, k: int = 20) -> list[WordStat]:
+        return sorted(self.rows, key=lambda r: (-r.mean_abs, r.word))[:max(0, k)]
+
+    def to_dict(self, k: int = 20) -> dict:
+        return {"n_explanations": self.n_explanations, "min_count": self.min_count,
+                "output_space": self.output_space,
+                "top_positive": [r.word for r in self.top_positive(k)],
+                "top_negative": [r.word for r in self.top_negative(k)],
+                "words": [asdict(r) for r in self.rows]}
+
+    def to_csv_text(self) -> str:
+        buf = io.StringIO()
+        wr = csv.writer(buf, lineterminator="\n")
+        wr.writerow(["word", "mean", "mean_abs", "count", "n_reviews", "sum"])
+        for r in self.rows:
+            wr.writerow([r.word, repr(r.mean), repr(r.mean_abs), r.count, r.n_reviews, repr(r.sum)])
+        return buf.getvalue()
+
+    def write_csv(self, path: str | Path) -> Path:
+        atomic_write_text(Path(path), self.to_csv_text())
+        return Path(path)
+
+    def write_json(self, path: str | Path, k: int = 20) -> Path:
+        atomic_write_json(Path(path), self.to_dict(k))
+        return Path(path)
+
+
+def word_importance(exps: Iterable[Explanation], min_count: int = 5) -> ImportanceTable:
+    """One-shot: pool ``exps`` and return the table."""
+    return WordImportance().update(exps).table(min_count)
+
+
+def write_outputs(table: ImportanceTable, out_dir: str | Path, k: int = 20,
+                  stem: str = "word_importance") -> dict[str, Path]:
+    """Write ``{stem}.csv``, ``{stem}.json``, ``{stem}.png`` and ``{stem}.svg`` into ``out_dir``."""
+    from .viz.plots import importance_plot
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": table.write_csv(out / f"{stem}.csv"), "json": table.write_json(out / f"{stem}.json", k)}
+    if table.top_positive(1) or table.top_negative(1):
+        paths["png"] = importance_plot(table, out / f"{stem}.png", k)
+        paths["svg"] = importance_plot(table, out / f"{stem}.svg", k)
+    return paths
+
+
+def importance_html(table: ImportanceTable, k: int = 20) -> str:
+    """Two side-by-side tables (top positive / top negative words) as an HTML fragment."""
+    from .viz.html import esc
+    from .viz.layout import fmt
+
+    def block(title: str, rows: list[WordStat], col: str) -> str:
+        vmax = max((abs(r.mean) for r in rows), default=0.0) or 1.0
+        body = "".join(
+            f'<tr data-word="{esc(r.word)}" data-mean="{r.mean!r}"><td class="word">{esc(r.word)}</td>'
+            f'<td class="num">{fmt(r.mean)}</td><td class="num">{fmt(r.mean_abs).lstrip("+")}</td>'
+            f'<td class="num">{r.count}</td><td class="num">{r.n_reviews}</td>'
+            f'<td style="width:110px"><div style="height:9px;background:{col};width:'
+            f'{100 * abs(r.mean) / vmax:.1f}%"></div></td></tr>' for r in rows)
+        return (f'<div style="flex:1;min-width:420px"><h3>{title}</h3><table class="data importance">'
+                f'<thead><tr><th>word</th><th>mean</th><th>mean |·|</th><th>count</th><th>reviews</th>'
+                f'<th></th></tr></thead><tbody>{body or "<tr><td colspan=6>none</td></tr>"}</tbody>'
+                f'</table></div>')
+    return (f'<div class="seqshap-importance" style="display:flex;gap:24px;flex-wrap:wrap">'
+            f'{block("Top positive words", table.top_positive(k), "#ff0051")}'
+            f'{block("Top negative words", table.top_negative(k), "#008bfb")}</div>')
+
+
+def explain_batches(explainer, texts: list[str], labels=None, batch_size: int = 25,
+                    progress: bool = False, desc: str = "explain") -> list[Explanation]:
+    """``explainer.explain`` over ``texts`` in batches, with a tqdm bar on stderr."""
+    from tqdm import tqdm
+    out: list[Explanation] = []
+    with tqdm(total=len(texts), desc=desc, unit="review", disable=not progress, leave=False) as bar:
+        for i in range(0, len(texts), batch_size):
+            lab = None if labels is None else [int(x) for x in labels[i:i + batch_size]]
+            out.extend(explainer.explain(list(texts[i:i + batch_size]), labels=lab))
+            bar.update(len(texts[i:i + batch_size]))
+    return out
+
+
+def importance_over(explainer, texts: list[str], labels=None, batch_size: int = 25, progress: bool = False,
+                    desc: str = "importance") -> WordImportance:
+    """Explain ``texts`` batch by batch into a :class:`WordImportance` (explanations are not kept)."""
+    from tqdm import tqdm
+    acc = WordImportance(explainer.output)
+    with tqdm(total=len(texts), desc=desc, unit="review", disable=not progress) as bar:
+        for i in range(0, len(texts), batch_size):
+            chunk = list(texts[i:i + batch_size])
+            lab = None if labels is None else [int(x) for x in labels[i:i + batch_size]]
+            acc.update(explainer.explain(chunk, labels=lab))
+            bar.update(len(chunk))
+    return acc

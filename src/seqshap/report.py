@@ -1,0 +1,199 @@
+"""``seqshap report``: one self-contained HTML page about a model and its explanations.
+
+``out_dir/index.html`` embeds the force plots as inline SVG and links the PNGs beside it
+with relative paths, so the folder works offline, copied anywhere. Every picture in the
+page is also its own file in ``out_dir``. ``index.html`` is written last: when it exists,
+the report is complete.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .importance import WordImportance, explain_batches, importance_html, importance_over, write_outputs
+from .store import SeqshapModel, atomic_write_json, atomic_write_text, load
+from .viz.html import (esc, explanation_page, force_plot_svg, highlight_html, prediction_html,
+                       standalone_page, top_words_html)
+from .viz.plots import force_plot_png, training_curves, waterfall
+
+
+def _model_table(model: SeqshapModel) -> str:
+    cfg = model.config
+    n_params = sum(p.numel() for p in model.net.parameters())
+    m = model.metrics or {}
+    rows = [("name", model.name), ("architecture", cfg.get("arch")), ("directory", model.path),
+            ("words kept per review (maxlen)", model.maxlen),
+            ("vocabulary size (num_words)", model.vocab.num_words),
+            ("layer sizes", ", ".join(f"{k}={v}" for k, v in sorted((cfg.get("model") or {}).items())) or "defaults"),
+            ("parameters", f"{n_params:,}"),
+            ("epochs run", len(m.get("history") or []) or "—"),
+            ("selected epoch", m.get("best_epoch", "—")),
+            ("seconds per epoch", f"{m['seconds_per_epoch']:.1f}" if m.get("seconds_per_epoch") else "—")]
+    return _kv_table(rows)
+
+
+def _kv_table(rows) -> str:
+    body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    return f'<table class="data">{body}</table>'
+
+
+def _history_table(metrics: dict) -> str:
+    hist = metrics.get("history") or []
+    if not hist:
+        return ""
+    cols = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"]
+    head = "".join(f"<th>{c.replace('_', ' ')}</th>" for c in cols)
+    body = ""
+    for h in hist:
+        best = ' style="font-weight:bold"' if h.get("epoch") == metrics.get("best_epoch") else ""
+        cells = "".join(f'<td class="num">{_cell(h.get(c))}</td>' for c in cols)
+        body += f"<tr{best}>{cells}</tr>"
+    return f'<table class="data history"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _count(n) -> str:
+    return f"{n:,}" if isinstance(n, int) else "the"
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return esc(v)
+
+
+def _label_counts(labels) -> str:
+    labels = np.asarray(labels)
+    pos = int((labels == 1).sum())
+    return f"{len(labels):,} reviews ({pos:,} positive, {len(labels) - pos:,} negative)"
+
+
+def write_report(model: SeqshapModel | str | Path | None, out_dir: str | Path, n_explain: int = 10,
+                 n_background: int = 100, importance_n: int | None = None, min_count: int = 3,
+                 top_k: int = 20, output: str = "probability", data: dict | None = None,
+                 reviews=None, background=None, progress: bool = False, batch_size: int = 25) -> Path:
+    """Explain the first ``n_explain`` test reviews against the first ``n_background``
+    training reviews and write ``out_dir/index.html`` plus every picture beside it.
+
+    ``importance_n`` (default ``n_explain``) test reviews are pooled for the global word
+    importance (words seen at least ``min_count`` times). ``reviews``/``background`` (a
+    ``Split``) replace the IMDB test/train heads, e.g. for your own data. Returns the
+    path of ``index.html``.
+    """
+    from .attribution import DeepExplainer
+    from .data import load_imdb
+    if n_explain < 1 or n_background < 1:
+        raise ValueError("n_explain and n_background must be at least 1")
+    importance_n = n_explain if importance_n is None else int(importance_n)
+    if importance_n < 1:
+        raise ValueError("importance_n must be at least 1")
+    if not isinstance(model, SeqshapModel):
+        model = load(model)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    if reviews is None or background is None:
+        data = data or load_imdb()
+    test = reviews if reviews is not None else data["test"]
+    train = background if background is not None else data["train"]
+    shown, bg = test.head(n_explain), train.head(n_background)
+    if len(shown) == 0 or len(bg) == 0:
+        raise ValueError("no reviews to explain or no background reviews")
+
+    explainer = DeepExplainer(model, list(bg.texts), output=output)
+    exps = explain_batches(explainer, list(shown.texts), shown.labels, batch_size, progress,
+                           desc="explain reviews")
+    acc = WordImportance(output).update(exps)
+    if importance_n > len(shown):
+        more = test.head(importance_n)
+        rest = importance_over(explainer, list(more.texts[len(shown):]), more.labels[len(shown):],
+                               batch_size, progress, desc="word importance")
+        acc.merge(rest)
+    table = acc.table(min_count)
+
+    files: list[str] = []
+    parts = [f"<h1>seqshap report — {esc(model.name)}</h1>",
+             f'<p class="muted">seqshap {esc(__version__)} · exact DeepSHAP ({esc(output)} space) · '
+             f'written {_dt.datetime.now().strftime("%Y-%m-%d %H:%M")}</p>']
+
+    # Model and data
+    m = model.metrics or {}
+    test_acc = m.get("test_accuracy")
+    parts.append('<h2 id="model">Model</h2>' + _model_table(model))
+    expl_acc = np.mean([e.predicted_label == e.label for e in exps]) if exps else float("nan")
+    parts.append('<h2 id="data">Data</h2>' + _kv_table([
+        ("test set" if reviews is None else "reviews", _label_counts(test.labels)),
+        ("training set" if background is None else "background source", _label_counts(train.labels)),
+        ("background (reference) for DeepSHAP", f"first {len(bg)} training reviews: "
+                                                 f"{_label_counts(bg.labels)}"),
+        ("explained", f"first {len(shown)} test reviews: {_label_counts(shown.labels)}"),
+        ("word importance pooled over", f"first {acc.n_explanations} test reviews"),
+        ("base value (mean output over the background)", f"{float(explainer.expected_value[0]):.4f}"),
+        ("largest completeness error", f"{max(e.completeness_error for e in exps):.2e}"),
+        ("accuracy on the explained reviews", f"{expl_acc:.2f}")]))
+
+    # Training
+    parts.append('<h2 id="training">Training</h2>')
+    parts.append(f'<p style="font-size:18px">test accuracy: <b class="test-accuracy">'
+                 f'{test_acc:.4f}</b> on {_count(m.get("n_test"))} test reviews</p>' if test_acc is not None
+                 else '<p class="muted">no test accuracy recorded in metrics.json</p>')
+    if m.get("history"):
+        training_curves(m, out / "training_curves.png")
+        training_curves(m, out / "training_curves.svg")
+        files += ["training_curves.png", "training_curves.svg"]
+        parts.append('<img src="training_curves.png" alt="training curves: loss and accuracy per epoch">')
+        parts.append(_history_table(m))
+    else:
+        parts.append('<p class="muted">no training history in metrics.json</p>')
+
+    # Explanations
+    parts.append(f'<h2 id="explanations">Explanations of the first {len(exps)} test reviews</h2>'
+                 '<p class="muted">Red words push the prediction towards positive, blue towards '
+                 'negative. Hover a word for its value.</p>')
+    width = len(str(len(exps)))
+    for i, e in enumerate(exps, 1):
+        n = f"{i:0{max(2, width)}d}"
+        svg = force_plot_svg(e)
+        atomic_write_text(out / f"force_{n}.svg", svg + "\n")
+        force_plot_png(e, out / f"force_{n}.png")
+        waterfall(e, out / f"waterfall_{n}.png")
+        atomic_write_text(out / f"highlight_{n}.html", standalone_page(
+            f"Test review {i} — highlight", f"<h1>Test review {i}</h1>{prediction_html(e)}{highlight_html(e)}"))
+        atomic_write_text(out / f"explanation_{n}.html", explanation_page(e, f"Test review {i}"))
+        files += [f"force_{n}.svg", f"force_{n}.png", f"waterfall_{n}.png", f"highlight_{n}.html",
+                  f"explanation_{n}.html"]
+        rid = shown.ids[i - 1] if getattr(shown, "ids", None) else ""
+        links = " · ".join(f'<a href="{f}">{f}</a>' for f in (f"force_{n}.svg", f"force_{n}.png",
+                                                             f"waterfall_{n}.png", f"highlight_{n}.html"))
+        parts.append(f'<section class="review" id="review-{i}" data-index="{i}"><h3>Test review {i}'
+                     f'{" <span class=muted>(" + esc(rid) + ")</span>" if rid else ""}</h3>'
+                     f'{prediction_html(e)}{svg}{highlight_html(e)}'
+                     f'<details><summary class="muted">top words and waterfall</summary>{top_words_html(e)}'
+                     f'<img src="waterfall_{n}.png" alt="waterfall of review {i}"></details>'
+                     f'<p class="muted">files: {links}</p></section>')
+    atomic_write_json(out / "explanations.json", [e.to_dict() for e in exps])
+    files.append("explanations.json")
+
+    # Global word importance
+    parts.append(f'<h2 id="importance">Global word importance</h2><p class="muted">Attributions pooled '
+                 f'by word over {acc.n_explanations} test reviews; words seen at least {min_count} times '
+                 f'({len(table)} words; {acc.n_skipped} out-of-vocabulary positions left out). '
+                 f'mean = average push per occurrence.</p>')
+    paths = write_outputs(table, out, k=top_k)
+    files += [p.name for p in paths.values()]
+    parts.append(importance_html(table, k=top_k))
+    if "png" in paths:
+        parts.append('<img src="word_importance.png" alt="word importance plot">')
+    parts.append('<h2 id="files">Files</h2><p class="muted">' +
+                 " · ".join(f'<a href="{esc(f)}">{esc(f)}</a>' for f in files) + "</p>")
+    index = out / "index.html"
+    atomic_write_text(index, standalone_page(f"seqshap report — {model.name}", "\n".join(parts)))
+    return index
+
+
+__all__ = ["write_report"]

@@ -1,0 +1,5 @@
+"""Pictures of explanations: self-contained HTML/SVG (:mod:`.html`), matplotlib PNG/SVG
+(:mod:`.plots`) and coloured terminal text (:mod:`.terminal`)."""
+from .html import explanation_html, force_plot_svg, highlight_html, standalone_page, top_words_html
+
+__all__ = ["explanation_html", "force_plot_svg", "highlight_html", "standalone_page", "top_words_html"]

@@ -1,0 +1,386 @@
+"""Pictures of one Explanation: SVG force plot, HTML highlight/top words, PNG/SVG plots, terminal.
+
+Built from hand-made Explanations (no model needed), so every number is known exactly.
+"""
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from seqshap.attribution.explanation import Explanation
+from seqshap.data.tokenize import words
+from seqshap.viz import explanation_html, force_plot_svg, highlight_html, standalone_page, top_words_html
+from seqshap.viz.layout import force_layout, pieces, word_spans
+from seqshap.viz.plots import force_plot_png, importance_plot, training_curves, waterfall
+from seqshap.viz.terminal import render
+
+SVG = "{http://www.w3.org/2000/svg}"
+SCRIPT_REVIEW = ("The acting was GREAT, but the plot was awful!<br /><br />Zyxqv "
+                 "<script>window.pwned=1</script> ok.")
+
+
+def make(text: str = SCRIPT_REVIEW, maxlen: int = 24, oov=("zyxqv",), seed: int = 0,
+         overrides: dict | None = None, base: float = 0.5) -> Explanation:
+    """An Explanation encoded like the real encoder: last ``maxlen`` tokens, <start> in front
+    when it fits, <pad> before; OOV words become <oov>."""
+    w = words(text)
+    toks = ["<start>"] + [x if x not in oov else "<oov>" for x in w]
+    ids = [1] + [2 if x in oov else 3 + i for i, x in enumerate(w)]
+    toks, ids = toks[-maxlen:], ids[-maxlen:]
+    toks = ["<pad>"] * (maxlen - len(toks)) + toks
+    ids = [0] * (maxlen - len(ids)) + ids
+    vals = np.random.default_rng(seed).normal(0, 0.02, maxlen)
+    overrides = {"great": 0.31, "awful": -0.22, **(overrides or {})}
+    for i, t in enumerate(toks):
+        if t == "<pad>":
+            vals[i] = 0.0
+        if t in overrides:
+            vals[i] = overrides[t]
+    return Explanation(tokens=toks, ids=ids, values=vals, base_value=base, output_value=base + float(vals.sum()),
+                       completeness_error=1e-7, text=text, label=1, model_name="test-lstm")
+
+
+class Tags(HTMLParser):
+    """Collects (tag, attrs, text inside) for elements with a class."""
+
+    def __init__(self):
+        super().__init__()
+        self.elems, self.stack, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag in ("br", "img", "meta", "link", "input"):
+            self.elems.append([tag, a, ""])
+            return
+        rec = [tag, a, ""]
+        self.elems.append(rec)
+        self.stack.append(rec)
+
+    def handle_endtag(self, tag):
+        while self.stack:
+            rec = self.stack.pop()
+            if rec[0] == tag:
+                break
+
+    def handle_data(self, data):
+        self.text.append(data)
+        for rec in self.stack:
+            rec[2] += data
+
+    def find(self, tag=None, cls=None):
+        return [e for e in self.elems if (tag is None or e[0] == tag)
+                and (cls is None or cls in (e[1].get("class") or "").split())]
+
+
+def parse(html: str) -> Tags:
+    t = Tags()
+    t.feed(html)
+    return t
+
+
+# ------------------------------------------------------------------ alignment with the text
+def test_word_spans_map_back_to_the_text_as_written():
+    text = "It's GREAT!<br />Really... 10/10"
+    spans = word_spans(text)
+    assert [text[a:b] for a, b in spans] == ["It's", "GREAT", "Really", "10", "10"]
+    assert [text[a:b].lower() for a, b in spans] == words(text)
+
+
+def test_pieces_hide_pad_and_start_and_keep_oov_as_written():
+    exp = make(maxlen=30)  # the whole review fits: <start> and padding in front
+    ps = pieces(exp)
+    assert "".join(p.text for p in ps) == exp.text  # the review exactly as written
+    shown = [p for p in ps if p.pos is not None]
+    assert len(shown) == int(exp.visible.sum())
+    assert all(exp.tokens[p.pos] not in ("<pad>", "<start>") for p in shown)
+    oov = [p for p in shown if p.oov]
+    assert [p.text for p in oov] == ["Zyxqv"] and exp.tokens[oov[0].pos] == "<oov>"
+    assert [p.text for p in shown][:4] == ["The", "acting", "was", "GREAT"]
+
+
+def test_pieces_mark_front_truncated_words():
+    exp = make(maxlen=8)  # the encoder keeps the last 8 words: no <start>, no padding
+    ps = pieces(exp)
+    assert ps[0].truncated and ps[0].pos is None
+    kept = [p.text for p in ps if p.pos is not None]
+    assert [k.lower() for k in kept] == [t if t != "<oov>" else "zyxqv" for t in exp.tokens]
+    assert "".join(p.text for p in ps) == exp.text
+
+
+def test_pieces_fall_back_to_tokens_without_text_or_on_mismatch():
+    exp = make()
+    no_text = Explanation(exp.tokens, exp.ids, exp.values, exp.base_value, exp.output_value, 0.0)
+    shown = [p.text for p in pieces(no_text) if p.pos is not None]
+    assert shown == [t for t, v in zip(exp.tokens, exp.visible) if v]
+    wrong = Explanation(exp.tokens, exp.ids, exp.values, exp.base_value, exp.output_value, 0.0,
+                        text="a completely different review with other words in it " * 3)
+    assert [p.text for p in pieces(wrong) if p.pos is not None] == shown
+
+
+# ------------------------------------------------------------------------- force plot SVG
+def test_force_plot_svg_is_valid_xml_and_numbers_equal_the_explanation():
+    exp = make()
+    svg = force_plot_svg(exp)
+    root = ET.fromstring(svg)  # well-formed standalone SVG
+    assert root.tag == SVG + "svg"
+    assert float(root.get("data-base-value")) == exp.base_value
+    assert float(root.get("data-output-value")) == exp.output_value
+    segs = root.findall(f".//{SVG}g[@data-word]")
+    nonzero = [i for i in np.flatnonzero(exp.visible) if exp.values[i] != 0]
+    hidden = float(exp.values[~exp.visible].sum())  # <start> has attribution too: one extra segment
+    assert hidden != 0
+    assert sorted(int(s.get("data-pos")) for s in segs) == [-1] + sorted(nonzero)
+    for s in segs:  # exact values, and the hover title shows the same number
+        p = int(s.get("data-pos"))
+        v = hidden if p == -1 else exp.values[p]
+        assert float(s.get("data-value")) == v
+        assert s.find(f"{SVG}title").text.endswith(f"{v:+.4f}")
+        colour = s.find(f"{SVG}polygon").get("fill")
+        assert colour == ("#ff0051" if v > 0 else "#008bfb")
+    total = sum(float(s.get("data-value")) for s in segs)
+    assert total == pytest.approx(exp.output_value - exp.base_value, abs=1e-12)
+    assert "f(x) = " + f"{exp.output_value:.4f}" in "".join(root.itertext())
+    assert f"base value {exp.base_value:.4f}" in "".join(root.itertext())
+
+
+def test_force_plot_red_left_of_output_blue_right_and_stacked_to_it():
+    exp = make()
+    root = ET.fromstring(force_plot_svg(exp))
+    xf = float(root.find(f".//{SVG}g[@class='output-value']/{SVG}line").get("x1"))
+    for s in root.findall(f".//{SVG}g[@data-word]"):
+        xs = [float(pt.split(",")[0]) for pt in s.find(f"{SVG}polygon").get("points").split()]
+        if float(s.get("data-value")) > 0:
+            assert max(xs) <= xf + 0.01
+        else:
+            assert min(xs) >= xf - 0.01
+    segs, lo, hi = force_layout(exp)
+    v = np.append(exp.values[exp.visible], exp.values[~exp.visible].sum())  # + the <start> segment
+    assert lo == pytest.approx(exp.output_value - v[v > 0].sum())
+    assert hi == pytest.approx(exp.output_value - v[v < 0].sum())
+    # the biggest contributors sit right next to f(x)
+    red = [s for s in segs if s.value > 0]
+    assert red[0].word == "GREAT" and red[0].x1 == exp.output_value
+
+
+def test_force_plot_labels_the_biggest_contributors_with_their_words():
+    exp = make()
+    root = ET.fromstring(force_plot_svg(exp, max_labels=3))
+    labels = root.findall(f".//{SVG}g[@class='label']")
+    assert 1 <= len(labels) <= 3
+    top3 = sorted(np.flatnonzero(exp.visible), key=lambda i: -abs(exp.values[i]))[:3]
+    assert {int(g.get("data-pos")) for g in labels} <= set(int(i) for i in top3)
+    texts = {g.find(f"{SVG}text[@class='word']").text for g in labels}
+    assert {"GREAT", "awful"} <= texts
+    for g in labels:
+        assert g.find(f"{SVG}text[@class='value']").text == f"{float(g.get('data-value')):+.4f}"
+
+
+def test_force_plot_golden_structure():
+    """Structure, not pixels: the element skeleton and label order for a fixed explanation."""
+    exp = make(seed=3)
+    root = ET.fromstring(force_plot_svg(exp, width=960, max_labels=4))
+    skeleton = [(c.tag.replace(SVG, ""), c.get("class")) for c in root]
+    assert skeleton == [("title", None), ("g", "legend"), ("g", "axis"), ("g", "segments"),
+                        ("g", "base-value"), ("g", "output-value"), ("g", "labels")]
+    assert root.get("viewBox").startswith("0 0 960 ")
+    words_ = [g.find(f"{SVG}text[@class='word']").text for g in root.find(f"{SVG}g[@class='labels']")]
+    assert words_[:2] == ["GREAT", "awful"]  # biggest |value| first
+    seg_classes = [g.get("class").split()[1] for g in root.find(f"{SVG}g[@class='segments']")]
+    # red block first (left of f(x)), then blue; never interleaved
+    assert seg_classes == sorted(seg_classes, key=lambda c: c != "pos")
+
+
+def test_review_text_is_escaped_everywhere():
+    exp = make(text='<b onmouseover="x()">Bold</b> & "quoted" review <script>alert(1)</script> end',
+               oov=())
+    for fragment in (force_plot_svg(exp), highlight_html(exp), top_words_html(exp), explanation_html(exp)):
+        assert "<script" not in fragment and "<b " not in fragment
+    t = parse(highlight_html(exp))
+    assert not t.find("script") and not t.find("b")  # no element came from the review
+    shown = "".join(t.text)  # ...it is all text, exactly as written
+    assert '<b onmouseover="x()">Bold</b> & "quoted" review <script>alert(1)</script> end' in shown
+    evil = Explanation(["<pad>", 'a<b&"c', "</svg><script>x</script>"], [0, 3, 4], [0.0, 0.2, -0.1],
+                       0.5, 0.6, 0.0)
+    svg = force_plot_svg(evil)
+    ET.fromstring(svg)  # still well-formed XML
+    assert "<script" not in svg and "a&lt;b&amp;&quot;c" in svg
+    page = standalone_page('<script>alert("t")</script>', explanation_html(evil))
+    assert "<script" not in page
+
+
+def test_control_characters_do_not_break_the_svg():
+    evil = Explanation(["bell\x07", "esc\x1b[31m"], [3, 4], [0.1, -0.1], 0.5, 0.5, 0.0)
+    ET.fromstring(force_plot_svg(evil))
+
+
+def test_non_finite_values_are_refused_with_a_clear_error():
+    exp = Explanation(["a"], [3], [float("nan")], 0.5, 0.5, 0.0)
+    with pytest.raises(ValueError, match="non-finite"):
+        force_plot_svg(exp)
+    with pytest.raises(TypeError, match="Explanation"):
+        highlight_html({"tokens": []})
+
+
+# ---------------------------------------------------------------------- highlight / top words
+def test_highlight_shows_words_as_written_with_exact_values_and_legend():
+    exp = make(maxlen=30)
+    t = parse(highlight_html(exp))
+    spans = t.find("span", "w")
+    assert len(spans) == int(exp.visible.sum())
+    for tag, a, text in spans:
+        p = int(a["data-pos"])
+        assert float(a["data-value"]) == exp.values[p]
+        assert a["title"].startswith(f"{text}: {exp.values[p]:+.4f}")
+        assert exp.tokens[p] in (text.lower(), "<oov>")
+        assert "background:rgb(" in a["style"]
+    oov = t.find("span", "oov")
+    assert [e[2] for e in oov] == ["Zyxqv"] and "not in the vocabulary" in oov[0][1]["title"]
+    visible_text = "".join(t.text)
+    assert "<pad>" not in visible_text and "<start>" not in visible_text
+    assert "<script>window.pwned=1</script>" in visible_text  # shown as text
+    legend = t.find("div", "legend")
+    assert legend and "+0.3100" in legend[0][2] and "-0.3100" in legend[0][2]
+
+
+def test_highlight_colours_are_diverging_and_scaled():
+    exp = make(maxlen=30)
+    spans = {int(a["data-pos"]): a["style"] for _, a, _ in parse(highlight_html(exp)).find("span", "w")}
+    great = exp.tokens.index("great")
+    awful = exp.tokens.index("awful")
+    assert "background:rgb(255,0,81)" in spans[great]      # the largest |value| gets full red
+    rgb = re.search(r"background:rgb\((\d+),(\d+),(\d+)\)", spans[awful]).groups()
+    r, g, b = map(int, rgb)
+    assert b == 255 - round((255 - 251) * 0.22 / 0.31) and r < g < b  # blue, 0.22/0.31 of full
+
+
+def test_highlight_folds_words_the_model_did_not_read():
+    exp = make(maxlen=8)
+    t = parse(highlight_html(exp))
+    cut = t.find("details", "cut")
+    assert cut and "not read by the model" in cut[0][2]
+    n_cut = len(words(exp.text)) - 8
+    assert f"{n_cut} earlier word(s)" in cut[0][2]
+
+
+def test_top_words_table_lists_largest_values_in_order():
+    exp = make()
+    rows = parse(top_words_html(exp, k=5)).find("tr")
+    rows = [r for r in rows if "data-value" in r[1]]
+    vals = [float(r[1]["data-value"]) for r in rows]
+    assert len(vals) == 5
+    expected = sorted(exp.values[exp.visible], key=lambda v: -abs(v))[:5]
+    assert vals == [float(v) for v in expected]
+
+
+def test_explanation_html_and_repr_html_compose_everything():
+    exp = make()
+    frag = explanation_html(exp)
+    assert exp._repr_html_() == frag
+    t = parse(frag)
+    assert t.find("svg", "seqshap-force") and t.find("div", "seqshap-highlight")
+    assert t.find("table", "seqshap-top") and t.find("div", "prediction")
+    pred = t.find("div", "prediction")[0][2]
+    assert f"{exp.output_value:.4f}" in pred and "true label positive" in pred
+
+
+def test_standalone_page_is_self_contained():
+    page = standalone_page("A & B <title>", explanation_html(make()))
+    assert page.startswith("<!DOCTYPE html>") and "<title>A &amp; B &lt;title&gt;</title>" in page
+    csp = [a for _, a, _ in parse(page).find("meta") if a.get("http-equiv") == "Content-Security-Policy"]
+    assert csp and "script-src 'none'" in csp[0]["content"]  # even a missed escape could not run
+    # nothing fetched from anywhere: the only URL is the SVG namespace name
+    urls = set(re.findall(r"https?://[^\s\"')]+", page))
+    assert urls == {"http://www.w3.org/2000/svg"}
+    assert not re.search(r"(src|href)=\"(https?:)?//", page) and "@import" not in page
+    assert "<script" not in page
+
+
+# ----------------------------------------------------------------------------- matplotlib
+def _png_size(path):
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return im.size
+
+
+def test_force_plot_png_and_svg(tmp_path):
+    exp = make()
+    p = force_plot_png(exp, tmp_path / "force.png")
+    w, h = _png_size(p)
+    assert w > 800 and h > 200
+    s = force_plot_png(exp, tmp_path / "force.svg")
+    text = "".join(ET.parse(s).getroot().itertext())
+    assert "GREAT" in text and "awful" in text and f"f(x) = {exp.output_value:.4f}" in text
+
+
+def test_waterfall_png_svg_lists_top_words(tmp_path):
+    exp = make()
+    _png_size(waterfall(exp, tmp_path / "w.png", k=5))
+    root = ET.parse(waterfall(exp, tmp_path / "w.svg", k=5)).getroot()
+    text = "".join(root.itertext())
+    for _, v in exp.top(5):
+        assert f"{v:+.4f}" in text
+    assert "other positions" in text
+
+
+def test_plots_escape_odd_words_and_refuse_unknown_formats(tmp_path):
+    evil = Explanation(["$x^2$", "a<b&c"], [3, 4], [0.2, -0.1], 0.5, 0.6, 0.0)
+    root = ET.parse(waterfall(evil, tmp_path / "e.svg")).getroot()
+    text = "".join(root.itertext())
+    assert "$x^2$" in text and "a<b&c" in text  # literal, not mathtext, and valid XML
+    with pytest.raises(ValueError, match=r"\.png or \.svg"):
+        force_plot_png(evil, tmp_path / "x.jpg")
+    assert not (tmp_path / "x.jpg").exists()
+
+
+def test_training_curves(tmp_path):
+    metrics = {"history": [{"epoch": e, "train_loss": 0.7 - 0.1 * e, "train_accuracy": 0.6 + 0.05 * e,
+                            "val_loss": 0.65 - 0.05 * e, "val_accuracy": 0.62 + 0.04 * e, "seconds": 3.0}
+                           for e in range(1, 5)], "best_epoch": 3, "test_accuracy": 0.81}
+    _png_size(training_curves(metrics, tmp_path / "c.png"))
+    text = "".join(ET.parse(training_curves(metrics, tmp_path / "c.svg")).getroot().itertext())
+    assert "test accuracy 0.8100" in text and "selected epoch 3" in text and "validation" in text
+    with pytest.raises(ValueError, match="no training history"):
+        training_curves({}, tmp_path / "d.png")
+
+
+def test_importance_plot(tmp_path):
+    from seqshap.importance import WordImportance
+    acc = WordImportance()
+    acc.add_tokens(["great", "awful", "great", "film"], [0.3, -0.2, 0.1, 0.01])
+    table = acc.table(min_count=1)
+    _png_size(importance_plot(table, tmp_path / "i.png"))
+    text = "".join(ET.parse(importance_plot(table, tmp_path / "i.svg")).getroot().itertext())
+    assert "great" in text and "awful" in text and "n=2" in text
+    with pytest.raises(ValueError, match="no words"):
+        importance_plot(WordImportance().table(1), tmp_path / "none.png")
+
+
+# ------------------------------------------------------------------------------ terminal
+def test_terminal_render_plain_and_coloured():
+    exp = make(maxlen=30)
+    plain = render(exp, colour_on=False, k=3)
+    assert "\x1b" not in plain
+    assert f"prediction {exp.output_value:.4f}" in plain and "GREAT[+0.3100]" in plain
+    assert "awful[-0.2200]" in plain and "Zyxqv?" in plain
+    coloured = render(exp, colour_on=True, k=3)
+    assert "\x1b[48;2;255;0;81m" in coloured  # GREAT on full red
+
+
+def test_terminal_render_strips_escape_sequences_from_reviews():
+    exp = make(text="nice \x1b[2J\x1b]0;pwned\x07 movie", oov=())
+    out = render(exp, colour_on=False)
+    assert "\x1b" not in out and "\x07" not in out
+    out = render(exp, colour_on=True)
+    assert "\x1b[2J" not in out and "\x1b]0" not in out
+
+
+def test_explanation_json_roundtrip_matches_values():
+    exp = make()
+    d = json.loads(json.dumps(exp.to_dict()))
+    assert d["values"] == exp.values.tolist()
