@@ -27,6 +27,16 @@ OTHERS = {
     "gru-400": ["--arch", "gru", "--maxlen", "400", "--lr-decay", "0.2"],
     "bilstm-400": ["--arch", "bilstm", "--maxlen", "400", "--lr-decay", "0.2"],
 }
+# A second round at maxlen 400, looking for the 0.89 the longer context should allow.
+LONG = {
+    "gru-400-s1": ["--arch", "gru", "--maxlen", "400", "--lr-decay", "0.2", "--seed", "1"],
+    "gru-400-lr5e-4": ["--arch", "gru", "--maxlen", "400", "--lr", "5e-4", "--lr-decay", "0.3"],
+    "gru-400-b64": ["--arch", "gru", "--maxlen", "400", "--batch-size", "64", "--lr-decay", "0.3"],
+    "bilstm-400-lr5e-4": ["--arch", "bilstm", "--maxlen", "400", "--lr", "5e-4", "--lr-decay", "0.3"],
+    "lstm-400": ["--arch", "lstm", "--maxlen", "400", "--lr-decay", "0.2"],
+    "cnn-400": ["--arch", "cnn", "--maxlen", "400", "--lr-decay", "0.2"],
+    "gru-400-v20k": ["--arch", "gru", "--maxlen", "400", "--lr-decay", "0.2", "--val-fraction", "0.05"],
+}
 
 
 def run_one(name: str, args: list[str], out: Path, device: str, threads: int) -> dict:
@@ -56,7 +66,7 @@ def main() -> None:
     ap.add_argument("--summary", type=Path, help="JSON summary path (default: OUT/summary.json)")
     ap.add_argument("--export-default", type=Path, help="copy the chosen seed model directory here")
     a = ap.parse_args()
-    configs = {**SEED_CANDIDATES, **OTHERS}
+    configs = {**SEED_CANDIDATES, **OTHERS, **LONG}
     if a.only:
         configs = {k: v for k, v in configs.items() if k in a.only}
     a.out.mkdir(parents=True, exist_ok=True)
