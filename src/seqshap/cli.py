@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `seqshap explain ... | head`: the reader left, which is fine
+        sys.stderr.close()
+        return 0
     except Exception as e:  # one line for people; the traceback is behind --debug
         if args.debug:
             raise

@@ -74,7 +74,7 @@ def _label_counts(labels) -> str:
 
 def write_report(model: SeqshapModel | str | Path | None, out_dir: str | Path, n_explain: int = 10,
                  n_background: int = 100, importance_n: int | None = None, min_count: int = 3,
-                 top_k: int = 20, output: str = "probability", data: dict | None = None,
+                 top_k: int = 20, output: str | None = None, data: dict | None = None,
                  reviews=None, background=None, progress: bool = False, batch_size: int = 25) -> Path:
     """Explain the first ``n_explain`` test reviews against the first ``n_background``
     training reviews and write ``out_dir/index.html`` plus every picture beside it.
@@ -93,6 +93,7 @@ def write_report(model: SeqshapModel | str | Path | None, out_dir: str | Path, n
         raise ValueError("importance_n must be at least 1")
     if not isinstance(model, SeqshapModel):
         model = load(model)
+    output = output or model.config.get("output_space", "probability")  # imported heads may be raw
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a directory")

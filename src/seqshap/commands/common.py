@@ -25,3 +25,14 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default="label")
     p.add_argument("--imdb", metavar="PATH", help="IMDB archive (default: the shipped copy)")
+
+
+def add_output_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", choices=["probability", "logit", "raw"], default=None,
+                   help="explain the probability, the pre-sigmoid logit, or the raw model output "
+                        "(default: what the model outputs, e.g. 'raw' for an imported linear Keras head)")
+
+
+def resolve_output(args, model) -> str:
+    """--output if given, else the model directory's own output space (probability by default)."""
+    return args.output or model.config.get("output_space", "probability")

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import UsageError, add_command, add_model_option
+from .common import UsageError, add_command, add_model_option, add_output_option, resolve_output
 
 PICTURES = ("html", "svg", "png", "waterfall")
 
@@ -48,6 +48,7 @@ def run(args) -> int:
     from ..attribution import DeepExplainer
     from ..data import load_imdb
     model = load(args.model)
+    args.output = resolve_output(args, model)
     bg = load_imdb(args.imdb)["train"].head(args.background).texts
     exp = DeepExplainer(model, list(bg), output=args.output).explain([text])[0]
     written = []
@@ -101,8 +102,7 @@ def register(sub) -> None:
     p.add_argument("--top", type=int, default=10, help="how many words to list (default 10)")
     p.add_argument("--background", type=int, default=100, metavar="N",
                    help="explain against the first N IMDB training reviews (default 100)")
-    p.add_argument("--output", choices=["probability", "logit"], default="probability",
-                   help="explain the probability (default) or the pre-sigmoid logit")
+    add_output_option(p)
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                    help="colour the terminal output (auto: when stdout is a terminal and NO_COLOR is unset)")
     p.add_argument("--imdb", metavar="PATH", help="IMDB archive for the background (default: the shipped copy)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import UsageError, add_command, add_model_option
+from .common import UsageError, add_command, add_model_option, add_output_option
 
 
 def run(args) -> int:
@@ -42,7 +42,7 @@ def register(sub) -> None:
                    help="pool word importance over the first N test reviews (default: the explained ones)")
     p.add_argument("--min-count", type=int, default=3,
                    help="importance table: words seen at least this often (default 3)")
-    p.add_argument("--output", choices=["probability", "logit"], default="probability")
+    add_output_option(p)
     p.add_argument("--json", action="store_true", help='print {"index": ..., "files": [...]}')
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--imdb", metavar="PATH", help="IMDB archive (default: the shipped copy)")
