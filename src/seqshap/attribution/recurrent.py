@@ -190,12 +190,12 @@ class _LSTMLayer(torch.autograd.Function):
 
 class _GRULayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, pairing, rule):
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, pairing, rule, leaf, reverse):
         with torch._C.DisableTorchFunction():
-            return _GRULayer._forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, pairing, rule)
+            return _GRULayer._forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, pairing, rule, leaf, reverse)
 
     @staticmethod
-    def _forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, pairing, rule):
+    def _forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, pairing, rule, leaf, reverse):
         grid = _Grid(x.shape[0], pairing, x, h0)
         ux, h = grid.unique(x), grid.unique(h0)
         T, H = ux.shape[1], w_hh.shape[1]
@@ -222,20 +222,25 @@ class _GRULayer(torch.autograd.Function):
             z = rz[:, H:]
             h = (1 - z) * n + z * h
             Hs[t + 1] = h
-        ctx.save_for_backward(w_ih, w_hh, Zrz, Arz, HN, AN, N, Hs)
-        ctx.grid, ctx.rule = grid, rule
+        XP = xp.transpose(0, 1).contiguous() if leaf is not None else None  # [T, nu, 3H]
+        ctx.save_for_backward(w_ih, w_hh, Zrz, Arz, HN, AN, N, Hs, XP)
+        ctx.grid, ctx.rule, ctx.leaf, ctx.reverse, ctx.sink = grid, rule, leaf, reverse, pairing.tokens if pairing else None
         return grid.expand(Hs[1:].transpose(0, 1).contiguous()), grid.expand(h)
 
     @staticmethod
     def backward(ctx, g_out, g_h):
-        w_ih, w_hh, Zrz, Arz, HN, AN, N, Hs = ctx.saved_tensors
+        w_ih, w_hh, Zrz, Arz, HN, AN, N, Hs, XP = ctx.saved_tensors
         grid, rule = ctx.grid, ctx.rule
+        direct = XP is not None
+        if direct:
+            XPx, XPr = grid.sides(XP)
+            tok = Zrz.new_empty(grid.a, grid.b, Zrz.shape[0])
         T, H = Zrz.shape[0], w_hh.shape[1]
         (Zx, Zr), (Ax, Ar) = grid.sides(Zrz), grid.sides(Arz)
         (HNx, HNr), (ANx, ANr), (Nx, Nr), (Hx, Hr) = grid.sides(HN), grid.sides(AN), grid.sides(N), grid.sides(Hs)
         mo = grid.grid(g_out, (T, H), w_hh)
         mh = grid.grid(g_h, (H,), w_hh).clone()
-        m_in = Zrz.new_empty(grid.a, grid.b, T, w_ih.shape[1])
+        m_in = None if direct else Zrz.new_empty(grid.a, grid.b, T, w_ih.shape[1])
         R_, Z_ = slice(0, H), slice(H, 2 * H)
         for t in range(T - 1, -1, -1):
             mh = mh + mo[:, :, t]
@@ -250,9 +255,17 @@ class _GRULayer(torch.autograd.Function):
             m_zr = m_an * w_r * sig[..., R_]
             m_zz = mh * (w_z - w_1mz) * sig[..., Z_]
             m_hp = torch.cat([m_zr, m_zz, m_an * w_hn], dim=-1)
-            torch.matmul(torch.cat([m_zr, m_zz, m_an], dim=-1), w_ih, out=m_in[:, :, t])
+            m_xp = torch.cat([m_zr, m_zz, m_an], dim=-1)
+            if direct:
+                tok[:, :, t] = torch.linalg.vecdot(m_xp, XPx[t] - XPr[t])
+            else:
+                torch.matmul(m_xp, w_ih, out=m_in[:, :, t])
             mh = mh * w_h + torch.matmul(m_hp, w_hh)
-        return grid.flat(m_in), grid.flat(mh), None, None, None, None, None, None
+        if direct:
+            tok = tok.reshape(grid.P, T)
+            ctx.sink.add(ctx.leaf, tok.flip(1) if ctx.reverse else tok)
+        g_x = None if direct else grid.flat(m_in)
+        return g_x, grid.flat(mh), None, None, None, None, None, None, None, None
 
 
 class _ExplicitRNN(nn.Module):
@@ -309,7 +322,8 @@ class _ExplicitRNN(nn.Module):
                                                  self.pairing, self.rule, leaf, d == 1)
                     c_n.append(c)
                 else:
-                    out, h = _GRULayer.apply(seq, h0[idx], w_ih, w_hh, b_ih, b_hh, self.pairing, self.rule)
+                    out, h = _GRULayer.apply(seq, h0[idx], w_ih, w_hh, b_ih, b_hh, self.pairing, self.rule,
+                                             leaf, d == 1)
                 outs.append(out.flip(1) if d else out)
                 h_n.append(h)
             inp = torch.cat(outs, -1) if D == 2 else outs[0]
