@@ -104,6 +104,34 @@ class _Grid:
         return torch.cat([m, m], 0)
 
 
+class _InputSide:
+    """Where a layer's per-step input multipliers ``m_xp [a, b, G]`` go: straight into per-token
+    attributions when the layer reads a captured embedding (see :class:`TokenSink`), otherwise
+    back through ``W_ih`` to the layer input."""
+
+    def __init__(self, ctx, grid: "_Grid", XP: torch.Tensor | None, w_ih: torch.Tensor, T: int):
+        self.ctx, self.grid, self.w_ih = ctx, grid, w_ih
+        if XP is not None:
+            self.XPx, self.XPr = grid.sides(XP)
+            self.tok, self.m_in = w_ih.new_empty(grid.a, grid.b, T), None
+        else:
+            self.tok, self.m_in = None, w_ih.new_empty(grid.a, grid.b, T, w_ih.shape[1])
+
+    def step(self, t: int, m_xp: torch.Tensor) -> None:
+        if self.tok is not None:
+            self.tok[:, :, t] = torch.linalg.vecdot(m_xp, self.XPx[t] - self.XPr[t])
+        else:
+            torch.matmul(m_xp, self.w_ih, out=self.m_in[:, :, t])
+
+    def grad(self) -> torch.Tensor | None:
+        """The gradient for the layer input (None when the tokens were delivered directly)."""
+        if self.tok is None:
+            return self.grid.flat(self.m_in)
+        tok = self.tok.reshape(self.grid.P, -1)
+        self.ctx.sink.add(self.ctx.leaf, tok.flip(1) if self.ctx.reverse else tok)
+        return None
+
+
 class _LSTMLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, bias, pairing, rule, leaf, reverse):
@@ -148,17 +176,13 @@ class _LSTMLayer(torch.autograd.Function):
     def backward(ctx, g_out, g_h, g_c):
         w_ih, w_hh, Z, A, S, C, TC, STC, XP = ctx.saved_tensors
         grid, rule = ctx.grid, ctx.rule
-        direct = XP is not None
-        if direct:
-            XPx, XPr = grid.sides(XP)
-            tok = Z.new_empty(grid.a, grid.b, Z.shape[0])
         T, H = Z.shape[0], w_hh.shape[1]
+        inputs = _InputSide(ctx, grid, XP, w_ih, T)
         (Zx, Zr), (Ax, Ar), (Sx, Sr) = grid.sides(Z), grid.sides(A), grid.sides(S)
         (Cx, Cr), (TCx, TCr), (STx, STr) = grid.sides(C), grid.sides(TC), grid.sides(STC)
         mo = grid.grid(g_out, (T, H), w_hh)
         mh = grid.grid(g_h, (H,), w_hh).clone()
         mc = grid.grid(g_c, (H,), w_hh).clone()
-        m_in = None if direct else Z.new_empty(grid.a, grid.b, T, w_ih.shape[1])
         m_z = Z.new_empty(grid.a, grid.b, 4 * H)
         I_, F_, G_, O_ = slice(0, H), slice(H, 2 * H), slice(2 * H, 3 * H), slice(3 * H, 4 * H)
         for t in range(T - 1, -1, -1):
@@ -175,17 +199,10 @@ class _LSTMLayer(torch.autograd.Function):
             torch.mul(mc * w_i, sec[..., I_], out=m_z[..., I_])
             torch.mul(mc * w_f, sec[..., F_], out=m_z[..., F_])
             torch.mul(mc * w_g, sec[..., G_], out=m_z[..., G_])
-            if direct:
-                tok[:, :, t] = torch.linalg.vecdot(m_z, XPx[t] - XPr[t])
-            else:
-                torch.matmul(m_z, w_ih, out=m_in[:, :, t])
+            inputs.step(t, m_z)
             mh = torch.matmul(m_z, w_hh)
             mc = mc * w_cp
-        if direct:
-            tok = tok.reshape(grid.P, T)
-            ctx.sink.add(ctx.leaf, tok.flip(1) if ctx.reverse else tok)
-        g_x = None if direct else grid.flat(m_in)
-        return g_x, grid.flat(mh), grid.flat(mc), None, None, None, None, None, None, None
+        return inputs.grad(), grid.flat(mh), grid.flat(mc), None, None, None, None, None, None, None
 
 
 class _GRULayer(torch.autograd.Function):
@@ -231,16 +248,12 @@ class _GRULayer(torch.autograd.Function):
     def backward(ctx, g_out, g_h):
         w_ih, w_hh, Zrz, Arz, HN, AN, N, Hs, XP = ctx.saved_tensors
         grid, rule = ctx.grid, ctx.rule
-        direct = XP is not None
-        if direct:
-            XPx, XPr = grid.sides(XP)
-            tok = Zrz.new_empty(grid.a, grid.b, Zrz.shape[0])
         T, H = Zrz.shape[0], w_hh.shape[1]
+        inputs = _InputSide(ctx, grid, XP, w_ih, T)
         (Zx, Zr), (Ax, Ar) = grid.sides(Zrz), grid.sides(Arz)
         (HNx, HNr), (ANx, ANr), (Nx, Nr), (Hx, Hr) = grid.sides(HN), grid.sides(AN), grid.sides(N), grid.sides(Hs)
         mo = grid.grid(g_out, (T, H), w_hh)
         mh = grid.grid(g_h, (H,), w_hh).clone()
-        m_in = None if direct else Zrz.new_empty(grid.a, grid.b, T, w_ih.shape[1])
         R_, Z_ = slice(0, H), slice(H, 2 * H)
         for t in range(T - 1, -1, -1):
             mh = mh + mo[:, :, t]
@@ -255,17 +268,9 @@ class _GRULayer(torch.autograd.Function):
             m_zr = m_an * w_r * sig[..., R_]
             m_zz = mh * (w_z - w_1mz) * sig[..., Z_]
             m_hp = torch.cat([m_zr, m_zz, m_an * w_hn], dim=-1)
-            m_xp = torch.cat([m_zr, m_zz, m_an], dim=-1)
-            if direct:
-                tok[:, :, t] = torch.linalg.vecdot(m_xp, XPx[t] - XPr[t])
-            else:
-                torch.matmul(m_xp, w_ih, out=m_in[:, :, t])
+            inputs.step(t, torch.cat([m_zr, m_zz, m_an], dim=-1))
             mh = mh * w_h + torch.matmul(m_hp, w_hh)
-        if direct:
-            tok = tok.reshape(grid.P, T)
-            ctx.sink.add(ctx.leaf, tok.flip(1) if ctx.reverse else tok)
-        g_x = None if direct else grid.flat(m_in)
-        return g_x, grid.flat(mh), None, None, None, None, None, None, None, None
+        return inputs.grad(), grid.flat(mh), None, None, None, None, None, None, None, None
 
 
 class _ExplicitRNN(nn.Module):
