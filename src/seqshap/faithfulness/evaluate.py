@@ -1,0 +1,263 @@
+"""Run every method over the same reviews and score it (deletion, ERASER, agreement, planted, cost)."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .methods import ExactShapley, Method, TooManyPlayersError, _as_ids
+from .metrics import BINS, agreement, in_top, plant_word, removal_scores
+
+POSITIVE_WORDS = ("excellent", "superb", "wonderful", "perfect", "brilliant", "great")
+NEGATIVE_WORDS = ("worst", "awful", "waste", "terrible", "boring", "bad")
+
+
+@dataclass
+class MethodScores:
+    """One method's row. Per-bin lists follow ``bins``; NaN where a part was not run."""
+    method: str
+    n: int
+    bins: tuple[float, ...]
+    deletion: list[float]
+    comprehensiveness: list[float]
+    sufficiency: list[float]
+    aopc: float                 # mean deletion over bins (higher is better)
+    comp: float                 # mean comprehensiveness over bins (higher is better)
+    suff: float                 # mean sufficiency over bins (lower is better)
+    pearson: float = float("nan")
+    kendall: float = float("nan")
+    top3: float = float("nan")
+    n_short: int = 0
+    planted_top5: float = float("nan")
+    n_planted: int = 0
+    seconds_per_review: float = float("nan")
+    completeness_error: float = float("nan")   # median |sum - (f(x) - base)| (additive methods)
+    note: str = ""
+
+
+@dataclass
+class FaithfulnessResult:
+    model: str
+    n: int
+    bins: tuple[float, ...]
+    rows: list[MethodScores]
+    meta: dict = field(default_factory=dict)
+    # method -> metric -> one value per review (short text / planted host): for paired comparisons
+    per_review: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def row(self, method: str) -> MethodScores:
+        for r in self.rows:
+            if r.method == method:
+                return r
+        raise KeyError(f"no results for method {method!r}")
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "n": self.n, "bins": list(self.bins),
+                "rows": [asdict(r) for r in self.rows], "meta": self.meta, "per_review": self.per_review}
+
+
+def _nanmean(x) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
+
+
+class _Progress:
+    """A tqdm bar on stderr counting reviews explained (all methods, all parts), or nothing."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit="review", file=sys.stderr, desc="faithfulness")
+
+    def step(self, n: int, desc: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description(desc, refresh=False)
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _chunks(n: int, size: int):
+    for i in range(0, n, size):
+        yield slice(i, min(n, i + size))
+
+
+def evaluate(methods: dict[str, Method], ids, *, short_ids=None, reference: ExactShapley | None = None,
+             planted_hosts=None, planted_words: tuple[int, ...] = (), bins: tuple[float, ...] = BINS,
+             top_k: int = 5, seed: int = 0, chunk: int = 25, progress: bool = False,
+             model_name: str = "model") -> FaithfulnessResult:
+    """Score every method.
+
+    ids ``[n, T]``: the reviews for deletion/comprehensiveness/sufficiency and cost.
+    short_ids ``[m, T]`` + reference: agreement with ``reference`` (exact Shapley) on short texts.
+    planted_hosts ``[h, T]`` + planted_words: host ``i`` gets ``planted_words[i % len]`` inserted
+    at a seeded random place; a hit is the planted word among the top ``top_k`` |values|.
+    """
+    if not methods:
+        raise ValueError("no methods to evaluate")
+    ids = _as_ids(ids)
+    n = len(ids)
+    any_method = next(iter(methods.values()))
+    predict = any_method.predict
+    short = _as_ids(short_ids, "short_ids") if short_ids is not None else None
+    if short is not None and reference is None:
+        raise ValueError("agreement on short texts needs a reference method (exact Shapley)")
+    hosts = _as_ids(planted_hosts, "planted_hosts") if planted_hosts is not None else None
+    if hosts is not None and not planted_words:
+        raise ValueError("the planted-word check needs at least one word id")
+    meta: dict = {"bins": list(bins), "top_k": top_k, "seed": seed}
+    total = len(methods) * (n + (len(short) if short is not None else 0) + (len(hosts) if hosts is not None else 0))
+    bar = _Progress(total + (len(short) if short is not None else 0), progress)
+
+    ref_values = None
+    if short is not None:
+        if not reference.supports(short):
+            raise TooManyPlayersError(f"short texts must have at most {reference.max_players} words for exact "
+                                      f"Shapley; the longest has {int(reference.n_players(short).max())}")
+        t0 = time.perf_counter()
+        ref_values = np.concatenate([reference.attribute(short[s]) for s in _chunks(len(short), chunk)])
+        meta["reference"] = reference.name
+        meta["n_short"] = len(short)
+        meta["short_words_max"] = int(reference.n_players(short).max())
+        meta["reference_seconds_per_text"] = (time.perf_counter() - t0) / len(short)
+        bar.step(len(short), f"{reference.name} (short texts)")
+
+    planted_rows = planted_pos = None
+    if hosts is not None:
+        rng = np.random.default_rng(seed)
+        made = [plant_word(hosts[i].numpy(), planted_words[i % len(planted_words)], rng) for i in range(len(hosts))]
+        planted_rows = torch.from_numpy(np.stack([m[0] for m in made]))
+        planted_pos = np.array([m[1] for m in made])
+        shift = predict(planted_rows) - predict(hosts)
+        meta["n_planted"] = len(hosts)
+        meta["planted_mean_abs_shift"] = float(np.abs(shift).mean())
+
+    rows, per_review = [], {}
+    for name, method in methods.items():
+        note, mine = [], {}
+        per_review[name] = mine
+        if isinstance(method, ExactShapley) and not method.supports(ids):
+            dele = comp = suff = np.full((1, len(bins)), np.nan)
+            spr, cerr = float("nan"), float("nan")
+            note.append(f"not run on the reviews (more than {method.max_players} words)")
+            bar.step(n, name)
+        else:
+            parts, seconds, errs = [], 0.0, []
+            for s in _chunks(n, chunk):
+                t0 = time.perf_counter()
+                values, base = method._attribute(ids[s])
+                seconds += time.perf_counter() - t0
+                scores = removal_scores(predict, ids[s].numpy(), values, bins)
+                parts.append(scores)
+                if method.additive:
+                    errs.append(np.abs(values.sum(1) - (predict(ids[s]) - base)))
+                bar.step(s.stop - s.start, name)
+            dele, comp, suff = (np.concatenate([p[k] for p in parts])
+                                for k in ("deletion", "comprehensiveness", "sufficiency"))
+            spr = seconds / n
+            cerr = float(np.median(np.concatenate(errs))) if errs else float("nan")
+        mine.update({"aopc": dele.mean(1).tolist(), "comp": comp.mean(1).tolist(), "suff": suff.mean(1).tolist()})
+        row = MethodScores(method=name, n=n, bins=tuple(bins),
+                           deletion=[_nanmean(c) for c in dele.T], comprehensiveness=[_nanmean(c) for c in comp.T],
+                           sufficiency=[_nanmean(c) for c in suff.T], aopc=_nanmean(dele), comp=_nanmean(comp),
+                           suff=_nanmean(suff), seconds_per_review=spr, completeness_error=cerr)
+        if short is not None:
+            if method is reference:
+                values = ref_values
+            else:
+                values = np.concatenate([method.attribute(short[s]) for s in _chunks(len(short), chunk)])
+            agree = agreement(values, ref_values, short.numpy(), k=3)
+            row.pearson, row.kendall, row.top3 = (_nanmean(agree[k]) for k in ("pearson", "kendall", "top3"))
+            mine.update({k: agree[k].tolist() for k in ("pearson", "kendall", "top3")})
+            row.n_short = len(short)
+            undefined = int(np.isnan(agree["pearson"]).sum())
+            if undefined:
+                note.append(f"{undefined} short texts with constant values left out of the correlations")
+            bar.step(len(short), f"{name} (short texts)")
+        if planted_rows is not None and isinstance(method, ExactShapley) and not method.supports(planted_rows):
+            note.append("planted check not run (reviews too long)")
+            bar.step(len(planted_rows), f"{name} (planted)")
+        elif planted_rows is not None:
+            values = np.concatenate([method.attribute(planted_rows[s]) for s in _chunks(len(planted_rows), chunk)])
+            hits = [in_top(values[i], planted_rows[i].numpy(), int(planted_pos[i]), top_k)
+                    for i in range(len(planted_rows))]
+            row.planted_top5, row.n_planted = float(np.mean(hits)), len(hits)
+            mine["planted_top5"] = [float(h) for h in hits]
+            bar.step(len(planted_rows), f"{name} (planted)")
+        row.note = "; ".join(note)
+        rows.append(row)
+    bar.close()
+    return FaithfulnessResult(model=model_name, n=n, bins=tuple(bins), rows=rows, meta=meta, per_review=per_review)
+
+
+def short_texts(model, texts: list[str], words: int) -> torch.Tensor:
+    """The first ``words`` words of each text, encoded by ``model`` (start token + words)."""
+    from ..data.tokenize import words as split_words
+    if words < 1:
+        raise ValueError(f"short texts need at least 1 word, got {words}")
+    return model.encode([" ".join(split_words(t)[:words]) for t in texts])
+
+
+def neutral_hosts(model, ids: torch.Tensor, n: int, width: float = 0.15) -> torch.Tensor:
+    """Up to ``n`` rows of ``ids`` the model is least sure about (``|p - 0.5| <= width``),
+    closest to 0.5 first: texts without a clear sentiment to plant a word into."""
+    p = model.predict_ids(ids)
+    order = np.argsort(np.abs(p - 0.5), kind="stable")
+    order = order[np.abs(p[order] - 0.5) <= width][:n]
+    if len(order) == 0:
+        raise ValueError(f"no review has a prediction within {width} of 0.5 to plant words into")
+    return ids[torch.from_numpy(order)]
+
+
+def planted_word_ids(model, positive=POSITIVE_WORDS, negative=NEGATIVE_WORDS) -> tuple[list[int], list[str]]:
+    """Ids of the sentiment words the vocabulary knows, alternating positive and negative."""
+    pos = [w for w in positive if w in model.vocab.word_to_id]
+    neg = [w for w in negative if w in model.vocab.word_to_id]
+    if not pos or not neg:
+        raise ValueError("the vocabulary lacks the planted sentiment words "
+                         f"(positive {list(positive)}, negative {list(negative)})")
+    order = [w for pair in zip(pos, neg) for w in pair] or pos + neg
+    return [model.vocab.word_to_id[w] for w in order], order
+
+
+def run_on_imdb(model, test_texts: list[str], background_texts: list[str], method_names: list[str], *,
+                n: int = 500, n_short: int = 100, short_words: int = 10, n_planted: int = 100,
+                seed: int = 0, ig_steps: int = 32, n_permutations: int = 16, chunk: int = 25,
+                progress: bool = False) -> FaithfulnessResult:
+    """The full comparison for a :class:`SeqshapModel` on (a seeded sample of) test texts.
+
+    Main set: ``n`` reviews sampled with ``seed``. Agreement: the first ``short_words`` words
+    of the first ``n_short`` of them. Planted: the ``n_planted`` reviews the model is least
+    sure about among up to 4000 further sampled reviews (disjoint from the main set).
+    """
+    from .methods import make_method
+    if n < 1 or n > len(test_texts):
+        raise ValueError(f"n must be between 1 and {len(test_texts)}, got {n}")
+    if n_short < 0 or n_planted < 0:
+        raise ValueError("n_short and n_planted must be >= 0")
+    order = np.random.default_rng(seed).permutation(len(test_texts))
+    main = [test_texts[i] for i in order[:n]]
+    ids = model.encode(main)
+    methods = {name: make_method(name, model, background=background_texts, seed=seed, ig_steps=ig_steps,
+                                 n_permutations=n_permutations) for name in method_names}
+    reference = methods.get("exact-shapley") or ExactShapley(model)
+    short = short_texts(model, main[:n_short], short_words) if n_short else None
+    hosts = words = names = None
+    if n_planted:
+        pool = [test_texts[i] for i in order[n:n + 4000]] or main
+        hosts = neutral_hosts(model, model.encode(pool), n_planted)
+        words, names = planted_word_ids(model)
+    result = evaluate(methods, ids, short_ids=short, reference=reference if short is not None else None,
+                      planted_hosts=hosts, planted_words=tuple(words or ()), seed=seed, chunk=chunk,
+                      progress=progress, model_name=model.name)
+    result.meta.update({"short_words": short_words, "planted_words": names or [], "sample_seed": seed,
+                        "n_background": len(background_texts), "ig_steps": ig_steps,
+                        "n_permutations": n_permutations, "torch_threads": torch.get_num_threads(),
+                        "test_accuracy": model.metrics.get("test_accuracy")})
+    return result
