@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import UsageError, add_command, add_model_option
+from .common import UsageError, add_command, add_model_option, add_output_option, resolve_output
 
 
 def run(args) -> int:
@@ -23,6 +23,7 @@ def run(args) -> int:
     from ..data import load_imdb
     from ..importance import importance_over, write_outputs
     model = load(args.model)
+    args.output = resolve_output(args, model)
     imdb = load_imdb(args.imdb)
     test = imdb["test"].head(args.n)
     summary = None
@@ -72,7 +73,7 @@ def register(sub) -> None:
     p.add_argument("--min-count", type=int, default=10, help="keep words seen at least this often (default 10)")
     p.add_argument("--top", type=int, default=20, help="how many top positive/negative words (default 20)")
     p.add_argument("--batch-size", type=int, default=25, help="reviews explained at once (default 25)")
-    p.add_argument("--output", choices=["probability", "logit"], default="probability")
+    add_output_option(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of tables")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--imdb", metavar="PATH", help="IMDB archive (default: the shipped copy)")
