@@ -157,3 +157,17 @@ def test_resume_refuses_a_different_configuration(imdb, tmp_path):
     train(data, tmp_path / "r", TrainConfig(epochs=1, **CFG), progress=False)
     with pytest.raises(ValueError, match="different configuration"):
         train(data, tmp_path / "r", TrainConfig(epochs=2, **{**CFG, "seed": 4}), resume=True, progress=False)
+
+
+def test_lr_decay_after_epochs_that_are_not_the_best(imdb, tmp_path):
+    m = train(imdb["train"].head(800), tmp_path / "d", TrainConfig(epochs=4, patience=9, lr_decay=0.5, **CFG),
+              progress=False)
+    hist = m.metrics["history"]
+    best = -1.0
+    lr = 1e-3
+    for h in hist:  # the lr an epoch trained with; halved after each epoch that did not improve
+        assert h["lr"] == pytest.approx(lr)
+        if h["val_accuracy"] > best:
+            best = h["val_accuracy"]
+        else:
+            lr *= 0.5

@@ -32,7 +32,6 @@ class TrainConfig:
     val_fraction: float = 0.1
     patience: int = 3
     seed: int = 0
-    ema: float = 0.0      # >0: evaluate and keep an exponential moving average of the weights
     lr_decay: float = 1.0  # <1: multiply the learning rate by this after an epoch without a better val acc
     model: dict = field(default_factory=dict)   # extra constructor kwargs (hidden, ...)
 
@@ -80,7 +79,7 @@ def _load_opt(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def _save_checkpoint(ckpt: Path, net, opt, state: dict, best_state: dict, extra: dict) -> None:
+def _save_checkpoint(ckpt: Path, net, opt, state: dict, best_state: dict) -> None:
     """One checkpoint per epoch, named by epoch; ``state.json`` is written last and is
     the commit point, so a kill at any moment leaves the previous checkpoint usable."""
     from safetensors.torch import save
@@ -88,7 +87,6 @@ def _save_checkpoint(ckpt: Path, net, opt, state: dict, best_state: dict, extra:
     opt_t, opt_meta = _opt_tensors(opt)
     tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in net.state_dict().items()}
     tensors.update(opt_t)
-    tensors.update({k: v.detach().cpu().clone().contiguous() for k, v in extra.items()})
     tensors["rng.torch"] = torch.get_rng_state()
     from .store import atomic_write_bytes
     atomic_write_bytes(ckpt / f"epoch-{epoch}.safetensors", save(tensors))
@@ -121,8 +119,6 @@ def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
     history: list[dict] = []
     best = {"epoch": 0, "val_accuracy": -1.0}
     best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-    params = [p for p in net.parameters()]
-    ema = [p.detach().clone() for p in params] if cfg.ema > 0 else None
     start_epoch = 1
     if resume and (ckpt / "state.json").exists():
         from safetensors.torch import load_file
@@ -133,10 +129,8 @@ def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
                              f"({state['config']}); start a new --out or pass the same options")
         tensors = load_file(str(ckpt / f"epoch-{state['epoch']}.safetensors"))
         net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        tensors = {k: (v.to(device) if k.startswith(("opt.", "ema.")) and v.dim() else v) for k, v in tensors.items()}
+        tensors = {k: (v.to(device) if k.startswith("opt.") and v.dim() else v) for k, v in tensors.items()}
         _load_opt(opt, tensors, state["optimizer"])
-        if ema is not None:
-            ema = [tensors[f"ema.{i}"].clone() for i in range(len(params))]
         torch.set_rng_state(tensors["rng.torch"])
         best_state = load_file(str(ckpt / "best.safetensors"))
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
@@ -164,23 +158,16 @@ def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
             loss = loss_fn(p, yb)
             loss.backward()
             opt.step()
-            if ema is not None:
-                with torch.no_grad():
-                    torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - cfg.ema)
             run_loss += float(loss.detach()) * len(idx)
             run_correct += float(((p > 0.5).float() == yb).sum())
             seen += len(idx)
             if (i // cfg.batch_size) % 20 == 0:
                 bar.set_postfix(loss=f"{run_loss / seen:.4f}", acc=f"{run_correct / seen:.4f}")
         seconds = time.time() - t0
-        live = None
-        if ema is not None:  # judge (and keep) the averaged weights, then train on the live ones
-            live = [p.detach().clone() for p in params]
-            with torch.no_grad():
-                torch._foreach_copy_(params, ema)
         val_loss, val_acc = evaluate_ids(net, x_va, y_va)
         history.append({"epoch": epoch, "train_loss": run_loss / seen, "train_accuracy": run_correct / seen,
-                        "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds})
+                        "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds,
+                        "lr": opt.param_groups[0]["lr"]})
         if val_acc > best["val_accuracy"]:
             best = {"epoch": epoch, "val_accuracy": val_acc}
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
@@ -189,15 +176,11 @@ def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
             stale += 1
             for group in opt.param_groups:
                 group["lr"] *= cfg.lr_decay
-        if live is not None:
-            with torch.no_grad():
-                torch._foreach_copy_(params, live)
         if progress:
             print(f"epoch {epoch}: train loss {run_loss / seen:.4f} acc {run_correct / seen:.4f} | "
                   f"val loss {val_loss:.4f} acc {val_acc:.4f} | {seconds:.1f}s", flush=True)
         _save_checkpoint(ckpt, net, opt, {"epoch": epoch, "history": history, "best": best,
-                                          "config": asdict(cfg)}, best_state,
-                         {f"ema.{i}": t for i, t in enumerate(ema)} if ema is not None else {})
+                                          "config": asdict(cfg)}, best_state)
     net.load_state_dict(best_state)
     net.cpu().eval()
     metrics = {"arch": cfg.arch, "history": history, "best_epoch": best["epoch"],

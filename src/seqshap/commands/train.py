@@ -9,7 +9,7 @@ def run(args) -> int:
     from ..train import TrainConfig, train
     cfg = TrainConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       maxlen=args.maxlen, num_words=args.num_words, val_fraction=args.val_fraction,
-                      patience=args.patience, seed=args.seed, ema=args.ema,
+                      patience=args.patience, seed=args.seed,
                       lr_decay=args.lr_decay,
                       model={"hidden": args.hidden} if args.hidden else {})
     if args.data:
@@ -46,9 +46,6 @@ def register(sub) -> None:
     p.add_argument("--lr-decay", type=float, default=1.0, metavar="FACTOR",
                    help="multiply the learning rate by FACTOR after each epoch whose validation accuracy "
                         "is not the best so far (default 1: off)")
-    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
-                   help="keep an exponential moving average of the weights (e.g. 0.999) and "
-                        "select/ship it (default: off)")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--test-data", help="CSV/JSONL test file (with --data)")
