@@ -392,3 +392,17 @@ def test_direct_token_path_equals_generic_path():
         direct = DeepExplainer(net, bg, dtype=torch.float64).shap_values(x)
         generic = DeepExplainer(Detour(net), bg, dtype=torch.float64).shap_values(x)
         assert np.allclose(direct, generic, atol=1e-12), arch
+
+
+def test_pair_layout_is_checked_before_rows_are_deduplicated():
+    """The recurrent rules run their forward on unique rows only when the stacked batch really
+    is [each input repeated k times; the references tiled n times]."""
+    from seqshap.attribution.recurrent import Pairing, _Grid
+    n, k = 3, 4
+    x, r = torch.randn(n, 5, 2), torch.randn(k, 5, 2)
+    stacked = torch.cat([x.repeat_interleave(k, 0), r.repeat(n, 1, 1)])
+    assert _Grid(len(stacked), Pairing(n, k), stacked).dedup
+    mixed = stacked.clone()
+    mixed[1] += 1.0                       # one input copy differs from its siblings
+    assert not _Grid(len(mixed), Pairing(n, k), mixed).dedup
+    assert not _Grid(len(stacked), Pairing(n, k), stacked.flip(0)).dedup

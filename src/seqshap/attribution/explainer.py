@@ -22,7 +22,7 @@ from torch.overrides import TorchFunctionMode
 from .explanation import Explanation
 from .recurrent import Pairing, TokenSink
 from .rules import ProductRule
-from .tracer import check_modules, explain_forward
+from .tracer import SquashRecorder, check_modules, explain_forward
 
 OUTPUT_SPACES = ("probability", "logit", "raw")
 
@@ -39,21 +39,6 @@ def model_lock(net: nn.Module) -> threading.RLock:
 
 class AdditivityError(AssertionError):
     """The attributions do not add up to f(x) - E[f(background)]."""
-
-
-class _SquashRecorder(TorchFunctionMode):
-    """Remembers the input of every sigmoid/softmax, to read logits off a plain forward."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen: dict[int, tuple[str, torch.Tensor, torch.Tensor]] = {}
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        name = getattr(func, "__name__", "")
-        if name in ("sigmoid", "softmax", "_softmax", "sigmoid_"):
-            self.seen[id(out)] = (name.strip("_").replace("_softmax", "softmax"), args[0], out)
-        return out
 
 
 def _select_space(out: torch.Tensor, lookup, space: str) -> torch.Tensor:
@@ -171,17 +156,15 @@ class DeepExplainer:
     @torch.no_grad()
     def _outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Plain forward of the (unrewritten) model in the explained space -> float64 ``[n, C]``."""
-        rec = _SquashRecorder()
         outs = []
         with self._lock:
             was = self.net.training
             self.net.eval()
             try:
                 for i in range(0, len(x), 1024):
-                    with rec:
+                    with SquashRecorder() as rec:
                         out = self.net(x[i:i + 1024])
-                    outs.append(_select_space(out, lambda o: rec.seen.get(id(o)), self.output).double())
-                    rec.seen.clear()
+                    outs.append(_select_space(out, rec.log.logit_of, self.output).double())
             finally:
                 self.net.train(was)
         return torch.cat(outs)
@@ -215,7 +198,7 @@ class DeepExplainer:
             with self._lock, torch.enable_grad():
                 sink = TokenSink(captured)
                 y, mode = explain_forward(self.net, stacked, self.rule, Pairing(n, k, sink))
-                y = _select_space(y, mode.logit_of, self.output)
+                y = _select_space(y, mode.log.logit_of, self.output)
                 if not captured or not y.requires_grad:
                     raise RuntimeError("the model output does not depend on its input embeddings")
                 w = self.weights.to(captured[0].dtype).view(1, k, 1)
@@ -255,8 +238,12 @@ class DeepExplainer:
 
     def completeness_errors(self, x: torch.Tensor, phi: np.ndarray) -> np.ndarray:
         """``|sum_t phi - (f(x) - expected_value)|`` per row and output, ``[n, C]``."""
+        return self._outputs_and_errors(x, phi)[1]
+
+    def _outputs_and_errors(self, x: torch.Tensor, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(f(x) ``[n, C]`` from the unrewritten model, completeness errors ``[n, C]``)."""
         fx = self._outputs(x).numpy()
-        return np.abs(phi.sum(1) - (fx - self.expected_value[None, :]))
+        return fx, np.abs(phi.sum(1) - (fx - self.expected_value[None, :]))
 
     def explain(self, texts_or_ids, labels: Sequence[int] | None = None,
                 output_index: int = 0) -> list[Explanation]:
@@ -265,8 +252,7 @@ class DeepExplainer:
             and isinstance(texts_or_ids[0], str) else None
         x = self._prepare(texts_or_ids, "texts_or_ids")
         phi = self._attribute(x)
-        fx = self._outputs(x).numpy()
-        err = np.abs(phi.sum(1) - (fx - self.expected_value[None, :]))
+        fx, err = self._outputs_and_errors(x, phi)
         out = []
         for i in range(len(x)):
             ids = x[i].tolist() if not x.is_floating_point() else list(range(x.shape[1]))

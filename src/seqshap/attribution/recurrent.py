@@ -66,10 +66,11 @@ class _Grid:
 
     @staticmethod
     def _repeats(t: torch.Tensor, n: int, k: int) -> bool:
-        # Never trust the layout blindly: a wrapper could have mixed rows.
+        # Never trust the layout blindly: a wrapper could have mixed rows. Compared as views
+        # (broadcast against the first copy), so the check allocates no float copies.
         P = n * k
-        x, r = t[:P], t[P:]
-        return (torch.equal(x, x[::k].repeat_interleave(k, 0)) and torch.equal(r, r[:k].repeat(n, *[1] * (t.dim() - 1))))
+        x, r = t[:P].reshape(n, k, -1), t[P:].reshape(n, k, -1)
+        return bool((x == x[:, :1]).all()) and bool((r == r[:1]).all())
 
     def unique(self, t: torch.Tensor) -> torch.Tensor:
         """``[2P, ...]`` -> unique rows ``[nx + nr, ...]``."""

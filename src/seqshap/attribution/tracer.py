@@ -117,18 +117,45 @@ def _signal(t) -> bool:
     return isinstance(t, torch.Tensor) and t.requires_grad
 
 
+class SquashLog:
+    """The sigmoid/softmax calls of one forward pass, so the logit can be read off the output."""
+
+    def __init__(self):
+        self._seen: dict[int, tuple[str, torch.Tensor, torch.Tensor]] = {}
+
+    def record(self, kind: str, inp: torch.Tensor, out: torch.Tensor) -> None:
+        self._seen[id(out)] = (kind, inp, out)  # keeps `out` alive, so its id cannot be reused
+
+    def logit_of(self, out: torch.Tensor) -> tuple[str, torch.Tensor] | None:
+        """If ``out`` came straight from a sigmoid/softmax, (kind, its input)."""
+        hit = self._seen.get(id(out))
+        return (hit[0], hit[1]) if hit is not None and hit[2] is out else None
+
+
+class SquashRecorder(TorchFunctionMode):
+    """Logs sigmoid/softmax calls of a plain (unruled) forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.log = SquashLog()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = _name(func)
+        if name in ("sigmoid", "sigmoid_"):
+            self.log.record("sigmoid", args[0], out)
+        elif name in ("softmax", "_softmax"):
+            self.log.record("softmax", args[0], out)
+        return out
+
+
 class DeepLiftMode(TorchFunctionMode):
     """Routes every call that touches the signal to its rule (see module docstring)."""
 
     def __init__(self, rule: ProductRule):
         super().__init__()
         self.rule = rule
-        self.squashed: dict[int, tuple[str, torch.Tensor, torch.Tensor]] = {}
-
-    def logit_of(self, out: torch.Tensor) -> tuple[str, torch.Tensor] | None:
-        """If ``out`` came straight from a sigmoid/softmax, (kind, its input)."""
-        hit = self.squashed.get(id(out))
-        return (hit[0], hit[1]) if hit is not None and hit[2] is out else None
+        self.log = SquashLog()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -152,14 +179,14 @@ class DeepLiftMode(TorchFunctionMode):
             fn = _FUNCTIONAL.get(name) or (lambda z, _f=func, _a=args[1:], _k=kwargs: _f(z, *_a, **_k))
             out = Rescale.apply(args[0], fn)
             if name.startswith("sigmoid"):
-                self.squashed[id(out)] = ("sigmoid", args[0], out)
+                self.log.record("sigmoid", args[0], out)
             return out
         if name in ("softmax", "_softmax"):
             dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
             if dim is None:
                 raise UnsupportedLayerError("softmax without an explicit dim cannot be explained")
             out = CenteredSoftmax.apply(args[0], dim)
-            self.squashed[id(out)] = ("softmax", args[0], out)
+            self.log.record("softmax", args[0], out)
             return out
         if name in ("amax", "max") and len(args) + len(kwargs) >= 2:
             dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
