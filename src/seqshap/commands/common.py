@@ -20,6 +20,12 @@ def add_model_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", default=None, help="model directory (default: the shipped model)")
 
 
+def add_background_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--background", type=int, default=100, metavar="N",
+                   help="explain against the first N IMDB training reviews, the DeepSHAP background "
+                        "(default 100, as the seed notebook)")
+
+
 def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="CSV/JSONL file with your own labeled texts")
     p.add_argument("--text-column", default="text")

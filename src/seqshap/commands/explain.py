@@ -5,7 +5,8 @@ import json
 import sys
 from pathlib import Path
 
-from .common import UsageError, add_command, add_model_option, add_output_option, resolve_output
+from .common import (UsageError, add_background_option, add_command, add_model_option, add_output_option,
+                     resolve_output)
 
 PICTURES = ("html", "svg", "png", "waterfall")
 
@@ -100,8 +101,7 @@ def register(sub) -> None:
     p.add_argument("--png", metavar="FILE.png", help="write the force plot as PNG (matplotlib)")
     p.add_argument("--waterfall", metavar="FILE.png|svg", help="write a waterfall of the top words")
     p.add_argument("--top", type=int, default=10, help="how many words to list (default 10)")
-    p.add_argument("--background", type=int, default=100, metavar="N",
-                   help="explain against the first N IMDB training reviews (default 100)")
+    add_background_option(p)
     add_output_option(p)
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                    help="colour the terminal output (auto: when stdout is a terminal and NO_COLOR is unset)")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import UsageError, add_command, add_model_option
+from .common import UsageError, add_background_option, add_command, add_model_option
 
 DEFAULT_METHODS = "deepshap,ig,gradxinput,occlusion,random"
 
@@ -61,8 +61,7 @@ def register(sub) -> None:
     p.add_argument("--methods", default=DEFAULT_METHODS,
                    help=f"comma-separated, from: {', '.join(METHODS)} (default: {DEFAULT_METHODS})")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for faithfulness.{csv,md,json,png}")
-    p.add_argument("--background", type=int, default=100, metavar="N",
-                   help="the first N training reviews as the DeepSHAP background (default 100)")
+    add_background_option(p)
     p.add_argument("--short", type=int, default=100, metavar="N",
                    help="short texts for the agreement with exact Shapley (0: skip; default 100)")
     p.add_argument("--short-words", type=int, default=10, metavar="W",

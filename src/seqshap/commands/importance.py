@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import UsageError, add_command, add_model_option, add_output_option, resolve_output
+from .common import (UsageError, add_background_option, add_command, add_model_option, add_output_option,
+                     resolve_output)
 
 
 def run(args) -> int:
@@ -68,8 +69,7 @@ def register(sub) -> None:
     add_model_option(p)
     p.add_argument("--n", type=int, default=1000, help="how many test reviews to explain (default 1000)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for word_importance.{csv,json,png,svg}")
-    p.add_argument("--background", type=int, default=100, metavar="N",
-                   help="the first N training reviews as the DeepSHAP background (default 100)")
+    add_background_option(p)
     p.add_argument("--min-count", type=int, default=10, help="keep words seen at least this often (default 10)")
     p.add_argument("--top", type=int, default=20, help="how many top positive/negative words (default 20)")
     p.add_argument("--batch-size", type=int, default=25, help="reviews explained at once (default 25)")

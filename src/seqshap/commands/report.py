@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import UsageError, add_command, add_model_option, add_output_option
+from .common import UsageError, add_background_option, add_command, add_model_option, add_output_option
 
 
 def run(args) -> int:
@@ -36,8 +36,7 @@ def register(sub) -> None:
     add_model_option(p)
     p.add_argument("--out", default="report", metavar="DIR", help="output folder (default: report/)")
     p.add_argument("--n", type=int, default=10, help="explain the first N test reviews (default 10)")
-    p.add_argument("--background", type=int, default=100, metavar="N",
-                   help="the first N training reviews as the DeepSHAP background (default 100)")
+    add_background_option(p)
     p.add_argument("--importance-n", type=int, default=None, metavar="N",
                    help="pool word importance over the first N test reviews (default: the explained ones)")
     p.add_argument("--min-count", type=int, default=3,

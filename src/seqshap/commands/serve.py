@@ -4,7 +4,7 @@ from __future__ import annotations
 import socket
 import sys
 
-from .common import UsageError, add_command, add_model_option
+from .common import UsageError, add_background_option, add_command, add_model_option
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -71,8 +71,7 @@ def register(sub) -> None:
                    help="most texts in one /api/explain/batch request (default 32)")
     p.add_argument("--queue-limit", type=int, default=32, metavar="N",
                    help="most requests running or waiting for the explainer; more get 503 (default 32)")
-    p.add_argument("--background", type=int, default=100, metavar="N",
-                   help="explain against the first N IMDB training reviews (default 100)")
+    add_background_option(p)
     p.add_argument("--imdb", metavar="PATH", help="IMDB archive for the background (default: the shipped copy)")
     p.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info",
                    help="uvicorn's log level (default info; debug also logs every request)")
