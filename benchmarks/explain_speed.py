@@ -61,18 +61,22 @@ def time_ours_vs_plain(model, bg, x, reps: int) -> dict:
             "seqshap_completeness": float(ex.last_errors_.max()), "phi": phi[..., 0]}
 
 
+@torch.no_grad()
+def embedded(model, bg, x):
+    """The job at the embedding level, as Captum and shap take it: (emb x, emb bg, f(x), f(bg))."""
+    net = model.net
+    return (net.embedding(x), net.embedding(bg), net(x)[:, 0].double().numpy(), net(bg)[:, 0].double().numpy())
+
+
 def run_captum(model, bg, x) -> dict:
     try:
         from captum.attr import DeepLiftShap
     except ImportError as e:
         return {"error": f"not installed ({e})"}
-    net = model.net
-    with torch.no_grad():
-        ex, eb = net.embedding(x), net.embedding(bg)
-        fx, fb = net(x)[:, 0].double().numpy(), net(bg)[:, 0].double().numpy()
+    ex, eb, fx, fb = embedded(model, bg, x)
     t0 = time.perf_counter()
     try:
-        attr = DeepLiftShap(net).attribute(ex, baselines=eb)
+        attr = DeepLiftShap(model.net).attribute(ex, baselines=eb)
     except Exception as e:  # noqa: BLE001 - report whatever stops it
         return {"error": f"{type(e).__name__}: {e}"[:300]}
     sec = time.perf_counter() - t0
@@ -85,13 +89,10 @@ def run_shap(model, bg, x) -> dict:
         import shap
     except ImportError as e:
         return {"error": f"not installed ({e})"}
-    net = model.net
-    with torch.no_grad():
-        ex, eb = net.embedding(x), net.embedding(bg)
-        fx = net(x)[:, 0].double().numpy()
+    ex, eb, fx, _ = embedded(model, bg, x)
     t0 = time.perf_counter()
     try:
-        explainer = shap.DeepExplainer(net, eb)
+        explainer = shap.DeepExplainer(model.net, eb)
         sv = explainer.shap_values(ex, check_additivity=False)
     except Exception as e:  # noqa: BLE001
         return {"error": f"{type(e).__name__}: {e}"[:300], "version": shap.__version__}
