@@ -24,7 +24,8 @@ from seqshap.attribution import DeepExplainer
 from seqshap.data import load_imdb
 from seqshap.distributed import explain_corpus
 from seqshap.importance import importance_over
-from seqshap.store import DEFAULT_MODEL_DIR, atomic_write_json
+from seqshap import atomic
+from seqshap.store import DEFAULT_MODEL_DIR
 
 FULL = 25_000
 
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['setup']} | {r['workers']} | {r['startup_s']:.1f} | {r['work_s']:.1f} | "
               f"{r['reviews_per_s']:.1f} | {r['est_25000_min']:.0f} min |")
     if args.json:
-        atomic_write_json(args.json, {"date": started.isoformat(), "cores": os.cpu_count(),
+        atomic.write_json(args.json, {"date": started.isoformat(), "cores": os.cpu_count(),
                                       "load_before": load_before, "torch": torch.__version__,
                                       "args": vars(args), "rows": rows})
     return 0

@@ -115,9 +115,9 @@ def main() -> None:
         for path in ([] if a.skip_default else [None]) + a.other:
             name, p = run_model(path, a.out, a, progress=not a.quiet, command=command)
             print(f"{name}: wrote {p.parent}", file=sys.stderr)
-    from seqshap.store import atomic_write_text
+    from seqshap import atomic
     text = render(a.out, command)
-    atomic_write_text(a.out / "BENCHMARKS-faithfulness.md", text)
+    atomic.write_text(a.out / "BENCHMARKS-faithfulness.md", text)
     print(text)
 
 

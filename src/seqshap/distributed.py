@@ -45,7 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from .importance import WordImportance
-from .store import CONFIG, DEFAULT_MODEL_DIR, VOCAB, WEIGHTS, atomic_write_json
+from . import atomic
+from .store import CONFIG, DEFAULT_MODEL_DIR, VOCAB, WEIGHTS
 
 CHUNK_FORMAT = "seqshap.importance-chunk/1"
 RUN_FORMAT = "seqshap.importance-run/1"
@@ -279,12 +280,12 @@ def _prepare_dir(out_dir: Path, manifest: dict, resume: bool) -> Path:
     # temp files left by a process killed mid-write (the rename never happened): not chunks
     for tmp in chunk_dir.glob(".chunk-*.tmp"):
         tmp.unlink(missing_ok=True)
-    atomic_write_json(mpath, manifest)
+    atomic.write_json(mpath, manifest)
     return chunk_dir
 
 
 def _write_chunk(chunk_dir: Path, c: _Chunk, run: str, result: dict) -> None:
-    atomic_write_json(_chunk_path(chunk_dir, c.index),
+    atomic.write_json(_chunk_path(chunk_dir, c.index),
                       {"format": CHUNK_FORMAT, "run": run, "chunk": c.index, "start": c.start, "stop": c.stop,
                        "review_ids": c.review_ids, "seconds": round(float(result["seconds"]), 4),
                        "worker": result.get("worker"), "state": result["state"]})

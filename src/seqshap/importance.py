@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .attribution.explanation import Explanation
-from .store import atomic_write_json, atomic_write_text
+from . import atomic
 
 SKIP = frozenset({"<pad>", "<start>", "<oov>"})
 
@@ -215,11 +215,11 @@ class ImportanceTable:
         return buf.getvalue()
 
     def write_csv(self, path: str | Path) -> Path:
-        atomic_write_text(Path(path), self.to_csv_text())
+        atomic.write_text(Path(path), self.to_csv_text())
         return Path(path)
 
     def write_json(self, path: str | Path, k: int = 20) -> Path:
-        atomic_write_json(Path(path), self.to_dict(k))
+        atomic.write_json(Path(path), self.to_dict(k))
         return Path(path)
 
 

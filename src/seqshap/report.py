@@ -14,7 +14,8 @@ import numpy as np
 
 from . import __version__
 from .importance import WordImportance, explain_batches, importance_html, importance_over, write_outputs
-from .store import SeqshapModel, atomic_write_json, atomic_write_text, load
+from . import atomic
+from .store import SeqshapModel, load
 from .viz.html import (esc, explanation_page, force_plot_svg, highlight_html, prediction_html,
                        standalone_page, top_words_html)
 from .viz.plots import force_plot_png, training_curves, waterfall
@@ -160,12 +161,12 @@ def write_report(model: SeqshapModel | str | Path | None, out_dir: str | Path, n
     for i, e in enumerate(exps, 1):
         n = f"{i:0{max(2, width)}d}"
         svg = force_plot_svg(e)
-        atomic_write_text(out / f"force_{n}.svg", svg + "\n")
+        atomic.write_text(out / f"force_{n}.svg", svg + "\n")
         force_plot_png(e, out / f"force_{n}.png")
         waterfall(e, out / f"waterfall_{n}.png")
-        atomic_write_text(out / f"highlight_{n}.html", standalone_page(
+        atomic.write_text(out / f"highlight_{n}.html", standalone_page(
             f"Test review {i} — highlight", f"<h1>Test review {i}</h1>{prediction_html(e)}{highlight_html(e)}"))
-        atomic_write_text(out / f"explanation_{n}.html", explanation_page(e, f"Test review {i}"))
+        atomic.write_text(out / f"explanation_{n}.html", explanation_page(e, f"Test review {i}"))
         files += [f"force_{n}.svg", f"force_{n}.png", f"waterfall_{n}.png", f"highlight_{n}.html",
                   f"explanation_{n}.html"]
         rid = shown.ids[i - 1] if getattr(shown, "ids", None) else ""
@@ -177,7 +178,7 @@ def write_report(model: SeqshapModel | str | Path | None, out_dir: str | Path, n
                      f'<details><summary class="muted">top words and waterfall</summary>{top_words_html(e)}'
                      f'<img src="waterfall_{n}.png" alt="waterfall of review {i}"></details>'
                      f'<p class="muted">files: {links}</p></section>')
-    atomic_write_json(out / "explanations.json", [e.to_dict() for e in exps])
+    atomic.write_json(out / "explanations.json", [e.to_dict() for e in exps])
     files.append("explanations.json")
 
     # Global word importance
@@ -193,7 +194,7 @@ def write_report(model: SeqshapModel | str | Path | None, out_dir: str | Path, n
     parts.append('<h2 id="files">Files</h2><p class="muted">' +
                  " · ".join(f'<a href="{esc(f)}">{esc(f)}</a>' for f in files) + "</p>")
     index = out / "index.html"
-    atomic_write_text(index, standalone_page(f"seqshap report — {model.name}", "\n".join(parts)))
+    atomic.write_text(index, standalone_page(f"seqshap report — {model.name}", "\n".join(parts)))
     return index
 
 

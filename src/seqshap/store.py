@@ -7,8 +7,6 @@ gives one clear sentence instead of a traceback from deep inside torch.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,48 +14,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import atomic
+from .data.tokenize import Encoding
 from .data.vocab import Vocab, check_ids
 from .models import build_model
 
 CONFIG, VOCAB, WEIGHTS, METRICS = "config.json", "vocab.json", "model.safetensors", "metrics.json"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+DEFAULT_CLASSES = ("negative", "positive")  # labels 0 and 1 of a two-class model
 
 
 class ModelLoadError(RuntimeError):
     """A model directory is missing, corrupt or inconsistent."""
 
 
-def _atomic(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    _atomic(path, lambda f: f.write(data))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-
 def save_weights(path: Path, net: nn.Module) -> None:
     from safetensors.torch import save
     state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-    atomic_write_bytes(path, save(state))
+    atomic.write_bytes(path, save(state))
 
 
 class SeqshapModel:
@@ -80,8 +54,19 @@ class SeqshapModel:
             texts = [texts]
         return torch.from_numpy(self.vocab.encode(list(texts), self.maxlen))
 
+    def encodings(self, texts: list[str]) -> list[Encoding]:
+        """Each text as the model reads it, with the span of text behind every position."""
+        if isinstance(texts, str):
+            texts = [texts]
+        return self.vocab.encodings(list(texts), self.maxlen)
+
     def tokens(self, ids) -> list[str]:
         return self.vocab.tokens(ids)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names in label order (a one-output sigmoid model explains the last one)."""
+        return tuple(self.config.get("classes") or DEFAULT_CLASSES)
 
     @torch.no_grad()
     def predict_ids(self, ids: torch.Tensor, batch_size: int = 512) -> np.ndarray:
@@ -105,9 +90,9 @@ def save_model(directory: str | Path, net: nn.Module, vocab: Vocab, config: dict
     directory.mkdir(parents=True, exist_ok=True)
     save_weights(directory / WEIGHTS, net)
     vocab.save(directory / VOCAB)
-    atomic_write_json(directory / CONFIG, config)
+    atomic.write_json(directory / CONFIG, config)
     if metrics is not None:
-        atomic_write_json(directory / METRICS, metrics)
+        atomic.write_json(directory / METRICS, metrics)
     return directory
 
 

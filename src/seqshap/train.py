@@ -15,7 +15,8 @@ from torch import nn
 from .data.imdb import Split
 from .data.vocab import Vocab
 from .models import build_model
-from .store import SeqshapModel, atomic_write_json, save_model
+from . import atomic
+from .store import SeqshapModel, save_model
 
 CKPT = "checkpoint"
 
@@ -88,10 +89,9 @@ def _save_checkpoint(ckpt: Path, net, opt, state: dict, best_state: dict) -> Non
     tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in net.state_dict().items()}
     tensors.update(opt_t)
     tensors["rng.torch"] = torch.get_rng_state()
-    from .store import atomic_write_bytes
-    atomic_write_bytes(ckpt / f"epoch-{epoch}.safetensors", save(tensors))
-    atomic_write_bytes(ckpt / "best.safetensors", save({k: v.contiguous() for k, v in best_state.items()}))
-    atomic_write_json(ckpt / "state.json", {**state, "optimizer": opt_meta})
+    atomic.write_bytes(ckpt / f"epoch-{epoch}.safetensors", save(tensors))
+    atomic.write_bytes(ckpt / "best.safetensors", save({k: v.contiguous() for k, v in best_state.items()}))
+    atomic.write_json(ckpt / "state.json", {**state, "optimizer": opt_meta})
     for old in ckpt.glob("epoch-*.safetensors"):
         if old.name != f"epoch-{epoch}.safetensors":
             old.unlink(missing_ok=True)

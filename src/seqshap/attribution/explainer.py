@@ -250,13 +250,25 @@ class DeepExplainer:
         """One :class:`Explanation` per input (texts need a SeqshapModel)."""
         texts = list(texts_or_ids) if isinstance(texts_or_ids, (list, tuple)) and texts_or_ids \
             and isinstance(texts_or_ids[0], str) else None
-        x = self._prepare(texts_or_ids, "texts_or_ids")
+        encodings = None
+        if texts is not None and self.model is not None:
+            self._prepare(texts, "texts_or_ids")   # the checks and messages for texts
+            encodings = self.model.encodings(texts)
+            x = _as_ids_or_embeddings(torch.tensor([e.ids for e in encodings]), "texts_or_ids")
+        else:
+            x = self._prepare(texts_or_ids, "texts_or_ids")
         phi = self._attribute(x)
         fx, err = self._outputs_and_errors(x, phi)
+        classes = self.model.classes if self.model is not None else None
+        # A one-output model in probability/logit space explains its positive (last) class.
+        name = classes[-1] if classes and self.n_outputs == 1 and self.output != "raw" else None
         out = []
         for i in range(len(x)):
             ids = x[i].tolist() if not x.is_floating_point() else list(range(x.shape[1]))
-            if self.model is not None and not x.is_floating_point():
+            enc = encodings[i] if encodings is not None else None
+            if enc is not None:
+                tokens = list(enc.tokens)
+            elif self.model is not None and not x.is_floating_point():
                 tokens = self.model.tokens(ids)
             else:
                 tokens = [f"#{t}" for t in ids]
@@ -266,7 +278,9 @@ class DeepExplainer:
                 completeness_error=float(err[i, output_index]), output_space=self.output,
                 model_name=self.model.name if self.model is not None else type(self.net).__name__,
                 method="deepshap" if len(self.background) > 1 else "deeplift", output_index=output_index,
-                text=texts[i] if texts else None, label=None if labels is None else int(labels[i])))
+                text=texts[i] if texts else None, label=None if labels is None else int(labels[i]),
+                spans=enc.spans if enc is not None else None, word_ids=enc.word_ids if enc is not None else None,
+                classes=classes if name is not None else None, output_name=name))
         return out
 
 

@@ -1,11 +1,26 @@
-"""The one object every picture, the CLI, the web page and word importance read."""
+"""The one object every picture, the CLI, the web page and word importance read, and its one JSON form."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-HIDDEN_TOKENS = ("<pad>", "<start>")
+from ..data.tokenize import HIDDEN_TOKENS, UNKNOWN_TOKENS
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word of the text: the positions read from it and their summed value."""
+    text: str                    # as written (the token itself when there is no text)
+    token: str                   # as the model's vocabulary has it ("<oov>" for unknown words)
+    value: float
+    positions: tuple[int, ...]
+    span: Span | None
+    unknown: bool                # read as the out-of-vocabulary token
 
 
 @dataclass(frozen=True, eq=False)
@@ -14,6 +29,12 @@ class Explanation:
 
     ``values`` ``[T]`` sum to ``output_value - base_value`` up to ``completeness_error``.
     ``output_space`` is ``"probability"``, ``"logit"`` or ``"raw"`` (what the model returns).
+    ``spans[t]`` is where position ``t`` was read from in ``text`` (``None`` for padding and
+    start/special tokens) and ``word_ids[t]`` which word it belongs to; both are ``None``
+    when the explanation was made from token ids without a text.
+    ``output_name`` names what is explained (a class, e.g. ``"positive"``); ``predicted``
+    is the class the model predicts; ``label`` the true class index when known, a position
+    in ``classes``.
     """
     tokens: tuple[str, ...]
     ids: tuple[int, ...]
@@ -28,17 +49,38 @@ class Explanation:
     text: str | None = None
     label: int | None = None
     meta: dict = field(default_factory=dict)
+    spans: tuple[Span | None, ...] | None = None
+    word_ids: tuple[int | None, ...] | None = None
+    classes: tuple[str, ...] | None = None
+    output_name: str | None = None
+    predicted: str | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         values = np.asarray(self.values, dtype=np.float64).copy()
         values.setflags(write=False)  # frozen means frozen, arrays included
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "tokens", tuple(self.tokens))
         object.__setattr__(self, "ids", tuple(int(i) for i in self.ids))
-        if not (len(self.tokens) == len(self.ids) == len(values)):
+        n = len(values)
+        if not (len(self.tokens) == len(self.ids) == n):
             raise ValueError(f"tokens ({len(self.tokens)}), ids ({len(self.ids)}) and values "
-                             f"({len(values)}) must have the same length")
+                             f"({n}) must have the same length")
+        if self.spans is not None:
+            spans = tuple(None if s is None else (int(s[0]), int(s[1])) for s in self.spans)
+            if len(spans) != n or self.text is None:
+                raise ValueError(f"spans need a text and one entry per position ({n}), got {len(spans)}")
+            if any(s is not None and not 0 <= s[0] <= s[1] <= len(self.text) for s in spans):
+                raise ValueError("a span lies outside the text")
+            object.__setattr__(self, "spans", spans)
+            word_ids = self.word_ids if self.word_ids is not None else tuple(
+                None if s is None else t for t, s in enumerate(spans))
+            object.__setattr__(self, "word_ids", tuple(None if w is None else int(w) for w in word_ids))
+            if len(self.word_ids) != n:
+                raise ValueError(f"word_ids must have one entry per position ({n})")
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
 
+    # -- reading it -----------------------------------------------------------------------
     @property
     def prediction(self) -> float:
         """The explained output value (a probability in the default output space)."""
@@ -46,6 +88,7 @@ class Explanation:
 
     @property
     def predicted_label(self) -> int | None:
+        """The predicted class index of a one-output (sigmoid) model: 1 above 0.5, else 0."""
         if self.output_space == "probability":
             return int(self.output_value > 0.5)
         if self.output_space == "logit":
@@ -54,23 +97,94 @@ class Explanation:
 
     @property
     def visible(self) -> np.ndarray:
-        """Boolean mask ``[T]`` of positions a person should see (no padding, no start)."""
+        """Boolean mask ``[T]`` of positions a person should see (read from the text; no
+        padding, no start or special tokens)."""
+        if self.spans is not None:
+            return np.array([s is not None for s in self.spans], dtype=bool)
         return np.array([t not in HIDDEN_TOKENS for t in self.tokens], dtype=bool)
+
+    def word_list(self) -> list[Word]:
+        """The visible words in text order, each with the summed value of its positions."""
+        groups: dict[Any, list[int]] = {}
+        for p in np.flatnonzero(self.visible).tolist():
+            key = self.word_ids[p] if self.word_ids is not None else ("pos", p)
+            groups.setdefault(key, []).append(p)
+        out = []
+        for pos in groups.values():
+            span = None
+            if self.spans is not None:
+                span = (min(self.spans[p][0] for p in pos), max(self.spans[p][1] for p in pos))
+            token = "".join(self.tokens[p] for p in pos)
+            unknown = any(self.tokens[p] in UNKNOWN_TOKENS for p in pos)
+            text = self.text[span[0]:span[1]] if span is not None else token
+            out.append(Word(text, token, float(sum(self.values[p] for p in pos)), tuple(pos), span, unknown))
+        return out
 
     def words(self) -> list[tuple[str, float]]:
         """(token, value) for visible positions, in text order."""
-        return [(t, float(v)) for t, v, keep in zip(self.tokens, self.values, self.visible) if keep]
+        return [(w.token, w.value) for w in self.word_list()]
 
     def top(self, k: int = 10) -> list[tuple[str, float]]:
-        """The ``k`` visible tokens with the largest absolute attribution."""
+        """The ``k`` visible words with the largest absolute attribution, as (token, value)."""
         return sorted(self.words(), key=lambda tv: -abs(tv[1]))[:k]
 
-    def to_dict(self) -> dict:
-        return {"tokens": list(self.tokens), "ids": list(self.ids), "values": self.values.tolist(),
-                "base_value": self.base_value, "prediction": self.output_value,
-                "completeness_error": self.completeness_error, "output_space": self.output_space,
-                "model": self.model_name, "method": self.method, "label": self.label, "text": self.text}
+    def class_name(self, index: int | None) -> str | None:
+        if index is None:
+            return None
+        return self.classes[index] if self.classes is not None and 0 <= index < len(self.classes) else str(index)
+
+    @property
+    def predicted_name(self) -> str | None:
+        """The predicted class's name (``predicted``, else read off a one-output model)."""
+        if self.predicted is not None:
+            return self.predicted
+        return self.class_name(self.predicted_label) if self.classes is not None else None
+
+    # -- its one JSON form --------------------------------------------------------------------
+    def to_dict(self, top: int = 10) -> dict[str, Any]:
+        """The JSON form used by the CLI, the web API, the corpus runner and the report.
+
+        Every number is finite (an explanation with NaN or infinity is refused at its source).
+        ``top`` lists the ``top`` words with the largest |value|, each with its positions.
+        """
+        words = self.word_list()
+        ranked = sorted(words, key=lambda w: -abs(w.value))[:max(0, top)]
+        return {
+            "model": self.model_name, "method": self.method, "output": self.output_space,
+            "output_index": self.output_index, "output_name": self.output_name,
+            "text": self.text, "tokens": list(self.tokens), "ids": list(self.ids),
+            "values": self.values.tolist(), "visible": self.visible.tolist(),
+            "spans": None if self.spans is None else [None if s is None else list(s) for s in self.spans],
+            "word_ids": None if self.word_ids is None else list(self.word_ids),
+            "base_value": float(self.base_value), "prediction": float(self.output_value),
+            "completeness_error": float(self.completeness_error),
+            "label": self.predicted_name, "true_label": self.class_name(self.label),
+            "classes": None if self.classes is None else list(self.classes),
+            "top": [{"pos": w.positions[0], "positions": list(w.positions), "word": w.text, "value": w.value}
+                    for w in ranked],
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Explanation":
+        """Rebuild an explanation from :meth:`to_dict` output."""
+        classes = tuple(d["classes"]) if d.get("classes") is not None else None
+        true = d.get("true_label")
+        label = None if true is None else (classes.index(true) if classes and true in classes else int(true))
+        return cls(tokens=d["tokens"], ids=d["ids"], values=np.asarray(d["values"], dtype=np.float64),
+                   base_value=float(d["base_value"]), output_value=float(d["prediction"]),
+                   completeness_error=float(d["completeness_error"]), output_space=d.get("output", "probability"),
+                   model_name=d.get("model", "model"), method=d.get("method", "deepshap"),
+                   output_index=int(d.get("output_index", 0)), text=d.get("text"), label=label,
+                   meta=dict(d.get("meta") or {}),
+                   spans=None if d.get("spans") is None else tuple(None if s is None else tuple(s) for s in d["spans"]),
+                   word_ids=None if d.get("word_ids") is None else tuple(d["word_ids"]),
+                   classes=classes, output_name=d.get("output_name"), predicted=d.get("label"))
+
+    def is_finite(self) -> bool:
+        return bool(np.all(np.isfinite(self.values))) and math.isfinite(self.base_value) \
+            and math.isfinite(self.output_value)
 
     def _repr_html_(self) -> str:
-        from ..viz.html import explanation_html
+        from ..viz.html import explanation_html  # lazy: viz sits above attribution
         return explanation_html(self)

@@ -54,14 +54,14 @@ def run(args) -> int:
     exp = DeepExplainer(model, list(bg), output=args.output).explain([text])[0]
     written = []
     if args.html:
-        from ..store import atomic_write_text
+        from .. import atomic
         from ..viz.html import explanation_page
-        atomic_write_text(Path(args.html), explanation_page(exp))
+        atomic.write_text(Path(args.html), explanation_page(exp))
         written.append(args.html)
     if args.svg:
-        from ..store import atomic_write_text
+        from .. import atomic
         from ..viz.html import force_plot_svg
-        atomic_write_text(Path(args.svg), force_plot_svg(exp) + "\n")
+        atomic.write_text(Path(args.svg), force_plot_svg(exp) + "\n")
         written.append(args.svg)
     if args.png:
         from ..viz.plots import force_plot_png

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .tokenize import FIRST_WORD_ID, OOV, PAD, START, pad_front, words
+from .. import atomic
+from .tokenize import (FIRST_WORD_ID, OOV, OOV_TOKEN, PAD, PAD_TOKEN, START, START_TOKEN, Encoding, pad_front,
+                       tokenize, words)
 
 
 class Vocab:
@@ -24,7 +26,7 @@ class Vocab:
         self.word_to_id = dict(word_to_id)
         self.num_words = int(num_words)
         self.id_to_word = {i: w for w, i in self.word_to_id.items()}
-        self.id_to_word.update({PAD: "<pad>", START: "<start>", OOV: "<oov>"})
+        self.id_to_word.update({PAD: PAD_TOKEN, START: START_TOKEN, OOV: OOV_TOKEN})
 
     @classmethod
     def build(cls, texts: Iterable[str], num_words: int = 20000) -> "Vocab":
@@ -51,6 +53,22 @@ class Vocab:
             raise TypeError("encode() takes a list of texts, not a single str")
         return pad_front([self.ids(t) for t in texts], maxlen)
 
+    def encodings(self, texts: list[str], maxlen: int) -> list[Encoding]:
+        """Like :meth:`encode`, position by position with the span of text each id came from."""
+        if isinstance(texts, str):
+            raise TypeError("encodings() takes a list of texts, not a single str")
+        return [self._encoding(t, maxlen) for t in texts]
+
+    def _encoding(self, text: str, maxlen: int) -> Encoding:
+        toks = tokenize(text)
+        get = self.word_to_id.get
+        # (id, token, span, word index) of the start token and every word; keep the last maxlen.
+        rows = [(START, START_TOKEN, None, None)] + [
+            (i, self.id_to_word[i], (t.start, t.end), w) for w, t in enumerate(toks) for i in [get(t.text, OOV)]]
+        rows = [(PAD, PAD_TOKEN, None, None)] * (maxlen - len(rows)) + rows[-maxlen:]
+        ids, tokens, spans, word_ids = zip(*rows)
+        return Encoding(ids, tokens, spans, word_ids)
+
     def tokens(self, ids: Iterable[int]) -> list[str]:
         """Ids -> words; an id outside the vocabulary raises (never a silent '?')."""
         out = []
@@ -74,8 +92,7 @@ class Vocab:
             raise ValueError(f"vocabulary JSON is missing or has a malformed field: {e}") from None
 
     def save(self, path: str | Path) -> None:
-        from ..store import atomic_write_text
-        atomic_write_text(Path(path), json.dumps(self.to_json(), ensure_ascii=False))
+        atomic.write_text(path, json.dumps(self.to_json(), ensure_ascii=False))
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocab":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..store import atomic_write_bytes, atomic_write_json, atomic_write_text
+from .. import atomic
 from .evaluate import FaithfulnessResult, MethodScores
 
 # (attribute, header, higher is better)
@@ -219,10 +219,10 @@ def write_outputs(result: FaithfulnessResult, out: str | Path, title: str | None
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "faithfulness.csv", "md": out / "faithfulness.md",
              "json": out / "faithfulness.json", "png": out / "faithfulness.png"}
-    atomic_write_text(paths["csv"], to_csv(result))
-    atomic_write_text(paths["md"], to_markdown(result, title))
-    atomic_write_json(paths["json"], _jsonable(result.to_dict()))
-    atomic_write_bytes(paths["png"], plot_png(result))
+    atomic.write_text(paths["csv"], to_csv(result))
+    atomic.write_text(paths["md"], to_markdown(result, title))
+    atomic.write_json(paths["json"], _jsonable(result.to_dict()))
+    atomic.write_bytes(paths["png"], plot_png(result))
     return paths
 
 

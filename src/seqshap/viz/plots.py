@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Polygon, Rectangle
 
 from ..attribution.explanation import Explanation
-from ..store import atomic_write_bytes
+from .. import atomic
 from .layout import BLUE_HEX, RED_HEX, clean, describe_prediction, fmt, fmt_out, force_layout
 from .html import _check, top_words
 
@@ -52,7 +52,7 @@ def _save(fig: Figure, path: str | Path, tight: bool = True) -> Path:
     # draw pass "tight" needs (half the time) for figures laid out by hand.
     fig.savefig(buf, format=kind, bbox_inches="tight" if tight else None, facecolor="white",
                 metadata={"Date": None} if kind == "svg" else None)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic.write_bytes(path, buf.getvalue())
     return path
 
 
