@@ -104,15 +104,6 @@ LINEAR_OPS = {
     "masked_fill", "where", "requires_grad_", "cpu", "__contains__", "__hash__", "__eq__", "__ne__",
     "__bool__", "__float__", "__int__", "tolist", "item", "numpy", "get_device", "_has_compatible_shallow_copy_type",
 }
-# Products and matrix products are linear only when at most one operand carries signal.
-BILINEAR_OPS = {"mul", "__mul__", "__rmul__", "__imul__", "mul_", "matmul", "__matmul__", "__rmatmul__",
-                "mm", "bmm", "einsum", "outer", "div", "__truediv__", "__itruediv__", "true_divide"}
-ELEMENTWISE = {"sigmoid", "tanh", "relu", "relu_", "leaky_relu", "elu", "gelu", "silu", "softplus",
-               "hardsigmoid", "hardtanh", "relu6", "sigmoid_", "tanh_"}
-_FUNCTIONAL = {"sigmoid": torch.sigmoid, "sigmoid_": torch.sigmoid, "tanh": torch.tanh, "tanh_": torch.tanh,
-               "relu": torch.relu, "relu_": torch.relu}
-
-
 def _signal(t) -> bool:
     return isinstance(t, torch.Tensor) and t.requires_grad
 
@@ -149,8 +140,151 @@ class SquashRecorder(TorchFunctionMode):
         return out
 
 
+# ---- the op rule table ------------------------------------------------------------------------
+# Each entry turns one torch call that touches the signal into a ruled call. A rule gets the
+# mode (for the product rule and the squash log), the original function and its arguments.
+class _OpRule:
+    """Base: ``rule(mode, func, args, kwargs)`` -> the output, computed under the rule."""
+
+    def __call__(self, mode: "DeepLiftMode", func, args: tuple, kwargs: dict):
+        raise NotImplementedError
+
+
+class _Product(_OpRule):
+    """``a * b``: linear when one factor is constant, else the product rule (Shapley split)."""
+
+    def __call__(self, mode, func, args, kwargs):
+        if sum(_signal(a) for a in args[:2]) < 2:
+            return func(*args, **kwargs)
+        return Product.apply(args[0], args[1], mode.rule)
+
+
+class _LinearInOne(_OpRule):
+    """Matrix products, ``einsum``, ``outer``: linear while at most one operand is a signal."""
+
+    def __call__(self, mode, func, args, kwargs):
+        flat, _ = tree_flatten((args, kwargs))
+        if sum(_signal(t) for t in flat) < 2:
+            return func(*args, **kwargs)
+        raise UnsupportedLayerError(f"cannot explain {_name(func)} of two signals (attention-like) exactly; "
+                                    f"only elementwise products of two signals have a rule")
+
+
+class _Divide(_OpRule):
+    """``a / b``: linear in ``a``; a division *by* a signal has no rule."""
+
+    def __call__(self, mode, func, args, kwargs):
+        if _signal(args[1] if len(args) > 1 else kwargs.get("other")):
+            raise UnsupportedLayerError(f"cannot explain a division by a signal ({_name(func)}) exactly")
+        return func(*args, **kwargs)
+
+
+class _Elementwise(_OpRule):
+    """One-input nonlinearity: the rescale rule (secant slope between input and reference)."""
+
+    def __init__(self, fn=None):
+        self.fn = fn  # the plain torch function; None: call the traced one with its extra arguments
+
+    def __call__(self, mode, func, args, kwargs):
+        fn = self.fn or (lambda z, _f=func, _a=args[1:], _k=kwargs: _f(z, *_a, **_k))
+        out = Rescale.apply(args[0], fn)
+        if self.fn is torch.sigmoid:
+            mode.log.record("sigmoid", args[0], out)
+        return out
+
+
+class _Softmax(_OpRule):
+    """Softmax over an explicit dim: :class:`CenteredSoftmax`."""
+
+    def __call__(self, mode, func, args, kwargs):
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        if dim is None:
+            raise UnsupportedLayerError("softmax without an explicit dim cannot be explained")
+        out = CenteredSoftmax.apply(args[0], dim)
+        mode.log.record("softmax", args[0], out)
+        return out
+
+
+class _MaxOverDim(_OpRule):
+    """``max(z, dim)`` / ``amax``: :class:`MaxOverDim`; the elementwise max of two tensors has no rule."""
+
+    def __call__(self, mode, func, args, kwargs):
+        name = _name(func)
+        if len(args) + len(kwargs) < 2:
+            raise UnsupportedLayerError(f"{name} over a whole tensor is not supported; give a dim")
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        keep = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
+        if isinstance(dim, (tuple, list)):
+            if len(dim) != 1:
+                raise UnsupportedLayerError("max over several dims at once is not supported")
+            dim = dim[0]
+        if not isinstance(dim, int):
+            raise UnsupportedLayerError(f"{name} between two tensors (elementwise max) is not supported")
+        y = MaxOverDim.apply(args[0], dim)
+        y = y.unsqueeze(dim) if keep else y
+        if name == "max":
+            return torch.return_types.max((y, args[0].detach().argmax(dim=dim, keepdim=keep)))
+        return y
+
+
+class _GlobalMaxPool(_OpRule):
+    """``adaptive_max_pool1d(z, 1)``: max over the last dim."""
+
+    def __call__(self, mode, func, args, kwargs):
+        size = kwargs.get("output_size", args[1] if len(args) > 1 else None)
+        if size not in (1, (1,), [1]):
+            raise UnsupportedLayerError(f"adaptive_max_pool1d with output_size={size} is not supported "
+                                        "(global max pooling, output_size=1, is)")
+        y = MaxOverDim.apply(args[0], -1).unsqueeze(-1)
+        return (y, args[0].detach().argmax(-1, keepdim=True)) if "indices" in _name(func) else y
+
+
+class _MaxPool1d(_OpRule):
+    """``max_pool1d`` without padding/dilation: max over each window (a strided view)."""
+    PARAMS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+
+    def __call__(self, mode, func, args, kwargs):
+        bound = dict(zip(self.PARAMS, args), **kwargs)
+        k = bound["kernel_size"]
+        k = k[0] if isinstance(k, (tuple, list)) else k
+        s = bound.get("stride") or k
+        s = s[0] if isinstance(s, (tuple, list)) else s
+        if bound.get("padding", 0) not in (0, (0,)) or bound.get("dilation", 1) not in (1, (1,)) \
+                or bound.get("ceil_mode"):
+            raise UnsupportedLayerError("max_pool1d with padding, dilation or ceil_mode is not supported")
+        if bound.get("return_indices") or "indices" in _name(func):
+            raise UnsupportedLayerError("max_pool1d(return_indices=True) is not supported")
+        return MaxOverDim.apply(bound["input"].unfold(-1, k, s), -1)
+
+
+def _table(rule: _OpRule, *names: str) -> dict[str, _OpRule]:
+    return dict.fromkeys(names, rule)
+
+
+# The rule table: torch function name -> rule. Names in LINEAR_OPS pass through (autograd's own
+# backward is the DeepLIFT backward for them); anything else touching the signal is refused.
+OP_RULES: dict[str, _OpRule] = {
+    **_table(_Product(), "mul", "__mul__", "__rmul__", "__imul__", "mul_"),
+    **_table(_LinearInOne(), "matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "einsum", "outer"),
+    **_table(_Divide(), "div", "__truediv__", "__itruediv__", "true_divide"),
+    **_table(_Elementwise(torch.sigmoid), "sigmoid", "sigmoid_"),
+    **_table(_Elementwise(torch.tanh), "tanh", "tanh_"),
+    **_table(_Elementwise(torch.relu), "relu", "relu_"),
+    **_table(_Elementwise(), "leaky_relu", "elu", "gelu", "silu", "softplus", "hardsigmoid", "hardtanh", "relu6"),
+    **_table(_Softmax(), "softmax", "_softmax"),
+    **_table(_MaxOverDim(), "amax", "max"),
+    **_table(_GlobalMaxPool(), "adaptive_max_pool1d", "_adaptive_max_pool1d", "adaptive_max_pool1d_with_indices"),
+    **_table(_MaxPool1d(), "max_pool1d", "_max_pool1d", "max_pool1d_with_indices"),
+}
+
+
+def supported_ops() -> list[str]:
+    """Names of the nonlinear operations with a rule (for error messages)."""
+    return sorted({n.strip("_") for n, r in OP_RULES.items() if not isinstance(r, (_LinearInOne, _Divide))})
+
+
 class DeepLiftMode(TorchFunctionMode):
-    """Routes every call that touches the signal to its rule (see module docstring)."""
+    """Routes every call that touches the signal to its rule in :data:`OP_RULES`."""
 
     def __init__(self, rule: ProductRule):
         super().__init__()
@@ -160,78 +294,16 @@ class DeepLiftMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         flat, _ = tree_flatten((args, kwargs))
-        signals = [t for t in flat if _signal(t)]
-        if not signals or not torch.is_grad_enabled():
+        if not any(_signal(t) for t in flat) or not torch.is_grad_enabled():
             return func(*args, **kwargs)
         name = _name(func)
         if name in LINEAR_OPS:
             return func(*args, **kwargs)
-        if name in BILINEAR_OPS:
-            if name in ("div", "__truediv__", "__itruediv__", "true_divide") and _signal(args[1] if len(args) > 1 else None):
-                raise UnsupportedLayerError(f"cannot explain a division by a signal ({name}) exactly")
-            if len(signals) == 1:
-                return func(*args, **kwargs)
-            if name in ("mul", "__mul__", "__rmul__", "__imul__", "mul_"):
-                return Product.apply(args[0], args[1], self.rule)
-            raise UnsupportedLayerError(f"cannot explain {name} of two signals (attention-like) exactly; "
-                                        f"only elementwise products of two signals have a rule")
-        if name in ELEMENTWISE:
-            fn = _FUNCTIONAL.get(name) or (lambda z, _f=func, _a=args[1:], _k=kwargs: _f(z, *_a, **_k))
-            out = Rescale.apply(args[0], fn)
-            if name.startswith("sigmoid"):
-                self.log.record("sigmoid", args[0], out)
-            return out
-        if name in ("softmax", "_softmax"):
-            dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
-            if dim is None:
-                raise UnsupportedLayerError("softmax without an explicit dim cannot be explained")
-            out = CenteredSoftmax.apply(args[0], dim)
-            self.log.record("softmax", args[0], out)
-            return out
-        if name in ("amax", "max") and len(args) + len(kwargs) >= 2:
-            dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
-            keep = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
-            if isinstance(dim, (tuple, list)):
-                if len(dim) != 1:
-                    raise UnsupportedLayerError("max over several dims at once is not supported")
-                dim = dim[0]
-            if not isinstance(dim, int):
-                raise UnsupportedLayerError(f"{name} between two tensors (elementwise max) is not supported")
-            y = MaxOverDim.apply(args[0], dim)
-            y = y.unsqueeze(dim) if keep else y
-            if name == "max":
-                idx = args[0].detach().argmax(dim=dim, keepdim=keep)
-                return torch.return_types.max((y, idx))
-            return y
-        if name in ("adaptive_max_pool1d", "_adaptive_max_pool1d", "adaptive_max_pool1d_with_indices"):
-            size = kwargs.get("output_size", args[1] if len(args) > 1 else None)
-            if size not in (1, (1,), [1]):
-                raise UnsupportedLayerError(f"adaptive_max_pool1d with output_size={size} is not supported "
-                                            "(global max pooling, output_size=1, is)")
-            y = MaxOverDim.apply(args[0], -1).unsqueeze(-1)
-            return (y, args[0].detach().argmax(-1, keepdim=True)) if "indices" in name else y
-        if name in ("max_pool1d", "_max_pool1d", "max_pool1d_with_indices"):
-            return self._max_pool1d(name, args, kwargs)
-        raise UnsupportedLayerError(f"cannot explain operation {name!r} exactly with DeepSHAP; linear ops, "
-                                    f"{', '.join(sorted(ELEMENTWISE))}, softmax, max/max-pooling and products "
-                                    f"of two signals are supported")
-
-    def _max_pool1d(self, name, args, kwargs):
-        params = ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"]
-        bound = dict(zip(params, args), **kwargs)
-        k = bound["kernel_size"]
-        k = k[0] if isinstance(k, (tuple, list)) else k
-        s = bound.get("stride") or k
-        s = s[0] if isinstance(s, (tuple, list)) else s
-        pad = bound.get("padding", 0)
-        dil = bound.get("dilation", 1)
-        if pad not in (0, (0,)) or dil not in (1, (1,)) or bound.get("ceil_mode"):
-            raise UnsupportedLayerError("max_pool1d with padding, dilation or ceil_mode is not supported")
-        windows = bound["input"].unfold(-1, k, s)        # linear: a strided view
-        y = MaxOverDim.apply(windows, -1)
-        if bound.get("return_indices") or "indices" in name:
-            raise UnsupportedLayerError("max_pool1d(return_indices=True) is not supported")
-        return y
+        rule = OP_RULES.get(name)
+        if rule is None:
+            raise UnsupportedLayerError(f"cannot explain operation {name!r} exactly with DeepSHAP; linear ops "
+                                        f"and {', '.join(supported_ops())} are supported")
+        return rule(self, func, args, kwargs)
 
 
 def explain_forward(model: nn.Module, inputs: torch.Tensor, rule: ProductRule,
