@@ -262,15 +262,15 @@ class WithAttention(nn.Module):
         return torch.sigmoid(self.fc(self.attn(e, e, e)[0].mean(1)))
 
 
-class WithLayerNorm(nn.Module):
+class WithBatchNorm(nn.Module):
     def __init__(self):
         super().__init__()
         self.embedding = nn.Embedding(V, 4)
-        self.norm = nn.LayerNorm(4)
+        self.norm = nn.BatchNorm1d(4)
         self.fc = nn.Linear(4, 1)
 
     def forward(self, ids):
-        return torch.sigmoid(self.fc(self.norm(self.embedding(ids)).mean(1)))
+        return torch.sigmoid(self.fc(self.norm(self.embedding(ids).mean(1))))
 
 
 class CustomOp(nn.Module):
@@ -285,7 +285,7 @@ class CustomOp(nn.Module):
 
 @pytest.mark.parametrize("model, match", [
     (WithAttention(), r"module 'attn' \(MultiheadAttention\).*supported layers: .*LSTM"),
-    (WithLayerNorm(), r"module 'norm' \(LayerNorm\).*supported layers"),
+    (WithBatchNorm(), r"module 'norm' \(BatchNorm1d\).*supported layers"),
     (CustomOp(), r"cannot explain operation '(exp|log1p|norm)'"),
 ])
 def test_unsupported_layers_are_named(model, match):

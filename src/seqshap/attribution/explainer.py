@@ -20,9 +20,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .explanation import Explanation
-from .recurrent import Pairing, TokenSink
+from .pairs import Pairing, TokenSink
 from .rules import ProductRule
-from .tracer import SquashRecorder, check_modules, explain_forward
+from .tracer import SquashRecorder, check_modules, explain_forward, feature_modules
 
 OUTPUT_SPACES = ("probability", "logit", "raw")
 
@@ -187,13 +187,17 @@ class DeepExplainer:
         if stacked.is_floating_point():
             stacked = stacked.detach().requires_grad_(True)
             captured.append(stacked)
-            handles = []
-        else:
-            def grab(_m, _inp, emb_out):
-                emb_out = emb_out.detach().requires_grad_(True)
-                captured.append(emb_out)
-                return emb_out
-            handles = [e.register_forward_hook(grab) for e in self._embeddings()]
+
+        def grab(_m, inp, out):
+            # Only per-row features are inputs to attribute (an embedding of ids, the padding
+            # mask); a position embedding is the same for every row: a constant.
+            if not (inp and isinstance(inp[0], torch.Tensor) and inp[0].dim() >= 2
+                    and inp[0].shape[0] == stacked.shape[0] and out.dim() >= 2):
+                return None
+            out = out.detach().requires_grad_(True)
+            captured.append(out)
+            return out
+        handles = [m.register_forward_hook(grab) for m in feature_modules(self.net)]
         try:
             with self._lock, torch.enable_grad():
                 sink = TokenSink(captured)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 
 def tolerance(dtype: torch.dtype) -> float:
@@ -26,11 +27,13 @@ def tolerance(dtype: torch.dtype) -> float:
 
 
 def secant(zx: torch.Tensor, zr: torch.Tensor, fx: torch.Tensor, fr: torch.Tensor,
-           slope_mid) -> torch.Tensor:
+           slope_mid, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
     """Rescale multiplier ``(f(zx) - f(zr)) / (zx - zr)``, and ``f'((zx+zr)/2)`` where
-    ``|zx - zr|`` is below :func:`tolerance`. ``slope_mid(z)`` gives ``f'(z)``."""
+    ``|zx - zr|`` is below :func:`tolerance` times ``scale``. ``slope_mid(z)`` gives ``f'(z)``;
+    ``scale`` is the distance over which ``f`` bends (1 for sigmoid-like functions, ``v`` for
+    ``rsqrt(v)``), so the midpoint slope is only used where it is accurate."""
     d = zx - zr
-    small = d.abs() <= tolerance(d.dtype)
+    small = d.abs() <= tolerance(d.dtype) * scale
     m = (fx - fr) / torch.where(small, torch.ones_like(d), d)
     if bool(small.any()):
         m = torch.where(small, slope_mid((zx + zr) * 0.5), m)
@@ -207,3 +210,161 @@ class CenteredSoftmax(torch.autograd.Function):
         s = (_halves(g)[0] * (px - pr)).sum(dim=dim, keepdim=True)
         m = torch.where(tiny, torch.zeros_like(u), s * u / torch.where(tiny, torch.ones_like(norm), norm))
         return _both(m), None
+
+
+# ---- rules for attention and normalization ---------------------------------------------------
+# Written for any pair layout: the x side and the reference side are broadcast against each
+# other (stacked halves [P, ...] with [P, ...], or the deduplicated grid [n, 1, ...] with
+# [1, k, ...]); every result has the broadcast pair shape.
+
+class BilinearRule:
+    """``C = A @ B`` (matrix product) where both factors depend on the input.
+
+    The two-player Shapley split applied to every term ``A_ik B_kj`` and summed over ``k``
+    stays a matrix product: with ``Ā = (A_x + A_r)/2`` and ``B̄ = (B_x + B_r)/2``,
+    ``ΔC = ΔA B̄ + Ā ΔB`` exactly, so ``m_A = m_C B̄ᵀ`` and ``m_B = Āᵀ m_C``.
+    No ``[pairs, i, k, j]`` elementwise tensor is formed.
+    """
+
+    @staticmethod
+    def multipliers(g, ax, ar, bx, br) -> tuple[torch.Tensor, torch.Tensor]:
+        b_mid = (bx + br) * 0.5
+        a_mid = (ax + ar) * 0.5
+        return g @ b_mid.transpose(-1, -2), a_mid.transpose(-1, -2) @ g
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor, at_zero: float = 1.0) -> torch.Tensor:
+    """``num / den`` with ``at_zero`` where ``den`` is exactly 0 (the caller's limit)."""
+    zero = den == 0
+    return torch.where(zero, torch.full_like(num, at_zero), num / torch.where(zero, torch.ones_like(den), den))
+
+
+class SoftmaxRule:
+    """Softmax over the last dim, optionally over the keys whose ``mask`` is 1 only.
+
+    *One mask* (or none): write ``p_i = exp(w_i)`` with ``w_i = s_i - LSE(s)``. Then
+    ``Δp_i = σ_i (Δs_i - ΔLSE)`` with ``σ_i`` the secant slope of ``exp`` between ``w_x`` and
+    ``w_r``, and ``ΔLSE = Σ_j μ_j Δs_j`` exactly with
+
+        μ_j = κ(-L) p_xj (1 - e^{-Δs_j}) / Δs_j   (Δs_j ≥ 0),   κ(L) p_rj (e^{Δs_j} - 1) / Δs_j   (Δs_j < 0)
+
+    where ``L = ΔLSE`` and ``κ(L) = L / (e^L - 1)`` (both forms equal
+    ``L (p_xj e^L - p_rj) / ((e^L - 1) Δs_j)``; each is the one that cannot overflow).
+    So the multiplier of ``s_j`` for output ``i`` is ``σ_i (δ_ij - μ_j)``: every quantity is a
+    probability times a bounded factor, so it stays accurate when the scores saturate.
+
+    *Two masks* (the input and the reference have different real keys): the scores and
+    the mask are two players. The scores get the one-mask rule averaged over both masks,
+    ``½[p(s_x|m_x) - p(s_r|m_x)] + ½[p(s_x|m_r) - p(s_r|m_r)]``; the mask gets the rest,
+    ``½ Σ_s [p(s|m_x) - p(s|m_r)]``, which goes to the keys whose mask changed: a key's
+    own probability to itself, every other key's change shared out by the changed keys'
+    probability mass ``e^{s_j} / Σ_{l changed} e^{s_l}``. Both parts are exact, so the sum is.
+    """
+
+    @staticmethod
+    def _one_mask(g, sx, sr, px, pr, lx, lr, keep):
+        """Multipliers for ``s`` with the mask fixed. ``lx``/``lr``: log-sum-exp ``[..., 1]``."""
+        tol = tolerance(sx.dtype)
+        ds = torch.where(keep, sx - sr, torch.zeros_like(sx))
+        L = lx - lr
+        dw = ds - L
+        wx, wr = sx - lx, sr - lr
+        small = dw.abs() <= tol
+        sigma = torch.where(small, torch.exp((wx + wr) * 0.5), (px - pr) / torch.where(small, torch.ones_like(dw), dw))
+        kx, kr = _ratio(-L, torch.expm1(-L)), _ratio(L, torch.expm1(L))
+        psi_pos = _ratio(-torch.expm1(-ds), ds)
+        psi_neg = _ratio(torch.expm1(ds), ds)
+        mu = torch.where(ds >= 0, kx * px * psi_pos, kr * pr * psi_neg)
+        keep = keep.to(g.dtype)
+        sigma, mu = sigma * keep, mu * keep
+        return g * sigma - mu * (g * sigma).sum(-1, keepdim=True)
+
+    @staticmethod
+    def _masked_softmax(s, keep):
+        z = s.masked_fill(~keep, float("-inf"))
+        lse = torch.logsumexp(z, -1, keepdim=True)
+        return torch.exp(z - lse), lse
+
+    @classmethod
+    def multipliers(cls, g, sx, sr, px, pr, mx=None, mr=None):
+        """``(m_s, m_mask)`` for the incoming multiplier ``g`` of ``p``; ``m_mask`` is ``None``
+        without masks and has the broadcast shape of ``p`` otherwise (sum it over queries)."""
+        if mx is None:
+            keep = torch.ones_like(sx, dtype=torch.bool)
+            lx, lr = torch.logsumexp(sx, -1, keepdim=True), torch.logsumexp(sr, -1, keepdim=True)
+            return cls._one_mask(g, sx, sr, px, pr, lx, lr, keep), None
+        kx, kr = mx > 0.5, mr > 0.5
+        changed = kx != kr
+        _, lx = cls._masked_softmax(sx, kx)
+        _, lr = cls._masked_softmax(sr, kr)
+        if not bool(changed.any()):
+            return cls._one_mask(g, sx, sr, px, pr, lx, lr, kx & kr), torch.zeros_like(g)
+        p_sr_mx, l_sr_mx = cls._masked_softmax(sr, kx)   # the reference's scores, the input's keys
+        p_sx_mr, l_sx_mr = cls._masked_softmax(sx, kr)
+        m_s = 0.5 * (cls._one_mask(g, sx, sr, px, p_sr_mx, lx, l_sr_mx, kx)
+                     + cls._one_mask(g, sx, sr, p_sx_mr, pr, l_sx_mr, lr, kr))
+        dm = (mx - mr).to(g.dtype)
+        safe_dm = torch.where(changed, dm, torch.ones_like(dm))
+        m_mask = torch.zeros_like(g * dm)
+        for s, p_at_mx, p_at_mr in ((sx, px, p_sx_mr), (sr, p_sr_mx, pr)):
+            d = p_at_mx - p_at_mr                                   # the mask player's change
+            s_b, ch_b = torch.broadcast_tensors(s, changed)
+            share, _ = cls._masked_softmax(s_b, ch_b)  # the changed keys' probability mass fractions
+            rest = (g * d * (~changed)).sum(-1, keepdim=True)        # other keys' changes, shared out
+            m_mask = m_mask + 0.5 * torch.where(changed, (rest * share + g * d) / safe_dm, torch.zeros_like(share))
+        return m_s, m_mask
+
+
+class LayerNormRule:
+    """``y = γ (z - mean z) rsqrt(var + ε) + β`` over the last dim, as a composition of exact steps.
+
+    Centering is linear; ``c²`` has the exact secant ``c_x + c_r``; the mean is linear;
+    ``r = rsqrt(v + ε)`` gets the rescale secant (midpoint slope when ``|Δv|`` is tiny);
+    ``ĉ = c r`` is a product of two signals and gets the Shapley split; the affine part is
+    linear. Each step conserves its difference, so the composition does.
+    """
+
+    @staticmethod
+    def multipliers(g, zx, zr, weight, eps: float) -> torch.Tensor:
+        cx, cr = zx - zx.mean(-1, keepdim=True), zr - zr.mean(-1, keepdim=True)
+        vx, vr = (cx * cx).mean(-1, keepdim=True), (cr * cr).mean(-1, keepdim=True)
+        rx, rr = torch.rsqrt(vx + eps), torch.rsqrt(vr + eps)
+        gc = g * weight if weight is not None else g
+        m_c = gc * ((rx + rr) * 0.5)
+        m_r = (gc * ((cx + cr) * 0.5)).sum(-1, keepdim=True)
+        m_v = m_r * secant(vx, vr, rx, rr, lambda v: -0.5 * torch.rsqrt(v + eps) ** 3,
+                           scale=(vx + vr) * 0.5 + eps)
+        m_c = m_c + (m_v / zx.shape[-1]) * (cx + cr)
+        return m_c - m_c.mean(-1, keepdim=True)
+
+
+class Bilinear(torch.autograd.Function):
+    """``a @ b`` (matmul/bmm) of two signals on the stacked halves: :class:`BilinearRule`."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        (ax, ar), (bx, br) = _halves(a), _halves(b)
+        ga, gb = BilinearRule.multipliers(_halves(g)[0], ax, ar, bx, br)
+        return _sum_to(_both(ga), a.shape), _sum_to(_both(gb), b.shape)
+
+
+class LayerNorm(torch.autograd.Function):
+    """``F.layer_norm`` over the last dim on the stacked halves: :class:`LayerNormRule`."""
+
+    @staticmethod
+    def forward(ctx, z, weight, bias, eps: float):
+        ctx.save_for_backward(z, weight)
+        ctx.eps = eps
+        return F.layer_norm(z, z.shape[-1:], weight, bias, eps)
+
+    @staticmethod
+    def backward(ctx, g):
+        z, weight = ctx.saved_tensors
+        zx, zr = _halves(z)
+        return _both(LayerNormRule.multipliers(_halves(g)[0], zx, zr, weight, ctx.eps)), None, None, None

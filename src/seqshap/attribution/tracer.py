@@ -11,13 +11,18 @@ Two checks keep numbers honest:
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-from .recurrent import Pairing, _ExplicitRNN
-from .rules import CenteredSoftmax, MaxOverDim, Product, ProductRule, Rescale
+from ..models.transformer import EncoderBlock, PaddingMask
+from .attention import ExplicitEncoderLayer, block_params
+from .pairs import Pairing
+from .recurrent import _ExplicitRNN
+from .rules import Bilinear, CenteredSoftmax, LayerNorm, MaxOverDim, Product, ProductRule, Rescale
 
 
 class UnsupportedLayerError(TypeError):
@@ -25,11 +30,41 @@ class UnsupportedLayerError(TypeError):
 
 
 # ---- modules -----------------------------------------------------------------------------
-# Module type -> what happens to it: "canonize" (rewritten to explicit cells while
-# explaining) or "ops" (its torch calls are checked and ruled one by one).
-MODULE_RULES: dict[type, str] = {
-    nn.LSTM: "canonize", nn.GRU: "canonize",
-    nn.Embedding: "ops", nn.Linear: "ops", nn.Bilinear: "unsupported", nn.Conv1d: "ops",
+class Canonize:
+    """Rewrite a layer into explicit steps with known rules while it is explained
+    (``factory(module, pairing, rule) -> nn.Module`` sharing the module's parameters)."""
+
+    def __init__(self, factory: Callable[[nn.Module, Pairing, ProductRule], nn.Module]):
+        self.factory = factory
+
+    def __call__(self, module: nn.Module, pairing: Pairing, rule: ProductRule) -> nn.Module:
+        return self.factory(module, pairing, rule)
+
+
+class Unsupported:
+    """A layer without an exact rule, and what to do instead."""
+
+    def __init__(self, hint: str = ""):
+        self.hint = hint
+
+
+def _encoder_block(module: nn.Module, pairing: Pairing, rule: ProductRule) -> nn.Module:
+    return ExplicitEncoderLayer(module, block_params(module), pairing)
+
+
+_ATTENTION_HINT = ("build the encoder from seqshap.models.transformer.EncoderBlock (its attention, softmax, "
+                   "LayerNorm and padding mask have exact rules)")
+
+# Module type -> what happens to it while it is explained:
+#   Canonize  rewritten to explicit steps (its children are not looked at);
+#   "feature" its output is an input feature the attributions are credited to (per position);
+#   "ops"     its torch calls are checked and ruled one by one (OP_RULES);
+#   Unsupported: refused before anything runs.
+MODULE_RULES: dict[type, object] = {
+    nn.LSTM: Canonize(_ExplicitRNN), nn.GRU: Canonize(_ExplicitRNN),
+    EncoderBlock: Canonize(_encoder_block),
+    nn.Embedding: "feature", PaddingMask: "feature",
+    nn.Linear: "ops", nn.Bilinear: Unsupported(), nn.Conv1d: "ops", nn.LayerNorm: "ops",
     nn.Dropout: "ops", nn.Dropout1d: "ops", nn.AlphaDropout: "ops",
     nn.Sigmoid: "ops", nn.Tanh: "ops", nn.ReLU: "ops", nn.LeakyReLU: "ops", nn.ELU: "ops",
     nn.GELU: "ops", nn.SiLU: "ops", nn.Softplus: "ops", nn.Hardsigmoid: "ops", nn.Hardtanh: "ops",
@@ -37,45 +72,62 @@ MODULE_RULES: dict[type, str] = {
     nn.MaxPool1d: "ops", nn.AdaptiveMaxPool1d: "ops", nn.AvgPool1d: "ops", nn.AdaptiveAvgPool1d: "ops",
     nn.Flatten: "ops", nn.Unflatten: "ops", nn.Identity: "ops",
     nn.Sequential: "ops", nn.ModuleList: "ops", nn.ModuleDict: "ops",
+    nn.MultiheadAttention: Unsupported(_ATTENTION_HINT), nn.TransformerEncoderLayer: Unsupported(_ATTENTION_HINT),
+    nn.TransformerEncoder: Unsupported(_ATTENTION_HINT), nn.Transformer: Unsupported(_ATTENTION_HINT),
 }
 
 
 def supported_layers() -> list[str]:
-    return sorted(t.__name__ for t, how in MODULE_RULES.items() if how != "unsupported")
+    return sorted(t.__name__ for t, how in MODULE_RULES.items() if not isinstance(how, Unsupported))
+
+
+def feature_modules(model: nn.Module) -> list[nn.Module]:
+    """Modules whose outputs are the input features attributions are credited to."""
+    return [m for m in model.modules() if MODULE_RULES.get(type(m)) == "feature"]
 
 
 def check_modules(model: nn.Module) -> None:
     """Raise before any number is computed if a module has no exact rule."""
-    for name, module in model.named_modules():
+    todo: list[tuple[str, nn.Module]] = [("", model)]
+    while todo:
+        name, module = todo.pop()
         how = MODULE_RULES.get(type(module))
-        if how == "unsupported" or (how is None and type(module).__module__.startswith("torch.nn")):
+        if isinstance(how, Unsupported) or (how is None and type(module).__module__.startswith("torch.nn")):
+            hint = f"; {how.hint}" if isinstance(how, Unsupported) and how.hint else ""
             raise UnsupportedLayerError(
-                f"cannot explain module {name or '<root>'!r} ({type(module).__name__}) exactly with DeepSHAP; "
+                f"cannot explain module {name or '<root>'!r} ({type(module).__name__}) exactly with DeepSHAP{hint}; "
                 f"supported layers: {', '.join(supported_layers())} (and your own modules built from them)")
         if isinstance(module, nn.RNNBase) and getattr(module, "proj_size", 0):
             raise UnsupportedLayerError(f"module {name!r}: {type(module).__name__} with proj_size is not supported")
+        if not isinstance(how, Canonize):  # a rewritten layer's insides never run
+            todo.extend((f"{name}.{c}" if name else c, m) for c, m in reversed(list(module.named_children())))
 
 
 @contextlib.contextmanager
 def canonized(model: nn.Module, pairing: Pairing, rule: ProductRule):
-    """Swap every ``nn.LSTM``/``nn.GRU`` for explicit cells (same parameter objects) and
-    freeze all parameters; put everything back afterwards, whatever happens."""
+    """Swap every layer with a :class:`Canonize` rule for its explicit form (same parameter
+    objects) and freeze all parameters; put everything back afterwards, whatever happens."""
     swaps = []
-    for parent in list(model.modules()):
-        for child_name, child in list(parent.named_children()):
-            if MODULE_RULES.get(type(child)) == "canonize":
-                swaps.append((parent, child_name, child))
+    todo = [model]
+    while todo:
+        parent = todo.pop()
+        for child_name, child in parent.named_children():
+            how = MODULE_RULES.get(type(child))
+            if isinstance(how, Canonize):
+                swaps.append((parent, child_name, child, how))
+            else:
+                todo.append(child)
     flags = [(p, p.requires_grad) for p in model.parameters()]
     training = [(m, m.training) for m in model.modules()]
     try:
-        for parent, child_name, child in swaps:
-            parent._modules[child_name] = _ExplicitRNN(child, pairing, rule)
+        for parent, child_name, child, how in swaps:
+            parent._modules[child_name] = how(child, pairing, rule)
         for p, _ in flags:
             p.requires_grad_(False)
         model.eval()
         yield model
     finally:
-        for parent, child_name, child in swaps:
+        for parent, child_name, child, _ in swaps:
             parent._modules[child_name] = child
         for p, flag in flags:
             p.requires_grad_(flag)
@@ -159,24 +211,59 @@ class _Product(_OpRule):
         return Product.apply(args[0], args[1], mode.rule)
 
 
+class _MatrixProduct(_OpRule):
+    """``matmul``/``bmm``/``mm``/``@``: linear while one operand is constant; for two signals the
+    :class:`BilinearRule` (Shapley split inside the product)."""
+
+    def __call__(self, mode, func, args, kwargs):
+        a, b = args[0], args[1]
+        if not (_signal(a) and _signal(b)):
+            return func(*args, **kwargs)
+        if _name(func) == "__rmatmul__":
+            a, b = b, a
+        return Bilinear.apply(a, b)
+
+
 class _LinearInOne(_OpRule):
-    """Matrix products, ``einsum``, ``outer``: linear while at most one operand is a signal."""
+    """``einsum``, ``outer``: linear while at most one operand is a signal."""
 
     def __call__(self, mode, func, args, kwargs):
         flat, _ = tree_flatten((args, kwargs))
         if sum(_signal(t) for t in flat) < 2:
             return func(*args, **kwargs)
-        raise UnsupportedLayerError(f"cannot explain {_name(func)} of two signals (attention-like) exactly; "
-                                    f"only elementwise products of two signals have a rule")
+        raise UnsupportedLayerError(f"cannot explain {_name(func)} of two signals exactly; write it as a "
+                                    f"matmul (which has a rule) or an elementwise product")
 
 
 class _Divide(_OpRule):
-    """``a / b``: linear in ``a``; a division *by* a signal has no rule."""
+    """``a / b``: linear in ``a``; by a signal ``b`` it is ``a * (1/b)``: the reciprocal gets the
+    rescale rule and the product the Shapley split."""
 
     def __call__(self, mode, func, args, kwargs):
-        if _signal(args[1] if len(args) > 1 else kwargs.get("other")):
-            raise UnsupportedLayerError(f"cannot explain a division by a signal ({_name(func)}) exactly")
-        return func(*args, **kwargs)
+        a, b = args[0], args[1] if len(args) > 1 else kwargs.get("other")
+        if not _signal(b):
+            return func(*args, **kwargs)
+        if kwargs.get("rounding_mode") is not None:
+            raise UnsupportedLayerError(f"{_name(func)} with rounding_mode has no exact rule")
+        inv = Rescale.apply(b, torch.reciprocal)
+        if not _signal(a):
+            return a * inv
+        return Product.apply(a, inv, mode.rule)
+
+
+class _LayerNorm(_OpRule):
+    """``layer_norm`` over the last dim: :class:`LayerNorm` (an exact composition)."""
+
+    def __call__(self, mode, func, args, kwargs):
+        params = ("input", "normalized_shape", "weight", "bias", "eps")
+        bound = dict(zip(params, args), **kwargs)
+        z, shape = bound["input"], tuple(bound["normalized_shape"])
+        if len(shape) != 1:
+            raise UnsupportedLayerError("layer_norm over more than the last dim is not supported")
+        w, b = bound.get("weight"), bound.get("bias")
+        if _signal(w) or _signal(b):
+            raise UnsupportedLayerError("layer_norm whose weight or bias depends on the input has no rule")
+        return LayerNorm.apply(z, w, b, float(bound.get("eps", 1e-5)))
 
 
 class _Elementwise(_OpRule):
@@ -265,11 +352,18 @@ def _table(rule: _OpRule, *names: str) -> dict[str, _OpRule]:
 # backward is the DeepLIFT backward for them); anything else touching the signal is refused.
 OP_RULES: dict[str, _OpRule] = {
     **_table(_Product(), "mul", "__mul__", "__rmul__", "__imul__", "mul_"),
-    **_table(_LinearInOne(), "matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "einsum", "outer"),
+    **_table(_MatrixProduct(), "matmul", "__matmul__", "__rmatmul__", "mm", "bmm"),
+    **_table(_LinearInOne(), "einsum", "outer"),
     **_table(_Divide(), "div", "__truediv__", "__itruediv__", "true_divide"),
     **_table(_Elementwise(torch.sigmoid), "sigmoid", "sigmoid_"),
     **_table(_Elementwise(torch.tanh), "tanh", "tanh_"),
     **_table(_Elementwise(torch.relu), "relu", "relu_"),
+    **_table(_Elementwise(torch.exp), "exp", "exp_"),
+    **_table(_Elementwise(torch.rsqrt), "rsqrt", "rsqrt_"),
+    **_table(_Elementwise(torch.sqrt), "sqrt", "sqrt_"),
+    **_table(_Elementwise(torch.reciprocal), "reciprocal", "reciprocal_"),
+    **_table(_Elementwise(torch.square), "square", "square_"),
+    **_table(_LayerNorm(), "layer_norm"),
     **_table(_Elementwise(), "leaky_relu", "elu", "gelu", "silu", "softplus", "hardsigmoid", "hardtanh", "relu6"),
     **_table(_Softmax(), "softmax", "_softmax"),
     **_table(_MaxOverDim(), "amax", "max"),
@@ -280,7 +374,7 @@ OP_RULES: dict[str, _OpRule] = {
 
 def supported_ops() -> list[str]:
     """Names of the nonlinear operations with a rule (for error messages)."""
-    return sorted({n.strip("_") for n, r in OP_RULES.items() if not isinstance(r, (_LinearInOne, _Divide))})
+    return sorted({n.strip("_") for n, r in OP_RULES.items() if not isinstance(r, _LinearInOne)})
 
 
 class DeepLiftMode(TorchFunctionMode):

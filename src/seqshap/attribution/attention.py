@@ -1,0 +1,230 @@
+"""Exact DeepLIFT for Transformer encoder layers, written out as one explicit layer.
+
+Forward: the layer runs once on the *unique* rows (n inputs + k references), as the
+recurrent layers do. Backward: multipliers run per pair through the same steps, each with
+its rule from :mod:`.rules`:
+
+==========================  =============================================================
+linear maps, residuals       multipliers pass through the transpose
+``Q Kᵀ``, ``A V``            :class:`BilinearRule` (Shapley split inside the matrix product)
+masked softmax               :class:`SoftmaxRule` (scores and padding mask as two players)
+LayerNorm                    :class:`LayerNormRule`
+GELU / ReLU                  rescale (secant)
+==========================  =============================================================
+
+The padding mask is a signal: where the input and the reference have different real
+tokens, its multiplier comes back as the gradient of the ``mask`` input, and the explainer
+credits it to the position it belongs to. Per pair and layer the attention backward is
+O(T²·d) and the feed-forward O(T·d·d_ff); the pairs go through in chunks so that the
+``[pairs, heads, T, T]`` tensors stay within a fixed memory budget.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .pairs import Pairing, _Grid
+from .rules import BilinearRule, LayerNormRule, SoftmaxRule, secant
+
+# Elements of the largest per-pair tensor ([pairs, heads, T, T]) handled at once: ~16 MB in float32.
+CHUNK_ELEMENTS = 1 << 22
+
+
+def _gelu_tanh(u: torch.Tensor) -> torch.Tensor:
+    return F.gelu(u, approximate="tanh")
+
+
+ACTIVATIONS = {"gelu": F.gelu, "gelu_tanh": _gelu_tanh, "relu": F.relu}
+
+
+@dataclass(frozen=True)
+class EncoderLayerParams:
+    """One encoder layer's weights (the user's own tensors, by reference) and settings.
+
+    Linear weights are PyTorch's ``[out, in]``; biases may be ``None``. ``ln1``/``ln2`` are
+    ``(weight, bias, eps)``: ``ln1`` follows attention (post-LN) or precedes it (pre-LN).
+    """
+    wq: torch.Tensor
+    bq: torch.Tensor | None
+    wk: torch.Tensor
+    bk: torch.Tensor | None
+    wv: torch.Tensor
+    bv: torch.Tensor | None
+    wo: torch.Tensor
+    bo: torch.Tensor | None
+    w1: torch.Tensor
+    b1: torch.Tensor | None
+    w2: torch.Tensor
+    b2: torch.Tensor | None
+    ln1: tuple[torch.Tensor | None, torch.Tensor | None, float]
+    ln2: tuple[torch.Tensor | None, torch.Tensor | None, float]
+    heads: int
+    activation: str = "gelu"
+    norm_first: bool = False
+    scale: float | None = None  # default 1/sqrt(head_dim)
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r} is not supported; use one of {sorted(ACTIVATIONS)}")
+        if self.wq.shape[0] % self.heads:
+            raise ValueError(f"model dim {self.wq.shape[0]} is not divisible by {self.heads} heads")
+
+    @property
+    def head_scale(self) -> float:
+        return self.scale if self.scale is not None else 1.0 / math.sqrt(self.wq.shape[0] // self.heads)
+
+
+def _layer_norm(z: torch.Tensor, ln) -> torch.Tensor:
+    w, b, eps = ln
+    return F.layer_norm(z, z.shape[-1:], w, b, eps)
+
+
+def _split(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """``[..., T, D]`` -> ``[..., heads, T, D/heads]``."""
+    *lead, T, D = t.shape
+    return t.reshape(*lead, T, heads, D // heads).transpose(-3, -2)
+
+
+def _merge(t: torch.Tensor) -> torch.Tensor:
+    """``[..., heads, T, dh]`` -> ``[..., T, heads*dh]``."""
+    *lead, H, T, dh = t.shape
+    return t.transpose(-3, -2).reshape(*lead, T, H * dh)
+
+
+def encoder_forward(p: EncoderLayerParams, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """The layer on rows ``h`` ``[N, T, D]`` with ``mask`` ``[N, T]`` -> (output ``[N, T, D]``,
+    the activations the backward pass reads)."""
+    act = ACTIVATIONS[p.activation]
+    z1 = h
+    x1 = _layer_norm(h, p.ln1) if p.norm_first else h
+    q = _split(F.linear(x1, p.wq, p.bq), p.heads)
+    k = _split(F.linear(x1, p.wk, p.bk), p.heads)
+    v = _split(F.linear(x1, p.wv, p.bv), p.heads)
+    s = q @ k.transpose(-1, -2) * p.head_scale
+    m4 = mask[:, None, None, :]
+    a = torch.softmax(s.masked_fill(m4 <= 0.5, float("-inf")), -1)
+    o = F.linear(_merge(a @ v), p.wo, p.bo)
+    if p.norm_first:
+        h1 = h + o
+        z2 = h1
+        u = F.linear(_layer_norm(h1, p.ln2), p.w1, p.b1)
+        out = h1 + F.linear(act(u), p.w2, p.b2)
+    else:
+        z1 = h + o
+        h1 = _layer_norm(z1, p.ln1)
+        u = F.linear(h1, p.w1, p.b1)
+        z2 = h1 + F.linear(act(u), p.w2, p.b2)
+        out = _layer_norm(z2, p.ln2)
+    return out, {"z1": z1, "z2": z2, "q": q, "k": k, "v": v, "s": s, "a": a, "u": u, "g": act(u), "m": mask}
+
+
+class _Sides:
+    """x and reference sides of the stored activations for one chunk of x rows."""
+
+    def __init__(self, grid: _Grid, stored: dict, lo: int, hi: int):
+        self.grid, self.stored, self.lo, self.hi = grid, stored, lo, hi
+
+    def __getitem__(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x, r = self.grid.sides(self.stored[name], batch_dim=0)
+        if self.grid.dedup:
+            return x[self.lo:self.hi], r
+        return x[self.lo:self.hi], r[self.lo:self.hi]
+
+
+def _backward_chunk(p: EncoderLayerParams, S: _Sides, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multipliers for one chunk of pairs: ``g`` ``[a, b, T, D]`` -> (m_h ``[a, b, T, D]``,
+    m_mask ``[a, b, T]``)."""
+    act = ACTIVATIONS[p.activation]
+    (ux, ur), (gx, gr) = S["u"], S["g"]
+
+    def feed_forward(m_out):   # through w2, the activation (rescale) and w1
+        m_u = (m_out @ p.w2) * secant(ux, ur, gx, gr, lambda z: _slope(act, z))
+        return m_u @ p.w1
+
+    def layer_norm(m_out, name, ln):
+        zx, zr = S[name]
+        return LayerNormRule.multipliers(m_out, zx, zr, ln[0], ln[2])
+
+    def attention(m_out):      # returns (m for the attention input, m for the mask)
+        m_c = _split(m_out @ p.wo, p.heads)
+        (ax, ar), (vx, vr) = S["a"], S["v"]
+        m_a, m_v = BilinearRule.multipliers(m_c, ax, ar, vx, vr)
+        (sx, sr), (mx, mr) = S["s"], S["m"]
+        m_s, m_mask = SoftmaxRule.multipliers(m_a, sx, sr, ax, ar, mx[..., None, None, :], mr[..., None, None, :])
+        m_s = m_s * p.head_scale
+        (qx, qr), (kx, kr) = S["q"], S["k"]
+        m_q, m_kt = BilinearRule.multipliers(m_s, qx, qr, kx.transpose(-1, -2), kr.transpose(-1, -2))
+        m_in = _merge(m_q) @ p.wq + _merge(m_kt.transpose(-1, -2)) @ p.wk + _merge(m_v) @ p.wv
+        return m_in, m_mask.sum((-3, -2))
+
+    if p.norm_first:
+        m_h1 = g + layer_norm(feed_forward(g), "z2", p.ln2)
+        m_x1, m_mask = attention(m_h1)
+        return m_h1 + layer_norm(m_x1, "z1", p.ln1), m_mask
+    m_z2 = layer_norm(g, "z2", p.ln2)
+    m_z1 = layer_norm(m_z2 + feed_forward(m_z2), "z1", p.ln1)
+    m_x, m_mask = attention(m_z1)
+    return m_z1 + m_x, m_mask
+
+
+def _slope(act, z: torch.Tensor) -> torch.Tensor:
+    with torch.enable_grad():
+        z = z.detach().requires_grad_(True)
+        return torch.autograd.grad(act(z).sum(), z)[0]
+
+
+class _EncoderLayerFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, mask, params: EncoderLayerParams, pairing: Pairing | None):
+        with torch._C.DisableTorchFunction():  # plain tensors inside: skip the op checker
+            grid = _Grid(h.shape[0], pairing, h, mask)
+            out, stored = encoder_forward(params, grid.unique(h), grid.unique(mask))
+            ctx.grid, ctx.params, ctx.stored = grid, params, stored
+            return grid.expand(out)
+
+    @staticmethod
+    def backward(ctx, g_out):
+        with torch._C.DisableTorchFunction():
+            grid, p, stored = ctx.grid, ctx.params, ctx.stored
+            g = grid.grid(g_out, stored["z1"].shape[1:], stored["z1"])
+            T, H = stored["s"].shape[-1], p.heads
+            rows = max(1, CHUNK_ELEMENTS // max(1, grid.b * H * T * T))
+            m_h, m_mask = [], []
+            for lo in range(0, grid.a, rows):
+                hi = min(grid.a, lo + rows)
+                mh, mm = _backward_chunk(p, _Sides(grid, stored, lo, hi), g[lo:hi])
+                m_h.append(mh)
+                m_mask.append(mm)
+            return grid.flat(torch.cat(m_h)), grid.flat(torch.cat(m_mask)), None, None
+
+
+class ExplicitEncoderLayer(nn.Module):
+    """Stands in for a user's encoder layer while it is explained: same parameters, same
+    outputs (checked by the tests to float precision), exact multipliers."""
+
+    def __init__(self, original: nn.Module, params: EncoderLayerParams, pairing: Pairing | None):
+        super().__init__()
+        self.original, self.params, self.pairing = original, params, pairing
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["original"], name)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return _EncoderLayerFn.apply(h, mask, self.params, self.pairing)
+
+
+def block_params(block: nn.Module) -> EncoderLayerParams:
+    """:class:`EncoderLayerParams` of a ``seqshap.models.transformer.EncoderBlock``."""
+    a, n1, n2 = block.attn, block.norm1, block.norm2
+    return EncoderLayerParams(
+        a.q.weight, a.q.bias, a.k.weight, a.k.bias, a.v.weight, a.v.bias, a.o.weight, a.o.bias,
+        block.ff1.weight, block.ff1.bias, block.ff2.weight, block.ff2.bias,
+        (n1.weight, n1.bias, n1.eps), (n2.weight, n2.bias, n2.eps), heads=a.heads,
+        activation="gelu_tanh" if block.act.approximate == "tanh" else "gelu", norm_first=block.norm_first)

@@ -1,0 +1,123 @@
+"""A Transformer encoder text classifier: ids ``[batch, time]`` -> positive-class probability ``[batch, 1]``.
+
+token embedding + learned position embedding -> N encoder blocks (multi-head self-attention,
+residual, LayerNorm, feed-forward with GELU) -> mean over the real tokens -> Linear -> sigmoid.
+
+Padding never matters: padded keys get no attention (a multiplicative mask on the softmax,
+so a key is in or out, never "almost"), padded positions are left out of the pooling, and
+positions count back from the *end* of the text, which front padding never moves. So a
+review's prediction does not depend on how much padding it has.
+
+The padding mask comes from :class:`PaddingMask`, a module of its own: the explainer reads
+its output as an input feature (like an embedding), which is how the mask's share of the
+difference between a review and a reference of another length is attributed to positions.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..data.tokenize import PAD
+from .classifiers import TextClassifier
+
+
+class PaddingMask(nn.Module):
+    """ids ``[B, T]`` -> float ``[B, T]``: 1 at real tokens, 0 at padding. For embeddings
+    ``[B, T, E]``, 0 where a row is exactly the padding embedding ``pad_row`` ``[E]``."""
+
+    def forward(self, x: torch.Tensor, pad_row: torch.Tensor | None = None) -> torch.Tensor:
+        with torch.no_grad():  # a comparison: nothing to differentiate, nothing to rule
+            if x.is_floating_point():
+                real = ~(x == pad_row).all(-1) if pad_row is not None else torch.ones(x.shape[:2], dtype=torch.bool)
+                return real.to(x.dtype)
+            return (x != PAD).to(pad_row.dtype if pad_row is not None else torch.get_default_dtype())
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dim of ``scores`` among keys whose ``mask`` (broadcastable, 0/1) is 1."""
+    z = scores.masked_fill(mask <= 0.5, float("-inf"))
+    return torch.softmax(z, dim=-1)
+
+
+def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``h`` ``[B, T, D]`` over positions with ``mask`` ``[B, T]`` = 1 -> ``[B, D]``."""
+    return (h * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention over the unmasked keys."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by heads {heads}")
+        self.heads, self.head_dim = heads, dim // heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.drop = nn.Dropout(dropout)
+
+    def split(self, t: torch.Tensor) -> torch.Tensor:
+        """``[B, T, D]`` -> ``[B, heads, T, head_dim]``."""
+        B, T, _ = t.shape
+        return t.view(B, T, self.heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.split(self.q(h)), self.split(self.k(h)), self.split(self.v(h))
+        scores = q @ k.transpose(-1, -2) * (1.0 / math.sqrt(self.head_dim))
+        att = self.drop(masked_softmax(scores, mask[:, None, None, :]))
+        ctx = (att @ v).transpose(1, 2).reshape(h.shape)
+        return self.o(ctx)
+
+
+class EncoderBlock(nn.Module):
+    """Self-attention and a GELU feed-forward, each with a residual and LayerNorm: after the
+    residual (BERT's order, ``norm_first=False``) or before the sublayer (``norm_first=True``)."""
+
+    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float = 0.1, norm_first: bool = False):
+        super().__init__()
+        self.attn = SelfAttention(dim, heads, dropout)
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.ff1, self.ff2 = nn.Linear(dim, ff_dim), nn.Linear(ff_dim, dim)
+        self.act = nn.GELU()
+        self.drop = nn.Dropout(dropout)
+        self.norm_first = bool(norm_first)
+
+    def feed_forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.ff2(self.drop(self.act(self.ff1(h))))
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.norm_first:
+            h = h + self.drop(self.attn(self.norm1(h), mask))
+            return h + self.drop(self.feed_forward(self.norm2(h)))
+        h = self.norm1(h + self.drop(self.attn(h, mask)))
+        return self.norm2(h + self.drop(self.feed_forward(h)))
+
+
+class TransformerClassifier(TextClassifier):
+    """Embedding (+ position) -> ``layers`` encoder blocks -> masked mean -> Linear -> sigmoid."""
+
+    def __init__(self, vocab_size: int = 20000, embed_dim: int = 64, heads: int = 4, layers: int = 2,
+                 ff_dim: int = 128, max_positions: int = 512, dropout: float = 0.1, norm_first: bool = False):
+        super().__init__(vocab_size, embed_dim, dropout)
+        self.position = nn.Embedding(max_positions, embed_dim)
+        nn.init.normal_(self.position.weight, std=0.02)
+        self.mask = PaddingMask()
+        self.blocks = nn.ModuleList(EncoderBlock(embed_dim, heads, ff_dim, dropout, norm_first)
+                                    for _ in range(layers))
+        self.final_norm = nn.LayerNorm(embed_dim) if norm_first else nn.Identity()
+        self.fc = nn.Linear(embed_dim, 1)
+        self.out = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T = x.shape[1]
+        if T > self.position.num_embeddings:
+            raise ValueError(f"input has {T} positions; this model has position embeddings for "
+                             f"{self.position.num_embeddings}")
+        mask = self.mask(x, self.embedding.weight[PAD])
+        # Counting back from the end: the last token is position 0 however much padding precedes it.
+        pos = self.position(torch.arange(T - 1, -1, -1, device=x.device))
+        h = self.embed(x) + pos
+        for block in self.blocks:
+            h = block(h, mask)
+        return self.out(self.fc(masked_mean(self.final_norm(h), mask)))
