@@ -106,7 +106,8 @@ def encoder_forward(p: EncoderLayerParams, h: torch.Tensor, mask: torch.Tensor) 
     v = _split(F.linear(x1, p.wv, p.bv), p.heads)
     s = q @ k.transpose(-1, -2) * p.head_scale
     m4 = mask[:, None, None, :]
-    a = torch.softmax(s.masked_fill(m4 <= 0.5, float("-inf")), -1)
+    lse = SoftmaxRule.log_sum_exp(s, m4)
+    a = torch.exp(s.masked_fill(m4 <= 0.5, float("-inf")) - lse)
     o = F.linear(_merge(a @ v), p.wo, p.bo)
     if p.norm_first:
         h1 = h + o
@@ -119,7 +120,7 @@ def encoder_forward(p: EncoderLayerParams, h: torch.Tensor, mask: torch.Tensor) 
         u = F.linear(h1, p.w1, p.b1)
         z2 = h1 + F.linear(act(u), p.w2, p.b2)
         out = _layer_norm(z2, p.ln2)
-    return out, {"z1": z1, "z2": z2, "q": q, "k": k, "v": v, "s": s, "a": a, "u": u, "g": act(u), "m": mask}
+    return out, {"z1": z1, "z2": z2, "q": q, "k": k, "v": v, "s": s, "lse": lse, "a": a, "u": u, "g": act(u), "m": mask}
 
 
 class _Sides:
@@ -153,13 +154,12 @@ def _backward_chunk(p: EncoderLayerParams, S: _Sides, g: torch.Tensor) -> tuple[
         m_c = _split(m_out @ p.wo, p.heads)
         (ax, ar), (vx, vr) = S["a"], S["v"]
         m_a, m_v = BilinearRule.multipliers(m_c, ax, ar, vx, vr)
-        (sx, sr), (mx, mr) = S["s"], S["m"]
-        m_s, m_mask = SoftmaxRule.multipliers(m_a, sx, sr, ax, ar, mx[..., None, None, :], mr[..., None, None, :])
-        m_s = m_s * p.head_scale
+        m_s, m_mask = _softmax_multipliers(m_a, S)
+        m_s = m_s.mul_(p.head_scale)
         (qx, qr), (kx, kr) = S["q"], S["k"]
         m_q, m_kt = BilinearRule.multipliers(m_s, qx, qr, kx.transpose(-1, -2), kr.transpose(-1, -2))
         m_in = _merge(m_q) @ p.wq + _merge(m_kt.transpose(-1, -2)) @ p.wk + _merge(m_v) @ p.wv
-        return m_in, m_mask.sum((-3, -2))
+        return m_in, m_mask
 
     if p.norm_first:
         m_h1 = g + layer_norm(feed_forward(g), "z2", p.ln2)
@@ -169,6 +169,35 @@ def _backward_chunk(p: EncoderLayerParams, S: _Sides, g: torch.Tensor) -> tuple[
     m_z1 = layer_norm(m_z2 + feed_forward(m_z2), "z1", p.ln1)
     m_x, m_mask = attention(m_z1)
     return m_z1 + m_x, m_mask
+
+
+def _softmax_multipliers(g: torch.Tensor, S: _Sides) -> tuple[torch.Tensor, torch.Tensor]:
+    """:class:`SoftmaxRule` over the attention rows of a chunk of pairs ``[a, b, H, T, T]``;
+    the two-mask rule runs only on the pairs whose padding masks differ. Returns (m_scores,
+    m_mask summed over heads and queries ``[a, b, T]``)."""
+    (sx, sr), (ax, ar), (lx, lr), (mx, mr) = S["s"], S["a"], S["lse"], S["m"]
+    a, b = g.shape[:2]
+    m_mask = g.new_zeros(a, b, g.shape[-1])
+    changed = (mx != mr).any(-1)                                  # [a, b]
+    if not bool(changed.any()):
+        return SoftmaxRule._one_mask(g, sx, sr, ax, ar, lx, lr), m_mask
+    m_s = torch.empty_like(g)
+    grid = lambda t: t.expand(a, b, *t.shape[2:]).reshape(a * b, *t.shape[2:])  # noqa: E731
+    flat_g, flat_s, flat_mask = g.reshape(a * b, *g.shape[2:]), m_s.view(a * b, *g.shape[2:]), m_mask.view(a * b, -1)
+    for rows, two in ((torch.nonzero(~changed.flatten()).flatten(), False),
+                      (torch.nonzero(changed.flatten()).flatten(), True)):
+        if len(rows) == 0:
+            continue
+        pick = lambda t: grid(t)[rows]  # noqa: E731
+        if two:
+            ms, mm = SoftmaxRule.multipliers(flat_g[rows], pick(sx), pick(sr), pick(ax), pick(ar),
+                                             pick(mx)[:, None, None, :], pick(mr)[:, None, None, :],
+                                             pick(lx), pick(lr))
+            flat_mask[rows] = mm.sum((-3, -2))
+        else:
+            ms = SoftmaxRule._one_mask(flat_g[rows], pick(sx), pick(sr), pick(ax), pick(ar), pick(lx), pick(lr))
+        flat_s[rows] = ms
+    return m_s, m_mask
 
 
 def _slope(act, z: torch.Tensor) -> torch.Tensor:

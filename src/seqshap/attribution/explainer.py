@@ -151,7 +151,8 @@ class DeepExplainer:
         return x
 
     def _embeddings(self) -> list[nn.Embedding]:
-        return [m for m in self.net.modules() if isinstance(m, nn.Embedding)]
+        # The token embedding (the first one): position or type embeddings are not indexed by ids.
+        return [m for m in self.net.modules() if isinstance(m, nn.Embedding)][:1]
 
     @torch.no_grad()
     def _outputs(self, x: torch.Tensor) -> torch.Tensor:

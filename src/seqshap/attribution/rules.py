@@ -36,7 +36,9 @@ def secant(zx: torch.Tensor, zr: torch.Tensor, fx: torch.Tensor, fr: torch.Tenso
     small = d.abs() <= tolerance(d.dtype) * scale
     m = (fx - fr) / torch.where(small, torch.ones_like(d), d)
     if bool(small.any()):
-        m = torch.where(small, slope_mid((zx + zr) * 0.5), m)
+        m = m.expand(small.shape).clone() if m.shape != small.shape else m
+        mid = ((zx + zr) * 0.5).expand(small.shape)
+        m[small] = slope_mid(mid[small])
     return m
 
 
@@ -243,15 +245,15 @@ class SoftmaxRule:
     """Softmax over the last dim, optionally over the keys whose ``mask`` is 1 only.
 
     *One mask* (or none): write ``p_i = exp(w_i)`` with ``w_i = s_i - LSE(s)``. Then
-    ``Δp_i = σ_i (Δs_i - ΔLSE)`` with ``σ_i`` the secant slope of ``exp`` between ``w_x`` and
-    ``w_r``, and ``ΔLSE = Σ_j μ_j Δs_j`` exactly with
+    ``Δp_i = σ_i (Δs_i - ΔLSE)`` with ``σ_i = Δp_i / Δw_i`` the secant slope of ``exp``, and
+    ``ΔLSE = Σ_j μ_j Δs_j`` exactly with
 
-        μ_j = κ(-L) p_xj (1 - e^{-Δs_j}) / Δs_j   (Δs_j ≥ 0),   κ(L) p_rj (e^{Δs_j} - 1) / Δs_j   (Δs_j < 0)
+        μ_j = μ⁰_j (1 + c Δs_j),   μ⁰ = (p_x + p_r)/2,   c = (ΔLSE - Σ μ⁰ Δs) / Σ μ⁰ Δs²
 
-    where ``L = ΔLSE`` and ``κ(L) = L / (e^L - 1)`` (both forms equal
-    ``L (p_xj e^L - p_rj) / ((e^L - 1) Δs_j)``; each is the one that cannot overflow).
-    So the multiplier of ``s_j`` for output ``i`` is ``σ_i (δ_ij - μ_j)``: every quantity is a
-    probability times a bounded factor, so it stays accurate when the scores saturate.
+    (the trapezoid rule for the gradient of LSE, plus the smallest correction in proportion
+    to it; ``c`` is about 1/12, 0 for a pure shift of the scores, and keys with no
+    probability on either side get nothing). The multiplier of ``s_j`` for output ``i`` is
+    ``σ_i (δ_ij - μ_j)``: gradient-like (``p_i (δ_ij - p_j)`` as the difference vanishes).
 
     *Two masks* (the input and the reference have different real keys): the scores and
     the mask are two players. The scores get the one-mask rule averaged over both masks,
@@ -262,22 +264,21 @@ class SoftmaxRule:
     """
 
     @staticmethod
-    def _one_mask(g, sx, sr, px, pr, lx, lr, keep):
-        """Multipliers for ``s`` with the mask fixed. ``lx``/``lr``: log-sum-exp ``[..., 1]``."""
-        tol = tolerance(sx.dtype)
-        ds = torch.where(keep, sx - sr, torch.zeros_like(sx))
+    def _one_mask(g, sx, sr, px, pr, lx, lr):
+        """Multipliers for ``s`` with the mask fixed (``p`` is 0 at masked keys on both sides).
+        ``lx``/``lr``: log-sum-exp over the kept keys ``[..., 1]``. Written as a short chain of
+        in-place steps: this is the inner loop of explaining attention."""
+        ds = sx - sr
         L = lx - lr
         dw = ds - L
-        wx, wr = sx - lx, sr - lr
-        small = dw.abs() <= tol
-        sigma = torch.where(small, torch.exp((wx + wr) * 0.5), (px - pr) / torch.where(small, torch.ones_like(dw), dw))
-        kx, kr = _ratio(-L, torch.expm1(-L)), _ratio(L, torch.expm1(L))
-        psi_pos = _ratio(-torch.expm1(-ds), ds)
-        psi_neg = _ratio(torch.expm1(ds), ds)
-        mu = torch.where(ds >= 0, kx * px * psi_pos, kr * pr * psi_neg)
-        keep = keep.to(g.dtype)
-        sigma, mu = sigma * keep, mu * keep
-        return g * sigma - mu * (g * sigma).sum(-1, keepdim=True)
+        dw.masked_fill_(dw == 0, 1.0)                       # there Δp is 0 too: any slope is exact
+        gs = (px - pr).div_(dw).mul_(g)                     # g σ
+        mu0 = px + pr                                       # 2 μ⁰
+        t1 = mu0 * ds
+        t2 = (t1 * ds).sum(-1, keepdim=True)
+        c = _ratio(2 * L - t1.sum(-1, keepdim=True), t2, 0.0)   # c, from 2μ⁰ sums
+        S = gs.sum(-1, keepdim=True)
+        return gs.addcmul_(mu0, S, value=-0.5).addcmul_(t1, c * S, value=-0.5)
 
     @staticmethod
     def _masked_softmax(s, keep):
@@ -285,33 +286,39 @@ class SoftmaxRule:
         lse = torch.logsumexp(z, -1, keepdim=True)
         return torch.exp(z - lse), lse
 
+    @staticmethod
+    def log_sum_exp(s, mask=None):
+        """``[..., 1]`` log-sum-exp over the keys with ``mask`` 1 (all without a mask)."""
+        z = s if mask is None else s.masked_fill(mask <= 0.5, float("-inf"))
+        return torch.logsumexp(z, -1, keepdim=True)
+
     @classmethod
-    def multipliers(cls, g, sx, sr, px, pr, mx=None, mr=None):
-        """``(m_s, m_mask)`` for the incoming multiplier ``g`` of ``p``; ``m_mask`` is ``None``
-        without masks and has the broadcast shape of ``p`` otherwise (sum it over queries)."""
+    def multipliers(cls, g, sx, sr, px, pr, mx=None, mr=None, lx=None, lr=None):
+        """``(m_s, m_mask)`` for the incoming multiplier ``g`` of ``p``. ``m_mask`` is ``None``
+        without masks and has the broadcast shape of ``p`` otherwise (sum it over queries).
+        ``lx``/``lr`` (the log-sum-exp of each side under its own mask) may be passed in
+        when they are already known. Scores at masked keys must be finite."""
+        lx = cls.log_sum_exp(sx, mx) if lx is None else lx
+        lr = cls.log_sum_exp(sr, mr) if lr is None else lr
         if mx is None:
-            keep = torch.ones_like(sx, dtype=torch.bool)
-            lx, lr = torch.logsumexp(sx, -1, keepdim=True), torch.logsumexp(sr, -1, keepdim=True)
-            return cls._one_mask(g, sx, sr, px, pr, lx, lr, keep), None
+            return cls._one_mask(g, sx, sr, px, pr, lx, lr), None
         kx, kr = mx > 0.5, mr > 0.5
         changed = kx != kr
-        _, lx = cls._masked_softmax(sx, kx)
-        _, lr = cls._masked_softmax(sr, kr)
         if not bool(changed.any()):
-            return cls._one_mask(g, sx, sr, px, pr, lx, lr, kx & kr), torch.zeros_like(g)
+            return cls._one_mask(g, sx, sr, px, pr, lx, lr), torch.zeros_like(g)
         p_sr_mx, l_sr_mx = cls._masked_softmax(sr, kx)   # the reference's scores, the input's keys
         p_sx_mr, l_sx_mr = cls._masked_softmax(sx, kr)
-        m_s = 0.5 * (cls._one_mask(g, sx, sr, px, p_sr_mx, lx, l_sr_mx, kx)
-                     + cls._one_mask(g, sx, sr, p_sx_mr, pr, l_sx_mr, lr, kr))
-        dm = (mx - mr).to(g.dtype)
-        safe_dm = torch.where(changed, dm, torch.ones_like(dm))
+        m_s = cls._one_mask(g, sx, sr, px, p_sr_mx, lx, l_sr_mx)
+        m_s = m_s.add_(cls._one_mask(g, sx, sr, p_sx_mr, pr, l_sx_mr, lr)).mul_(0.5)
+        dm = (mx - mr).to(g.dtype)      # ±1 where a key's mask changed: its own inverse there, 0 elsewhere
         m_mask = torch.zeros_like(g * dm)
-        for s, p_at_mx, p_at_mr in ((sx, px, p_sx_mr), (sr, p_sr_mx, pr)):
-            d = p_at_mx - p_at_mr                                   # the mask player's change
-            s_b, ch_b = torch.broadcast_tensors(s, changed)
-            share, _ = cls._masked_softmax(s_b, ch_b)  # the changed keys' probability mass fractions
-            rest = (g * d * (~changed)).sum(-1, keepdim=True)        # other keys' changes, shared out
-            m_mask = m_mask + 0.5 * torch.where(changed, (rest * share + g * d) / safe_dm, torch.zeros_like(share))
+        for d, q in ((px - p_sx_mr, px + p_sx_mr), (p_sr_mx - pr, p_sr_mx + pr)):   # s = s_x, then s_r
+            gd = g * d                                                   # the mask player's change, weighted
+            rest = gd.masked_fill(changed, 0.0).sum(-1, keepdim=True)    # unchanged keys' part, shared out
+            q = q.masked_fill(~changed, 0.0)                             # changed keys' mass e^{s_j}/Z
+            share = q.div_(q.sum(-1, keepdim=True).clamp_min_(torch.finfo(q.dtype).tiny))
+            m_mask.add_(share.mul_(rest).add_(gd).mul_(dm))
+        m_mask.mul_(0.5)
         return m_s, m_mask
 
 
