@@ -20,7 +20,8 @@ V, T = 60, 10
 
 def small(arch: str, seed: int = 0, **kw) -> nn.Module:
     torch.manual_seed(seed)
-    size = {"filters": 6, "kernel_size": 3} if arch == "cnn" else {"hidden": 7}
+    size = {"cnn": {"filters": 6, "kernel_size": 3},
+            "transformer": {"heads": 1, "layers": 2, "ff_dim": 7, "norm_first": True}}.get(arch, {"hidden": 7})
     net = build_model(arch, vocab_size=V, embed_dim=5, **size, **kw).eval()
     with torch.no_grad():  # larger weights than the default init: saturated gates, big logits
         for p in net.parameters():

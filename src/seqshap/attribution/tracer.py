@@ -153,7 +153,7 @@ LINEAR_OPS = {
     "neg", "__neg__", "sum", "mean", "linear", "embedding", "conv1d", "avg_pool1d",
     "adaptive_avg_pool1d", "dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d",
     "identity", "new_zeros", "new_ones", "new_full", "new_empty", "zeros_like", "ones_like",
-    "masked_fill", "where", "requires_grad_", "cpu", "__contains__", "__hash__", "__eq__", "__ne__",
+    "requires_grad_", "cpu", "__contains__", "__hash__", "__eq__", "__ne__",
     "__bool__", "__float__", "__int__", "tolist", "item", "numpy", "get_device", "_has_compatible_shallow_copy_type",
 }
 def _signal(t) -> bool:
@@ -266,6 +266,29 @@ class _LayerNorm(_OpRule):
         return LayerNorm.apply(z, w, b, float(bound.get("eps", 1e-5)))
 
 
+class _Select(_OpRule):
+    """``masked_fill``/``where`` with a constant mask: linear, as long as each input and its
+    reference are masked alike (a padding mask of texts of different lengths is not: its share
+    of the difference would be lost, so it is refused by name)."""
+
+    def __call__(self, mode, func, args, kwargs):
+        name = _name(func)
+        mask = args[1] if name.startswith("masked_fill") else args[0]
+        if _signal(mask):
+            raise UnsupportedLayerError(f"{name} with a mask that depends on the input has no rule")
+        signal = next(t for t in tree_flatten((args, kwargs))[0] if _signal(t))
+        if isinstance(mask, torch.Tensor) and mask.dim() and mask.shape[0] == signal.shape[0] \
+                and mask.shape[0] % 2 == 0:
+            P = mask.shape[0] // 2
+            if not torch.equal(mask[:P], mask[P:]):
+                raise UnsupportedLayerError(
+                    f"{name}: the mask differs between an input and its reference (a padding mask of texts "
+                    f"of different lengths?), so its share of the difference cannot be attributed; build "
+                    f"attention from seqshap.models.transformer (PaddingMask, EncoderBlock), or explain "
+                    f"against references of the same length")
+        return func(*args, **kwargs)
+
+
 class _Elementwise(_OpRule):
     """One-input nonlinearity: the rescale rule (secant slope between input and reference)."""
 
@@ -354,6 +377,7 @@ OP_RULES: dict[str, _OpRule] = {
     **_table(_Product(), "mul", "__mul__", "__rmul__", "__imul__", "mul_"),
     **_table(_MatrixProduct(), "matmul", "__matmul__", "__rmatmul__", "mm", "bmm"),
     **_table(_LinearInOne(), "einsum", "outer"),
+    **_table(_Select(), "masked_fill", "masked_fill_", "where"),
     **_table(_Divide(), "div", "__truediv__", "__itruediv__", "true_divide"),
     **_table(_Elementwise(torch.sigmoid), "sigmoid", "sigmoid_"),
     **_table(_Elementwise(torch.tanh), "tanh", "tanh_"),

@@ -7,6 +7,7 @@ from torch import nn
 
 from .classifiers import CNNClassifier, RecurrentClassifier
 from .keras_layers import KerasSequential
+from .transformer import TransformerClassifier
 
 ARCHITECTURES = {
     "lstm": partial(RecurrentClassifier, "lstm"),
@@ -14,12 +15,13 @@ ARCHITECTURES = {
     "bilstm": partial(RecurrentClassifier, "lstm", bidirectional=True),
     "lstm2": partial(RecurrentClassifier, "lstm", num_layers=2),
     "cnn": CNNClassifier,
+    "transformer": TransformerClassifier,
     "keras": KerasSequential,  # imported Keras models (seqshap import-keras)
 }
 
 
 # The architectures `seqshap train` can build from scratch ("keras" needs an imported layer list).
-TRAINABLE = ("lstm", "gru", "bilstm", "lstm2", "cnn")
+TRAINABLE = ("lstm", "gru", "bilstm", "lstm2", "cnn", "transformer")
 
 
 def build_model(arch: str, **kwargs) -> nn.Module:
@@ -29,4 +31,5 @@ def build_model(arch: str, **kwargs) -> nn.Module:
     return ARCHITECTURES[arch](**kwargs)
 
 
-__all__ = ["ARCHITECTURES", "TRAINABLE", "build_model", "RecurrentClassifier", "CNNClassifier"]
+__all__ = ["ARCHITECTURES", "TRAINABLE", "build_model", "RecurrentClassifier", "CNNClassifier",
+           "TransformerClassifier"]
