@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .importance import WordImportance, explain_batches, importance_html, importance_over, write_outputs
+from .importance import WordImportance, explain_batches, importance_over
 from . import atomic
 from .store import SeqshapModel, load
 from .viz.html import (esc, explanation_page, force_plot_svg, highlight_html, prediction_html,
                        standalone_page, top_words_html)
+from .viz.importance import importance_html, write_outputs
 from .viz.plots import force_plot_png, training_curves, waterfall
 
 

@@ -22,7 +22,8 @@ def run(args) -> int:
     from .. import load
     from ..attribution import DeepExplainer
     from ..data import load_imdb
-    from ..importance import importance_over, write_outputs
+    from ..importance import importance_over
+    from ..viz.importance import write_outputs
     model = load(args.model)
     args.output = resolve_output(args, model)
     imdb = load_imdb(args.imdb)
