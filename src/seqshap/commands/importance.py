@@ -23,7 +23,8 @@ def run(args) -> int:
     from ..attribution import DeepExplainer
     from ..background import default_background
     from ..data import load_imdb
-    from ..importance import importance_over, write_outputs
+    from ..importance import importance_over
+    from ..viz.importance import write_outputs
     model = load(args.model)
     args.output = resolve_output(args, model)
     test = load_imdb(args.imdb)["test"].head(args.n)
