@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Attribution, find_embeddings, model_lock, select_space
+# OUTPUT_SPACES is base's; main's web/app.py and commands/common.py still import it from here.
+from .base import OUTPUT_SPACES, Attribution, find_embeddings, model_lock, select_space  # noqa: F401
 from .recurrent import Pairing, TokenSink
 from .rules import ProductRule
 from .tracer import check_modules, explain_forward
