@@ -9,7 +9,7 @@ DEFAULT_METHODS = "deepshap,ig,gradxinput,occlusion,random"
 
 
 def run(args) -> int:
-    from ..faithfulness.methods import parse_methods
+    from ..attribution import parse_methods
     try:
         names = parse_methods(args.methods)
     except ValueError as e:
@@ -50,7 +50,7 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    from ..faithfulness.methods import METHODS
+    from ..attribution import METHODS
     p = add_command(sub, "faithfulness", "compare attribution methods on the same reviews: deletion AOPC, "
                     "ERASER comprehensiveness/sufficiency, agreement with exact Shapley, planted words, cost "
                     "(CSV + Markdown + PNG)",
