@@ -407,3 +407,24 @@ def test_pair_layout_is_checked_before_rows_are_deduplicated():
     mixed[1] += 1.0                       # one input copy differs from its siblings
     assert not _Grid(len(mixed), Pairing(n, k), mixed).dedup
     assert not _Grid(len(stacked), Pairing(n, k), stacked.flip(0)).dedup
+
+
+def test_deepexplainer_and_deeplift_are_the_registered_methods_themselves(tiny_model, imdb):
+    """One interface: the registry holds DeepExplainer and DeepLift themselves, not wrappers."""
+    from seqshap.attribution import METHODS, OUTPUT_SPACES, Attribution, make_method
+    assert METHODS["deepshap"] is DeepExplainer and METHODS["deeplift"] is DeepLift
+    assert all(issubclass(cls, Attribution) for cls in METHODS.values())
+    bg = imdb["train"].texts[:5]
+    ex = make_method("deepshap", tiny_model, background=bg)
+    assert type(ex) is DeepExplainer
+    x = tiny_model.encode(imdb["test"].texts[:3])
+    phi = ex.shap_values(x)
+    np.testing.assert_array_equal(ex.attribute(x), phi[:, :, 0])
+    values, base = ex.attribute_with_base(x)
+    assert np.all(base == ex.expected_value[0])
+    assert type(make_method("deeplift", tiny_model)) is DeepLift
+    # the one output-space check, for every method
+    assert OUTPUT_SPACES == ("probability", "logit", "raw")
+    for name in METHODS:
+        with pytest.raises(ValueError, match=r"unknown output 'odds'; choose one of \('probability', 'logit', 'raw'\)"):
+            make_method(name, tiny_model, background=bg, output="odds")

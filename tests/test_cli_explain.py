@@ -39,6 +39,19 @@ def test_explain_json_is_complete_and_adds_up(capsys, model_dir, tiny_model):
     assert d["completeness_error"] < 1e-5
 
 
+def test_explain_json_is_the_explanations_one_json_form(capsys, model_dir, tiny_model):
+    from seqshap import Explanation
+    d = run_json(capsys, "explain", TEXT, "--model", model_dir, "--json", "--top", "3", *BG)
+    # the keys the README promises, with their meaning
+    assert d["label"] == ("positive" if d["prediction"] > 0.5 else "negative")
+    assert d["model"] == tiny_model.name and d["output"] == "probability" and d["text"] == TEXT
+    assert [w["word"] for w in d["top"]] == [w for w, _ in sorted(
+        ((w, v) for w, v in zip(d["tokens"], d["values"]) if w in TEXT.split()), key=lambda wv: -abs(wv[1]))][:3]
+    assert [t for t, v in zip(d["tokens"], d["visible"]) if v] == TEXT.split()
+    # it is Explanation.to_dict(): read back, it gives the same JSON
+    assert Explanation.from_dict(d).to_dict(top=3) == d
+
+
 def test_explain_terminal_output_plain_when_not_a_tty(capsys, model_dir):
     assert main(["explain", TEXT, "--model", model_dir, "--top", "4", *BG]) == 0
     out = capsys.readouterr().out

@@ -15,11 +15,10 @@ import pytest
 import torch
 from torch import nn
 
-from seqshap.attribution import DeepExplainer
+from seqshap.attribution import (METHODS, Attribution, DeepExplainer, DeepLift, ExactShapley, IntegratedGradients,
+                                 RandomBaseline, SamplingShapley, TooManyPlayersError, make_method, parse_methods)
 from seqshap.cli import main
-from seqshap.faithfulness import (DeepLiftMethod, DeepShapMethod, ExactShapley, IntegratedGradients,
-                                  RandomBaseline, SamplingShapley, TooManyPlayersError, evaluate,
-                                  make_method, parse_methods)
+from seqshap.faithfulness import evaluate
 from seqshap.faithfulness.metrics import (agreement, in_top, keep_words, kendall_tau, n_top, pad_in_place, pearson,
                                           plant_word, remove_words, removal_scores, top_overlap)
 from seqshap.faithfulness.report import load_result, not_best_sentence, to_markdown, write_outputs
@@ -168,14 +167,36 @@ def test_exact_shapley_equals_deepshap_on_a_linear_model():
     net = BagOfWords(squash=False)
     x = torch.tensor([[3, 6, 4, 8, 7], [5, 5, 3, 7, 4]])          # every position a word
     background = torch.tensor([[4, 4, 6, 3, 8], [7, 5, 0, 0, 3], [8, 6, 5, 4, 7]])
-    deep = DeepShapMethod(net, background, output="raw").attribute(x)
+    deep = DeepExplainer(net, background, output="raw").attribute(x)
     exact = ExactShapley(net, reference=background, output="raw").attribute(x)
     np.testing.assert_allclose(exact, deep, atol=1e-6)
     # and by hand: phi_t = s(x_t) - mean_j s(r_jt)
     s = np.array(SCORES)
     np.testing.assert_allclose(exact, s[x.numpy()] - s[background.numpy()].mean(0), atol=1e-6)
     # single reference: DeepLIFT against all padding == exact Shapley with padding == the scores
-    np.testing.assert_allclose(DeepLiftMethod(net, output="raw").attribute(x), s[x.numpy()], atol=1e-6)
+    np.testing.assert_allclose(DeepLift(net, output="raw").attribute(x), s[x.numpy()], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["deeplift", "gradxinput", "ig", "occlusion", "exact-shapley", "sampling-shapley"])
+def test_every_method_explains_the_logit_through_the_one_output_space(name):
+    """In logit space the bag of words is linear: every method's values are the word scores."""
+    ids = _bow_batch()
+    values = make_method(name, BagOfWords(), output="logit").attribute(ids)
+    s = np.array(SCORES)[ids.numpy()]
+    s[ids.numpy() <= 1] = 0.0
+    np.testing.assert_allclose(values, s, atol=1e-5)
+    with pytest.raises(ValueError, match="output='logit' needs a model"):
+        make_method(name, BagOfWords(squash=False), output="logit").attribute(ids)
+
+
+def test_deeplift_on_a_module_without_maxlen_takes_the_first_length():
+    net = BagOfWords(squash=False)
+    dl = DeepLift(net, output="raw")
+    x = torch.tensor([[3, 6, 4, 8, 7]])
+    np.testing.assert_allclose(dl.attribute(x), np.array(SCORES)[x.numpy()], atol=1e-6)
+    assert dl.background.shape == (1, 5) and dl.expected_value[0] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match=r"has shape \(1, 4\) but the background rows are \(5,\)"):
+        dl.attribute(x[:, :4])
 
 
 def test_exact_shapley_refuses_long_inputs_in_one_line():
@@ -212,11 +233,28 @@ def test_sampling_shapley_converges_to_exact_and_adds_up(tiny_model, short_ids):
     assert all(m.base_value == pytest.approx(e.base_value) for m, e in zip(many, exact))
 
 
+# What an Explanation says about its input and model, whatever the method: one builder fills these.
+SHARED_FIELDS = ("tokens", "ids", "text", "label", "spans", "word_ids", "classes", "output_name", "predicted",
+                 "output_space", "model_name", "output_index")
+
+
+def _same_fields(ex, ref, name):
+    for e, r in zip(ex, ref):
+        for f in SHARED_FIELDS:
+            assert getattr(e, f) == getattr(r, f), (name, f)
+        assert e.output_value == pytest.approx(r.output_value, abs=1e-9), name
+
+
 def test_every_method_gives_the_same_explanation_object(tiny_model, imdb):
     texts = imdb["test"].texts[:2]
     bg = imdb["train"].texts[:5]
+    ref = DeepExplainer(tiny_model, bg).explain(texts, labels=[1, 0])
+    assert ref[0].spans is not None and ref[0].word_ids is not None
+    assert ref[0].classes == tiny_model.classes and ref[0].output_name == tiny_model.classes[-1]
     for name in ["deepshap", "deeplift", "gradxinput", "ig", "occlusion", "sampling-shapley", "random"]:
-        ex = make_method(name, tiny_model, background=bg, n_permutations=4).explain(texts, labels=[1, 0])
+        method = make_method(name, tiny_model, background=bg, n_permutations=4)
+        assert type(method) is METHODS[name] and isinstance(method, Attribution)
+        ex = method.explain(texts, labels=[1, 0])
         assert [e.method for e in ex] == [name, name]
         assert ex[0].text == texts[0] and ex[1].label == 0 and ex[0].tokens[-1] != "<pad>"
         assert ex[0].values.shape == (tiny_model.maxlen,)
@@ -225,10 +263,38 @@ def test_every_method_gives_the_same_explanation_object(tiny_model, imdb):
             assert ex[0].completeness_error < 1e-3, name
         else:
             assert math.isnan(ex[0].completeness_error), name
+        _same_fields(ex, ref, name)
     # deepshap here is DeepExplainer's numbers, unchanged
     ours = make_method("deepshap", tiny_model, background=bg).attribute(tiny_model.encode(texts))
-    ref = DeepExplainer(tiny_model, bg).shap_values(tiny_model.encode(texts))[:, :, 0]
-    np.testing.assert_allclose(ours, ref, atol=1e-9)
+    ref_values = DeepExplainer(tiny_model, bg).shap_values(tiny_model.encode(texts))[:, :, 0]
+    np.testing.assert_allclose(ours, ref_values, atol=1e-9)
+
+
+def test_every_registered_method_explains_short_texts_alike(tiny_model, imdb):
+    """All eight, exact Shapley included (short texts): the same interface, the same fields."""
+    texts = ["the acting was great but the plot was awful", "a dull, lifeless film"]
+    bg = imdb["train"].texts[:5]
+    ref = DeepExplainer(tiny_model, bg).explain(texts)
+    assert ref[0].spans[-1] == (len(texts[0]) - 5, len(texts[0]))      # "awful"
+    assert set(METHODS) == {"deepshap", "deeplift", "gradxinput", "ig", "occlusion", "exact-shapley",
+                            "sampling-shapley", "random"}
+    for name, cls in METHODS.items():
+        assert issubclass(cls, Attribution) and cls._values is not Attribution._values, name
+        method = make_method(name, tiny_model, background=bg, n_permutations=4)
+        assert type(method) is cls
+        ex = method.explain(texts)
+        _same_fields(ex, ref, name)
+        np.testing.assert_allclose(np.stack([e.values for e in ex]), method.attribute(texts), atol=1e-9)
+        if cls.additive:
+            assert max(e.completeness_error for e in ex) < 1e-3, name
+    # ids in, no text: the same builder, without spans
+    ids = tiny_model.encode(texts)
+    e = make_method("occlusion", tiny_model).explain(ids)[0]
+    assert e.text is None and e.spans is None and e.tokens == ref[0].tokens and e.output_name == "positive"
+    with pytest.raises(ValueError, match=r"inputs: unknown word ids \[5000\]"):
+        make_method("gradxinput", tiny_model).attribute(torch.full((1, 40), 5000))
+    with pytest.raises(ValueError, match="labels: got 1 for 2 inputs"):
+        make_method("random", tiny_model).explain(texts, labels=[1])
 
 
 def test_random_baseline_is_random_and_seeded(tiny_model, imdb):

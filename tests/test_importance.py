@@ -4,12 +4,15 @@ from __future__ import annotations
 import csv
 import json
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from seqshap.attribution.explanation import Explanation
-from seqshap.importance import WordImportance, word_importance, write_outputs
+from seqshap.importance import WordImportance, word_importance
+from seqshap.viz.importance import write_outputs
 
 
 def exp(tokens, values, space="probability") -> Explanation:
@@ -110,3 +113,11 @@ def test_csv_json_png_svg_written(tmp_path):
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "great" in paths["svg"].read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
+
+
+def test_importance_is_numbers_only():
+    """The numbers do not import the pictures (viz imports importance, not the other way)."""
+    code = ("import sys, seqshap.importance; "
+            "print(sorted(m for m in sys.modules if m.startswith(('seqshap.viz', 'matplotlib'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

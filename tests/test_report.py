@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from seqshap.attribution.explanation import Explanation
 from seqshap.data import Split
 from seqshap.report import write_report
 
@@ -117,6 +118,16 @@ def test_report_numbers_equal_the_explanations(report, tiny_model, imdb):
     assert f"{tiny_model.metrics['test_accuracy']:.4f}" in html
     imp = json.loads((report / "word_importance.json").read_text())
     assert imp["n_explanations"] == 10 and imp["words"]
+
+
+def test_explanations_json_is_the_explanations_one_json_form(report, imdb):
+    """``explanations.json`` is ``[e.to_dict() for e in exps]``: it rebuilds each Explanation exactly."""
+    exps = json.loads((report / "explanations.json").read_text())
+    for i, d in enumerate(exps):
+        e = Explanation.from_dict(d)
+        assert e.to_dict() == d
+        assert e.text == imdb["test"].texts[i] and e.spans is not None
+        assert e.class_name(e.label) == ("positive" if imdb["test"].labels[i] == 1 else "negative")
 
 
 def test_injected_script_is_escaped_on_disk(evil_report):

@@ -1,6 +1,7 @@
 """Pictures of one Explanation: SVG force plot, HTML highlight/top words, PNG/SVG plots, terminal.
 
-Built from hand-made Explanations (no model needed), so every number is known exactly.
+Built from Explanations encoded by the real tokenizer and vocabulary (no model needed),
+so every number is known exactly; one test runs the whole path through a trained model.
 """
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ import pytest
 from PIL import Image
 
 from seqshap.attribution.explanation import Explanation
-from seqshap.data.tokenize import words
+from seqshap.data.tokenize import FIRST_WORD_ID, words
+from seqshap.data.vocab import Vocab
 from seqshap.viz import explanation_html, force_plot_svg, highlight_html, standalone_page, top_words_html
-from seqshap.viz.layout import force_layout, pieces, word_spans
-from seqshap.viz.plots import force_plot_png, importance_plot, training_curves, waterfall
+from seqshap.viz.html import prediction_html
+from seqshap.viz.importance import importance_html, importance_plot
+from seqshap.viz.layout import describe_prediction, fmt, force_layout, passage
+from seqshap.viz.plots import force_plot_png, training_curves, waterfall
 from seqshap.viz.terminal import render
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -27,14 +31,13 @@ SCRIPT_REVIEW = ("The acting was GREAT, but the plot was awful!<br /><br />Zyxqv
 
 def make(text: str = SCRIPT_REVIEW, maxlen: int = 24, oov=("zyxqv",), seed: int = 0,
          overrides: dict | None = None, base: float = 0.5) -> Explanation:
-    """An Explanation encoded like the real encoder: last ``maxlen`` tokens, <start> in front
-    when it fits, <pad> before; OOV words become <oov>."""
-    w = words(text)
-    toks = ["<start>"] + [x if x not in oov else "<oov>" for x in w]
-    ids = [1] + [2 if x in oov else 3 + i for i, x in enumerate(w)]
-    toks, ids = toks[-maxlen:], ids[-maxlen:]
-    toks = ["<pad>"] * (maxlen - len(toks)) + toks
-    ids = [0] * (maxlen - len(ids)) + ids
+    """An Explanation encoded by the real encoder (``Vocab.encodings``): last ``maxlen``
+    positions, <start> in front when it fits, <pad> before, each position's span of text;
+    the words in ``oov`` are not in the vocabulary and become <oov>."""
+    known = [w for w in dict.fromkeys(words(text)) if w not in oov]
+    vocab = Vocab({w: FIRST_WORD_ID + i for i, w in enumerate(known)}, FIRST_WORD_ID + len(known))
+    enc = vocab.encodings([text], maxlen)[0]
+    toks = list(enc.tokens)
     vals = np.random.default_rng(seed).normal(0, 0.02, maxlen)
     overrides = {"great": 0.31, "awful": -0.22, **(overrides or {})}
     for i, t in enumerate(toks):
@@ -42,8 +45,10 @@ def make(text: str = SCRIPT_REVIEW, maxlen: int = 24, oov=("zyxqv",), seed: int 
             vals[i] = 0.0
         if t in overrides:
             vals[i] = overrides[t]
-    return Explanation(tokens=toks, ids=ids, values=vals, base_value=base, output_value=base + float(vals.sum()),
-                       completeness_error=1e-7, text=text, label=1, model_name="test-lstm")
+    return Explanation(tokens=toks, ids=enc.ids, values=vals, base_value=base,
+                       output_value=base + float(vals.sum()), completeness_error=1e-7, text=text, label=1,
+                       model_name="test-lstm", spans=enc.spans, word_ids=enc.word_ids,
+                       classes=("negative", "positive"), output_name="positive")
 
 
 class Tags(HTMLParser):
@@ -84,43 +89,180 @@ def parse(html: str) -> Tags:
     return t
 
 
-# ------------------------------------------------------------------ alignment with the text
-def test_word_spans_map_back_to_the_text_as_written():
+# ------------------------------------------------------------------ the text as shown
+def _shown(view) -> str:
+    return view.unread + "".join(r.text for r in view.runs)
+
+
+def test_passage_words_are_the_text_as_written():
     text = "It's GREAT!<br />Really... 10/10"
-    spans = word_spans(text)
-    assert [text[a:b] for a, b in spans] == ["It's", "GREAT", "Really", "10", "10"]
-    assert [text[a:b].lower() for a, b in spans] == words(text)
+    view = passage(make(text, maxlen=10, oov=()))
+    assert [w.text for w in view.words] == ["It's", "GREAT", "Really", "10", "10"]
+    assert [w.text.lower() for w in view.words] == words(text)
+    assert _shown(view) == text and view.n_unread == 0
 
 
-def test_pieces_hide_pad_and_start_and_keep_oov_as_written():
+def test_passage_hides_pad_and_start_and_keeps_oov_as_written():
     exp = make(maxlen=30)  # the whole review fits: <start> and padding in front
-    ps = pieces(exp)
-    assert "".join(p.text for p in ps) == exp.text  # the review exactly as written
-    shown = [p for p in ps if p.pos is not None]
+    view = passage(exp)
+    assert _shown(view) == exp.text and view.unread == ""  # the review exactly as written
+    shown = view.words
     assert len(shown) == int(exp.visible.sum())
-    assert all(exp.tokens[p.pos] not in ("<pad>", "<start>") for p in shown)
-    oov = [p for p in shown if p.oov]
-    assert [p.text for p in oov] == ["Zyxqv"] and exp.tokens[oov[0].pos] == "<oov>"
-    assert [p.text for p in shown][:4] == ["The", "acting", "was", "GREAT"]
+    assert all(exp.tokens[p] not in ("<pad>", "<start>") for w in shown for p in w.positions)
+    oov = [w for w in shown if w.unknown]
+    assert [w.text for w in oov] == ["Zyxqv"] and exp.tokens[oov[0].positions[0]] == "<oov>"
+    assert [w.text for w in shown][:4] == ["The", "acting", "was", "GREAT"]
+    for w in shown:  # each word is its span of the text, nothing re-read
+        assert w.text == exp.text[slice(*exp.spans[w.positions[0]])]
 
 
-def test_pieces_mark_front_truncated_words():
+def test_passage_marks_front_truncated_words():
     exp = make(maxlen=8)  # the encoder keeps the last 8 words: no <start>, no padding
-    ps = pieces(exp)
-    assert ps[0].truncated and ps[0].pos is None
-    kept = [p.text for p in ps if p.pos is not None]
+    view = passage(exp)
+    assert view.unread and view.n_unread == len(words(exp.text)) - 8
+    assert view.unread == exp.text[:exp.spans[0][0]]
+    kept = [w.text for w in view.words]
     assert [k.lower() for k in kept] == [t if t != "<oov>" else "zyxqv" for t in exp.tokens]
-    assert "".join(p.text for p in ps) == exp.text
+    assert _shown(view) == exp.text
 
 
-def test_pieces_fall_back_to_tokens_without_text_or_on_mismatch():
+def test_passage_without_leading_words_is_not_truncated():
+    exp = make("... (yes) GREAT!", maxlen=10, oov=())
+    view = passage(exp)
+    assert view.n_unread == 0 and view.unread == "" and view.runs[0].text == "... ("
+    assert _shown(view) == exp.text
+
+
+def test_passage_falls_back_to_tokens_without_spans():
     exp = make()
     no_text = Explanation(exp.tokens, exp.ids, exp.values, exp.base_value, exp.output_value, 0.0)
-    shown = [p.text for p in pieces(no_text) if p.pos is not None]
+    view = passage(no_text)
+    shown = [w.text for w in view.words]
     assert shown == [t for t, v in zip(exp.tokens, exp.visible) if v]
-    wrong = Explanation(exp.tokens, exp.ids, exp.values, exp.base_value, exp.output_value, 0.0,
+    assert _shown(view) == " ".join(shown) and view.n_unread == 0
+    # a text without spans (e.g. made by hand) cannot be trusted to match: the tokens are shown
+    other = Explanation(exp.tokens, exp.ids, exp.values, exp.base_value, exp.output_value, 0.0,
                         text="a completely different review with other words in it " * 3)
-    assert [p.text for p in pieces(wrong) if p.pos is not None] == shown
+    assert [w.text for w in passage(other).words] == shown
+    t = parse(highlight_html(other))
+    assert [e[2] for e in t.find("span", "w")] == shown and "completely" not in "".join(t.text)
+    oov = t.find("span", "oov")
+    assert [e[2] for e in oov] == ["<oov>"]  # boxed, as the model read it
+
+
+UNICODE_REVIEW = ('Tom &amp; Jerry <b>LOVED</b> it: café, naïve, 映画 🎬 İstanbul, Straße!<br /><br />'
+                  '"Zyxqv" 10/10 — wow... <i>GREAT</i>&nbsp;fun &lt;3')
+
+
+def _spans_of(exp: Explanation, positions: str) -> tuple[int, int]:
+    ps = [int(p) for p in positions.split()]
+    return min(exp.spans[p][0] for p in ps), max(exp.spans[p][1] for p in ps)
+
+
+def _check_every_word_is_its_span(exp: Explanation) -> None:
+    t = parse(explanation_html(exp))
+    spans = t.find("span", "w")
+    assert len(spans) == len(exp.word_list()) > 0
+    for _, a, text in spans:  # highlight
+        start, end = _spans_of(exp, a["data-positions"])
+        assert text == exp.text[start:end]
+        assert int(a["data-pos"]) == int(a["data-positions"].split()[0])
+    rows = [e for e in t.find("tr") if "data-positions" in e[1]]  # top words
+    cells = t.find("td", "word")
+    assert len(rows) == len(cells) > 0
+    for (_, a, _), (_, _, text) in zip(rows, cells):
+        assert text == exp.text[slice(*_spans_of(exp, a["data-positions"]))]
+    root = ET.fromstring(force_plot_svg(exp))  # force plot labels and segments
+    labels = root.findall(f".//{SVG}g[@class='label']")
+    assert labels
+    for g in labels + root.findall(f".//{SVG}g[@data-word]"):
+        if g.get("data-pos") == "-1":
+            continue
+        want = exp.text[slice(*_spans_of(exp, g.get("data-positions")))]
+        word = g.find(f"{SVG}text[@class='word']")
+        assert (word.text if word is not None else g.get("data-word")) == want
+    # and the text around the words is the review as written (<br /> tags as line breaks),
+    # the part the model never read folded away in front
+    h = parse(highlight_html(exp))
+    shown = "".join(e[2] for e in h.find("div", "unread") + h.find("div", "text"))
+    want = exp.text
+    for tag in ("<br />", "<br/>", "<br>"):
+        want = want.replace(tag, "\n")
+    assert shown == want
+
+
+def test_every_highlighted_word_is_exactly_its_token_span_vocab_path():
+    """Punctuation, <br />, entities typed literally, tags, accents, CJK, emoji and letters
+    whose case mapping changes their length, through ``Vocab.encodings``."""
+    vocab = Vocab.build([UNICODE_REVIEW], num_words=40)
+    vocab = Vocab({w: i for w, i in vocab.word_to_id.items() if w != "zyxqv"}, 40)
+    enc = vocab.encodings([UNICODE_REVIEW], 60)[0]
+    assert "<oov>" in enc.tokens and "i̇stanbul" in enc.tokens  # 'İ'.lower() is two characters
+    vals = np.linspace(-0.3, 0.3, len(enc.ids))
+    exp = Explanation(enc.tokens, enc.ids, vals, 0.4, 0.4 + float(vals.sum()), 0.0, text=UNICODE_REVIEW,
+                      spans=enc.spans, word_ids=enc.word_ids)
+    _check_every_word_is_its_span(exp)
+    oov = parse(highlight_html(exp)).find("span", "oov")
+    assert [e[2] for e in oov] == ["Zyxqv"]
+
+
+def test_every_highlighted_word_is_exactly_its_token_span_model_path(tiny_model, imdb):
+    """The same through ``DeepExplainer.explain`` on a trained model, with front truncation."""
+    from seqshap.attribution import DeepExplainer
+    explainer = DeepExplainer(tiny_model, list(imdb["train"].head(8).texts))
+    long = "An earlier paragraph, cut off by maxlen. " * 4 + UNICODE_REVIEW
+    exps = explainer.explain([UNICODE_REVIEW, long], labels=[1, 0])
+    for exp in exps:
+        assert exp.spans is not None
+        _check_every_word_is_its_span(exp)
+        t = parse(highlight_html(exp))
+        assert any(e[1].get("class") == "w oov" for e in t.find("span", "oov"))  # unknown words boxed
+    cut = parse(highlight_html(exps[1])).find("details", "cut")
+    assert cut and "not read by the model" in cut[0][2]
+    assert not parse(highlight_html(exps[0])).find("details", "cut")
+    pred = parse(prediction_html(exps[1])).find("div", "prediction")[0][2]
+    assert "true label negative" in pred
+
+
+def test_a_word_of_several_positions_is_one_word_with_the_summed_value(tmp_path):
+    """A subword tokenizer reads one word as several positions that share a word id."""
+    text = "Unbelievable film!"
+    exp = Explanation(["<start>", "un", "##believ", "##able", "film"], [1, 5, 6, 7, 8],
+                      [0.01, 0.1, 0.2, -0.05, -0.3], 0.5, 0.5 + 0.01 + 0.1 + 0.2 - 0.05 - 0.3, 0.0, text=text,
+                      spans=[None, (0, 2), (2, 8), (8, 12), (13, 17)], word_ids=[None, 0, 0, 0, 1])
+    whole = 0.1 + 0.2 + -0.05
+    t = parse(highlight_html(exp))
+    spans = t.find("span", "w")
+    assert [(e[2], e[1]["data-pos"], e[1]["data-positions"]) for e in spans] == [
+        ("Unbelievable", "1", "1 2 3"), ("film", "4", "4")]
+    assert float(spans[0][1]["data-value"]) == whole
+    assert "".join(t.find("div", "text")[0][2]) == text
+    rows = [e for e in parse(top_words_html(exp)).find("tr") if "data-value" in e[1]]
+    assert [float(r[1]["data-value"]) for r in rows] == [-0.3, whole]
+    root = ET.fromstring(force_plot_svg(exp))
+    segs = {g.get("data-word"): g for g in root.findall(f".//{SVG}g[@data-word]")}
+    assert set(segs) == {"Unbelievable", "film", "padding/start"}
+    assert float(segs["Unbelievable"].get("data-value")) == whole
+    assert segs["Unbelievable"].get("data-positions") == "1 2 3"
+    assert "Unbelievable[+0.2500]" in render(exp, k=2)
+    text_ = "".join(ET.parse(waterfall(exp, tmp_path / "w.svg", k=1)).getroot().itertext())
+    assert "4 other positions" in text_  # 5 positions, the top word "film" is one of them
+
+
+def test_class_names_come_from_the_explanation():
+    exp = make(maxlen=30)
+    assert describe_prediction(exp).endswith(f"({exp.predicted_name})")
+    named = Explanation(exp.tokens, exp.ids, exp.values, exp.base_value, exp.output_value, 0.0, text=exp.text,
+                        label=0, spans=exp.spans, word_ids=exp.word_ids, classes=("bad", "good"))
+    pred = parse(prediction_html(named)).find("div", "prediction")[0][2]
+    assert "true label bad" in pred and f"({named.predicted_name})" in pred
+    assert named.predicted_name in ("bad", "good") and "true label bad" in render(named)
+    bare = Explanation(exp.tokens, exp.ids, exp.values, 0.2, 0.7, 0.0, label=1)  # no class names known
+    assert describe_prediction(bare) == "0.7000 (1)"
+    assert "true label 1" in parse(prediction_html(bare)).find("div", "prediction")[0][2]
+    assert "true label 1" in render(bare)
+    raw = Explanation(exp.tokens, exp.ids, exp.values, 0.2, 3.5, 0.0, output_space="raw")
+    assert describe_prediction(raw) == "3.5000"  # no class to name
 
 
 # ------------------------------------------------------------------------- force plot SVG
@@ -159,7 +301,8 @@ def test_force_plot_red_left_of_output_blue_right_and_stacked_to_it():
             assert max(xs) <= xf + 0.01
         else:
             assert min(xs) >= xf - 0.01
-    segs, lo, hi = force_layout(exp)
+    lay = force_layout(exp)
+    segs, lo, hi = lay.segments, lay.lo, lay.hi
     v = np.append(exp.values[exp.visible], exp.values[~exp.visible].sum())  # + the <start> segment
     assert lo == pytest.approx(exp.output_value - v[v > 0].sum())
     assert hi == pytest.approx(exp.output_value - v[v < 0].sum())
@@ -194,6 +337,27 @@ def test_force_plot_golden_structure():
     seg_classes = [g.get("class").split()[1] for g in root.find(f"{SVG}g[@class='segments']")]
     # red block first (left of f(x)), then blue; never interleaved
     assert seg_classes == sorted(seg_classes, key=lambda c: c != "pos")
+
+
+def test_svg_and_png_force_plots_draw_one_geometry(tmp_path):
+    """Both renderers draw force_layout's labels: the same words and values, in the same order."""
+    exp = make(seed=3)
+    lay = force_layout(exp)
+    want = [(lay.segments[lab.segment].word, fmt(lay.segments[lab.segment].value)) for lab in lay.labels]
+    assert len(want) >= 4 and lay.n_rows >= 1
+    root = ET.fromstring(force_plot_svg(exp))
+    assert [(g.find(f"{SVG}text[@class='word']").text, g.find(f"{SVG}text[@class='value']").text)
+            for g in root.findall(f".//{SVG}g[@class='label']")] == want
+    value = re.compile(r"[+-]\d\.\d{4}|[+-]\d\.\d\de[+-]\d+")
+    texts = [t for t in ET.parse(force_plot_png(exp, tmp_path / "f.svg")).getroot().itertext() if t.strip()]
+    assert [t for t in texts if value.fullmatch(t)] == [v for _, v in want]
+    for w, v in want:  # each value is drawn right below its word
+        assert texts[texts.index(v) - 1] == w
+    # the SVG's polygons are the layout's chevrons, mapped to pixels
+    xs = [float(pt.split(",")[0]) for g in root.findall(f".//{SVG}g[@data-word]")
+          for pt in g.find(f"{SVG}polygon").get("points").split()]
+    (dlo, dhi), px = lay.domain, lambda v: 30 + (v - dlo) / (dhi - dlo) * 900
+    assert xs == pytest.approx([px(x) for s in lay.segments for x, _ in s.chevron], abs=0.006)
 
 
 def test_review_text_is_escaped_everywhere():
@@ -359,6 +523,17 @@ def test_importance_plot(tmp_path):
     assert "great" in text and "awful" in text and "n=2" in text
     with pytest.raises(ValueError, match="no words"):
         importance_plot(WordImportance().table(1), tmp_path / "none.png")
+
+
+def test_importance_html_escapes_words_and_lists_both_sides():
+    from seqshap.importance import WordImportance
+    acc = WordImportance()
+    acc.add_tokens(["great", "<b>bad</b>", "great", "film"], [0.3, -0.2, 0.1, 0.01])
+    t = parse(importance_html(acc.table(min_count=1), k=5))
+    assert not t.find("b")
+    rows = [e[1] for e in t.find("tr") if "data-word" in e[1]]
+    assert [(r["data-word"], float(r["data-mean"])) for r in rows] == [
+        ("great", 0.2), ("film", 0.01), ("<b>bad</b>", -0.2)]
 
 
 # ------------------------------------------------------------------------------ terminal

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import math
 import os
 import re
@@ -141,6 +142,52 @@ def test_openapi_docs(client):
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     assert {"/api/explain", "/api/explain/batch", "/api/health", "/api/model"} <= set(spec["paths"])
+
+
+def test_openapi_schema_describes_the_one_json_form(client):
+    """The documented response is exactly Explanation.to_dict()'s keys, plus the optional html."""
+    answer = client.post("/api/explain", json={"text": REVIEW}).json()
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    response = schema["ExplainResponse"]
+    assert set(response["properties"]) == set(answer) | {"html"}
+    assert set(response["required"]) == set(answer)  # every key of the form is always there
+    assert set(schema["TopWord"]["properties"]) == set(answer["top"][0])
+    label_types = {t.get("type") for t in response["properties"]["label"]["anyOf"]}
+    assert label_types == {"string", "null"}  # null for raw-output models
+
+
+def same_json(a, b, path="") -> None:
+    """Equal structure and keys; numbers within 1e-9, everything else equal."""
+    assert type(a) is type(b) or {type(a), type(b)} <= {int, float}, (path, a, b)
+    if isinstance(a, dict):
+        assert set(a) == set(b), (path, set(a) ^ set(b))
+        for k in a:
+            same_json(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            same_json(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, abs=1e-9), (path, a, b)
+    else:
+        assert a == b, (path, a, b)
+
+
+def test_cli_json_and_web_api_give_the_same_explanation(client, tiny_model):
+    """`seqshap explain --json` (a real process) and POST /api/explain: one JSON form, same numbers."""
+    exe = Path(sys.executable).with_name("seqshap")
+    r = subprocess.run([str(exe), "explain", REVIEW, "--model", str(tiny_model.path), "--json",
+                        "--background", str(BACKGROUND)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    cli = json.loads(r.stdout)
+    web = client.post("/api/explain", json={"text": REVIEW}).json()
+    same_json(cli, web)
+    # the keys the README promised, with their meaning
+    assert cli["label"] == ("positive" if cli["prediction"] > 0.5 else "negative") == web["label"]
+    assert cli["output"] == "probability" and cli["model"] == tiny_model.name
+    assert [w["word"] for w in cli["top"]] == [w["word"] for w in web["top"]] and len(cli["top"]) == 10
+    for w in cli["top"]:
+        assert cli["visible"][w["pos"]] and w["pos"] == w["positions"][0]
 
 
 JSON = {"content-type": "application/json"}

@@ -46,6 +46,7 @@ from typing import Any
 
 from .importance import WordImportance
 from . import atomic
+from .background import default_background
 from .store import CONFIG, DEFAULT_MODEL_DIR, VOCAB, WEIGHTS
 
 CHUNK_FORMAT = "seqshap.importance-chunk/1"
@@ -412,13 +413,54 @@ def explain_corpus(model_dir: str | Path | None, texts: Sequence[str], labels: S
                    log: Callable[[str], None] | None = None) -> tuple[WordImportance, dict]:
     """Explain ``texts`` chunk by chunk on ``scheduler`` into one exact :class:`WordImportance`.
 
-    ``background`` defaults to the first ``background_n`` IMDB training reviews. ``ids`` name the
-    reviews in the chunk files (default: their positions). Keep ``chunk_size`` a multiple of
-    ``batch_size`` for batches identical to the single-process command's. Returns the merged
-    accumulator and a summary (reviews, seconds, reviews/s, workers, chunks resumed, ...).
+    ``background`` defaults to :func:`seqshap.background.default_background` of ``background_n``
+    reviews. ``ids`` name the reviews in the chunk files (default: their positions). Keep
+    ``chunk_size`` a multiple of ``batch_size`` for batches identical to the single-process
+    command's. Returns the merged accumulator and a summary (reviews, seconds, reviews/s,
+    workers, chunks resumed, ...).
     """
     t_start = time.perf_counter()
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    texts, labels, ids = _checked_inputs(texts, labels, ids, scheduler, chunk_size, batch_size, background_n,
+                                         n_workers)
+    if background is None:
+        background = default_background(background_n, imdb).texts
+
+    payload = make_payload(model_dir, background, output, batch_size, torch_threads)
+    chunks = _chunks(len(texts), chunk_size, ids)
+    manifest = _manifest(payload, texts, labels, [c for ch in chunks for c in ch.review_ids],
+                         chunk_size, len(chunks))
+    chunk_dir = _prepare_dir(Path(out_dir), manifest, resume)
+    done = _resumed(chunk_dir, chunks, manifest["run"], log) if resume else {}
+    todo = [c for c in chunks if c.index not in done]
+
+    tracker = _Tracker(chunk_dir, manifest["run"], done, len(chunks), progress)
+    workers = _dispatch(scheduler, todo, texts, labels, payload, n_workers, worker_timeout, tracker, progress, log)
+    t_end = time.perf_counter()
+
+    acc = WordImportance(output)
+    for i in sorted(done):  # any order gives the same result; sorted for a reproducible file walk
+        acc.merge(WordImportance.from_state(done[i]))
+    if acc.n_explanations != len(texts):
+        raise DistributedError(f"merged {acc.n_explanations} explanations, expected {len(texts)}")
+    explained = sum(c.stop - c.start for c in todo)
+    work_s = t_end - tracker.t_work
+    summary = {"scheduler": scheduler, "workers": workers, "reviews": len(texts),
+               "reviews_explained": explained,
+               "reviews_resumed": len(texts) - explained, "chunks": len(chunks),
+               "chunks_resumed": len(chunks) - len(todo), "chunk_size": chunk_size,
+               "seconds": round(t_end - t_start, 3), "startup_seconds": round(tracker.t_work - t_start, 3),
+               "work_seconds": round(work_s, 3),
+               "reviews_per_s": round(explained / work_s, 3) if explained and work_s > 0 else 0.0,
+               "worker_seconds": round(tracker.worker_seconds, 3), "chunk_dir": str(chunk_dir),
+               "run": manifest["run"]}
+    return acc, summary
+
+
+def _checked_inputs(texts: Sequence[str], labels: Sequence[int] | None, ids: Sequence | None, scheduler: str,
+                    chunk_size: int, batch_size: int, background_n: int,
+                    n_workers: int | None) -> tuple[list[str], list[int] | None, list | None]:
+    """The reviews as plain JSON-able lists, after every check that can fail before any work."""
     texts = [str(t) for t in texts]
     labels = None if labels is None else [int(x) for x in labels]
     if labels is not None and len(labels) != len(texts):
@@ -439,108 +481,96 @@ def explain_corpus(model_dir: str | Path | None, texts: Sequence[str], labels: S
                          f"scheduler address like tcp://host:8786")
     if scheduler != "local":
         _need_dask(scheduler)  # fail before any work
-    if background is None:
-        from .data import load_imdb
-        background = load_imdb(imdb)["train"].head(background_n).texts
+    return texts, labels, ids
 
-    payload = make_payload(model_dir, background, output, batch_size, torch_threads)
-    chunks = _chunks(len(texts), chunk_size, ids)
-    manifest = _manifest(payload, texts, labels, [c for ch in chunks for c in ch.review_ids],
-                         chunk_size, len(chunks))
-    out_dir = Path(out_dir)
-    chunk_dir = _prepare_dir(out_dir, manifest, resume)
-    done, notes = _load_done(chunk_dir, chunks, manifest["run"]) if resume else ({}, [])
+
+def _resumed(chunk_dir: Path, chunks: list[_Chunk], run: str, log: Callable[[str], None]) -> dict[int, dict]:
+    """The chunks an interrupted run already saved, saying what is kept and what is redone."""
+    done, notes = _load_done(chunk_dir, chunks, run)
     for n in notes:
         log(f"resume: {n}")
-    if resume:
-        log(f"resume: {len(done)} of {len(chunks)} chunks already done "
-            f"({sum(chunks[i].stop - chunks[i].start for i in done)} reviews); "
-            f"explaining the other {len(chunks) - len(done)}")
-    todo = [c for c in chunks if c.index not in done]
+    log(f"resume: {len(done)} of {len(chunks)} chunks already done "
+        f"({sum(chunks[i].stop - chunks[i].start for i in done)} reviews); "
+        f"explaining the other {len(chunks) - len(done)}")
+    return done
 
-    from tqdm import tqdm
-    bar = None
-    worker_seconds = [0.0]
-    t_work = time.perf_counter()
 
-    def started() -> None:
+class _Tracker:
+    """Writes each finished chunk, counts it on the progress bar and times the work."""
+
+    def __init__(self, chunk_dir: Path, run: str, done: dict[int, dict], n_chunks: int, progress: bool):
+        self.chunk_dir, self.run, self.done, self.n_chunks, self.progress = chunk_dir, run, done, n_chunks, progress
+        self.bar = None
+        self.worker_seconds = 0.0
+        self.t_work = time.perf_counter()
+
+    def started(self) -> None:
         # workers are up and hold their explainers: throughput is timed from here
-        nonlocal bar, t_work
-        t_work = time.perf_counter()
-        bar = tqdm(total=len(chunks), initial=len(done), desc="explaining chunks", unit="chunk",
-                   disable=not progress, file=sys.stderr)
+        from tqdm import tqdm
+        self.t_work = time.perf_counter()
+        self.bar = tqdm(total=self.n_chunks, initial=len(self.done), desc="explaining chunks", unit="chunk",
+                        disable=not self.progress, file=sys.stderr)
 
-    def on_done(c: _Chunk, res: dict) -> None:
-        _write_chunk(chunk_dir, c, manifest["run"], res)  # on disk first: a kill now loses nothing
-        done[c.index] = res["state"]
-        worker_seconds[0] += float(res["seconds"])
-        bar.update(1)
+    def on_done(self, c: _Chunk, res: dict) -> None:
+        _write_chunk(self.chunk_dir, c, self.run, res)  # on disk first: a kill now loses nothing
+        self.done[c.index] = res["state"]
+        self.worker_seconds += float(res["seconds"])
+        self.bar.update(1)
 
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _dispatch(scheduler: str, todo: list[_Chunk], texts: list[str], labels: list[int] | None, payload: Payload,
+              n_workers: int | None, worker_timeout: float, tracker: _Tracker, progress: bool,
+              log: Callable[[str], None]) -> int:
+    """Explain the ``todo`` chunks on ``scheduler``; returns how many workers did it."""
     cluster = client = None
     try:
         if not todo:
-            workers = 0
-            started()
-        elif scheduler == "local":
+            tracker.started()
+            return 0
+        if scheduler == "local":
             workers = min(n_workers or os.cpu_count() or 1, len(todo))
-            workers = _run_local(todo, texts, labels, payload, workers, on_done, started)
-        else:
-            import logging
+            return _run_local(todo, texts, labels, payload, workers, tracker.on_done, tracker.started)
+        import logging
 
-            import dask
-            from distributed import Client, LocalCluster
-            if scheduler == "processes":
-                # Dask's nannies set MALLOC_TRIM_THRESHOLD_ in the workers, which disables glibc's
-                # adaptive mmap threshold and makes explaining ~3x slower: keep glibc's defaults
-                with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-                    cluster = LocalCluster(n_workers=min(n_workers or os.cpu_count() or 1, len(todo)),
-                                           threads_per_worker=1, processes=True, dashboard_address=None,
-                                           silence_logs=logging.ERROR)
-                client = Client(cluster)
-            else:
-                if progress:
-                    log(f"connecting to the Dask scheduler at {scheduler}")
-                try:
-                    client = Client(scheduler, timeout=worker_timeout)
-                except OSError as e:
-                    raise DistributedError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+        import dask
+        from distributed import Client, LocalCluster
+        if scheduler == "processes":
+            # Dask's nannies set MALLOC_TRIM_THRESHOLD_ in the workers, which disables glibc's
+            # adaptive mmap threshold and makes explaining ~3x slower: keep glibc's defaults
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+                cluster = LocalCluster(n_workers=min(n_workers or os.cpu_count() or 1, len(todo)),
+                                       threads_per_worker=1, processes=True, dashboard_address=None,
+                                       silence_logs=logging.ERROR)
+            client = Client(cluster)
+        else:
+            if progress:
+                log(f"connecting to the Dask scheduler at {scheduler}")
             try:
-                client.wait_for_workers(1, timeout=worker_timeout)
-            except TimeoutError:
-                raise DistributedError(f"no Dask worker joined {scheduler} within {worker_timeout:g} s "
-                                       f"(start some with: dask worker {scheduler})") from None
-            workers = _dask_workers(client)
-            _run_dask(client, todo, texts, labels, payload, on_done, started, log)
+                client = Client(scheduler, timeout=worker_timeout)
+            except OSError as e:
+                raise DistributedError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+        try:
+            client.wait_for_workers(1, timeout=worker_timeout)
+        except TimeoutError:
+            raise DistributedError(f"no Dask worker joined {scheduler} within {worker_timeout:g} s "
+                                   f"(start some with: dask worker {scheduler})") from None
+        workers = _dask_workers(client)
+        _run_dask(client, todo, texts, labels, payload, tracker.on_done, tracker.started, log)
+        return workers
     except KeyboardInterrupt:
-        log(f"interrupted: {len(done)} of {len(chunks)} chunks are saved in {chunk_dir}; "
+        log(f"interrupted: {len(tracker.done)} of {tracker.n_chunks} chunks are saved in {tracker.chunk_dir}; "
             f"run again with --resume to finish")
         raise
     finally:
-        if bar is not None:
-            bar.close()
+        tracker.close()
         if client is not None:
             client.close()
         if cluster is not None:
             cluster.close()
-    t_end = time.perf_counter()
-
-    acc = WordImportance(output)
-    for i in sorted(done):  # any order gives the same result; sorted for a reproducible file walk
-        acc.merge(WordImportance.from_state(done[i]))
-    if acc.n_explanations != len(texts):
-        raise DistributedError(f"merged {acc.n_explanations} explanations, expected {len(texts)}")
-    explained = sum(c.stop - c.start for c in todo)
-    work_s = t_end - t_work
-    summary = {"scheduler": scheduler, "workers": workers, "reviews": len(texts),
-               "reviews_explained": explained,
-               "reviews_resumed": len(texts) - explained, "chunks": len(chunks),
-               "chunks_resumed": len(chunks) - len(todo), "chunk_size": chunk_size,
-               "seconds": round(t_end - t_start, 3), "startup_seconds": round(t_work - t_start, 3),
-               "work_seconds": round(work_s, 3),
-               "reviews_per_s": round(explained / work_s, 3) if explained and work_s > 0 else 0.0,
-               "worker_seconds": round(worker_seconds[0], 3), "chunk_dir": str(chunk_dir),
-               "run": manifest["run"]}
-    return acc, summary
 
 
 def format_summary(s: dict) -> str:

@@ -10,6 +10,9 @@ review), so every occurrence of a word is pooled instead. For each word:
 ``<pad>``, ``<start>`` and ``<oov>`` are skipped: they are not words (every unknown word
 shares the one ``<oov>`` id, so pooling them would mix unrelated words).
 
+Only numbers live here (the accumulator, the table, running an explainer over texts);
+the table's HTML, plot and folder of files are drawn by :mod:`seqshap.viz.importance`.
+
 :class:`WordImportance` keeps only sums and counts and is mergeable: ``a.merge(b)``
 equals one run over both parts *exactly*. The float sums are kept as exact expansions
 (Shewchuk's non-overlapping partials, as in ``math.fsum``), so the result does not depend
@@ -26,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .attribution.explanation import Explanation
 from . import atomic
+from .attribution.explanation import Explanation
+from .data.tokenize import HIDDEN_TOKENS, UNKNOWN_TOKENS
 
-SKIP = frozenset({"<pad>", "<start>", "<oov>"})
+SKIP = HIDDEN_TOKENS | UNKNOWN_TOKENS
 
 
 def _grow(partials: list[float], x: float) -> None:
@@ -97,7 +101,7 @@ class WordImportance:
         seen = set()
         for tok, v in zip(tokens, values.tolist()):
             if tok in SKIP:
-                self.n_skipped += tok == "<oov>"
+                self.n_skipped += tok in UNKNOWN_TOKENS
                 continue
             if tok not in self._count:
                 self._sum[tok], self._abs[tok], self._count[tok], self._reviews[tok] = [], [], 0, 0
@@ -226,41 +230,6 @@ class ImportanceTable:
 def word_importance(exps: Iterable[Explanation], min_count: int = 5) -> ImportanceTable:
     """One-shot: pool ``exps`` and return the table."""
     return WordImportance().update(exps).table(min_count)
-
-
-def write_outputs(table: ImportanceTable, out_dir: str | Path, k: int = 20,
-                  stem: str = "word_importance") -> dict[str, Path]:
-    """Write ``{stem}.csv``, ``{stem}.json``, ``{stem}.png`` and ``{stem}.svg`` into ``out_dir``."""
-    from .viz.plots import importance_plot
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": table.write_csv(out / f"{stem}.csv"), "json": table.write_json(out / f"{stem}.json", k)}
-    if table.top_positive(1) or table.top_negative(1):
-        paths["png"] = importance_plot(table, out / f"{stem}.png", k)
-        paths["svg"] = importance_plot(table, out / f"{stem}.svg", k)
-    return paths
-
-
-def importance_html(table: ImportanceTable, k: int = 20) -> str:
-    """Two side-by-side tables (top positive / top negative words) as an HTML fragment."""
-    from .viz.html import esc
-    from .viz.layout import fmt
-
-    def block(title: str, rows: list[WordStat], col: str) -> str:
-        vmax = max((abs(r.mean) for r in rows), default=0.0) or 1.0
-        body = "".join(
-            f'<tr data-word="{esc(r.word)}" data-mean="{r.mean!r}"><td class="word">{esc(r.word)}</td>'
-            f'<td class="num">{fmt(r.mean)}</td><td class="num">{fmt(r.mean_abs).lstrip("+")}</td>'
-            f'<td class="num">{r.count}</td><td class="num">{r.n_reviews}</td>'
-            f'<td style="width:110px"><div style="height:9px;background:{col};width:'
-            f'{100 * abs(r.mean) / vmax:.1f}%"></div></td></tr>' for r in rows)
-        return (f'<div style="flex:1;min-width:420px"><h3>{title}</h3><table class="data importance">'
-                f'<thead><tr><th>word</th><th>mean</th><th>mean |·|</th><th>count</th><th>reviews</th>'
-                f'<th></th></tr></thead><tbody>{body or "<tr><td colspan=6>none</td></tr>"}</tbody>'
-                f'</table></div>')
-    return (f'<div class="seqshap-importance" style="display:flex;gap:24px;flex-wrap:wrap">'
-            f'{block("Top positive words", table.top_positive(k), "#ff0051")}'
-            f'{block("Top negative words", table.top_negative(k), "#008bfb")}</div>')
 
 
 def explain_batches(explainer, texts: list[str], labels=None, batch_size: int = 25,

@@ -72,7 +72,7 @@ class SeqshapModel:
     def predict_ids(self, ids: torch.Tensor, batch_size: int = 512) -> np.ndarray:
         """Positive-class probability for ids ``[n, T]`` -> ``[n]``."""
         ids = torch.as_tensor(ids)
-        check_ids(ids.numpy(), self.vocab.num_words)
+        check_ids(ids, self.vocab.num_words)
         self.net.eval()
         out = [self.net(ids[i:i + batch_size])[:, 0] for i in range(0, len(ids), batch_size)]
         return torch.cat(out).double().numpy() if out else np.zeros(0)

@@ -97,6 +97,24 @@ def _save_checkpoint(ckpt: Path, net, opt, state: dict, best_state: dict) -> Non
             old.unlink(missing_ok=True)
 
 
+@dataclass
+class _Data:
+    """The encoded training rows, split into training and validation."""
+    x_tr: torch.Tensor  # [n_train, T] ids
+    y_tr: torch.Tensor  # [n_train] labels
+    x_va: torch.Tensor
+    y_va: torch.Tensor
+
+
+@dataclass
+class _Run:
+    """What a checkpoint carries over besides the weights: the epochs so far and the best one."""
+    history: list[dict]
+    best: dict
+    best_state: dict[str, torch.Tensor]
+    start_epoch: int = 1
+
+
 def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
           test_split: Split | None = None, resume: bool = False, progress: bool = True,
           vocab: Vocab | None = None, device: str = "cpu") -> SeqshapModel:
@@ -104,87 +122,109 @@ def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
 
     ``device`` ("cpu", "cuda") only changes where the arithmetic runs; the model directory
     is the same (weights are saved from CPU copies)."""
-    from tqdm import tqdm
     out = Path(out)
     ckpt = out / CKPT
     torch.manual_seed(cfg.seed)
     vocab = vocab or Vocab.build(train_split.texts, cfg.num_words)
-    x_all = torch.from_numpy(vocab.encode(train_split.texts, cfg.maxlen))
-    y_all = torch.from_numpy(train_split.labels)
-    tr, va = split_validation(len(x_all), cfg.val_fraction, cfg.seed)
-    x_tr, y_tr, x_va, y_va = x_all[tr], y_all[tr], x_all[va], y_all[va]
+    data = _prepare_data(train_split, vocab, cfg)
     net = build_model(cfg.arch, vocab_size=vocab.num_words, **cfg.model).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, fused=True)
-    loss_fn = nn.BCELoss()
-    history: list[dict] = []
-    best = {"epoch": 0, "val_accuracy": -1.0}
-    best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-    start_epoch = 1
-    if resume and (ckpt / "state.json").exists():
-        from safetensors.torch import load_file
-        state = json.loads((ckpt / "state.json").read_text())
-        # More epochs than first planned is fine; anything else would silently mix two runs.
-        if {**state["config"], "epochs": cfg.epochs} != asdict(cfg):
-            raise ValueError(f"{ckpt}: the checkpoint was made with a different configuration "
-                             f"({state['config']}); start a new --out or pass the same options")
-        tensors = load_file(str(ckpt / f"epoch-{state['epoch']}.safetensors"))
-        net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        tensors = {k: (v.to(device) if k.startswith("opt.") and v.dim() else v) for k, v in tensors.items()}
-        _load_opt(opt, tensors, state["optimizer"])
-        torch.set_rng_state(tensors["rng.torch"])
-        best_state = load_file(str(ckpt / "best.safetensors"))
-        history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
+    run = _Run([], {"epoch": 0, "val_accuracy": -1.0}, _cpu_copy(net))
+    if resume:
+        run = _resume(ckpt, cfg, net, opt, device)
         if progress:
-            print(f"resuming {out} after epoch {state['epoch']} (best so far: epoch {best['epoch']}, "
-                  f"val acc {best['val_accuracy']:.4f})", flush=True)
-    elif resume:
-        raise FileNotFoundError(f"{ckpt / 'state.json'}: nothing to resume")
-    stale = start_epoch - 1 - best["epoch"]
-    for epoch in range(start_epoch, cfg.epochs + 1):
+            print(f"resuming {out} after epoch {run.start_epoch - 1} (best so far: epoch {run.best['epoch']}, "
+                  f"val acc {run.best['val_accuracy']:.4f})", flush=True)
+    stale = run.start_epoch - 1 - run.best["epoch"]
+    for epoch in range(run.start_epoch, cfg.epochs + 1):
         if stale >= cfg.patience:
             break
-        net.train()
-        # The shuffle depends on (seed, epoch) only, so a resumed run sees the same order.
-        order = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
-        t0 = time.time()
-        run_loss = run_correct = seen = 0.0
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}",
-                   disable=not progress, unit="batch", leave=True)
-        for i in bar:
-            idx = order[i:i + cfg.batch_size]
-            xb, yb = x_tr[idx].to(device), y_tr[idx].float().to(device)
-            opt.zero_grad(set_to_none=True)
-            p = net(xb)[:, 0]
-            loss = loss_fn(p, yb)
-            loss.backward()
-            opt.step()
-            run_loss += float(loss.detach()) * len(idx)
-            run_correct += float(((p > 0.5).float() == yb).sum())
-            seen += len(idx)
-            if (i // cfg.batch_size) % 20 == 0:
-                bar.set_postfix(loss=f"{run_loss / seen:.4f}", acc=f"{run_correct / seen:.4f}")
-        seconds = time.time() - t0
-        val_loss, val_acc = evaluate_ids(net, x_va, y_va)
-        history.append({"epoch": epoch, "train_loss": run_loss / seen, "train_accuracy": run_correct / seen,
-                        "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds,
-                        "lr": opt.param_groups[0]["lr"]})
-        if val_acc > best["val_accuracy"]:
-            best = {"epoch": epoch, "val_accuracy": val_acc}
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        train_loss, train_acc, seconds = _train_epoch(net, opt, data, cfg, epoch, device, progress)
+        val_loss, val_acc = evaluate_ids(net, data.x_va, data.y_va)
+        run.history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
+                            "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds,
+                            "lr": opt.param_groups[0]["lr"]})
+        if val_acc > run.best["val_accuracy"]:
+            run.best = {"epoch": epoch, "val_accuracy": val_acc}
+            run.best_state = _cpu_copy(net)
             stale = 0
         else:
             stale += 1
             for group in opt.param_groups:
                 group["lr"] *= cfg.lr_decay
         if progress:
-            print(f"epoch {epoch}: train loss {run_loss / seen:.4f} acc {run_correct / seen:.4f} | "
+            print(f"epoch {epoch}: train loss {train_loss:.4f} acc {train_acc:.4f} | "
                   f"val loss {val_loss:.4f} acc {val_acc:.4f} | {seconds:.1f}s", flush=True)
-        _save_checkpoint(ckpt, net, opt, {"epoch": epoch, "history": history, "best": best,
-                                          "config": asdict(cfg)}, best_state)
-    net.load_state_dict(best_state)
+        _save_checkpoint(ckpt, net, opt, {"epoch": epoch, "history": run.history, "best": run.best,
+                                          "config": asdict(cfg)}, run.best_state)
+    return _finish(out, net, vocab, cfg, run, data, test_split, device, progress)
+
+
+def _cpu_copy(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+
+
+def _prepare_data(train_split: Split, vocab: Vocab, cfg: TrainConfig) -> _Data:
+    x_all = torch.from_numpy(vocab.encode(train_split.texts, cfg.maxlen))
+    y_all = torch.from_numpy(train_split.labels)
+    tr, va = split_validation(len(x_all), cfg.val_fraction, cfg.seed)
+    return _Data(x_all[tr], y_all[tr], x_all[va], y_all[va])
+
+
+def _resume(ckpt: Path, cfg: TrainConfig, net: nn.Module, opt: torch.optim.Optimizer, device: str) -> _Run:
+    """Load the last checkpoint into ``net`` and ``opt`` (and torch's RNG); the run so far."""
+    from safetensors.torch import load_file
+    if not (ckpt / "state.json").exists():
+        raise FileNotFoundError(f"{ckpt / 'state.json'}: nothing to resume")
+    state = json.loads((ckpt / "state.json").read_text())
+    # More epochs than first planned is fine; anything else would silently mix two runs.
+    if {**state["config"], "epochs": cfg.epochs} != asdict(cfg):
+        raise ValueError(f"{ckpt}: the checkpoint was made with a different configuration "
+                         f"({state['config']}); start a new --out or pass the same options")
+    tensors = load_file(str(ckpt / f"epoch-{state['epoch']}.safetensors"))
+    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    tensors = {k: (v.to(device) if k.startswith("opt.") and v.dim() else v) for k, v in tensors.items()}
+    _load_opt(opt, tensors, state["optimizer"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return _Run(state["history"], state["best"], load_file(str(ckpt / "best.safetensors")), state["epoch"] + 1)
+
+
+def _train_epoch(net: nn.Module, opt: torch.optim.Optimizer, data: _Data, cfg: TrainConfig, epoch: int,
+                 device: str, progress: bool) -> tuple[float, float, float]:
+    """One pass over the training rows: (mean loss, accuracy, seconds)."""
+    from tqdm import tqdm
+    loss_fn = nn.BCELoss()
+    net.train()
+    # The shuffle depends on (seed, epoch) only, so a resumed run sees the same order.
+    order = torch.randperm(len(data.x_tr), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+    t0 = time.time()
+    run_loss = run_correct = seen = 0.0
+    bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}",
+               disable=not progress, unit="batch", leave=True)
+    for i in bar:
+        idx = order[i:i + cfg.batch_size]
+        xb, yb = data.x_tr[idx].to(device), data.y_tr[idx].float().to(device)
+        opt.zero_grad(set_to_none=True)
+        p = net(xb)[:, 0]
+        loss = loss_fn(p, yb)
+        loss.backward()
+        opt.step()
+        run_loss += float(loss.detach()) * len(idx)
+        run_correct += float(((p > 0.5).float() == yb).sum())
+        seen += len(idx)
+        if (i // cfg.batch_size) % 20 == 0:
+            bar.set_postfix(loss=f"{run_loss / seen:.4f}", acc=f"{run_correct / seen:.4f}")
+    return run_loss / seen, run_correct / seen, time.time() - t0
+
+
+def _finish(out: Path, net: nn.Module, vocab: Vocab, cfg: TrainConfig, run: _Run, data: _Data,
+            test_split: Split | None, device: str, progress: bool) -> SeqshapModel:
+    """Restore the best epoch, score it on ``test_split`` and write the model directory."""
+    net.load_state_dict(run.best_state)
     net.cpu().eval()
-    metrics = {"arch": cfg.arch, "history": history, "best_epoch": best["epoch"],
-               "val_accuracy": best["val_accuracy"], "n_train": len(tr), "n_val": len(va),
+    history = run.history
+    metrics = {"arch": cfg.arch, "history": history, "best_epoch": run.best["epoch"],
+               "val_accuracy": run.best["val_accuracy"], "n_train": len(data.x_tr), "n_val": len(data.x_va),
                "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
                "device": str(device), "torch_threads": torch.get_num_threads(),
                "config": asdict(cfg), "versions": _versions()}
@@ -193,7 +233,7 @@ def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
         test_loss, test_acc = evaluate_ids(net, x_te, torch.from_numpy(test_split.labels))
         metrics.update(test_accuracy=test_acc, test_loss=test_loss, n_test=len(x_te))
         if progress:
-            print(f"best epoch {best['epoch']} restored: test accuracy {test_acc:.4f} on {len(x_te)} reviews",
+            print(f"best epoch {run.best['epoch']} restored: test accuracy {test_acc:.4f} on {len(x_te)} reviews",
                   flush=True)
     config = {"name": out.name, "arch": cfg.arch, "maxlen": cfg.maxlen,
               "model": {"vocab_size": vocab.num_words, **cfg.model}}

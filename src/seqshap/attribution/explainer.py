@@ -10,70 +10,24 @@ and attributions are summed over the embedding dimension, one value per token.
 from __future__ import annotations
 
 import copy
-import threading
-import weakref
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
-from .explanation import Explanation
+# OUTPUT_SPACES is base's; main's web/app.py and commands/common.py still import it from here.
+from .base import OUTPUT_SPACES, Attribution, model_lock, select_space, token_embedding  # noqa: F401
 from .pairs import Pairing, TokenSink
 from .rules import ProductRule
-from .tracer import SquashRecorder, check_modules, explain_forward, feature_modules
-
-OUTPUT_SPACES = ("probability", "logit", "raw")
-
-# Explaining rewrites the model's module tree for the duration of a call, so every explainer
-# of the same nn.Module (the web server may hold several) must take turns on it.
-_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-
-
-def model_lock(net: nn.Module) -> threading.RLock:
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault(net, threading.RLock())
+from .tracer import check_modules, explain_forward, feature_modules
 
 
 class AdditivityError(AssertionError):
     """The attributions do not add up to f(x) - E[f(background)]."""
 
 
-def _select_space(out: torch.Tensor, lookup, space: str) -> torch.Tensor:
-    """The explained quantity ``[batch, outputs]`` from the model output."""
-    hit = lookup(out)
-    if space == "logit":
-        if hit is None:
-            raise ValueError("output='logit' needs a model whose output comes straight from a sigmoid or "
-                             "softmax; this model's output does not (use output='raw')")
-        out = hit[1]
-    elif space == "probability" and hit is None:
-        raise ValueError("output='probability' needs a model whose output comes straight from a sigmoid or "
-                         "softmax; this model's output does not (use output='raw' to explain it as it is)")
-    return out.unsqueeze(1) if out.dim() == 1 else out
-
-
-def _as_ids_or_embeddings(x, name: str) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be token ids [n, T] (LongTensor/ndarray), float embeddings "
-                        f"[n, T, E], or a list of texts; got {type(x).__name__}")
-    if x.is_floating_point():
-        if x.dim() != 3:
-            raise ValueError(f"{name}: float embeddings must be [n, T, E], got shape {tuple(x.shape)}")
-    else:
-        if x.dim() != 2:
-            raise ValueError(f"{name}: token ids must be [n, T], got shape {tuple(x.shape)}")
-        x = x.long()
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
-    return x
-
-
-class DeepExplainer:
+class DeepExplainer(Attribution):
     """Exact DeepSHAP for models that take token ids ``[n, T]`` (or embeddings ``[n, T, E]``).
 
     Parameters
@@ -88,22 +42,21 @@ class DeepExplainer:
         instead of all of it (faster, approximate; see :func:`summarize_background`).
     batch_pairs: how many (input, background) pairs go through the model at once (bounds memory).
     """
+    name, additive, accepts_embeddings = "deepshap", True, True
 
     def __init__(self, model, background, output: str = "probability", product_rule: str = "shapley",
                  dtype: torch.dtype | None = None, summarize: int | None = None,
                  weights: Sequence[float] | None = None, batch_pairs: int = 2000):
-        from ..store import SeqshapModel
-        self.model = model if isinstance(model, SeqshapModel) else None
-        net = model.net if self.model is not None else model
-        if not isinstance(net, nn.Module):
-            raise TypeError(f"model must be an nn.Module or a SeqshapModel, got {type(model).__name__}")
-        if output not in OUTPUT_SPACES:
-            raise ValueError(f"unknown output {output!r}; choose one of {OUTPUT_SPACES}")
-        check_modules(net)
-        self.output, self.rule, self.batch_pairs = output, ProductRule(product_rule), int(batch_pairs)
+        super().__init__(model, output, batch_size=1024)
+        check_modules(self.net)
+        self.rule, self.batch_pairs = ProductRule(product_rule), int(batch_pairs)
         self.dtype = dtype
-        self.net = copy.deepcopy(net).to(dtype) if dtype is not None else net
-        self._lock = model_lock(self.net)
+        if dtype is not None:
+            self.net = copy.deepcopy(self.net).to(dtype)
+            self._lock = model_lock(self.net)
+        self._set_background(background, weights, summarize)
+
+    def _set_background(self, background, weights, summarize) -> None:
         bg = self._prepare(background, "background")
         if weights is not None:
             w = torch.as_tensor(weights, dtype=torch.float64)
@@ -121,54 +74,25 @@ class DeepExplainer:
         # Dry run on one pair: an unsupported operation fails here, before any real work.
         self._attribute(bg[:1])
 
+    @property
+    def method_name(self) -> str:
+        return "deepshap" if len(self.background) > 1 else "deeplift"
+
     # -- inputs ---------------------------------------------------------------------------
     def _prepare(self, x, name: str) -> torch.Tensor:
-        if isinstance(x, str):
-            raise TypeError(f"{name}: pass a list of texts, not a single str")
-        if isinstance(x, (list, tuple)) and x and all(isinstance(t, str) for t in x):
-            if self.model is None:
-                raise TypeError(f"{name} given as texts needs a seqshap model (seqshap.load(...)), "
-                                f"not a bare nn.Module; pass token ids instead")
-            empty = [i for i, t in enumerate(x) if not t.strip()]
-            if empty:
-                raise ValueError(f"{name}: text {empty[0]} is empty")
-            x = self.model.encode(list(x))
-        x = _as_ids_or_embeddings(x, name)
-        if not x.is_floating_point():
-            for emb in self._embeddings():
-                if x.numel() and (x.min() < 0 or x.max() >= emb.num_embeddings):
-                    bad = x[(x < 0) | (x >= emb.num_embeddings)].unique()[:5].tolist()
-                    raise ValueError(f"{name}: unknown word ids {bad}; the model's embedding has ids "
-                                     f"0..{emb.num_embeddings - 1}")
-            if not self._embeddings():
-                raise TypeError(f"{name}: token ids need a model with an nn.Embedding; pass float "
-                                f"embeddings [n, T, E] instead")
-        elif self.dtype is not None:
+        x = super()._prepare(x, name)
+        if x.is_floating_point() and self.dtype is not None:
             x = x.to(self.dtype)
-        if hasattr(self, "background") and x.shape[1:] != self.background.shape[1:]:
-            raise ValueError(f"{name} has shape {tuple(x.shape)} but the background rows are "
-                             f"{tuple(self.background.shape[1:])}")
+        if name != "background":
+            bg = self._background_for(x)
+            if x.shape[1:] != bg.shape[1:]:
+                raise ValueError(f"{name} has shape {tuple(x.shape)} but the background rows are "
+                                 f"{tuple(bg.shape[1:])}")
         return x
 
-    def _embeddings(self) -> list[nn.Embedding]:
-        # The token embedding (the first one): position or type embeddings are not indexed by ids.
-        return [m for m in self.net.modules() if isinstance(m, nn.Embedding)][:1]
-
-    @torch.no_grad()
-    def _outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """Plain forward of the (unrewritten) model in the explained space -> float64 ``[n, C]``."""
-        outs = []
-        with self._lock:
-            was = self.net.training
-            self.net.eval()
-            try:
-                for i in range(0, len(x), 1024):
-                    with SquashRecorder() as rec:
-                        out = self.net(x[i:i + 1024])
-                    outs.append(_select_space(out, rec.log.logit_of, self.output).double())
-            finally:
-                self.net.train(was)
-        return torch.cat(outs)
+    def _background_for(self, x: torch.Tensor) -> torch.Tensor:
+        """The background rows that ``x`` will be explained against."""
+        return self.background
 
     # -- the work ---------------------------------------------------------------------------
     def _attribute(self, x: torch.Tensor) -> np.ndarray:
@@ -203,7 +127,7 @@ class DeepExplainer:
             with self._lock, torch.enable_grad():
                 sink = TokenSink(captured)
                 y, mode = explain_forward(self.net, stacked, self.rule, Pairing(n, k, sink))
-                y = _select_space(y, mode.log.logit_of, self.output)
+                y = select_space(y, mode.log.logit_of, self.output)
                 if not captured or not y.requires_grad:
                     raise RuntimeError("the model output does not depend on its input embeddings")
                 w = self.weights.to(captured[0].dtype).view(1, k, 1)
@@ -250,55 +174,39 @@ class DeepExplainer:
         fx = self._outputs(x).numpy()
         return fx, np.abs(phi.sum(1) - (fx - self.expected_value[None, :]))
 
-    def explain(self, texts_or_ids, labels: Sequence[int] | None = None,
-                output_index: int = 0) -> list[Explanation]:
-        """One :class:`Explanation` per input (texts need a SeqshapModel)."""
-        texts = list(texts_or_ids) if isinstance(texts_or_ids, (list, tuple)) and texts_or_ids \
-            and isinstance(texts_or_ids[0], str) else None
-        encodings = None
-        if texts is not None and self.model is not None:
-            self._prepare(texts, "texts_or_ids")   # the checks and messages for texts
-            encodings = self.model.encodings(texts)
-            x = _as_ids_or_embeddings(torch.tensor([e.ids for e in encodings]), "texts_or_ids")
-        else:
-            x = self._prepare(texts_or_ids, "texts_or_ids")
-        phi = self._attribute(x)
-        fx, err = self._outputs_and_errors(x, phi)
-        classes = self.model.classes if self.model is not None else None
-        # A one-output model in probability/logit space explains its positive (last) class.
-        name = classes[-1] if classes and self.n_outputs == 1 and self.output != "raw" else None
-        out = []
-        for i in range(len(x)):
-            ids = x[i].tolist() if not x.is_floating_point() else list(range(x.shape[1]))
-            enc = encodings[i] if encodings is not None else None
-            if enc is not None:
-                tokens = list(enc.tokens)
-            elif self.model is not None and not x.is_floating_point():
-                tokens = self.model.tokens(ids)
-            else:
-                tokens = [f"#{t}" for t in ids]
-            out.append(Explanation(
-                tokens=tokens, ids=ids, values=phi[i, :, output_index],
-                base_value=float(self.expected_value[output_index]), output_value=float(fx[i, output_index]),
-                completeness_error=float(err[i, output_index]), output_space=self.output,
-                model_name=self.model.name if self.model is not None else type(self.net).__name__,
-                method="deepshap" if len(self.background) > 1 else "deeplift", output_index=output_index,
-                text=texts[i] if texts else None, label=None if labels is None else int(labels[i]),
-                spans=enc.spans if enc is not None else None, word_ids=enc.word_ids if enc is not None else None,
-                classes=classes if name is not None else None, output_name=name))
-        return out
+    def _values(self, x: torch.Tensor, output_index: int) -> tuple[np.ndarray, np.ndarray]:
+        phi = self._attribute(x)[:, :, output_index]
+        return phi, np.full(len(x), float(self.expected_value[output_index]))
 
 
 class DeepLift(DeepExplainer):
-    """Single-reference DeepLIFT: one reference row (default: all padding, id 0)."""
+    """Single-reference DeepLIFT: one reference row (default: all padding, id 0).
+
+    Without ``reference`` the all-padding row has the model's ``maxlen`` (or ``maxlen``); a bare
+    ``nn.Module`` without either gets the all-padding row of the first input's length.
+    """
+    name = "deeplift"
 
     def __init__(self, model, reference=None, maxlen: int | None = None, **kwargs):
-        if reference is None:
-            T = maxlen or getattr(model, "maxlen", None)
-            if T is None:
-                raise ValueError("DeepLift needs a reference row or maxlen for the all-padding reference")
+        T = maxlen or getattr(model, "maxlen", None)
+        if reference is None and T is not None:
             reference = torch.zeros(1, T, dtype=torch.long)
+        self._deferred = None
         super().__init__(model, reference, **kwargs)
+
+    def _set_background(self, background, weights, summarize) -> None:
+        if background is None:          # no length known yet: set on first use
+            self._deferred = (weights, summarize)
+            return
+        super()._set_background(background, weights, summarize)
+
+    def _background_for(self, x: torch.Tensor) -> torch.Tensor:
+        if self._deferred is not None:
+            with self._lock:
+                if self._deferred is not None:
+                    self._set_background(torch.zeros(1, x.shape[1], dtype=torch.long), *self._deferred)
+                    self._deferred = None
+        return self.background
 
 
 @torch.no_grad()
@@ -313,7 +221,7 @@ def summarize_background(net: nn.Module, background: torch.Tensor, k: int, weigh
     if background.is_floating_point():
         feats = background.mean(1).double()
     else:
-        emb = next((m for m in net.modules() if isinstance(m, nn.Embedding)), None)
+        emb = token_embedding(net)
         mask = (background != 0).unsqueeze(-1).double()
         feats = (emb(background).double() * mask).sum(1) / mask.sum(1).clamp(min=1)
     g = torch.Generator().manual_seed(seed)

@@ -34,7 +34,8 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_output_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--output", choices=["probability", "logit", "raw"], default=None,
+    from ..attribution.explainer import OUTPUT_SPACES
+    p.add_argument("--output", choices=list(OUTPUT_SPACES), default=None,
                    help="explain the probability, the pre-sigmoid logit, or the raw model output "
                         "(default: what the model outputs, e.g. 'raw' for an imported linear Keras head)")
 

@@ -47,11 +47,11 @@ def run(args) -> int:
         raise UsageError("--background must be at least 1")
     from .. import load
     from ..attribution import DeepExplainer
-    from ..data import load_imdb
+    from ..background import default_background
     model = load(args.model)
     args.output = resolve_output(args, model)
-    bg = load_imdb(args.imdb)["train"].head(args.background).texts
-    exp = DeepExplainer(model, list(bg), output=args.output).explain([text])[0]
+    background = default_background(args.background, args.imdb)
+    exp = DeepExplainer(model, list(background.texts), output=args.output).explain([text])[0]
     written = []
     if args.html:
         from .. import atomic
@@ -72,10 +72,8 @@ def run(args) -> int:
         waterfall(exp, args.waterfall, k=args.top)
         written.append(args.waterfall)
     if args.json:
-        print(json.dumps({"tokens": list(exp.tokens), "values": exp.values.tolist(),
-                          "base_value": exp.base_value, "prediction": exp.output_value,
-                          "completeness_error": exp.completeness_error,
-                          "output_space": exp.output_space, "model": exp.model_name}))
+        # the one JSON form, as the web API answers it; NaN would not be JSON, so it is refused
+        print(json.dumps(exp.to_dict(top=args.top), allow_nan=False))
     else:
         from ..viz.terminal import render, supports_colour
         colour = {"always": True, "never": False}.get(args.color, None)
@@ -94,7 +92,8 @@ def register(sub) -> None:
     p.add_argument("--file", metavar="PATH", help="read the text from a UTF-8 file")
     add_model_option(p)
     p.add_argument("--json", action="store_true",
-                   help='print {"tokens", "values", "base_value", "prediction", "completeness_error"}')
+                   help='print the explanation as JSON, the form POST /api/explain answers: {"tokens", '
+                        '"values", "base_value", "prediction", "completeness_error", "label", "top", ...}')
     p.add_argument("--html", metavar="FILE.html", help="write a self-contained HTML page (force plot, "
                    "highlighted text, top words)")
     p.add_argument("--svg", metavar="FILE.svg", help="write the force plot as SVG")

@@ -9,7 +9,7 @@ DEFAULT_METHODS = "deepshap,ig,gradxinput,occlusion,random"
 
 
 def run(args) -> int:
-    from ..faithfulness.methods import parse_methods
+    from ..attribution import parse_methods
     try:
         names = parse_methods(args.methods)
     except ValueError as e:
@@ -26,18 +26,19 @@ def run(args) -> int:
     import torch
 
     from .. import load
+    from ..background import default_background
     from ..data import load_imdb, read_labeled
     from ..faithfulness.evaluate import run_on_imdb
     from ..faithfulness.report import to_markdown, write_outputs
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.model)
-    imdb = load_imdb(args.imdb)
+    background = default_background(args.background, args.imdb)
     texts = read_labeled(args.data, args.text_column, args.label_column).texts if args.data \
-        else imdb["test"].texts
+        else load_imdb(args.imdb)["test"].texts
     if args.n > len(texts):
         raise UsageError(f"--n {args.n} is more than the {len(texts)} texts available")
-    result = run_on_imdb(model, list(texts), list(imdb["train"].texts[:args.background]), names, n=args.n,
+    result = run_on_imdb(model, list(texts), list(background.texts), names, n=args.n,
                          n_short=min(args.short, args.n), short_words=args.short_words, n_planted=args.planted,
                          seed=args.seed, ig_steps=args.ig_steps, n_permutations=args.permutations,
                          progress=not args.quiet)
@@ -49,7 +50,7 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    from ..faithfulness.methods import METHODS
+    from ..attribution import METHODS
     p = add_command(sub, "faithfulness", "compare attribution methods on the same reviews: deletion AOPC, "
                     "ERASER comprehensiveness/sufficiency, agreement with exact Shapley, planted words, cost "
                     "(CSV + Markdown + PNG)",

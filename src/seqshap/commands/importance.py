@@ -21,23 +21,25 @@ def run(args) -> int:
                          f"not {args.scheduler!r}")
     from .. import load
     from ..attribution import DeepExplainer
+    from ..background import default_background
     from ..data import load_imdb
-    from ..importance import importance_over, write_outputs
+    from ..importance import importance_over
+    from ..viz.importance import write_outputs
     model = load(args.model)
     args.output = resolve_output(args, model)
-    imdb = load_imdb(args.imdb)
-    test = imdb["test"].head(args.n)
+    test = load_imdb(args.imdb)["test"].head(args.n)
+    background = list(default_background(args.background, args.imdb).texts)
     summary = None
     if chunked:
         from ..distributed import explain_corpus, format_summary
         acc, summary = explain_corpus(args.model, list(test.texts), test.labels, args.out,
                                       scheduler=args.scheduler or "local", chunk_size=args.chunk_size or 250,
                                       n_workers=args.workers, resume=args.resume, progress=not args.quiet,
-                                      background=list(imdb["train"].head(args.background).texts),
+                                      background=background,
                                       ids=test.ids, output=args.output, batch_size=args.batch_size)
         print(format_summary(summary), file=sys.stderr)
     else:
-        explainer = DeepExplainer(model, list(imdb["train"].head(args.background).texts), output=args.output)
+        explainer = DeepExplainer(model, background, output=args.output)
         acc = importance_over(explainer, list(test.texts), test.labels, batch_size=args.batch_size,
                               progress=not args.quiet, desc="explaining test reviews")
     table = acc.table(args.min_count)

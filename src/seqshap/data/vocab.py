@@ -99,10 +99,12 @@ class Vocab:
         return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def check_ids(ids: np.ndarray, num_words: int) -> None:
-    """Raise a clear error for ids outside ``[0, num_words)``."""
-    ids = np.asarray(ids)
+def check_ids(ids, num_words: int, name: str = "ids", table: str = "this model's vocabulary") -> None:
+    """Raise a clear error, naming ``name`` and ``table``, for ids outside ``[0, num_words)``.
+
+    The one id check of the package (ndarray or tensor); ``table`` is what holds the ids.
+    """
+    ids = np.asarray(ids.detach().cpu() if hasattr(ids, "detach") else ids)
     if ids.size and (ids.min() < 0 or ids.max() >= num_words):
-        bad = ids[(ids < 0) | (ids >= num_words)]
-        raise ValueError(f"unknown word ids {sorted(set(bad.tolist()))[:5]}: "
-                         f"this model's vocabulary has ids 0..{num_words - 1}")
+        bad = np.unique(ids[(ids < 0) | (ids >= num_words)])[:5].tolist()
+        raise ValueError(f"{name}: unknown word ids {bad}; {table} has ids 0..{num_words - 1}")

@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .methods import ExactShapley, Method, TooManyPlayersError, _as_ids
+from ..attribution import Attribution, ExactShapley, TooManyPlayersError, make_method
+from ..attribution.base import as_inputs
 from .metrics import BINS, agreement, in_top, plant_word, removal_scores
 
 POSITIVE_WORDS = ("excellent", "superb", "wonderful", "perfect", "brilliant", "great")
@@ -88,7 +89,15 @@ def _chunks(n: int, size: int):
         yield slice(i, min(n, i + size))
 
 
-def evaluate(methods: dict[str, Method], ids, *, short_ids=None, reference: ExactShapley | None = None,
+def _attribute_all(method: Attribution, ids: torch.Tensor, chunk: int) -> np.ndarray:
+    return np.concatenate([method.attribute(ids[s]) for s in _chunks(len(ids), chunk)])
+
+
+def _add_note(row: MethodScores, note: str) -> None:
+    row.note = f"{row.note}; {note}" if row.note else note
+
+
+def evaluate(methods: dict[str, Attribution], ids, *, short_ids=None, reference: ExactShapley | None = None,
              planted_hosts=None, planted_words: tuple[int, ...] = (), bins: tuple[float, ...] = BINS,
              top_k: int = 5, seed: int = 0, chunk: int = 25, progress: bool = False,
              model_name: str = "model") -> FaithfulnessResult:
@@ -99,101 +108,124 @@ def evaluate(methods: dict[str, Method], ids, *, short_ids=None, reference: Exac
     planted_hosts ``[h, T]`` + planted_words: host ``i`` gets ``planted_words[i % len]`` inserted
     at a seeded random place; a hit is the planted word among the top ``top_k`` |values|.
     """
-    if not methods:
-        raise ValueError("no methods to evaluate")
-    ids = _as_ids(ids)
-    n = len(ids)
-    any_method = next(iter(methods.values()))
-    predict = any_method.predict
-    short = _as_ids(short_ids, "short_ids") if short_ids is not None else None
-    if short is not None and reference is None:
-        raise ValueError("agreement on short texts needs a reference method (exact Shapley)")
-    hosts = _as_ids(planted_hosts, "planted_hosts") if planted_hosts is not None else None
-    if hosts is not None and not planted_words:
-        raise ValueError("the planted-word check needs at least one word id")
+    ids, short, hosts = _check_inputs(methods, ids, short_ids, reference, planted_hosts, planted_words)
+    predict = next(iter(methods.values())).predict
     meta: dict = {"bins": list(bins), "top_k": top_k, "seed": seed}
-    total = len(methods) * (n + (len(short) if short is not None else 0) + (len(hosts) if hosts is not None else 0))
-    bar = _Progress(total + (len(short) if short is not None else 0), progress)
-
-    ref_values = None
-    if short is not None:
-        if not reference.supports(short):
-            raise TooManyPlayersError(f"short texts must have at most {reference.max_players} words for exact "
-                                      f"Shapley; the longest has {int(reference.n_players(short).max())}")
-        t0 = time.perf_counter()
-        ref_values = np.concatenate([reference.attribute(short[s]) for s in _chunks(len(short), chunk)])
-        meta["reference"] = reference.name
-        meta["n_short"] = len(short)
-        meta["short_words_max"] = int(reference.n_players(short).max())
-        meta["reference_seconds_per_text"] = (time.perf_counter() - t0) / len(short)
-        bar.step(len(short), f"{reference.name} (short texts)")
-
-    planted_rows = planted_pos = None
-    if hosts is not None:
-        rng = np.random.default_rng(seed)
-        made = [plant_word(hosts[i].numpy(), planted_words[i % len(planted_words)], rng) for i in range(len(hosts))]
-        planted_rows = torch.from_numpy(np.stack([m[0] for m in made]))
-        planted_pos = np.array([m[1] for m in made])
-        shift = predict(planted_rows) - predict(hosts)
-        meta["n_planted"] = len(hosts)
-        meta["planted_mean_abs_shift"] = float(np.abs(shift).mean())
-
+    n_short, n_hosts = (len(short) if short is not None else 0), (len(hosts) if hosts is not None else 0)
+    bar = _Progress(len(methods) * (len(ids) + n_short + n_hosts) + n_short, progress)
+    ref_values = _reference_values(reference, short, chunk, meta, bar) if short is not None else None
+    planted = _plant(hosts, planted_words, seed, predict, meta) if hosts is not None else None
     rows, per_review = [], {}
     for name, method in methods.items():
-        note, mine = [], {}
-        per_review[name] = mine
-        if isinstance(method, ExactShapley) and not method.supports(ids):
-            dele = comp = suff = np.full((1, len(bins)), np.nan)
-            spr, cerr = float("nan"), float("nan")
-            note.append(f"not run on the reviews (more than {method.max_players} words)")
-            bar.step(n, name)
-        else:
-            parts, seconds, errs = [], 0.0, []
-            for s in _chunks(n, chunk):
-                t0 = time.perf_counter()
-                values, base = method._attribute(ids[s])
-                seconds += time.perf_counter() - t0
-                scores = removal_scores(predict, ids[s].numpy(), values, bins)
-                parts.append(scores)
-                if method.additive:
-                    errs.append(np.abs(values.sum(1) - (predict(ids[s]) - base)))
-                bar.step(s.stop - s.start, name)
-            dele, comp, suff = (np.concatenate([p[k] for p in parts])
-                                for k in ("deletion", "comprehensiveness", "sufficiency"))
-            spr = seconds / n
-            cerr = float(np.median(np.concatenate(errs))) if errs else float("nan")
-        mine.update({"aopc": dele.mean(1).tolist(), "comp": comp.mean(1).tolist(), "suff": suff.mean(1).tolist()})
-        row = MethodScores(method=name, n=n, bins=tuple(bins),
-                           deletion=[_nanmean(c) for c in dele.T], comprehensiveness=[_nanmean(c) for c in comp.T],
-                           sufficiency=[_nanmean(c) for c in suff.T], aopc=_nanmean(dele), comp=_nanmean(comp),
-                           suff=_nanmean(suff), seconds_per_review=spr, completeness_error=cerr)
+        mine = per_review[name] = {}
+        row = _removal_row(name, method, ids, predict, bins, chunk, mine, bar)
         if short is not None:
-            if method is reference:
-                values = ref_values
-            else:
-                values = np.concatenate([method.attribute(short[s]) for s in _chunks(len(short), chunk)])
-            agree = agreement(values, ref_values, short.numpy(), k=3)
-            row.pearson, row.kendall, row.top3 = (_nanmean(agree[k]) for k in ("pearson", "kendall", "top3"))
-            mine.update({k: agree[k].tolist() for k in ("pearson", "kendall", "top3")})
-            row.n_short = len(short)
-            undefined = int(np.isnan(agree["pearson"]).sum())
-            if undefined:
-                note.append(f"{undefined} short texts with constant values left out of the correlations")
-            bar.step(len(short), f"{name} (short texts)")
-        if planted_rows is not None and isinstance(method, ExactShapley) and not method.supports(planted_rows):
-            note.append("planted check not run (reviews too long)")
-            bar.step(len(planted_rows), f"{name} (planted)")
-        elif planted_rows is not None:
-            values = np.concatenate([method.attribute(planted_rows[s]) for s in _chunks(len(planted_rows), chunk)])
-            hits = [in_top(values[i], planted_rows[i].numpy(), int(planted_pos[i]), top_k)
-                    for i in range(len(planted_rows))]
-            row.planted_top5, row.n_planted = float(np.mean(hits)), len(hits)
-            mine["planted_top5"] = [float(h) for h in hits]
-            bar.step(len(planted_rows), f"{name} (planted)")
-        row.note = "; ".join(note)
+            _score_agreement(row, method, reference, short, ref_values, chunk, mine, bar)
+        if planted is not None:
+            _score_planted(row, method, *planted, top_k, chunk, mine, bar)
         rows.append(row)
     bar.close()
-    return FaithfulnessResult(model=model_name, n=n, bins=tuple(bins), rows=rows, meta=meta, per_review=per_review)
+    return FaithfulnessResult(model=model_name, n=len(ids), bins=tuple(bins), rows=rows, meta=meta,
+                              per_review=per_review)
+
+
+def _check_inputs(methods, ids, short_ids, reference, planted_hosts, planted_words):
+    """(ids, short texts or None, planted hosts or None), each checked ``[n, T]``."""
+    if not methods:
+        raise ValueError("no methods to evaluate")
+    ids = as_inputs(ids)
+    short = as_inputs(short_ids, "short_ids") if short_ids is not None else None
+    if short is not None and reference is None:
+        raise ValueError("agreement on short texts needs a reference method (exact Shapley)")
+    if short is not None and not reference.supports(short):
+        raise TooManyPlayersError(f"short texts must have at most {reference.max_players} words for exact "
+                                  f"Shapley; the longest has {int(reference.n_players(short).max())}")
+    hosts = as_inputs(planted_hosts, "planted_hosts") if planted_hosts is not None else None
+    if hosts is not None and not planted_words:
+        raise ValueError("the planted-word check needs at least one word id")
+    return ids, short, hosts
+
+
+def _reference_values(reference: ExactShapley, short: torch.Tensor, chunk: int, meta: dict,
+                      bar: _Progress) -> np.ndarray:
+    """The reference's (exact Shapley) values ``[m, T]`` on the short texts, timed."""
+    t0 = time.perf_counter()
+    values = _attribute_all(reference, short, chunk)
+    meta["reference"] = reference.name
+    meta["n_short"] = len(short)
+    meta["short_words_max"] = int(reference.n_players(short).max())
+    meta["reference_seconds_per_text"] = (time.perf_counter() - t0) / len(short)
+    bar.step(len(short), f"{reference.name} (short texts)")
+    return values
+
+
+def _plant(hosts: torch.Tensor, words: tuple[int, ...], seed: int, predict, meta: dict):
+    """Host ``i`` with ``words[i % len]`` planted at a seeded place: (rows ``[h, T]``, positions ``[h]``)."""
+    rng = np.random.default_rng(seed)
+    made = [plant_word(hosts[i].numpy(), words[i % len(words)], rng) for i in range(len(hosts))]
+    rows = torch.from_numpy(np.stack([m[0] for m in made]))
+    meta["n_planted"] = len(hosts)
+    meta["planted_mean_abs_shift"] = float(np.abs(predict(rows) - predict(hosts)).mean())
+    return rows, np.array([m[1] for m in made])
+
+
+def _removal_row(name: str, method: Attribution, ids: torch.Tensor, predict, bins, chunk: int, mine: dict,
+                 bar: _Progress) -> MethodScores:
+    """Deletion, comprehensiveness, sufficiency, cost and completeness of one method on the reviews
+    (every method scored with the same ``predict``)."""
+    n = len(ids)
+    note = ""
+    if isinstance(method, ExactShapley) and not method.supports(ids):
+        dele = comp = suff = np.full((1, len(bins)), np.nan)
+        spr, cerr = float("nan"), float("nan")
+        note = f"not run on the reviews (more than {method.max_players} words)"
+        bar.step(n, name)
+    else:
+        parts, seconds, errs = [], 0.0, []
+        for s in _chunks(n, chunk):
+            t0 = time.perf_counter()
+            values, base = method.attribute_with_base(ids[s])
+            seconds += time.perf_counter() - t0
+            parts.append(removal_scores(predict, ids[s].numpy(), values, bins))
+            if method.additive:
+                errs.append(np.abs(values.sum(1) - (predict(ids[s]) - base)))
+            bar.step(s.stop - s.start, name)
+        dele, comp, suff = (np.concatenate([p[k] for p in parts])
+                            for k in ("deletion", "comprehensiveness", "sufficiency"))
+        spr = seconds / n
+        cerr = float(np.median(np.concatenate(errs))) if errs else float("nan")
+    mine.update({"aopc": dele.mean(1).tolist(), "comp": comp.mean(1).tolist(), "suff": suff.mean(1).tolist()})
+    return MethodScores(method=name, n=n, bins=tuple(bins),
+                        deletion=[_nanmean(c) for c in dele.T], comprehensiveness=[_nanmean(c) for c in comp.T],
+                        sufficiency=[_nanmean(c) for c in suff.T], aopc=_nanmean(dele), comp=_nanmean(comp),
+                        suff=_nanmean(suff), seconds_per_review=spr, completeness_error=cerr, note=note)
+
+
+def _score_agreement(row: MethodScores, method: Attribution, reference: ExactShapley, short: torch.Tensor,
+                     ref_values: np.ndarray, chunk: int, mine: dict, bar: _Progress) -> None:
+    """Pearson, Kendall and top-3 overlap with the reference on the short texts, into ``row``."""
+    values = ref_values if method is reference else _attribute_all(method, short, chunk)
+    agree = agreement(values, ref_values, short.numpy(), k=3)
+    row.pearson, row.kendall, row.top3 = (_nanmean(agree[k]) for k in ("pearson", "kendall", "top3"))
+    mine.update({k: agree[k].tolist() for k in ("pearson", "kendall", "top3")})
+    row.n_short = len(short)
+    undefined = int(np.isnan(agree["pearson"]).sum())
+    if undefined:
+        _add_note(row, f"{undefined} short texts with constant values left out of the correlations")
+    bar.step(len(short), f"{row.method} (short texts)")
+
+
+def _score_planted(row: MethodScores, method: Attribution, rows: torch.Tensor, positions: np.ndarray,
+                   top_k: int, chunk: int, mine: dict, bar: _Progress) -> None:
+    """Share of planted words among the method's top ``top_k`` |values|, into ``row``."""
+    if isinstance(method, ExactShapley) and not method.supports(rows):
+        _add_note(row, "planted check not run (reviews too long)")
+    else:
+        values = _attribute_all(method, rows, chunk)
+        hits = [in_top(values[i], rows[i].numpy(), int(positions[i]), top_k) for i in range(len(rows))]
+        row.planted_top5, row.n_planted = float(np.mean(hits)), len(hits)
+        mine["planted_top5"] = [float(h) for h in hits]
+    bar.step(len(rows), f"{row.method} (planted)")
 
 
 def short_texts(model, texts: list[str], words: int) -> torch.Tensor:
@@ -236,7 +268,6 @@ def run_on_imdb(model, test_texts: list[str], background_texts: list[str], metho
     of the first ``n_short`` of them. Planted: the ``n_planted`` reviews the model is least
     sure about among up to 4000 further sampled reviews (disjoint from the main set).
     """
-    from .methods import make_method
     if n < 1 or n > len(test_texts):
         raise ValueError(f"n must be between 1 and {len(test_texts)}, got {n}")
     if n_short < 0 or n_planted < 0:

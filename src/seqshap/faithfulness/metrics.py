@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.tokenize import PAD, START
-from .methods import visible_mask
+from ..attribution import visible_mask
 
 BINS: tuple[float, ...] = (1, 5, 10, 20, 50)
 Predict = Callable[[np.ndarray], np.ndarray]   # ids [m, T] -> output column 0 [m]

@@ -183,10 +183,12 @@ def to_markdown(result: FaithfulnessResult, title: str | None = None) -> str:
 
 def plot_png(result: FaithfulnessResult) -> bytes:
     """Deletion, comprehensiveness and sufficiency curves per method, and cost."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
+    # A Figure on its own Agg canvas, never pyplot: no global backend switch, no figure registry.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(17, 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 4)
     for ax, attr, label in ((axes[0], "deletion", "drop in p(predicted class)"),
                             (axes[1], "comprehensiveness", "drop in p(predicted class)"),
                             (axes[2], "sufficiency", "drop when keeping only top words")):
@@ -209,7 +211,6 @@ def plot_png(result: FaithfulnessResult) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     return buf.getvalue()
 
 

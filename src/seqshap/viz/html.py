@@ -8,13 +8,11 @@ float, ``repr``) so tests and tools can check the picture against the explanatio
 from __future__ import annotations
 
 import html as _html
-import math
 
-import numpy as np
-
-from ..attribution.explanation import Explanation
-from .layout import (BLUE_HEX, RED_HEX, Segment, clean, colour, describe_prediction, display_words,
-                     fmt, fmt_out, force_layout, nice_ticks, pieces, scale, text_colour)
+from ..attribution.explanation import Explanation, Word
+from ..data.tokenize import BR_TAGS, OOV_TOKEN
+from .layout import (BLUE_HEX, LABEL_CHARS, RED_HEX, Segment, check, clean, colour, describe_prediction, fmt,
+                     fmt_out, force_layout, passage, ranked_words, scale, text_colour)
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', Arial, sans-serif"
 # Pages never need scripts: if escaping ever failed, the browser still would not run one.
@@ -31,12 +29,8 @@ def _num(v: float) -> str:
     return repr(float(v))
 
 
-def _check(exp: Explanation) -> None:
-    if not isinstance(exp, Explanation):
-        raise TypeError(f"expected an Explanation, got {type(exp).__name__}")
-    if not (np.all(np.isfinite(exp.values)) and math.isfinite(exp.base_value)
-            and math.isfinite(exp.output_value)):
-        raise ValueError("explanation has non-finite values (NaN or inf); nothing sensible to draw")
+def _positions(ps: tuple[int, ...]) -> str:
+    return " ".join(str(p) for p in ps)
 
 
 def _rgb(c: tuple[int, int, int]) -> str:
@@ -44,52 +38,36 @@ def _rgb(c: tuple[int, int, int]) -> str:
 
 
 # ------------------------------------------------------------------------ force plot
-def _label_width(word: str, value: str) -> float:
-    # No text metrics without a browser: ~7 px per character at 12 px is safe for labels.
-    return max(len(word), len(value)) * 7.0 + 8
+DEFAULT_WIDTH = 960
 
 
-def force_plot_svg(exp: Explanation, width: int = 960, max_labels: int = 12) -> str:
+def force_plot_svg(exp: Explanation, width: int = DEFAULT_WIDTH, max_labels: int = 12) -> str:
     """shap-style force plot as an ``<svg>`` element string.
 
     The axis spans the base value (mean output over the background) and the output
     f(x); red segments push the output up, blue push it down, the biggest next to f(x).
     The ``max_labels`` largest contributors that fit get their word and value below
-    the bar; every segment shows word and value on hover (``<title>``).
+    the bar; every segment shows word and value on hover (``<title>``). The geometry is
+    :func:`seqshap.viz.layout.force_layout`'s; this only draws it.
     """
-    _check(exp)
+    check(exp)
     if width < 200:
         raise ValueError(f"width must be at least 200 px, got {width}")
-    segs, lo, hi = force_layout(exp)
-    base, f = float(exp.base_value), float(exp.output_value)
-    dlo, dhi = min(lo, base, f), max(hi, base, f)
-    pad = (dhi - dlo) * 0.08 or 0.05
-    dlo, dhi = dlo - pad, dhi + pad
     ml, mr = 30.0, 30.0
+    # No text metrics without a browser: labels are sized in characters, which scale with the width.
+    lay = force_layout(exp, max_labels, label_chars=LABEL_CHARS * width / DEFAULT_WIDTH)
+    (dlo, dhi), base, f = lay.domain, lay.base, lay.output
 
     def X(v: float) -> float:
         return ml + (v - dlo) / (dhi - dlo) * (width - ml - mr)
 
     y_axis, bar_top, bar_h = 70.0, 92.0, 24.0
-    bar_bot, mid = bar_top + bar_h, bar_top + bar_h / 2
-    label_top, row_h, max_rows = bar_bot + 22, 32.0, 3
+    bar_bot = bar_top + bar_h
+    label_top, row_h = bar_bot + 22, 32.0
+    height = int(label_top + lay.n_rows * row_h + 8)
 
-    # Labels: biggest first, each into the first row where it does not overlap.
-    rows: list[list[tuple[float, float]]] = [[] for _ in range(max_rows)]
-    placed: dict[int, tuple[int, float]] = {}
-    ranked = sorted(range(len(segs)), key=lambda i: -abs(segs[i].value))[:max(0, max_labels)]
-    for i in ranked:
-        s = segs[i]
-        cx = (X(s.x0) + X(s.x1)) / 2
-        w = _label_width(s.word, fmt(s.value))
-        a, b = max(0.0, cx - w / 2), min(float(width), cx + w / 2)
-        for r in range(max_rows):
-            if all(b + 4 <= a2 or a >= b2 + 4 for a2, b2 in rows[r]):
-                rows[r].append((a, b))
-                placed[i] = (r, cx)
-                break
-    n_rows = 1 + max((r for r, _ in placed.values()), default=0)
-    height = int(label_top + n_rows * row_h + 8)
+    def Y(u: float) -> float:  # bar units (0 bottom, 1 top) -> px
+        return bar_bot - u * bar_h
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="seqshap-force" width="{width}" '
            f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
@@ -108,15 +86,16 @@ def force_plot_svg(exp: Explanation, width: int = 960, max_labels: int = 12) -> 
     # Axis with ticks
     out.append(f'<g class="axis" font-size="11" fill="#666"><line x1="{ml}" x2="{width - mr}" '
                f'y1="{y_axis}" y2="{y_axis}" stroke="#bbb"/>')
-    for t in nice_ticks(dlo, dhi):
+    for t in lay.ticks:
         xt = X(t)
         out.append(f'<line x1="{xt:.2f}" x2="{xt:.2f}" y1="{y_axis - 4}" y2="{y_axis}" stroke="#bbb"/>'
                    f'<text x="{xt:.2f}" y="{y_axis - 7}" text-anchor="middle">{t:g}</text>')
     out.append('</g>')
     # Segments
-    out.append(f'<g class="segments" stroke="#fff" stroke-width="1">')
-    for i, s in enumerate(segs):
-        out.append(_segment_svg(s, X, bar_top, bar_bot, mid, i in placed))
+    out.append('<g class="segments" stroke="#fff" stroke-width="1">')
+    labelled = lay.labelled
+    for i, s in enumerate(lay.segments):
+        out.append(_segment_svg(s, X, Y, i in labelled))
     out.append('</g>')
     # Base value and f(x) markers (f(x) above, base value below the bar so they never collide)
     xb, xf = X(base), X(f)
@@ -130,13 +109,13 @@ def force_plot_svg(exp: Explanation, width: int = 960, max_labels: int = 12) -> 
                f'text-anchor="{_anchor(xf, width)}" fill="#111">f(x) = {fmt_out(f)}</text></g>')
     # Labels
     out.append('<g class="labels">')
-    for i, (r, cx) in placed.items():
-        s = segs[i]
+    for lab in lay.labels:
+        s = lay.segments[lab.segment]
         col = RED_HEX if s.value > 0 else BLUE_HEX
-        ty = label_top + r * row_h + 11
-        sx = (X(s.x0) + X(s.x1)) / 2
-        out.append(f'<g class="label" data-pos="{s.pos}" data-value="{_num(s.value)}">'
-                   f'<line x1="{sx:.2f}" x2="{cx:.2f}" y1="{bar_bot + 1}" y2="{ty - 11}" stroke="{col}" '
+        cx, ty = X(lab.x), label_top + lab.row * row_h + 11
+        out.append(f'<g class="label" data-pos="{s.pos}" data-positions="{_positions(s.positions)}" '
+                   f'data-value="{_num(s.value)}">'
+                   f'<line x1="{cx:.2f}" x2="{cx:.2f}" y1="{bar_bot + 1}" y2="{ty - 11}" stroke="{col}" '
                    f'stroke-width="1" opacity="0.6"/>'
                    f'<text x="{cx:.2f}" y="{ty:.2f}" text-anchor="middle" font-size="12" '
                    f'fill="#222" class="word">{esc(s.word)}</text>'
@@ -150,28 +129,20 @@ def _anchor(x: float, width: int) -> str:
     return "start" if x < 90 else ("end" if x > width - 90 else "middle")
 
 
-def _segment_svg(s: Segment, X, top: float, bot: float, mid: float, labelled: bool) -> str:
-    a, b = X(s.x0), X(s.x1)
-    c = min(6.0, (b - a) / 2)
-    if s.value > 0:  # chevron pointing right, towards f(x)
-        pts = [(a, top), (b - c, top), (b, mid), (b - c, bot), (a, bot), (a + c, mid)]
-        col = RED_HEX
-    else:            # chevron pointing left, towards f(x)
-        pts = [(b, top), (a + c, top), (a, mid), (a + c, bot), (b, bot), (b - c, mid)]
-        col = BLUE_HEX
-    p = " ".join(f"{x:.2f},{y:.2f}" for x, y in pts)
+def _segment_svg(s: Segment, X, Y, labelled: bool) -> str:
+    p = " ".join(f"{X(x):.2f},{Y(u):.2f}" for x, u in s.chevron)
     cls = "seg pos" if s.value > 0 else "seg neg"
     return (f'<g class="{cls}{" labelled" if labelled else ""}" data-pos="{s.pos}" '
-            f'data-word="{esc(s.word)}" data-value="{_num(s.value)}"><title>{esc(s.word)}: '
-            f'{fmt(s.value)}</title><polygon points="{p}" fill="{col}"/></g>')
+            f'data-positions="{_positions(s.positions)}" data-word="{esc(s.word)}" '
+            f'data-value="{_num(s.value)}"><title>{esc(s.word)}: {fmt(s.value)}</title>'
+            f'<polygon points="{p}" fill="{RED_HEX if s.value > 0 else BLUE_HEX}"/></g>')
 
 
 # ------------------------------------------------------------------------- highlight
 def _legend_html(vmax: float, exp: Explanation, has_oov: bool) -> str:
     lo, hi = _rgb(colour(-vmax, vmax)), _rgb(colour(vmax, vmax))
     oov = ('<span style="margin-left:14px"><span style="border:1px dashed #333;padding:0 3px">word'
-           '</span> not in the vocabulary (read as '
-           '&lt;oov&gt;)</span>') if has_oov else ""
+           f'</span> not in the vocabulary (read as {esc(OOV_TOKEN)})</span>') if has_oov else ""
     return (f'<div class="legend" style="display:flex;align-items:center;flex-wrap:wrap;gap:6px;'
             f'font-size:12px;color:#444;margin-top:8px">'
             f'<span>{fmt(-vmax)}</span><span style="display:inline-block;width:160px;height:10px;'
@@ -182,9 +153,21 @@ def _legend_html(vmax: float, exp: Explanation, has_oov: bool) -> str:
 
 def _prose(s: str) -> str:
     """Text between words as written; the reviews' ``<br />`` tags become line breaks."""
-    for tag in ("<br />", "<br/>", "<br>"):
+    for tag in BR_TAGS:
         s = s.replace(tag, "\n")
     return esc(s)
+
+
+def _word_html(w: Word, vmax: float) -> str:
+    bg, fg = _rgb(colour(w.value, vmax)), text_colour(w.value, vmax)
+    tip = f"{w.text}: {fmt(w.value)}"
+    extra = ""
+    if w.unknown:
+        tip += f" (not in the vocabulary; read as {OOV_TOKEN})"
+        extra = "outline:1px dashed #333;"
+    return (f'<span class="w{" oov" if w.unknown else ""}" data-pos="{w.positions[0]}" '
+            f'data-positions="{_positions(w.positions)}" data-value="{_num(w.value)}" title="{esc(tip)}" '
+            f'style="background:{bg};color:{fg};{extra}border-radius:3px;padding:1px 1px">{esc(w.text)}</span>')
 
 
 def highlight_html(exp: Explanation) -> str:
@@ -193,62 +176,48 @@ def highlight_html(exp: Explanation) -> str:
     Diverging scale (blue negative, white 0, red positive) normalised by the largest
     visible |value|, a legend, the value on hover (``title``). Padding/start are hidden;
     out-of-vocabulary words show as written inside a dashed box; words cut off by
-    ``maxlen`` are folded away in a ``<details>`` block.
+    ``maxlen`` are folded away in a ``<details>`` block. A word read as several positions
+    is one element with their summed value (``data-pos`` its first position,
+    ``data-positions`` all of them).
     """
-    _check(exp)
+    check(exp)
     vmax = scale(exp)
-    parts: list[str] = []
+    view = passage(exp)
+    text = "".join(_prose(r.text) if r.word is None else _word_html(r.word, vmax) for r in view.runs)
     cut = ""
-    has_oov = False
-    n_read = int(exp.visible.sum())
-    for p in pieces(exp):
-        if p.truncated:
-            n_cut = len(p.text.split())
-            cut = (f'<details class="cut" style="color:#888;margin-bottom:6px"><summary style="cursor:'
-                   f'pointer;font-size:12px">{n_cut} earlier word(s) not read by the model (it reads '
-                   f'the last {n_read})</summary><div style="white-space:pre-wrap">{_prose(p.text)}'
-                   f'</div></details>')
-        elif p.pos is None:
-            parts.append(_prose(p.text))
-        else:
-            v = float(exp.values[p.pos])
-            bg, fg = _rgb(colour(v, vmax)), text_colour(v, vmax)
-            tip = f"{p.text}: {fmt(v)}"
-            extra = ""
-            if p.oov:
-                has_oov = True
-                tip += " (not in the vocabulary; read as <oov>)"
-                extra = "outline:1px dashed #333;"
-            parts.append(f'<span class="w{" oov" if p.oov else ""}" data-pos="{p.pos}" '
-                         f'data-value="{_num(v)}" title="{esc(tip)}" style="background:{bg};color:{fg};'
-                         f'{extra}border-radius:3px;padding:1px 1px">{esc(p.text)}</span>')
+    if view.n_unread:
+        cut = (f'<details class="cut" style="color:#888;margin-bottom:6px"><summary style="cursor:'
+               f'pointer;font-size:12px">{view.n_unread} earlier word(s) not read by the model (it reads '
+               f'the last {len(view.words)})</summary><div class="unread" style="white-space:pre-wrap">'
+               f'{_prose(view.unread)}</div></details>')
+    has_oov = any(w.unknown for w in view.words)
     return (f'<div class="seqshap-highlight" style="font-family:{esc(FONT)};font-size:15px;'
             f'line-height:1.9;color:#111">{cut}<div class="text" style="white-space:pre-wrap">'
-            f'{"".join(parts)}</div>{_legend_html(vmax, exp, has_oov)}</div>')
+            f'{text}</div>{_legend_html(vmax, exp, has_oov)}</div>')
 
 
 # ------------------------------------------------------------------------- top words
 def top_words(exp: Explanation, k: int = 10) -> list[tuple[int, str, float]]:
-    """``(position, displayed word, value)`` of the ``k`` largest |values|, visible only."""
-    shown = display_words(exp)
-    items = [(p, shown.get(p, exp.tokens[p]), float(exp.values[p])) for p in np.flatnonzero(exp.visible)]
-    return sorted(items, key=lambda t: -abs(t[2]))[:max(0, k)]
+    """``(first position, word as written, value)`` of the ``k`` visible words with the
+    largest |value|."""
+    return [(w.positions[0], w.text, w.value) for w in ranked_words(exp, k)]
 
 
 def top_words_html(exp: Explanation, k: int = 10) -> str:
     """Table of the ``k`` words with the largest |attribution|, with bars."""
-    _check(exp)
-    rows = top_words(exp, k)
-    vmax = max((abs(v) for _, _, v in rows), default=0.0) or 1.0
+    check(exp)
+    rows = ranked_words(exp, k)
+    vmax = max((abs(w.value) for w in rows), default=0.0) or 1.0
     body = []
-    for rank, (pos, word, v) in enumerate(rows, 1):
+    for rank, w in enumerate(rows, 1):
+        v = w.value
         col = RED_HEX if v > 0 else BLUE_HEX
-        w = 100 * abs(v) / vmax
-        body.append(f'<tr data-pos="{pos}" data-value="{_num(v)}"><td style="color:#888;text-align:right;'
-                    f'padding:1px 6px">{rank}</td><td class="word" style="padding:1px 8px">{esc(word)}</td>'
+        body.append(f'<tr data-pos="{w.positions[0]}" data-positions="{_positions(w.positions)}" '
+                    f'data-value="{_num(v)}"><td style="color:#888;text-align:right;'
+                    f'padding:1px 6px">{rank}</td><td class="word" style="padding:1px 8px">{esc(w.text)}</td>'
                     f'<td class="value" style="text-align:right;font-variant-numeric:tabular-nums;'
                     f'color:{col};padding:1px 8px">{fmt(v)}</td><td style="width:160px;padding:1px 6px">'
-                    f'<div style="height:10px;width:{w:.1f}%;background:{col}"></div></td></tr>')
+                    f'<div style="height:10px;width:{100 * abs(v) / vmax:.1f}%;background:{col}"></div></td></tr>')
     return (f'<table class="seqshap-top" style="border-collapse:collapse;font-family:{esc(FONT)};'
             f'font-size:13px;margin-top:8px"><thead><tr style="color:#555;text-align:left">'
             f'<th></th><th style="padding:1px 8px">word</th><th style="padding:1px 8px">value</th><th></th>'
@@ -263,7 +232,7 @@ def prediction_html(exp: Explanation) -> str:
             f'sum of attributions {fmt(float(exp.values.sum()))}',
             f'completeness error {exp.completeness_error:.1e}']
     if exp.label is not None:
-        name = {1: "positive", 0: "negative"}.get(int(exp.label), str(exp.label))
+        name = exp.class_name(int(exp.label))
         ok = exp.predicted_label
         mark = "" if ok is None else (" ✓" if ok == int(exp.label) else " ✗")
         bits.append(f'true label <b>{esc(name)}</b>{mark}')
@@ -274,7 +243,7 @@ def prediction_html(exp: Explanation) -> str:
 
 def explanation_html(exp: Explanation) -> str:
     """Fragment: prediction line, force plot, highlighted text and top words (Jupyter, web, report)."""
-    _check(exp)
+    check(exp)
     return (f'<div class="seqshap-explanation" style="font-family:{esc(FONT)};max-width:980px">'
             f'{prediction_html(exp)}{force_plot_svg(exp)}{highlight_html(exp)}{top_words_html(exp)}</div>')
 

@@ -1,7 +1,9 @@
-"""What every picture shares: the words a person sees, colours, and the force-plot layout.
+"""What every picture shares: the text as shown, colours, and the force-plot geometry.
 
 The HTML, SVG, PNG and terminal renderers all read these, so the same word gets the
-same value, colour and place in every picture.
+same text, value, colour and place in every picture. Words and where they stand in the
+review come from the :class:`Explanation` (its spans and word ids, filled by the
+tokenizer); nothing here reads the review a second time to guess which text was which token.
 """
 from __future__ import annotations
 
@@ -11,104 +13,87 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..attribution.explanation import Explanation
-from ..data.tokenize import KERAS_FILTERS, words
+from ..attribution.explanation import Explanation, Word
+from ..data.tokenize import tokenize
 
 # shap's own palette: red pushes the output up, blue pushes it down.
 RED = (255, 0, 81)
 BLUE = (0, 139, 251)
 RED_HEX, BLUE_HEX = "#ff0051", "#008bfb"
-OOV_TOKEN = "<oov>"
+
+
+def check(exp: Explanation) -> None:
+    """Refuse what no picture can show: not an Explanation, or non-finite numbers."""
+    if not isinstance(exp, Explanation):
+        raise TypeError(f"expected an Explanation, got {type(exp).__name__}")
+    if not (np.all(np.isfinite(exp.values)) and math.isfinite(exp.base_value)
+            and math.isfinite(exp.output_value)):
+        raise ValueError("explanation has non-finite values (NaN or inf); nothing sensible to draw")
+
+
+# ------------------------------------------------------------------------ the text as shown
+@dataclass(frozen=True)
+class Run:
+    """A stretch of the shown text: a word the model read (``word`` set), or the text
+    between words (``word`` is ``None``: spaces, punctuation, ``<br />`` tags)."""
+    text: str
+    word: Word | None = None
 
 
 @dataclass(frozen=True)
-class Piece:
-    """One run of review text. ``pos`` is the token position it was read as (``None`` for
-    text the model never saw: punctuation, spaces, words cut off by ``maxlen``)."""
-    text: str
-    pos: int | None = None
-    oov: bool = False
-    truncated: bool = False
+class Passage:
+    """The review as the pictures show it.
 
-
-def word_spans(text: str) -> list[tuple[int, int]] | None:
-    """``(start, end)`` of each word of ``words(text)`` in ``text``, or ``None`` when the
-    original text cannot be mapped back exactly (exotic Unicode case mappings)."""
-    norm = text
-    for tag in ("<br />", "<br/>", "<br>"):  # same order as words(); same length keeps offsets
-        norm = norm.replace(tag, " " * len(tag))
-    spans, start = [], None
-    for i, c in enumerate(norm):
-        sep = c in KERAS_FILTERS or c.isspace()
-        if sep and start is not None:
-            spans.append((start, i))
-            start = None
-        elif not sep and start is None:
-            start = i
-    if start is not None:
-        spans.append((start, len(norm)))
-    if [text[a:b].lower() for a, b in spans] != words(text):
-        return None
-    return spans
-
-
-def pieces(exp: Explanation) -> list[Piece]:
-    """The review as written, split into pieces aligned with the explained token positions.
-
-    The encoder keeps the *last* ``maxlen`` words (front truncation) with ``<start>`` in
-    front when it fits, so the visible positions line up with the last words of the text.
-    Without a text (or when it does not match the tokens) the tokens themselves are shown.
+    ``unread`` is the text before the first word the model read (the encoder keeps the
+    *last* ``maxlen`` positions), ``n_unread`` the number of words in it; ``runs`` is the
+    rest, in order. ``unread`` plus the runs' text is the review exactly as written.
+    Without spans (an explanation made from ids) the runs are the visible tokens, spaced.
     """
-    vis = np.flatnonzero(exp.visible)
-    fallback = [Piece(exp.tokens[p], int(p), exp.tokens[p] == OOV_TOKEN) for p in vis]
-    if not exp.text:
-        return _spaced(fallback)
-    spans = word_spans(exp.text)
-    if spans is None or len(spans) < len(vis):
-        return _spaced(fallback)
+    unread: str
+    n_unread: int
+    runs: tuple[Run, ...]
+
+    @property
+    def words(self) -> list[Word]:
+        return [r.word for r in self.runs if r.word is not None]
+
+
+def passage(exp: Explanation) -> Passage:
+    """Cut the review into words (from the explanation's spans) and the text between them."""
+    words = exp.word_list()
+    if exp.spans is None:
+        runs: list[Run] = []
+        for i, w in enumerate(words):
+            runs += [Run(" "), Run(w.text, w)] if i else [Run(w.text, w)]
+        return Passage("", 0, tuple(runs))
     text = exp.text
-    first = len(spans) - len(vis)  # index of the first word the model read
-    for k, p in enumerate(vis):
-        a, b = spans[first + k]
-        tok = exp.tokens[p]
-        if tok != OOV_TOKEN and tok != text[a:b].lower():
-            return _spaced(fallback)  # text and tokens disagree: trust the tokens
-    out: list[Piece] = []
-    cursor = 0
-    if first > 0:  # words the model never read, shown greyed out
-        cut = spans[first][0]
-        out.append(Piece(text[:cut], None, truncated=True))
-        cursor = cut
-    for k, p in enumerate(vis):
-        a, b = spans[first + k]
-        if a > cursor:
-            out.append(Piece(text[cursor:a]))
-        out.append(Piece(text[a:b], int(p), exp.tokens[p] == OOV_TOKEN))
-        cursor = b
+    words.sort(key=lambda w: w.span)
+    first = words[0].span[0] if words else len(text)
+    # Only the count needs the tokenizer: text before the first read word is "unread" when
+    # it holds words (front truncation), and plain text between words otherwise.
+    n_unread = len(tokenize(text[:first]))
+    cursor = first if n_unread else 0
+    runs = []
+    for w in words:
+        start, end = w.span
+        if start > cursor:
+            runs.append(Run(text[cursor:start]))
+        runs.append(Run(w.text, w))
+        cursor = max(cursor, end)
     if cursor < len(text):
-        out.append(Piece(text[cursor:]))
-    return out
+        runs.append(Run(text[cursor:]))
+    return Passage(text[:first] if n_unread else "", n_unread, tuple(runs))
 
 
-def _spaced(ps: list[Piece]) -> list[Piece]:
-    out: list[Piece] = []
-    for i, p in enumerate(ps):
-        if i:
-            out.append(Piece(" "))
-        out.append(p)
-    return out
+def ranked_words(exp: Explanation, k: int = 10) -> list[Word]:
+    """The ``k`` visible words with the largest |value| (a word's positions summed)."""
+    return sorted(exp.word_list(), key=lambda w: -abs(w.value))[:max(0, k)]
 
 
-def display_words(exp: Explanation) -> dict[int, str]:
-    """Token position -> the word as a person reads it (OOV positions get the real word
-    when the text is known)."""
-    return {p.pos: p.text for p in pieces(exp) if p.pos is not None}
-
-
+# --------------------------------------------------------------------------------- colours
 def scale(exp: Explanation) -> float:
-    """Colour scale: the largest visible |value| (never 0, so colours stay defined)."""
-    vis = exp.values[exp.visible]
-    m = float(np.max(np.abs(vis))) if vis.size else 0.0
+    """Colour scale: the largest |value| of a visible word (never 0, so colours stay defined)."""
+    m = max((abs(w.value) for w in exp.word_list()), default=0.0)
     return m if m > 0 and math.isfinite(m) else 1.0
 
 
@@ -119,12 +104,18 @@ def colour(value: float, vmax: float) -> tuple[int, int, int]:
     return tuple(round(255 + (c - 255) * t) for c in base)
 
 
+def dark(rgb: tuple[int, int, int]) -> bool:
+    """True when white text reads better than black on ``rgb``."""
+    r, g, b = rgb
+    return 0.299 * r + 0.587 * g + 0.114 * b < 140
+
+
 def text_colour(value: float, vmax: float) -> str:
     """Black or white text, whichever reads better on :func:`colour`."""
-    r, g, b = colour(value, vmax)
-    return "#ffffff" if 0.299 * r + 0.587 * g + 0.114 * b < 140 else "#111111"
+    return "#ffffff" if dark(colour(value, vmax)) else "#111111"
 
 
+# ----------------------------------------------------------------------------------- words
 def fmt(v: float) -> str:
     """Signed value with enough digits for small attributions."""
     if v == 0:
@@ -138,10 +129,17 @@ def fmt_out(v: float) -> str:
     return f"{v:.4f}"
 
 
+def predicted_name(exp: Explanation) -> str | None:
+    """The predicted class's name, else its index; ``None`` when there is no class (raw outputs)."""
+    name = exp.predicted_name
+    if name is None and exp.predicted_label is not None:
+        name = str(exp.predicted_label)
+    return name
+
+
 def describe_prediction(exp: Explanation) -> str:
     """``"0.9123 (positive)"`` in the output space of the explanation."""
-    lab = exp.predicted_label
-    name = {1: "positive", 0: "negative"}.get(lab) if lab is not None else None
+    name = predicted_name(exp)
     return f"{fmt_out(exp.output_value)} ({name})" if name else fmt_out(exp.output_value)
 
 
@@ -153,45 +151,121 @@ def clean(s: str) -> str:
     return _CTRL.sub("\N{REPLACEMENT CHARACTER}", s)
 
 
-# ---------------------------------------------------------------- force plot layout
+# -------------------------------------------------------------------------- force plot
+LABEL_ROWS = 3
+# Label characters that fit across the axis of the default pictures (the 960 px SVG at about
+# 7 px a character, the 12-inch PNG at 9 pt), so both place the same labels.
+LABEL_CHARS = 128.0
+CHEVRON = 0.006   # depth of a segment's arrow tip, as a fraction of the axis
+PADDING = 0.08    # room left and right of the segments, as a fraction of their span
+
+
 @dataclass(frozen=True)
 class Segment:
-    pos: int          # token position
-    word: str         # as displayed
-    value: float
-    x0: float         # in output units; x0 < x1
-    x1: float
+    """One word's piece of the force-plot bar, ``x0 < x1`` in output units.
 
-
-def force_layout(exp: Explanation) -> tuple[list[Segment], float, float]:
-    """shap's force-plot geometry over visible positions, in output units.
-
-    Red (positive) segments are stacked left of the output value f(x), blue (negative)
-    ones right of it, the biggest next to f(x). Returns ``(segments, lo, hi)`` with the
-    span ``[lo, hi]`` covered by all segments. Hidden positions (pad/start) are drawn
-    as one "padding" segment only if they carry attribution, so the bar still ends at f(x).
+    ``pos`` is the word's first token position (``-1`` for the padding/start segment),
+    ``positions`` all of them. ``chevron`` is the polygon to draw: x in output units,
+    y from 0 (bottom of the bar) to 1 (top), the tip pointing towards f(x).
     """
-    shown = display_words(exp)
+    pos: int
+    positions: tuple[int, ...]
+    word: str
+    value: float
+    x0: float
+    x1: float
+    chevron: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class Label:
+    """A segment's word and value drawn below the bar, in ``row`` (0 nearest the bar),
+    centred at ``x`` (output units)."""
+    segment: int      # index into ForceLayout.segments
+    row: int
+    x: float
+
+
+@dataclass(frozen=True)
+class ForceLayout:
+    """shap's force-plot geometry, in output units, for every renderer to draw as it is."""
+    segments: tuple[Segment, ...]
+    lo: float                       # the span [lo, hi] covered by the segments
+    hi: float
+    base: float                     # base value (mean output over the background)
+    output: float                   # f(x)
+    domain: tuple[float, float]     # the axis: segments, base value and f(x), padded
+    ticks: tuple[float, ...]
+    labels: tuple[Label, ...]       # biggest |value| first
+
+    @property
+    def n_rows(self) -> int:
+        return 1 + max((lab.row for lab in self.labels), default=0)
+
+    @property
+    def labelled(self) -> set[int]:
+        return {lab.segment for lab in self.labels}
+
+
+def _chevron(value: float, a: float, b: float, depth: float) -> tuple[tuple[float, float], ...]:
+    c = min(depth, (b - a) / 2)
+    if value > 0:  # pointing right, towards f(x)
+        return ((a, 1.0), (b - c, 1.0), (b, 0.5), (b - c, 0.0), (a, 0.0), (a + c, 0.5))
+    return ((b, 1.0), (a + c, 1.0), (a, 0.5), (a + c, 0.0), (b, 0.0), (b - c, 0.5))
+
+
+def force_layout(exp: Explanation, max_labels: int = 12, label_chars: float = LABEL_CHARS) -> ForceLayout:
+    """Segments, axis, ticks and label rows of the force plot of ``exp``.
+
+    Red (positive) words are stacked left of the output value f(x), blue (negative) ones
+    right of it, the biggest next to f(x). Padding/start positions are drawn as one
+    "padding/start" segment only if they carry attribution, so the bar still ends at f(x).
+    The ``max_labels`` biggest segments get a label in the first of three rows where it
+    does not overlap another; ``label_chars`` is how many label characters fit across the
+    axis in the renderer's font (label widths are estimated from their length).
+    """
     f = float(exp.output_value)
-    items = [(p, shown.get(p, exp.tokens[p]), float(exp.values[p])) for p in range(len(exp.tokens))
-             if exp.visible[p]]
-    hidden = float(np.sum(exp.values[~exp.visible])) if (~exp.visible).any() else 0.0
-    if hidden != 0.0:
-        items.append((-1, "padding/start", hidden))
-    pos = sorted([it for it in items if it[2] > 0], key=lambda it: -it[2])
-    neg = sorted([it for it in items if it[2] < 0], key=lambda it: it[2])
-    segs: list[Segment] = []
+    items = [(w.positions[0], w.positions, w.text, w.value) for w in exp.word_list()]
+    hidden = tuple(int(p) for p in (~exp.visible).nonzero()[0])
+    hidden_value = float(exp.values[list(hidden)].sum()) if hidden else 0.0
+    if hidden_value != 0.0:
+        items.append((-1, hidden, "padding/start", hidden_value))
+    pos = sorted([it for it in items if it[3] > 0], key=lambda it: -it[3])
+    neg = sorted([it for it in items if it[3] < 0], key=lambda it: it[3])
+    spans: list[tuple[tuple, float, float]] = []
     x = f
-    for p, w, v in pos:  # leftwards from f(x)
-        segs.append(Segment(p, w, v, x - v, x))
-        x -= v
+    for it in pos:  # leftwards from f(x)
+        spans.append((it, x - it[3], x))
+        x -= it[3]
     lo = x
     x = f
-    for p, w, v in neg:  # rightwards from f(x)
-        segs.append(Segment(p, w, v, x, x - v))
-        x -= v
+    for it in neg:  # rightwards from f(x)
+        spans.append((it, x, x - it[3]))
+        x -= it[3]
     hi = x
-    return segs, lo, hi
+
+    base = float(exp.base_value)
+    dlo, dhi = min(lo, base, f), max(hi, base, f)
+    pad = (dhi - dlo) * PADDING or 0.05
+    dlo, dhi = dlo - pad, dhi + pad
+    depth = (dhi - dlo) * CHEVRON
+    segs = tuple(Segment(p, tuple(ps), word, v, a, b, _chevron(v, a, b, depth))
+                 for (p, ps, word, v), a, b in spans)
+
+    char = (dhi - dlo) / label_chars
+    rows: list[list[tuple[float, float]]] = [[] for _ in range(LABEL_ROWS)]
+    labels = []
+    for i in sorted(range(len(segs)), key=lambda i: -abs(segs[i].value))[:max(0, max_labels)]:
+        s = segs[i]
+        cx = (s.x0 + s.x1) / 2
+        half = (max(len(s.word), len(fmt(s.value))) + 1) * char / 2
+        a, b = max(dlo, cx - half), min(dhi, cx + half)
+        for r, row in enumerate(rows):
+            if all(b + char / 2 <= a2 or a >= b2 + char / 2 for a2, b2 in row):
+                row.append((a, b))
+                labels.append(Label(i, r, cx))
+                break
+    return ForceLayout(segs, lo, hi, base, f, (dlo, dhi), tuple(nice_ticks(dlo, dhi)), tuple(labels))
 
 
 def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:

@@ -7,12 +7,13 @@ send escape sequences to the user's terminal.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import textwrap
 
 from ..attribution.explanation import Explanation
-from .html import top_words
-from .layout import clean, colour, describe_prediction, fmt, fmt_out, pieces, scale
+from ..data.tokenize import BR_TAGS
+from .layout import clean, colour, dark, describe_prediction, fmt, fmt_out, passage, ranked_words, scale
 
 RESET = "\x1b[0m"
 
@@ -30,48 +31,57 @@ def _safe(s: str) -> str:
 
 
 def _paint(s: str, value: float, vmax: float) -> str:
-    r, g, b = colour(value, vmax)
-    fg = "30" if 0.299 * r + 0.587 * g + 0.114 * b >= 140 else "97"
-    return f"\x1b[48;2;{r};{g};{b}m\x1b[{fg}m{s}{RESET}"
+    r, g, b = rgb = colour(value, vmax)
+    return f"\x1b[48;2;{r};{g};{b}m\x1b[{'97' if dark(rgb) else '30'}m{s}{RESET}"
+
+
+def _between(s: str) -> str:
+    """Text between words: ``<br />`` tags and newlines as line breaks, other spacing as one space."""
+    s = _safe(s)
+    for tag in BR_TAGS:
+        s = s.replace(tag, "\n")
+    s = re.sub(r" *\n *", "\n", re.sub(r"[^\S\n]+", " ", s))
+    return s or " "
 
 
 def render(exp: Explanation, colour_on: bool = False, k: int = 10, width: int = 88) -> str:
     """Prediction line, the text (coloured words if ``colour_on``, else ``word[+0.0123]``
     for the top words), and a table of the ``k`` largest attributions."""
     vmax = scale(exp)
-    top = top_words(exp, k)
-    top_pos = {p for p, _, _ in top}
+    top = ranked_words(exp, k)
+    top_pos = {w.positions for w in top}
     lines = [f"prediction {describe_prediction(exp)}   base value {fmt_out(exp.base_value)}   "
              f"completeness error {exp.completeness_error:.1e}   ({exp.model_name}, {exp.output_space})"]
     if exp.label is not None:
-        lines.append(f"true label {'positive' if int(exp.label) == 1 else 'negative'}")
-    text = []
-    for p in pieces(exp):
-        if p.truncated:
-            text.append(f"[... {len(p.text.split())} earlier words not read by the model ...] ")
-        elif p.pos is None:
-            text.append(" ".join(_safe(p.text).split()) if p.text.strip() else " ")
+        lines.append(f"true label {exp.class_name(int(exp.label))}")
+    view = passage(exp)
+    text = [f"[... {view.n_unread} earlier words not read by the model ...] "] if view.n_unread else []
+    for run in view.runs:
+        w = run.word
+        if w is None:
+            text.append(_between(run.text))
+            continue
+        word = _safe(w.text) + ("?" if w.unknown else "")
+        if colour_on:
+            text.append(_paint(word, w.value, vmax))
+        elif w.positions in top_pos:
+            text.append(f"{word}[{fmt(w.value)}]")
         else:
-            word = _safe(p.text) + ("?" if p.oov else "")
-            v = float(exp.values[p.pos])
-            if colour_on:
-                text.append(_paint(word, v, vmax))
-            elif p.pos in top_pos:
-                text.append(f"{word}[{fmt(v)}]")
-            else:
-                text.append(word)
+            text.append(word)
     body = "".join(text)
     if colour_on:
         lines.append(body)  # wrapping would count escape codes as width
     else:
-        lines.extend(textwrap.wrap(body, width=width) or [""])
+        for para in body.split("\n"):
+            lines.extend(textwrap.wrap(para, width=width) or [""])
     lines.append("")
     lines.append(f"top {len(top)} words (value = push on the {exp.output_space}):")
-    wmax = max((len(_safe(w)) for _, w, _ in top), default=4)
-    bar_max = max((abs(v) for _, _, v in top), default=0.0) or 1.0
-    for _, w, v in top:
+    wmax = max((len(_safe(w.text)) for w in top), default=4)
+    bar_max = max((abs(w.value) for w in top), default=0.0) or 1.0
+    for w in top:
+        v = w.value
         bar = "█" * (max(1, round(20 * abs(v) / bar_max)) if v else 0)
         if colour_on:
             bar = f"\x1b[38;2;{255 if v > 0 else 0};{0 if v > 0 else 139};{81 if v > 0 else 251}m{bar}{RESET}"
-        lines.append(f"  {_safe(w):<{wmax}}  {fmt(v):>10}  {bar}")
+        lines.append(f"  {_safe(w.text):<{wmax}}  {fmt(v):>10}  {bar}")
     return "\n".join(lines)

@@ -35,11 +35,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..attribution import DeepExplainer, Explanation
+from ..attribution.explainer import OUTPUT_SPACES
+from ..background import Background, resolve_background
 from ..data.tokenize import words
 from ..store import SeqshapModel, load
 
-OUTPUTS = ("probability", "logit")
-LABELS = {0: "negative", 1: "positive"}
+# The page explains a sigmoid model's probability or its logit; "raw" is for imported linear heads.
+OUTPUTS = tuple(o for o in OUTPUT_SPACES if o != "raw")
+OutputSpace = Literal[OUTPUTS]  # type: ignore[valid-type]  # Literal[("a", "b")] is Literal["a", "b"]
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # The page runs only our own script file: even if escaping ever failed, an injected inline
 # handler (<img onerror=...>) or <script> would not run. Inline *styles* are needed by the
@@ -267,7 +270,7 @@ class ExplainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"text": "A moving, beautifully acted film.", "output": "probability"}]})
     text: StrictStr = Field(description="the review to explain")
-    output: Literal["probability", "logit"] = Field(
+    output: OutputSpace = Field(  # type: ignore[valid-type]
         "probability", description="explain the positive-class probability or its logit")
     html: StrictBool = Field(False, description="also return the rendered pictures as an HTML fragment")
 
@@ -276,30 +279,46 @@ class BatchRequest(BaseModel):
     """Several texts to explain in one request."""
     model_config = ConfigDict(extra="forbid")
     texts: list[StrictStr] = Field(min_length=1, description="the reviews to explain")
-    output: Literal["probability", "logit"] = "probability"
+    output: OutputSpace = "probability"  # type: ignore[valid-type]
     html: StrictBool = False
 
 
 class TopWord(BaseModel):
-    pos: int
-    word: str
-    value: float
+    """One of the words with the largest |attribution|."""
+    pos: int = Field(description="its first token position")
+    positions: list[int] = Field(description="every token position read from it")
+    word: str = Field(description="the word as written in the text")
+    value: float = Field(description="the summed attribution of its positions")
 
 
 class ExplainResponse(BaseModel):
-    """``values[i]`` is the attribution of ``tokens[i]``; they sum to ``prediction - base_value``
-    up to ``completeness_error``. ``visible`` marks tokens a person should see (not padding)."""
-    tokens: list[str]
-    values: list[float]
-    visible: list[bool]
-    base_value: float
-    prediction: float
-    label: Literal["positive", "negative"]
-    completeness_error: float
-    output: str
-    model: str
-    top: list[TopWord]
-    html: str | None = None
+    """One explanation in its one JSON form, :meth:`seqshap.Explanation.to_dict` (``seqshap
+    explain --json`` prints the same), plus ``html`` when asked for. ``values[i]`` is the
+    attribution of ``tokens[i]``; they sum to ``prediction - base_value`` up to
+    ``completeness_error``. ``visible`` marks tokens a person should see (not padding)."""
+    model: str = Field(description="the model's name")
+    method: str = Field(description='"deepshap" (or "deeplift" for a one-text background)')
+    output: OutputSpace = Field(description="what is explained: the probability or the logit")  # type: ignore
+    output_index: int = Field(description="which model output is explained")
+    output_name: str | None = Field(description='the class whose output is explained, e.g. "positive"')
+    text: str | None = Field(description="the text explained")
+    tokens: list[str] = Field(description="the tokens the model read, padding included")
+    ids: list[int] = Field(description="their vocabulary ids")
+    values: list[float] = Field(description="the attribution of each token")
+    visible: list[bool] = Field(description="tokens read from the text (not padding or start tokens)")
+    spans: list[tuple[int, int] | None] | None = Field(
+        description="[start, end) character offsets of each token in text; null for padding")
+    word_ids: list[int | None] | None = Field(description="which word of the text each token belongs to")
+    base_value: float = Field(description="the mean output over the background")
+    prediction: float = Field(description="the model's output for this text")
+    completeness_error: float = Field(description="|sum(values) - (prediction - base_value)|")
+    label: str | None = Field(description='the predicted class, "positive" or "negative" for two-class '
+                                          "models (null for raw-output models)")
+    true_label: str | None = Field(description="the true class when it was given (never by this API)")
+    classes: list[str] | None = Field(description="the class names, in label order")
+    top: list[TopWord] = Field(description="the 10 words with the largest |value|, largest first")
+    meta: dict[str, Any] = Field(description="anything else the explainer recorded")
+    html: str | None = Field(None, description='the rendered pictures, only when the request said "html": true')
 
 
 class BatchResponse(BaseModel):
@@ -307,14 +326,12 @@ class BatchResponse(BaseModel):
 
 
 def explanation_json(exp: Explanation, include_html: bool = False) -> dict[str, Any]:
-    """The API's view of one explanation (and the page's HTML fragment when asked)."""
-    from ..viz.html import explanation_html, top_words
-    return {"tokens": list(exp.tokens), "values": exp.values.tolist(), "visible": exp.visible.tolist(),
-            "base_value": float(exp.base_value), "prediction": float(exp.prediction),
-            "label": LABELS[int(exp.predicted_label)], "completeness_error": float(exp.completeness_error),
-            "output": exp.output_space, "model": exp.model_name,
-            "top": [{"pos": int(p), "word": w, "value": float(v)} for p, w, v in top_words(exp, 10)],
-            "html": explanation_html(exp) if include_html else None}
+    """The API's view of one explanation: its one JSON form, plus the page's HTML fragment when asked."""
+    d = exp.to_dict()
+    if include_html:
+        from ..viz.html import explanation_html
+        d["html"] = explanation_html(exp)
+    return d
 
 
 # -------------------------------------------------------------------------------- page
@@ -326,7 +343,7 @@ def render_page(info: dict[str, Any]) -> str:
              f"{info['vocab_size']:,} words", f"reads the last {info['maxlen']} words"]
     if isinstance(acc, (int, float)):
         facts.append(f"test accuracy {acc:.1%}")
-    facts.append(f"background: {info['background_size']} IMDB training reviews")
+    facts.append(f"background: {esc(info['background'])}")
     options = "".join(f'<option value="{esc(o)}">{esc(o)}</option>' for o in info["outputs"])
     body = f"""
 <h1>seqshap — why did the model decide?</h1>
@@ -355,31 +372,21 @@ base value (the mean prediction over the background). JSON API: <code>POST /api/
 
 # --------------------------------------------------------------------------------- app
 def create_app(model_dir: str | Path | None = None, max_chars: int = 20000, max_batch: int = 32,
-               queue_limit: int = DEFAULT_QUEUE_LIMIT, background_texts: Sequence[str] | None = None,
+               queue_limit: int = DEFAULT_QUEUE_LIMIT, background_texts: Sequence[str] | Background | None = None,
                background: int = 100, imdb: str | Path | None = None,
                model: SeqshapModel | None = None) -> FastAPI:
     """The FastAPI app; loads the model and builds the explainers now (once).
 
-    ``background_texts`` defaults to the first ``background`` IMDB training reviews
-    (from ``imdb``, default the shipped archive). ``model`` skips loading ``model_dir``.
+    ``background_texts`` defaults to :func:`seqshap.background.default_background` of
+    ``background`` reviews (from ``imdb``, default the shipped archive). ``model`` skips
+    loading ``model_dir``.
     """
     if max_chars < 1 or max_batch < 1:
         raise ValueError(f"max_chars and max_batch must be at least 1, got {max_chars} and {max_batch}")
     model = model if model is not None else load(model_dir)  # first: a bad --model fails fast
-    if background_texts is None:
-        if background < 1:
-            raise ValueError(f"background must be at least 1, got {background}")
-        from ..data import load_imdb
-        background_texts = load_imdb(imdb)["train"].texts[:background]
-    service = ExplainService(model, background_texts, queue_limit=queue_limit)
-    cfg = model.config
-    info = {"name": model.name, "arch": cfg["arch"],
-            "vocab_size": int((cfg.get("model") or {}).get("vocab_size") or model.vocab.num_words),
-            "maxlen": model.maxlen, "test_accuracy": model.metrics.get("test_accuracy"),
-            "background_size": service.background_size, "outputs": list(service.explainers),
-            "max_chars": max_chars, "max_batch": max_batch, "queue_limit": service.queue_limit,
-            "version": __version__}
-    page = render_page(info)
+    chosen = resolve_background(background_texts, background, imdb)
+    service = ExplainService(model, chosen.texts, queue_limit=queue_limit)
+    info = describe_model(model, service, chosen, max_chars, max_batch)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -393,6 +400,25 @@ def create_app(model_dir: str | Path | None = None, max_chars: int = 20000, max_
     # JSON escapes make one character up to 6 bytes ("\u00e9"); anything bigger is refused unread.
     app.add_middleware(BodyLimit, max_bytes=6 * max_chars * max_batch + 64 * 1024)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_error_handlers(app)
+    _add_routes(app, service, info)
+    return app
+
+
+def describe_model(model: SeqshapModel, service: ExplainService, background: Background,
+               max_chars: int, max_batch: int) -> dict[str, Any]:
+    """What ``GET /api/model`` answers and the page shows: the model, its background, the limits."""
+    cfg = model.config
+    return {"name": model.name, "arch": cfg["arch"],
+            "vocab_size": int((cfg.get("model") or {}).get("vocab_size") or model.vocab.num_words),
+            "maxlen": model.maxlen, "test_accuracy": model.metrics.get("test_accuracy"),
+            "background_size": service.background_size, "background": background.source,
+            "outputs": list(service.explainers), "max_chars": max_chars, "max_batch": max_batch,
+            "queue_limit": service.queue_limit, "version": __version__}
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as ``{"error": "<one sentence>"}``, never a traceback or FastAPI's own shape."""
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -415,6 +441,12 @@ def create_app(model_dir: str | Path | None = None, max_chars: int = 20000, max_
         log.exception("unexpected error", exc_info=exc)
         return _error(500, f"internal error ({type(exc).__name__}); see the server log")
 
+
+def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any]) -> None:
+    """The page, the explain endpoints, health and model info."""
+    page = render_page(info)
+    max_chars, max_batch = info["max_chars"], info["max_batch"]
+
     async def run(texts: list[str], output: str, include_html: bool) -> list[dict[str, Any]]:
         try:
             exps = await service.explain(texts, output)
@@ -428,7 +460,8 @@ def create_app(model_dir: str | Path | None = None, max_chars: int = 20000, max_
                                            "X-Content-Type-Options": "nosniff",
                                            "Referrer-Policy": "no-referrer"})
 
-    @app.post("/api/explain", response_model=ExplainResponse, response_model_exclude_none=True,
+    # exclude_unset: "html" is left out unless asked for; the form's nulls (label, true_label) stay.
+    @app.post("/api/explain", response_model=ExplainResponse, response_model_exclude_unset=True,
               responses={400: {"description": "body is not a JSON object"},
                          413: {"description": "text over the character limit"},
                          422: {"description": "empty text, wrong types, unknown output"},
@@ -438,7 +471,7 @@ def create_app(model_dir: str | Path | None = None, max_chars: int = 20000, max_
         check_text(req.text, max_chars, "text")
         return (await run([req.text], req.output, req.html))[0]
 
-    @app.post("/api/explain/batch", response_model=BatchResponse, response_model_exclude_none=True,
+    @app.post("/api/explain/batch", response_model=BatchResponse, response_model_exclude_unset=True,
               responses={400: {"description": "body is not a JSON object"},
                          413: {"description": "too many texts, or a text over the character limit"},
                          422: {"description": "empty text, wrong types, unknown output"},
@@ -454,12 +487,10 @@ def create_app(model_dir: str | Path | None = None, max_chars: int = 20000, max_
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
         """Liveness plus the queue: explanations admitted now and the limit."""
-        return {"status": "ok", "model": model.name, "version": __version__,
+        return {"status": "ok", "model": info["name"], "version": __version__,
                 "pending": service.pending, "queue_limit": service.queue_limit}
 
     @app.get("/api/model")
     async def model_info() -> dict[str, Any]:
-        """Architecture, vocabulary size, maxlen, test accuracy and the server's limits."""
+        """Architecture, vocabulary size, maxlen, test accuracy, background and the server's limits."""
         return dict(info)
-
-    return app

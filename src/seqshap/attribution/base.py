@@ -1,0 +1,273 @@
+"""The one interface every attribution method implements, and what they all share.
+
+A method takes a :class:`seqshap.SeqshapModel` or an ``nn.Module`` (ids ``[n, T]`` ->
+``[n, outputs]``) and gives one value per token position: ``attribute(x) -> [n, T]``,
+``explain(texts_or_ids) -> [Explanation]``. Subclasses implement only :meth:`Attribution._values`;
+unwrapping the model, the output space, input checks, the plain forward and building
+:class:`Explanation` objects live here, once.
+
+The *players* of the perturbation and Shapley methods are the visible words (ids other than
+padding 0 and start 1); "a word is absent" means it is replaced by padding in place.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+import zlib
+from typing import ClassVar, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.tokenize import PAD, START
+from ..data.vocab import check_ids
+from .explanation import Explanation
+from .tracer import SquashRecorder
+
+# "probability": the model's sigmoid/softmax output; "logit": that squash's input; "raw": whatever it returns.
+OUTPUT_SPACES = ("probability", "logit", "raw")
+
+# Explaining rewrites the model's module tree for the duration of a call, so every explainer
+# of the same nn.Module (the web server may hold several) must take turns on it.
+_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(net: nn.Module) -> threading.RLock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(net, threading.RLock())
+
+
+def unwrap_model(model):
+    """``(SeqshapModel or None, nn.Module)`` for a SeqshapModel or a bare ``nn.Module``."""
+    from ..store import SeqshapModel
+    seqshap_model = model if isinstance(model, SeqshapModel) else None
+    net = model.net if seqshap_model is not None else model
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"model must be an nn.Module or a SeqshapModel, got {type(model).__name__}")
+    return seqshap_model, net
+
+
+def check_output(output: str) -> str:
+    if output not in OUTPUT_SPACES:
+        raise ValueError(f"unknown output {output!r}; choose one of {OUTPUT_SPACES}")
+    return output
+
+
+def select_space(out: torch.Tensor, lookup, space: str) -> torch.Tensor:
+    """The explained quantity ``[batch, outputs]`` from the model output (``lookup``: the squash log)."""
+    hit = lookup(out)
+    if space == "logit":
+        if hit is None:
+            raise ValueError("output='logit' needs a model whose output comes straight from a sigmoid or "
+                             "softmax; this model's output does not (use output='raw')")
+        out = hit[1]
+    elif space == "probability" and hit is None:
+        raise ValueError("output='probability' needs a model whose output comes straight from a sigmoid or "
+                         "softmax; this model's output does not (use output='raw' to explain it as it is)")
+    return out.unsqueeze(1) if out.dim() == 1 else out
+
+
+def token_embedding(net: nn.Module) -> nn.Embedding | None:
+    """The embedding that token ids index: ``net.embedding``, a Hugging Face model's input
+    embeddings, else the first ``nn.Embedding`` (position and type embeddings are not indexed
+    by token ids)."""
+    emb = getattr(net, "embedding", None)
+    if isinstance(emb, nn.Embedding):
+        return emb
+    get = getattr(net, "get_input_embeddings", None)
+    if callable(get) and isinstance(emb := get(), nn.Embedding):
+        return emb
+    return next((m for m in net.modules() if isinstance(m, nn.Embedding)), None)
+
+
+def as_inputs(x, name: str = "ids", embeddings: bool = False) -> torch.Tensor:
+    """Token ids ``[n, T]`` as a LongTensor (or, with ``embeddings``, float ``[n, T, E]``), checked."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    kinds = "token ids [n, T] (LongTensor/ndarray), " + ("float embeddings [n, T, E], " if embeddings else "")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be {kinds}or a list of texts; got {type(x).__name__}")
+    if x.is_floating_point():
+        if not embeddings:
+            raise TypeError(f"{name} must be integer token ids [n, T]; got float {tuple(x.shape)}")
+        if x.dim() != 3:
+            raise ValueError(f"{name}: float embeddings must be [n, T, E], got shape {tuple(x.shape)}")
+    else:
+        if x.dim() != 2:
+            raise ValueError(f"{name}: token ids must be [n, T], got shape {tuple(x.shape)}")
+        x = x.long()
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+    return x
+
+
+def visible_mask(ids: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Boolean ``[..., T]``: positions holding a word (not padding, not the start token)."""
+    ids = np.asarray(ids)
+    return (ids != PAD) & (ids != START)
+
+
+def row_rng(seed: int, row: torch.Tensor) -> np.random.Generator:
+    """A generator seeded by ``seed`` and the row's ids: a review gets the same draws in any batch."""
+    return np.random.default_rng([seed, zlib.crc32(row.numpy().astype(np.int64).tobytes())])
+
+
+class Attribution:
+    """One attribution method. Subclasses set ``name`` and implement :meth:`_values`.
+
+    ``model``: a :class:`seqshap.SeqshapModel` or an ``nn.Module`` mapping ids ``[n, T]`` (and,
+    for gradient methods, float embeddings ``[n, T, E]``) to ``[n, outputs]``.
+    ``output``: one of :data:`OUTPUT_SPACES`. ``batch_size``: rows per plain forward pass.
+    """
+    name: ClassVar[str] = "method"
+    additive: ClassVar[bool] = False            # do values sum to f(x) - base?
+    stochastic: ClassVar[bool] = False
+    accepts_embeddings: ClassVar[bool] = False  # float inputs [n, T, E] as well as ids
+
+    def __init__(self, model, output: str = "probability", batch_size: int = 512):
+        self.model, self.net = unwrap_model(model)
+        self.output = check_output(output)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self._lock = model_lock(self.net)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    # -- the interface --------------------------------------------------------------------
+    def _values(self, x: torch.Tensor, output_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Values ``[n, T]`` (float64) and base values ``[n]`` (NaN where the method has none)
+        for prepared inputs ``x``, explaining output column ``output_index``."""
+        raise NotImplementedError
+
+    def attribute_with_base(self, inputs, output_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``(values [n, T], base values [n])`` for ids, embeddings (where accepted) or texts."""
+        return self._values(self._prepare(inputs, "inputs"), output_index)
+
+    def attribute(self, inputs, output_index: int = 0) -> np.ndarray:
+        """Per-token attributions ``[n, T]`` (float64)."""
+        return self.attribute_with_base(inputs, output_index)[0]
+
+    @property
+    def method_name(self) -> str:
+        """What :attr:`Explanation.method` says."""
+        return self.name
+
+    def explain(self, texts_or_ids, labels: Sequence[int] | None = None,
+                output_index: int = 0) -> list[Explanation]:
+        """One :class:`Explanation` per input (texts need a SeqshapModel)."""
+        x, texts, encodings = self._explain_inputs(texts_or_ids)
+        if labels is not None and len(labels) != len(x):
+            raise ValueError(f"labels: got {len(labels)} for {len(x)} inputs")
+        values, base = self._values(x, output_index)
+        return self._explanations(x, values, base, output_index, texts, encodings, labels)
+
+    def _explain_inputs(self, texts_or_ids):
+        """(inputs, texts or None, one Encoding per text or None): texts keep where each token came from."""
+        texts = list(texts_or_ids) if isinstance(texts_or_ids, (list, tuple)) and texts_or_ids \
+            and isinstance(texts_or_ids[0], str) else None
+        if texts is None or self.model is None:
+            return self._prepare(texts_or_ids, "texts_or_ids"), texts, None
+        self._check_texts(texts, "texts_or_ids")
+        encodings = self.model.encodings(texts)
+        return self._prepare(torch.tensor([e.ids for e in encodings]), "texts_or_ids"), texts, encodings
+
+    def _explanations(self, x: torch.Tensor, values: np.ndarray, base: np.ndarray, output_index: int,
+                      texts, encodings, labels) -> list[Explanation]:
+        """Explanations from values ``[n, T]`` and base values ``[n]`` of inputs ``x``."""
+        outputs = self._outputs(x)
+        fx = outputs[:, output_index].numpy()
+        err = np.abs(values.sum(1) - (fx - base)) if self.additive else np.full(len(x), np.nan)
+        classes = self.model.classes if self.model is not None else None
+        # A one-output model in probability/logit space explains its positive (last) class.
+        name = classes[-1] if classes and outputs.shape[1] == 1 and self.output != "raw" else None
+        out = []
+        for i in range(len(x)):
+            ids = x[i].tolist() if not x.is_floating_point() else list(range(x.shape[1]))
+            enc = encodings[i] if encodings is not None else None
+            if enc is not None:
+                tokens = list(enc.tokens)
+            elif self.model is not None and not x.is_floating_point():
+                tokens = self.model.tokens(ids)
+            else:
+                tokens = [f"#{t}" for t in ids]
+            out.append(Explanation(
+                tokens=tokens, ids=ids, values=values[i], base_value=float(base[i]), output_value=float(fx[i]),
+                completeness_error=float(err[i]), output_space=self.output,
+                model_name=self.model.name if self.model is not None else type(self.net).__name__,
+                method=self.method_name, output_index=output_index,
+                text=texts[i] if texts else None, label=None if labels is None else int(labels[i]),
+                spans=enc.spans if enc is not None else None, word_ids=enc.word_ids if enc is not None else None,
+                classes=classes if name is not None else None, output_name=name))
+        return out
+
+    # -- inputs ---------------------------------------------------------------------------
+    def _check_texts(self, texts: list[str], name: str) -> None:
+        if self.model is None:
+            raise TypeError(f"{name} given as texts needs a seqshap model (seqshap.load(...)), "
+                            f"not a bare nn.Module; pass token ids instead")
+        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        if empty:
+            raise ValueError(f"{name}: text {empty[0]} is empty")
+
+    def _prepare(self, x, name: str) -> torch.Tensor:
+        """Texts, ids or (where accepted) embeddings -> the checked input tensor."""
+        if isinstance(x, str):
+            raise TypeError(f"{name}: pass a list of texts, not a single str")
+        if isinstance(x, (list, tuple)) and x and all(isinstance(t, str) for t in x):
+            self._check_texts(list(x), name)
+            x = self.model.encode(list(x))
+        x = as_inputs(x, name, embeddings=self.accepts_embeddings)
+        if not x.is_floating_point():
+            emb = token_embedding(self.net)
+            if emb is None:
+                raise TypeError(f"{name}: token ids need a model with an nn.Embedding"
+                                + ("; pass float embeddings [n, T, E] instead" if self.accepts_embeddings else ""))
+            check_ids(x, emb.num_embeddings, name, "the model's embedding")
+        return x
+
+    # -- the model --------------------------------------------------------------------------
+    @property
+    def embedding(self) -> nn.Embedding:
+        """The model's token embedding, where token ids become vectors."""
+        emb = token_embedding(self.net)
+        if emb is None:
+            raise TypeError(f"{self.name} needs a model with an nn.Embedding")
+        return emb
+
+    @contextlib.contextmanager
+    def _plain(self):
+        """The unrewritten model, to ourselves, dropout off; its train/eval flag comes back after."""
+        with self._lock:
+            was = self.net.training
+            self.net.eval()
+            try:
+                yield self.net
+            finally:
+                self.net.train(was)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The explained quantity ``[m, outputs]`` for ``x`` (inside :meth:`_plain`; keeps autograd)."""
+        with SquashRecorder() as rec:
+            out = self.net(x)
+        return select_space(out, rec.log.logit_of, self.output)
+
+    @torch.no_grad()
+    def _outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain forward in the explained space -> float64 ``[n, outputs]`` (batched)."""
+        outs = []
+        with self._plain():
+            for i in range(0, len(x), self.batch_size):
+                outs.append(self._forward(x[i:i + self.batch_size]).double())
+        return torch.cat(outs)
+
+    def predict(self, ids, output_index: int = 0) -> np.ndarray:
+        """Output column ``output_index`` in the explained space for ids ``[m, T]`` -> float64 ``[m]``."""
+        x = torch.as_tensor(np.asarray(ids) if not isinstance(ids, torch.Tensor) else ids)
+        if len(x) == 0:
+            return np.zeros(0)
+        return self._outputs(x if x.is_floating_point() else x.long())[:, output_index].numpy()
