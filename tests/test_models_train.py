@@ -20,7 +20,8 @@ from seqshap.train import TrainConfig, train
 
 @pytest.mark.parametrize("arch", TRAINABLE)
 def test_forward_shape_and_range(arch):
-    net = build_model(arch, vocab_size=50, embed_dim=8, **({"filters": 4} if arch == "cnn" else {"hidden": 4}))
+    size = {"cnn": {"filters": 4}, "transformer": {"heads": 2, "layers": 1, "ff_dim": 8}}.get(arch, {"hidden": 4})
+    net = build_model(arch, vocab_size=50, embed_dim=8, **size)
     net.eval()
     out = net(torch.randint(0, 50, (3, 11)))
     assert out.shape == (3, 1) and ((out > 0) & (out < 1)).all()
@@ -48,8 +49,8 @@ def test_recurrent_dropout_is_active_in_training_only():
 
 
 def test_unknown_arch():
-    with pytest.raises(ValueError, match="unknown architecture 'transformer'"):
-        build_model("transformer")
+    with pytest.raises(ValueError, match="unknown architecture 'mamba'"):
+        build_model("mamba")
 
 
 def test_save_load_round_trip_identical_predictions(tiny_model, imdb):
