@@ -283,8 +283,7 @@ class SoftmaxRule:
     @staticmethod
     def _masked_softmax(s, keep):
         z = s.masked_fill(~keep, float("-inf"))
-        lse = torch.logsumexp(z, -1, keepdim=True)
-        return torch.exp(z - lse), lse
+        return torch.softmax(z, -1), torch.logsumexp(z, -1, keepdim=True)
 
     @staticmethod
     def log_sum_exp(s, mask=None):
@@ -294,8 +293,9 @@ class SoftmaxRule:
 
     @classmethod
     def multipliers(cls, g, sx, sr, px, pr, mx=None, mr=None, lx=None, lr=None):
-        """``(m_s, m_mask)`` for the incoming multiplier ``g`` of ``p``. ``m_mask`` is ``None``
-        without masks and has the broadcast shape of ``p`` otherwise (sum it over queries).
+        """``(m_s, m_mask)`` for the incoming multiplier ``g`` of ``p`` ``[..., Q, K]``. The masks
+        are ``[..., 1, K]`` (one per row of queries); ``m_mask``, ``[..., 1, K]``, is already summed
+        over the queries (``None`` without masks).
         ``lx``/``lr`` (the log-sum-exp of each side under its own mask) may be passed in
         when they are already known. Scores at masked keys must be finite."""
         lx = cls.log_sum_exp(sx, mx) if lx is None else lx
@@ -304,22 +304,26 @@ class SoftmaxRule:
             return cls._one_mask(g, sx, sr, px, pr, lx, lr), None
         kx, kr = mx > 0.5, mr > 0.5
         changed = kx != kr
+        if mx.shape[-2] != 1 or mr.shape[-2] != 1:
+            raise ValueError("masks must be [..., 1, K]: one mask for all queries of a row")
         if not bool(changed.any()):
-            return cls._one_mask(g, sx, sr, px, pr, lx, lr), torch.zeros_like(g)
+            return cls._one_mask(g, sx, sr, px, pr, lx, lr), torch.zeros_like(g[..., :1, :])
         p_sr_mx, l_sr_mx = cls._masked_softmax(sr, kx)   # the reference's scores, the input's keys
         p_sx_mr, l_sx_mr = cls._masked_softmax(sx, kr)
         m_s = cls._one_mask(g, sx, sr, px, p_sr_mx, lx, l_sr_mx)
         m_s = m_s.add_(cls._one_mask(g, sx, sr, p_sx_mr, pr, l_sx_mr, lr)).mul_(0.5)
-        dm = (mx - mr).to(g.dtype)      # ±1 where a key's mask changed: its own inverse there, 0 elsewhere
-        m_mask = torch.zeros_like(g * dm)
+        # The mask player, summed over the queries: a key's own change plus its share of the
+        # unchanged keys' changes, by the changed keys' mass (reductions as matrix products).
+        dm = (mx - mr).to(g.dtype)                  # ±1 where a key's mask changed: its own inverse
+        ch = changed.to(g.dtype)
+        m_mask = torch.zeros_like(g[..., :1, :])
         for d, q in ((px - p_sx_mr, px + p_sx_mr), (p_sr_mx - pr, p_sr_mx + pr)):   # s = s_x, then s_r
-            gd = g * d                                                   # the mask player's change, weighted
-            rest = gd.masked_fill(changed, 0.0).sum(-1, keepdim=True)    # unchanged keys' part, shared out
-            q = q.masked_fill(~changed, 0.0)                             # changed keys' mass e^{s_j}/Z
-            share = q.div_(q.sum(-1, keepdim=True).clamp_min_(torch.finfo(q.dtype).tiny))
-            m_mask.add_(share.mul_(rest).add_(gd).mul_(dm))
-        m_mask.mul_(0.5)
-        return m_s, m_mask
+            gd = g * d
+            rest = gd @ (1 - ch).transpose(-1, -2)                        # [..., Q, 1]
+            mass = (q @ ch.transpose(-1, -2)).clamp_min_(torch.finfo(q.dtype).tiny)
+            shared = (rest / mass).transpose(-1, -2) @ q                  # [..., 1, K]
+            m_mask = m_mask + (shared * ch + gd.sum(-2, keepdim=True)) * dm
+        return m_s, 0.5 * m_mask
 
 
 class LayerNormRule:
