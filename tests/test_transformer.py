@@ -170,8 +170,9 @@ def test_softmax_rule_is_exact_with_and_without_masks(scale):
     g = _grid(2, 4, 3, K, seed=3)
     px, pr = masked_softmax(sx, mx), masked_softmax(sr, mr)
     m_s, m_mask = SoftmaxRule.multipliers(g, sx, sr, px, pr, mx, mr)
-    lhs = (m_s * (sx - sr)).sum(-1) + (m_mask * (mx - mr)).sum(-1)
-    torch.testing.assert_close(lhs, (g * (px - pr)).sum(-1), atol=1e-12, rtol=0)
+    assert m_mask.shape == (2, 4, 1, K)        # one mask per row of queries, summed over them
+    lhs = (m_s * (sx - sr)).sum((-1, -2)) + (m_mask * (mx - mr)).sum((-1, -2))
+    torch.testing.assert_close(lhs, (g * (px - pr)).sum((-1, -2)), atol=1e-12, rtol=0)
     assert torch.all(m_mask[(mx == mr).expand_as(m_mask)] == 0)   # only changed keys get mask credit
     m_s, _ = SoftmaxRule.multipliers(g, sx, sr, sx.softmax(-1), sr.softmax(-1))
     torch.testing.assert_close((m_s * (sx - sr)).sum(-1), (g * (sx.softmax(-1) - sr.softmax(-1))).sum(-1),
