@@ -4,6 +4,7 @@ full epoch of 22,500 reviews (25,000 minus the 10% validation split). Figures fo
 
     python benchmarks/epoch_time.py --n 4000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4000, help="training reviews per timing run")
     a = ap.parse_args()
     data = load_imdb()["train"].head(a.n)
-    print(f"# {time.strftime('%Y-%m-%d')}, {platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}; {a.n} reviews per run, scaled to 22,500")
+    print(
+        f"# {time.strftime('%Y-%m-%d')}, {platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}; {a.n} reviews per run, scaled to 22,500"
+    )
     print("| arch | maxlen | measured s (reviews) | s per full epoch |")
     print("|---|---|---|---|")
     for arch, maxlen in CONFIGS:

@@ -6,11 +6,11 @@ The shipped default model, the seed background (first 100 training reviews), the
 
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/explain_corpus.py --n 200
 """
+
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import sys
@@ -19,12 +19,11 @@ import time
 
 import torch
 
-from seqshap import load
+from seqshap import atomic, load
 from seqshap.attribution import DeepExplainer
 from seqshap.data import load_imdb
 from seqshap.distributed import explain_corpus
 from seqshap.importance import importance_over
-from seqshap import atomic
 from seqshap.store import DEFAULT_MODEL_DIR
 
 FULL = 25_000
@@ -48,9 +47,20 @@ def one_process(texts, labels, background, batch_size: int, threads: int) -> dic
 
 def cluster(texts, labels, background, batch_size: int, chunk_size: int, workers: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="seqshap-bench-") as out:
-        _, s = explain_corpus(DEFAULT_MODEL_DIR, texts, labels, out, scheduler="processes", chunk_size=chunk_size,
-                              n_workers=workers, background=background, batch_size=batch_size, progress=False)
-    assert s["workers"] == workers and s["reviews_explained"] == len(texts)
+        _, s = explain_corpus(
+            DEFAULT_MODEL_DIR,
+            texts,
+            labels,
+            out,
+            scheduler="processes",
+            chunk_size=chunk_size,
+            n_workers=workers,
+            background=background,
+            batch_size=batch_size,
+            progress=False,
+        )
+    assert s["workers"] == workers
+    assert s["reviews_explained"] == len(texts)
     return {"startup_s": s["startup_seconds"], "work_s": s["work_seconds"]}
 
 
@@ -70,35 +80,58 @@ def main(argv: list[str] | None = None) -> int:
     started = dt.datetime.now().astimezone()
     load_before = os.getloadavg()
 
-    setups = [("1 process, 1 torch thread", 1, lambda: one_process(texts, labels, background, args.batch_size, 1)),
-              (f"1 process, {os.cpu_count()} torch threads", 1,
-               lambda: one_process(texts, labels, background, args.batch_size, os.cpu_count() or 1)),
-              ("LocalCluster, 1 worker", 1,
-               lambda: cluster(texts, labels, background, args.batch_size, args.chunk_size, 1)),
-              ("LocalCluster, 2 workers", 2,
-               lambda: cluster(texts, labels, background, args.batch_size, args.chunk_size, 2))]
+    setups = [
+        ("1 process, 1 torch thread", 1, lambda: one_process(texts, labels, background, args.batch_size, 1)),
+        (
+            f"1 process, {os.cpu_count()} torch threads",
+            1,
+            lambda: one_process(texts, labels, background, args.batch_size, os.cpu_count() or 1),
+        ),
+        ("LocalCluster, 1 worker", 1, lambda: cluster(texts, labels, background, args.batch_size, args.chunk_size, 1)),
+        ("LocalCluster, 2 workers", 2, lambda: cluster(texts, labels, background, args.batch_size, args.chunk_size, 2)),
+    ]
     rows = []
     for name, workers, fn in setups:
         print(f"running: {name} ...", file=sys.stderr, flush=True)
         r = fn()
         rate = args.n / r["work_s"]
-        rows.append({"setup": name, "workers": workers, "reviews": args.n, "startup_s": round(r["startup_s"], 2),
-                     "work_s": round(r["work_s"], 2), "reviews_per_s": round(rate, 2),
-                     "est_25000_min": round((r["startup_s"] + FULL / rate) / 60, 1)})
+        rows.append(
+            {
+                "setup": name,
+                "workers": workers,
+                "reviews": args.n,
+                "startup_s": round(r["startup_s"], 2),
+                "work_s": round(r["work_s"], 2),
+                "reviews_per_s": round(rate, 2),
+                "est_25000_min": round((r["startup_s"] + FULL / rate) / 60, 1),
+            }
+        )
 
-    print(f"\nseqshap corpus explanation, {started:%Y-%m-%d %H:%M %Z}; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, load average before {load_before[0]:.2f}; torch {torch.__version__}; "
-          f"default model (LSTM, maxlen 80), background {args.background}, {args.n} test reviews, "
-          f"batch {args.batch_size}, chunk {args.chunk_size}\n")
+    print(
+        f"\nseqshap corpus explanation, {started:%Y-%m-%d %H:%M %Z}; {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, load average before {load_before[0]:.2f}; torch {torch.__version__}; "
+        f"default model (LSTM, maxlen 80), background {args.background}, {args.n} test reviews, "
+        f"batch {args.batch_size}, chunk {args.chunk_size}\n"
+    )
     print("| setup | workers | startup s | explain s | reviews/s | est. 25,000 reviews |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['setup']} | {r['workers']} | {r['startup_s']:.1f} | {r['work_s']:.1f} | "
-              f"{r['reviews_per_s']:.1f} | {r['est_25000_min']:.0f} min |")
+        print(
+            f"| {r['setup']} | {r['workers']} | {r['startup_s']:.1f} | {r['work_s']:.1f} | "
+            f"{r['reviews_per_s']:.1f} | {r['est_25000_min']:.0f} min |"
+        )
     if args.json:
-        atomic.write_json(args.json, {"date": started.isoformat(), "cores": os.cpu_count(),
-                                      "load_before": load_before, "torch": torch.__version__,
-                                      "args": vars(args), "rows": rows})
+        atomic.write_json(
+            args.json,
+            {
+                "date": started.isoformat(),
+                "cores": os.cpu_count(),
+                "load_before": load_before,
+                "torch": torch.__version__,
+                "args": vars(args),
+                "rows": rows,
+            },
+        )
     return 0
 
 

@@ -12,6 +12,7 @@ process, so the figure is that job's alone).
 
     python benchmarks/explain_speed.py --reps 5 --json benchmarks/explain_speed.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,7 @@ import torch
 def seed_job(n: int, k: int):
     import seqshap
     from seqshap.data import load_imdb
+
     model = seqshap.load()
     data = load_imdb()
     return model, model.encode(data["train"].texts[:k]), model.encode(data["test"].texts[:n])
@@ -40,6 +42,7 @@ def completeness(phi: np.ndarray, fx: np.ndarray, base: float) -> float:
 
 def time_ours_vs_plain(model, bg, x, reps: int) -> dict:
     from seqshap.attribution import DeepExplainer
+
     net = model.net
     t0 = time.perf_counter()
     ex = DeepExplainer(net, bg)
@@ -56,9 +59,16 @@ def time_ours_vs_plain(model, bg, x, reps: int) -> dict:
         plain.append(time.perf_counter() - t0)
         net.zero_grad(set_to_none=True)
     a, b = statistics.median(ours), statistics.median(plain)
-    return {"seqshap_s": a, "plain_fwd_bwd_s": b, "ratio": a / b, "setup_s": setup,
-            "seqshap_all": ours, "plain_all": plain,
-            "seqshap_completeness": float(ex.last_errors_.max()), "phi": phi[..., 0]}
+    return {
+        "seqshap_s": a,
+        "plain_fwd_bwd_s": b,
+        "ratio": a / b,
+        "setup_s": setup,
+        "seqshap_all": ours,
+        "plain_all": plain,
+        "seqshap_completeness": float(ex.last_errors_.max()),
+        "phi": phi[..., 0],
+    }
 
 
 @torch.no_grad()
@@ -77,7 +87,7 @@ def run_captum(model, bg, x) -> dict:
     t0 = time.perf_counter()
     try:
         attr = DeepLiftShap(model.net).attribute(ex, baselines=eb)
-    except Exception as e:  # noqa: BLE001 - report whatever stops it
+    except Exception as e:
         return {"error": f"{type(e).__name__}: {e}"[:300]}
     sec = time.perf_counter() - t0
     phi = attr.sum(-1).detach().double().numpy()
@@ -94,7 +104,7 @@ def run_shap(model, bg, x) -> dict:
     try:
         explainer = shap.DeepExplainer(model.net, eb)
         sv = explainer.shap_values(ex, check_additivity=False)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return {"error": f"{type(e).__name__}: {e}"[:300], "version": shap.__version__}
     sec = time.perf_counter() - t0
     sv = np.asarray(sv)
@@ -118,10 +128,17 @@ def peak_rss_child(n: int, k: int) -> dict:
         "from seqshap.attribution import DeepExplainer;"
         "before = vm_hwm_kb();"
         "t = time.perf_counter(); ex = DeepExplainer(model.net, bg); phi = ex.shap_values(x);"
-        "print(before, vm_hwm_kb(), time.perf_counter() - t, float(ex.last_errors_.max()))")
+        "print(before, vm_hwm_kb(), time.perf_counter() - t, float(ex.last_errors_.max()))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    return {"n": n, "k": k, "peak_rss_before_explaining_mb": int(out[0]) / 1024,
-            "peak_rss_mb": int(out[1]) / 1024, "seconds": float(out[2]), "max_completeness_error": float(out[3])}
+    return {
+        "n": n,
+        "k": k,
+        "peak_rss_before_explaining_mb": int(out[0]) / 1024,
+        "peak_rss_mb": int(out[1]) / 1024,
+        "seconds": float(out[2]),
+        "max_completeness_error": float(out[3]),
+    }
 
 
 def main() -> None:
@@ -134,11 +151,16 @@ def main() -> None:
     ap.add_argument("--json", help="write the figures here")
     a = ap.parse_args()
     model, bg, x = seed_job(a.n, a.k)
-    res = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
-           "date": time.strftime("%Y-%m-%d"), "job": f"{a.n} reviews x {a.k} background, T={x.shape[1]}"}
+    res = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        "date": time.strftime("%Y-%m-%d"),
+        "job": f"{a.n} reviews x {a.k} background, T={x.shape[1]}",
+    }
     res["ours"] = time_ours_vs_plain(model, bg, x, a.reps)
-    print(f"seqshap {res['ours']['seqshap_s']:.3f}s | plain fwd+bwd {res['ours']['plain_fwd_bwd_s']:.3f}s | "
-          f"ratio {res['ours']['ratio']:.2f} | completeness {res['ours']['seqshap_completeness']:.1e}")
+    print(
+        f"seqshap {res['ours']['seqshap_s']:.3f}s | plain fwd+bwd {res['ours']['plain_fwd_bwd_s']:.3f}s | "
+        f"ratio {res['ours']['ratio']:.2f} | completeness {res['ours']['seqshap_completeness']:.1e}"
+    )
     if not a.no_compare:
         ours_phi = res["ours"]["phi"]
         for name, fn in (("captum_deepliftshap", run_captum), ("shap_deepexplainer", run_shap)):
@@ -146,7 +168,7 @@ def main() -> None:
             if "phi" in r:
                 r["pearson_with_seqshap"] = float(np.corrcoef(r.pop("phi").ravel(), ours_phi.ravel())[0, 1])
             res[name] = r
-            print(name, {k: v for k, v in r.items()})
+            print(name, dict(r.items()))
     res["ours"].pop("phi")
     if a.memory_n:
         res["memory"] = peak_rss_child(a.memory_n, a.k)

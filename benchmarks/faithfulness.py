@@ -12,6 +12,7 @@ section to paste, with command, date and machine).
     # re-render the Markdown from the saved JSON without recomputing:
     .venv/bin/python benchmarks/faithfulness.py --out runs/faithfulness --render-only
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,11 @@ def machine() -> str:
     except OSError:
         pass
     import torch
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python "
-            f"{platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} thread(s))")
+
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python "
+        f"{platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} thread(s))"
+    )
 
 
 def run_model(path: str | None, out: Path, a, progress: bool, command: str) -> tuple[str, Path]:
@@ -45,18 +49,38 @@ def run_model(path: str | None, out: Path, a, progress: bool, command: str) -> t
     from seqshap.data import load_imdb
     from seqshap.faithfulness.evaluate import run_on_imdb
     from seqshap.faithfulness.report import write_outputs
+
     model = load(path)
     imdb = load_imdb(download_missing=False)
     load1 = os.getloadavg()[0]
     t0 = time.time()
-    result = run_on_imdb(model, list(imdb["test"].texts), list(imdb["train"].texts[:a.background]),
-                         a.methods.split(","), n=a.n, n_short=a.short, short_words=a.short_words,
-                         n_planted=a.planted, seed=a.seed, n_permutations=a.permutations, ig_steps=a.ig_steps,
-                         progress=progress)
-    result.meta.update({"arch": model.config["arch"], "model_path": str(model.path), "wall_seconds": time.time() - t0,
-                        "load_average_start": load1, "load_average_end": os.getloadavg()[0],
-                        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                        "machine": machine(), "command": command, "started_unix": t0})
+    result = run_on_imdb(
+        model,
+        list(imdb["test"].texts),
+        list(imdb["train"].texts[: a.background]),
+        a.methods.split(","),
+        n=a.n,
+        n_short=a.short,
+        short_words=a.short_words,
+        n_planted=a.planted,
+        seed=a.seed,
+        n_permutations=a.permutations,
+        ig_steps=a.ig_steps,
+        progress=progress,
+    )
+    result.meta.update(
+        {
+            "arch": model.config["arch"],
+            "model_path": str(model.path),
+            "wall_seconds": time.time() - t0,
+            "load_average_start": load1,
+            "load_average_end": os.getloadavg()[0],
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(),
+            "command": command,
+            "started_unix": t0,
+        }
+    )
     d = out / f"{model.name}-{model.config['arch']}"
     write_outputs(result, d)
     return model.name, d / "faithfulness.json"
@@ -64,27 +88,35 @@ def run_model(path: str | None, out: Path, a, progress: bool, command: str) -> t
 
 def render(out: Path, command: str) -> str:
     from seqshap.faithfulness.report import load_result, to_markdown
+
     parts = ["## Faithfulness: DeepSHAP against other attribution methods", ""]
-    results = sorted((load_result(p) for p in out.glob("*/faithfulness.json")),
-                     key=lambda r: r.meta.get("started_unix") or 0)   # in the order they were run
+    results = sorted(
+        (load_result(p) for p in out.glob("*/faithfulness.json")), key=lambda r: r.meta.get("started_unix") or 0
+    )  # in the order they were run
     if not results:
         raise SystemExit(f"no results under {out}")
     m = results[0].meta
-    commands = list(dict.fromkeys(r.meta.get("command") or command for r in results))   # unique, in order
+    commands = list(dict.fromkeys(r.meta.get("command") or command for r in results))  # unique, in order
     dates = list(dict.fromkeys(str(r.meta.get("date")) for r in results))
-    parts += [f"Command{'s' if len(commands) > 1 else ''}: " + "; ".join(f"`{c}`" for c in commands) + "  ",
-              f"Date: {', '.join(dates)}  ", f"Machine: {m.get('machine')}", ""]
+    parts += [
+        f"Command{'s' if len(commands) > 1 else ''}: " + "; ".join(f"`{c}`" for c in commands) + "  ",
+        f"Date: {', '.join(dates)}  ",
+        f"Machine: {m.get('machine')}",
+        "",
+    ]
     for r in results:
         acc = r.meta.get("test_accuracy")
-        title = (f"{r.model} ({r.meta.get('arch')}, test accuracy {acc:.4f})" if acc else r.model)
+        title = f"{r.model} ({r.meta.get('arch')}, test accuracy {acc:.4f})" if acc else r.model
         parts.append(to_markdown(r, title=title))
-        parts.append(f"Wall time {r.meta.get('wall_seconds', float('nan')) / 60:.1f} min; load average "
-                     f"{r.meta.get('load_average_start', float('nan')):.1f} at the start, "
-                     f"{r.meta.get('load_average_end', float('nan')):.1f} at the end (shared machine: costs "
-                     f"are comparable between methods, not to an idle machine). DeepSHAP background: first "
-                     f"{r.meta.get('n_background')} training reviews; IG: {r.meta.get('ig_steps')} Gauss-Legendre "
-                     f"points; sampling-shapley: {r.meta.get('n_permutations')} permutations "
-                     f"({r.meta.get('n_permutations', 0) // 2} antithetic pairs).\n")
+        parts.append(
+            f"Wall time {r.meta.get('wall_seconds', float('nan')) / 60:.1f} min; load average "
+            f"{r.meta.get('load_average_start', float('nan')):.1f} at the start, "
+            f"{r.meta.get('load_average_end', float('nan')):.1f} at the end (shared machine: costs "
+            f"are comparable between methods, not to an idle machine). DeepSHAP background: first "
+            f"{r.meta.get('n_background')} training reviews; IG: {r.meta.get('ig_steps')} Gauss-Legendre "
+            f"points; sampling-shapley: {r.meta.get('n_permutations')} permutations "
+            f"({r.meta.get('n_permutations', 0) // 2} antithetic pairs).\n"
+        )
     return "\n".join(parts)
 
 
@@ -93,8 +125,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--methods", default=METHODS)
-    ap.add_argument("--other", action="append", default=[], metavar="DIR",
-                    help="another model directory to compare on (repeatable)")
+    ap.add_argument(
+        "--other", action="append", default=[], metavar="DIR", help="another model directory to compare on (repeatable)"
+    )
     ap.add_argument("--skip-default", action="store_true", help="do not run the shipped default model")
     ap.add_argument("--background", type=int, default=100)
     ap.add_argument("--short", type=int, default=100)
@@ -108,14 +141,17 @@ def main() -> None:
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args()
     import torch
+
     torch.set_num_threads(a.threads)
-    command = "python benchmarks/faithfulness.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]
-                                                               if x != "--render-only")
+    command = "python benchmarks/faithfulness.py " + " ".join(
+        shlex.quote(x) for x in sys.argv[1:] if x != "--render-only"
+    )
     if not a.render_only:
         for path in ([] if a.skip_default else [None]) + a.other:
             name, p = run_model(path, a.out, a, progress=not a.quiet, command=command)
             print(f"{name}: wrote {p.parent}", file=sys.stderr)
     from seqshap import atomic
+
     text = render(a.out, command)
     atomic.write_text(a.out / "BENCHMARKS-faithfulness.md", text)
     print(text)

@@ -8,6 +8,7 @@ accuracy is reported for every run but never used to choose.
     python benchmarks/train_matrix.py --out runs/matrix --jobs 2            # this machine
     python benchmarks/train_matrix.py --out runs/matrix --device cuda --jobs 6
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-SEED_CANDIDATES = {f"lstm-s{s}{tag}": ["--arch", "lstm", "--seed", str(s), *extra]
-                   for s in (0, 1, 2) for tag, extra in (("", []), ("-decay", ["--lr-decay", "0.2"]))}
+SEED_CANDIDATES = {
+    f"lstm-s{s}{tag}": ["--arch", "lstm", "--seed", str(s), *extra]
+    for s in (0, 1, 2)
+    for tag, extra in (("", []), ("-decay", ["--lr-decay", "0.2"]))
+}
 OTHERS = {
-    "gru": ["--arch", "gru"], "bilstm": ["--arch", "bilstm"], "lstm2": ["--arch", "lstm2"],
+    "gru": ["--arch", "gru"],
+    "bilstm": ["--arch", "bilstm"],
+    "lstm2": ["--arch", "lstm2"],
     "cnn": ["--arch", "cnn"],
     "gru-400": ["--arch", "gru", "--maxlen", "400", "--lr-decay", "0.2"],
     "bilstm-400": ["--arch", "bilstm", "--maxlen", "400", "--lr-decay", "0.2"],
@@ -40,8 +46,20 @@ LONG = {
 
 
 def run_one(name: str, args: list[str], out: Path, device: str, threads: int) -> dict:
-    cmd = [sys.executable, "-m", "seqshap.cli", "train", *args, "--epochs", "15", "--out", str(out / name),
-           "--device", device, "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "seqshap.cli",
+        "train",
+        *args,
+        "--epochs",
+        "15",
+        "--out",
+        str(out / name),
+        "--device",
+        device,
+        "--quiet",
+    ]
     t0 = time.time()
     env = {**__import__("os").environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -49,11 +67,21 @@ def run_one(name: str, args: list[str], out: Path, device: str, threads: int) ->
         return {"name": name, "error": proc.stderr[-2000:]}
     m = json.loads((out / name / "metrics.json").read_text())
     cfg = m["config"]
-    return {"name": name, "arch": cfg["arch"], "maxlen": cfg["maxlen"], "seed": cfg["seed"],
-            "lr_decay": cfg.get("lr_decay", 1.0), "epochs_run": len(m["history"]), "best_epoch": m["best_epoch"],
-            "val_accuracy": m["val_accuracy"], "test_accuracy": m["test_accuracy"],
-            "seconds_per_epoch": m["seconds_per_epoch"], "wall_seconds": time.time() - t0,
-            "device": device, "command": "seqshap train " + " ".join(args + ["--epochs", "15"])}
+    return {
+        "name": name,
+        "arch": cfg["arch"],
+        "maxlen": cfg["maxlen"],
+        "seed": cfg["seed"],
+        "lr_decay": cfg.get("lr_decay", 1.0),
+        "epochs_run": len(m["history"]),
+        "best_epoch": m["best_epoch"],
+        "val_accuracy": m["val_accuracy"],
+        "test_accuracy": m["test_accuracy"],
+        "seconds_per_epoch": m["seconds_per_epoch"],
+        "wall_seconds": time.time() - t0,
+        "device": device,
+        "command": "seqshap train " + " ".join([*args, "--epochs", "15"]),
+    }
 
 
 def main() -> None:
@@ -82,8 +110,10 @@ def main() -> None:
         if "error" in r:
             print(f"| {r['name']} | error: {r['error'][-200:]!r} |")
             continue
-        print(f"| {r['name']} | {r['arch']} | {r['maxlen']} | {r['epochs_run']} ({r['best_epoch']}) | "
-              f"{r['val_accuracy']:.4f} | {r['test_accuracy']:.4f} | {r['seconds_per_epoch']:.1f} |")
+        print(
+            f"| {r['name']} | {r['arch']} | {r['maxlen']} | {r['epochs_run']} ({r['best_epoch']}) | "
+            f"{r['val_accuracy']:.4f} | {r['test_accuracy']:.4f} | {r['seconds_per_epoch']:.1f} |"
+        )
     if chosen:
         print(f"chosen default (best validation accuracy among seed-architecture runs): {chosen['name']}")
         if a.export_default:

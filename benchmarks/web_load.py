@@ -8,6 +8,7 @@ reviews. Exits 1 when any request failed, so it can gate a release.
     python benchmarks/web_load.py                                  # shipped model, 500 requests, 8 at a time
     python benchmarks/web_load.py --model runs/lstm --requests 200 --concurrency 4 --json out.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,22 @@ import httpx
 
 def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     """``seqshap serve --port 0`` and the URL it prints once it listens."""
-    cmd = [sys.executable, "-m", "seqshap.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-           "--background", str(args.background), "--log-level", "warning",
-           "--queue-limit", str(max(args.queue_limit, args.concurrency))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "seqshap.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--background",
+        str(args.background),
+        "--log-level",
+        "warning",
+        "--queue-limit",
+        str(max(args.queue_limit, args.concurrency)),
+    ]
     if args.model:
         cmd += ["--model", args.model]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -80,14 +94,24 @@ async def load(url: str, texts: list[str], n: int, concurrency: int, output: str
     lat = sorted(latencies)
     q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else lat * 99
     ok = statuses.get("200", 0)
-    return {"requests": n, "concurrency": concurrency, "output": output, "wall_s": round(wall, 3),
-            "requests_per_s": round(n / wall, 2), "p50_ms": round(q[49] * 1000, 1),
-            "p90_ms": round(q[89] * 1000, 1), "p99_ms": round(q[98] * 1000, 1),
-            "max_ms": round(lat[-1] * 1000, 1), "ok": ok, "errors": n - ok,
-            "5xx": sum(c for s, c in statuses.items() if s.startswith("5")), "statuses": statuses,
-            "model": {k: model.get(k) for k in ("name", "arch", "vocab_size", "maxlen", "background_size")},
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} "
-                       f"{platform.python_version()}"}
+    return {
+        "requests": n,
+        "concurrency": concurrency,
+        "output": output,
+        "wall_s": round(wall, 3),
+        "requests_per_s": round(n / wall, 2),
+        "p50_ms": round(q[49] * 1000, 1),
+        "p90_ms": round(q[89] * 1000, 1),
+        "p99_ms": round(q[98] * 1000, 1),
+        "max_ms": round(lat[-1] * 1000, 1),
+        "ok": ok,
+        "errors": n - ok,
+        "5xx": sum(c for s, c in statuses.items() if s.startswith("5")),
+        "statuses": statuses,
+        "model": {k: model.get(k) for k in ("name", "arch", "vocab_size", "maxlen", "background_size")},
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} "
+        f"{platform.python_version()}",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--requests and --concurrency must be at least 1")
 
     from seqshap.data import load_imdb
+
     texts = load_imdb()["test"].texts[:500]
     proc, url = start_server(args)
     try:
@@ -111,12 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_server(proc)
     m = result["model"]
-    print(f"seqshap serve load test: {m['name']} ({m['arch']}, maxlen {m['maxlen']}, "
-          f"{m['vocab_size']} words, background {m['background_size']}) on {result['machine']}")
-    print(f"  {result['requests']} requests at concurrency {result['concurrency']} in {result['wall_s']:.1f} s: "
-          f"{result['requests_per_s']:.2f} requests/s")
-    print(f"  latency p50 {result['p50_ms']:.0f} ms, p90 {result['p90_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
-          f"max {result['max_ms']:.0f} ms")
+    print(
+        f"seqshap serve load test: {m['name']} ({m['arch']}, maxlen {m['maxlen']}, "
+        f"{m['vocab_size']} words, background {m['background_size']}) on {result['machine']}"
+    )
+    print(
+        f"  {result['requests']} requests at concurrency {result['concurrency']} in {result['wall_s']:.1f} s: "
+        f"{result['requests_per_s']:.2f} requests/s"
+    )
+    print(
+        f"  latency p50 {result['p50_ms']:.0f} ms, p90 {result['p90_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
+        f"max {result['max_ms']:.0f} ms"
+    )
     print(f"  errors {result['errors']} (5xx {result['5xx']}); statuses {result['statuses']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

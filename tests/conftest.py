@@ -1,4 +1,5 @@
 """Shared fixtures: the real IMDB data, a small model trained on it, Debian's chromium."""
+
 from __future__ import annotations
 
 import shutil
@@ -22,8 +23,7 @@ def tiny_model(imdb, tmp_path_factory):
     Small enough for fast tests, real enough that its words mean something.
     """
     out = tmp_path_factory.mktemp("models") / "tiny-lstm"
-    cfg = TrainConfig(arch="lstm", epochs=1, maxlen=40, num_words=2000, seed=0,
-                      model={"embed_dim": 16, "hidden": 16})
+    cfg = TrainConfig(arch="lstm", epochs=1, maxlen=40, num_words=2000, seed=0, model={"embed_dim": 16, "hidden": 16})
     return train(imdb["train"].head(2000), out, cfg, test_split=imdb["test"].head(500), progress=False)
 
 

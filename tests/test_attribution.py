@@ -1,5 +1,6 @@
 """The DeepSHAP engine: exactness on every architecture and output space, closed-form
 cases, shap's return convention, unsupported layers, and that the user's model is untouched."""
+
 from __future__ import annotations
 
 import itertools
@@ -10,8 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from seqshap.attribution import (AdditivityError, DeepExplainer, DeepLift, Explanation, ProductRule,
-                                 UnsupportedLayerError)
+from seqshap.attribution import (
+    AdditivityError,
+    DeepExplainer,
+    DeepLift,
+    Explanation,
+    ProductRule,
+    UnsupportedLayerError,
+)
 from seqshap.attribution.rules import Product
 from seqshap.models import TRAINABLE, build_model
 
@@ -20,8 +27,10 @@ V, T = 60, 10
 
 def small(arch: str, seed: int = 0, **kw) -> nn.Module:
     torch.manual_seed(seed)
-    size = {"cnn": {"filters": 6, "kernel_size": 3},
-            "transformer": {"heads": 1, "layers": 2, "ff_dim": 7, "norm_first": True}}.get(arch, {"hidden": 7})
+    size = {
+        "cnn": {"filters": 6, "kernel_size": 3},
+        "transformer": {"heads": 1, "layers": 2, "ff_dim": 7, "norm_first": True},
+    }.get(arch, {"hidden": 7})
     net = build_model(arch, vocab_size=V, embed_dim=5, **size, **kw).eval()
     with torch.no_grad():  # larger weights than the default init: saturated gates, big logits
         for p in net.parameters():
@@ -33,10 +42,10 @@ def data(n: int, k: int, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(3, V, (n, T), generator=g)
     bg = torch.randint(3, V, (k, T), generator=g)
-    x[0, :4] = 0          # front padding, as the encoder makes it
+    x[0, :4] = 0  # front padding, as the encoder makes it
     bg[0, :6] = 0
     if n > 1 and k > 1:
-        bg[1] = x[1]      # an input identical to a reference: every difference is 0
+        bg[1] = x[1]  # an input identical to a reference: every difference is 0
     return x, bg
 
 
@@ -47,7 +56,7 @@ def miss(ex: DeepExplainer, x, phi) -> float:
 CASES = list(itertools.product(TRAINABLE, ("probability", "logit"), (torch.float64, None), ("shapley", "signal")))
 
 
-@pytest.mark.parametrize("arch, output, dtype, rule", CASES)
+@pytest.mark.parametrize(("arch", "output", "dtype", "rule"), CASES)
 def test_completeness_every_architecture(arch, output, dtype, rule):
     net = small(arch)
     x, bg = data(4, 6)
@@ -74,7 +83,7 @@ def test_trained_model_seed_style_job(tiny_model, imdb):
     bg = tiny_model.encode(imdb["train"].texts[:100])
     x = tiny_model.encode(imdb["test"].texts[:10])
     ex = DeepExplainer(tiny_model.net, bg)
-    phi = ex.shap_values(x)                       # additivity checked inside
+    phi = ex.shap_values(x)  # additivity checked inside
     assert phi.shape == (10, 40, 1)
     assert ex.last_errors_.max() <= 1e-4
     assert ex.expected_value.shape == (1,)
@@ -112,7 +121,7 @@ def test_linear_model_equals_exact_shapley():
 def test_product_rule_equals_two_player_shapley():
     """One gate product with one reference: the rule gives exact Shapley values."""
     ax, ar, bx, br = 0.9, 0.2, -1.5, 0.7
-    v = lambda a, b: a * b  # noqa: E731
+    v = lambda a, b: a * b
     shapley_a = 0.5 * ((v(ax, br) - v(ar, br)) + (v(ax, bx) - v(ar, bx)))
     shapley_b = 0.5 * ((v(ar, bx) - v(ar, br)) + (v(ax, bx) - v(ax, br)))
     a = torch.tensor([ax, ar], dtype=torch.float64, requires_grad=True)
@@ -131,6 +140,7 @@ def test_product_rule_equals_two_player_shapley():
 def test_single_reference_deeplift_is_exact_shapley_for_one_gate():
     """y = sigmoid(u) * v with u, v linear in two tokens: with one reference the rule is
     the 2-player Shapley value of (u-token, v-token)."""
+
     class Gate(nn.Module):
         def __init__(self):
             super().__init__()
@@ -140,14 +150,14 @@ def test_single_reference_deeplift_is_exact_shapley_for_one_gate():
 
         def forward(self, ids):
             e = self.embedding(ids)[..., 0]
-            return (torch.sigmoid(e[:, :1]) * e[:, 1:2])
+            return torch.sigmoid(e[:, :1]) * e[:, 1:2]
 
     net = Gate().eval()
     x, r = torch.tensor([[50, 10]]), torch.tensor([[20, 40]])
     ex = DeepLift(net, r, output="raw", dtype=torch.float64)
     phi = ex.shap_values(x)[0, :, 0]
     w = net.embedding.weight.double()[:, 0]
-    f = lambda a, b: torch.sigmoid(w[a]) * w[b]  # noqa: E731
+    f = lambda a, b: torch.sigmoid(w[a]) * w[b]
     s0 = 0.5 * ((f(50, 40) - f(20, 40)) + (f(50, 10) - f(20, 10)))
     s1 = 0.5 * ((f(20, 10) - f(20, 40)) + (f(50, 10) - f(50, 40)))
     assert phi.tolist() == pytest.approx([s0.item(), s1.item()], abs=1e-10)
@@ -162,7 +172,7 @@ def test_return_convention_matches_shap_multi_output():
             self.fc = nn.Linear(5, 3)
 
         def forward(self, ids):
-            out, h = self.rnn(self.embedding(ids).transpose(0, 1))
+            out, _ = self.rnn(self.embedding(ids).transpose(0, 1))
             return torch.softmax(self.fc(out[-1]), dim=-1)
 
     torch.manual_seed(0)
@@ -170,7 +180,8 @@ def test_return_convention_matches_shap_multi_output():
     x, bg = data(3, 4)
     ex = DeepExplainer(net, bg, dtype=torch.float64)
     phi = ex.shap_values(x)
-    assert phi.shape == (3, T, 3) and ex.expected_value.shape == (3,)
+    assert phi.shape == (3, T, 3)
+    assert ex.expected_value.shape == (3,)
     assert miss(ex, x, phi) <= 1e-5
     # probabilities sum to one, so the three outputs' attributions cancel per token
     assert np.allclose(phi.sum(-1), 0, atol=1e-9)
@@ -189,8 +200,8 @@ class Wrapper(nn.Module):
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(8, 1))
 
     def forward(self, ids):
-        e = self.embedding(ids).permute(1, 0, 2)          # [T, B, E]
-        out, (h, c) = self.blocks[0](e)
+        e = self.embedding(ids).permute(1, 0, 2)  # [T, B, E]
+        out, _ = self.blocks[0](e)
         z = out.mean(0)
         gated = torch.tanh(self.blocks[1](z)) * torch.sigmoid(z)
         return torch.sigmoid(self.head(gated) + 0.1 * torch.relu(z).amax(-1, keepdim=True))
@@ -230,7 +241,8 @@ def test_users_model_is_unchanged_after_explaining():
     assert [(n, type(m)) for n, m in net.named_modules()] == modules
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
     assert [p.requires_grad for p in net.parameters()] == flags
-    assert net.training and isinstance(net.rnn, nn.LSTM)
+    assert net.training
+    assert isinstance(net.rnn, nn.LSTM)
     net.eval()
     assert torch.equal(net(x), ref)
 
@@ -238,16 +250,23 @@ def test_users_model_is_unchanged_after_explaining():
 def test_canonized_cells_compute_the_same_outputs():
     """Before trusting any attribution: the explicit cells reproduce nn.LSTM/nn.GRU."""
     from seqshap.attribution.recurrent import Pairing, _ExplicitRNN
+
     torch.manual_seed(0)
-    for rnn in (nn.LSTM(5, 4, num_layers=2, bidirectional=True, batch_first=True),
-                nn.GRU(5, 4, num_layers=2, bidirectional=True), nn.LSTM(5, 3, bias=False)):
+    for rnn in (
+        nn.LSTM(5, 4, num_layers=2, bidirectional=True, batch_first=True),
+        nn.GRU(5, 4, num_layers=2, bidirectional=True),
+        nn.LSTM(5, 3, bias=False),
+    ):
         x = torch.randn(6, 7, 5, dtype=torch.float64)
         rnn = rnn.double()
         want = rnn(x)
         got = _ExplicitRNN(rnn, Pairing(), ProductRule())(x)
         assert torch.allclose(want[0], got[0], atol=1e-12)
-        for a, b in zip(want[1] if isinstance(want[1], tuple) else (want[1],),
-                        got[1] if isinstance(got[1], tuple) else (got[1],)):
+        for a, b in zip(
+            want[1] if isinstance(want[1], tuple) else (want[1],),
+            got[1] if isinstance(got[1], tuple) else (got[1],),
+            strict=True,
+        ):
             assert torch.allclose(a, b, atol=1e-12)
 
 
@@ -284,13 +303,16 @@ class CustomOp(nn.Module):
         return torch.sigmoid(torch.log1p(e.exp()).sum(-1, keepdim=True) / e.norm(dim=-1, keepdim=True))
 
 
-@pytest.mark.parametrize("model, match", [
-    (WithAttention(), r"module 'attn' \(MultiheadAttention\).*supported layers: .*LSTM"),
-    (WithBatchNorm(), r"module 'norm' \(BatchNorm1d\).*supported layers"),
-    (CustomOp(), r"cannot explain operation '(exp|log1p|norm)'"),
-])
+@pytest.mark.parametrize(
+    ("model", "match"),
+    [
+        (WithAttention(), r"module 'attn' \(MultiheadAttention\).*supported layers: .*LSTM"),
+        (WithBatchNorm(), r"module 'norm' \(BatchNorm1d\).*supported layers"),
+        (CustomOp(), r"cannot explain operation '(exp|log1p|norm)'"),
+    ],
+)
 def test_unsupported_layers_are_named(model, match):
-    x, bg = data(1, 2)
+    _, bg = data(1, 2)
     with pytest.raises(UnsupportedLayerError, match=match):
         DeepExplainer(model.eval(), bg)
 
@@ -330,12 +352,15 @@ def test_explain_returns_frozen_explanations(tiny_model, imdb):
     texts = ["the acting was great but the plot was awful", imdb["test"].texts[0]]
     exps = ex.explain(texts, labels=[1, int(imdb["test"].labels[0])])
     e = exps[0]
-    assert isinstance(e, Explanation) and e.text == texts[0] and e.label == 1
+    assert isinstance(e, Explanation)
+    assert e.text == texts[0]
+    assert e.label == 1
     assert e.tokens[-9:] == ("the", "acting", "was", "great", "but", "the", "plot", "was", "awful")
     assert e.values.sum() == pytest.approx(e.output_value - e.base_value, abs=1e-4)
-    assert e.completeness_error <= 1e-4 and e.output_space == "probability"
+    assert e.completeness_error <= 1e-4
+    assert e.output_space == "probability"
     assert e.output_value == pytest.approx(tiny_model.predict(texts[:1])[0], abs=1e-6)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="read-only"):
         e.values[0] = 1.0
     with pytest.raises(AttributeError):
         e.base_value = 0.0
@@ -347,12 +372,14 @@ def test_summarized_background_and_single_reference(tiny_model, imdb):
     x = tiny_model.encode(imdb["test"].texts[:5])
     full = DeepExplainer(tiny_model.net, bg)
     fast = DeepExplainer(tiny_model.net, bg, summarize=10)
-    assert len(fast.background) <= 10 and fast.weights.sum().item() == pytest.approx(1.0)
-    a, b = full.shap_values(x), fast.shap_values(x)       # both exact w.r.t. their own background
+    assert len(fast.background) <= 10
+    assert fast.weights.sum().item() == pytest.approx(1.0)
+    a, b = full.shap_values(x), fast.shap_values(x)  # both exact w.r.t. their own background
     corr = np.corrcoef(a.ravel(), b.ravel())[0, 1]
-    assert corr > 0.5          # a 6x smaller background: close, not equal (BENCHMARKS.md has the cost)
+    assert corr > 0.5  # a 6x smaller background: close, not equal (BENCHMARKS.md has the cost)
     one = DeepLift(tiny_model)
-    assert one.background.shape == (1, 40) and int(one.background.abs().sum()) == 0
+    assert one.background.shape == (1, 40)
+    assert int(one.background.abs().sum()) == 0
     one.shap_values(x)
 
 
@@ -366,7 +393,7 @@ def test_chunking_gives_the_same_numbers():
 
 def test_expected_value_is_mean_background_output():
     net = small("cnn")
-    x, bg = data(2, 6)
+    _, bg = data(2, 6)
     for output, squash in (("probability", lambda z: z), ("logit", lambda p: torch.log(p / (1 - p)))):
         ex = DeepExplainer(net, bg, output=output, dtype=torch.float64)
         with torch.no_grad():
@@ -378,13 +405,14 @@ def test_expected_value_is_mean_background_output():
 def test_direct_token_path_equals_generic_path():
     """The shortcut that reads token attributions straight off the LSTM/GRU input projection
     must agree with carrying multipliers back through W_ih to the embedding."""
+
     class Detour(nn.Module):
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
 
         def forward(self, ids):
-            e = self.inner.embedding(ids) * 1.0     # a new tensor: the generic path is taken
+            e = self.inner.embedding(ids) * 1.0  # a new tensor: the generic path is taken
             return self.inner(e)
 
     for arch in ("lstm", "bilstm", "gru", "lstm2"):
@@ -399,12 +427,13 @@ def test_pair_layout_is_checked_before_rows_are_deduplicated():
     """The recurrent rules run their forward on unique rows only when the stacked batch really
     is [each input repeated k times; the references tiled n times]."""
     from seqshap.attribution.recurrent import Pairing, _Grid
+
     n, k = 3, 4
     x, r = torch.randn(n, 5, 2), torch.randn(k, 5, 2)
     stacked = torch.cat([x.repeat_interleave(k, 0), r.repeat(n, 1, 1)])
     assert _Grid(len(stacked), Pairing(n, k), stacked).dedup
     mixed = stacked.clone()
-    mixed[1] += 1.0                       # one input copy differs from its siblings
+    mixed[1] += 1.0  # one input copy differs from its siblings
     assert not _Grid(len(mixed), Pairing(n, k), mixed).dedup
     assert not _Grid(len(stacked), Pairing(n, k), stacked.flip(0)).dedup
 
@@ -412,7 +441,9 @@ def test_pair_layout_is_checked_before_rows_are_deduplicated():
 def test_deepexplainer_and_deeplift_are_the_registered_methods_themselves(tiny_model, imdb):
     """One interface: the registry holds DeepExplainer and DeepLift themselves, not wrappers."""
     from seqshap.attribution import METHODS, OUTPUT_SPACES, Attribution, make_method
-    assert METHODS["deepshap"] is DeepExplainer and METHODS["deeplift"] is DeepLift
+
+    assert METHODS["deepshap"] is DeepExplainer
+    assert METHODS["deeplift"] is DeepLift
     assert all(issubclass(cls, Attribution) for cls in METHODS.values())
     bg = imdb["train"].texts[:5]
     ex = make_method("deepshap", tiny_model, background=bg)
@@ -420,7 +451,7 @@ def test_deepexplainer_and_deeplift_are_the_registered_methods_themselves(tiny_m
     x = tiny_model.encode(imdb["test"].texts[:3])
     phi = ex.shap_values(x)
     np.testing.assert_array_equal(ex.attribute(x), phi[:, :, 0])
-    values, base = ex.attribute_with_base(x)
+    _, base = ex.attribute_with_base(x)
     assert np.all(base == ex.expected_value[0])
     assert type(make_method("deeplift", tiny_model)) is DeepLift
     # the one output-space check, for every method

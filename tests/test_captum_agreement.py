@@ -1,7 +1,9 @@
 """Where Captum's DeepLift rules are right (Linear, ReLU/sigmoid rescale, Conv1d, average
 pooling), seqshap must give the same numbers; on an LSTM Captum's numbers do not add up."""
+
 from __future__ import annotations
 
+import captum.attr as captum_attr  # a test extra (pyproject [test]); only used to compare against
 import numpy as np
 import pytest
 import torch
@@ -9,16 +11,15 @@ from torch import nn
 
 from seqshap.attribution import DeepExplainer
 
-import captum.attr as captum_attr  # a test extra (pyproject [test]); only used to compare against
-
 T, E = 9, 4
 
 
 class FeedForward(nn.Module):
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(T * E, 16), nn.ReLU(), nn.Linear(16, 8), nn.Tanh(),
-                                  nn.Linear(8, 1), nn.Sigmoid())
+        self.body = nn.Sequential(
+            nn.Flatten(), nn.Linear(T * E, 16), nn.ReLU(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 1), nn.Sigmoid()
+        )
 
     def forward(self, emb):
         return self.body(emb)
@@ -73,4 +74,4 @@ def test_captum_misses_on_an_lstm_where_seqshap_adds_up():
     ours = DeepExplainer(net, bg).shap_values(x)[..., 0].sum(1)
     theirs = captum_attr.DeepLiftShap(net).attribute(x, baselines=bg).sum((1, 2)).detach().numpy()
     assert np.abs(ours - delta).max() < 1e-10
-    assert np.abs(theirs - delta).max() > 1e-3   # Captum treats the gates as plain gradients
+    assert np.abs(theirs - delta).max() > 1e-3  # Captum treats the gates as plain gradients

@@ -1,4 +1,5 @@
 """Tokenizer, vocabulary, padding, the IMDB archive (checksum, download) and user files."""
+
 from __future__ import annotations
 
 import http.server
@@ -17,15 +18,18 @@ from seqshap.data.tokenize import pad_front
 
 
 # ---- tokenizer: Keras text_to_word_sequence parity ------------------------------------------
-@pytest.mark.parametrize("text, expected", [
-    ("Great movie!<br /><br />Loved it.", ["great", "movie", "loved", "it"]),
-    ("It's a 10/10... (really)", ["it's", "a", "10", "10", "really"]),
-    ("tabs\tand\nnewlines", ["tabs", "and", "newlines"]),
-    ("Café naïve — ÜBER", ["café", "naïve", "—", "über"]),
-    ("", []),
-    ("   !!! ", []),
-    ('quotes "x" [y] {z} a_b a-b', ["quotes", "x", "y", "z", "a", "b", "a", "b"]),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Great movie!<br /><br />Loved it.", ["great", "movie", "loved", "it"]),
+        ("It's a 10/10... (really)", ["it's", "a", "10", "10", "really"]),
+        ("tabs\tand\nnewlines", ["tabs", "and", "newlines"]),
+        ("Café naïve — ÜBER", ["café", "naïve", "—", "über"]),
+        ("", []),
+        ("   !!! ", []),
+        ('quotes "x" [y] {z} a_b a-b', ["quotes", "x", "y", "z", "a", "b", "a", "b"]),
+    ],
+)
 def test_words_match_keras_rules(text, expected):
     assert words(text) == expected
 
@@ -38,9 +42,9 @@ def test_words_rejects_non_text():
 # ---- vocabulary ------------------------------------------------------------------------------
 def test_vocab_id_scheme_and_limit():
     texts = ["b b b a a c", "c c c c d"]  # counts: c5 b3 a2 d1
-    v = Vocab.build(texts, num_words=5)   # 3 reserved ids + 2 words
+    v = Vocab.build(texts, num_words=5)  # 3 reserved ids + 2 words
     assert v.word_to_id == {"c": 3, "b": 4}
-    assert v.ids("c a d b") == [1, 3, 2, 2, 4]   # start, c, oov, oov, b
+    assert v.ids("c a d b") == [1, 3, 2, 2, 4]  # start, c, oov, oov, b
     assert v.tokens([0, 1, 2, 3, 4]) == ["<pad>", "<start>", "<oov>", "c", "b"]
 
 
@@ -59,7 +63,8 @@ def test_vocab_json_round_trip(tmp_path):
     v = Vocab.build(["the cat sat on the mat"], num_words=6)
     v.save(tmp_path / "vocab.json")
     w = Vocab.load(tmp_path / "vocab.json")
-    assert w.word_to_id == v.word_to_id and w.num_words == 6
+    assert w.word_to_id == v.word_to_id
+    assert w.num_words == 6
 
 
 # ---- padding and encoding -----------------------------------------------------------------
@@ -74,13 +79,15 @@ def test_encoding_is_pure_per_text():
     alone = v.encode(["good film"], 6)
     batch = v.encode(["bad film awful", "good film", ""], 6)
     assert (alone[0] == batch[1]).all()
-    assert batch[2].tolist() == [0, 0, 0, 0, 0, 1]   # empty text: just the start token
+    assert batch[2].tolist() == [0, 0, 0, 0, 0, 1]  # empty text: just the start token
 
 
 # ---- the real IMDB archive ---------------------------------------------------------------------
 def test_real_imdb_has_both_splits(imdb):
-    assert len(imdb["train"]) == 25000 and len(imdb["test"]) == 25000
-    assert imdb["train"].labels.sum() == 12500 and imdb["test"].labels.sum() == 12500
+    assert len(imdb["train"]) == 25000
+    assert len(imdb["test"]) == 25000
+    assert imdb["train"].labels.sum() == 12500
+    assert imdb["test"].labels.sum() == 12500
     # shuffled with Keras' seed: the seed's background (first 100) mixes both classes
     assert 20 < imdb["train"].labels[:100].sum() < 80
     assert all(r in range(1, 11) for r in imdb["test"].ratings[:50])
@@ -89,11 +96,13 @@ def test_real_imdb_has_both_splits(imdb):
 def test_checksum_error_names_file_and_both_sums(tmp_path):
     bad = tmp_path / imdb_mod.SHIPPED_NAME
     src = imdb_mod.repo_data_dir() / imdb_mod.SHIPPED_NAME
-    bad.write_bytes(src.read_bytes()[:1000])   # truncated copy
+    bad.write_bytes(src.read_bytes()[:1000])  # truncated copy
     with pytest.raises(ChecksumError) as err:
         imdb_mod.find_archive(bad)
     msg = str(err.value)
-    assert str(bad) in msg and imdb_mod.SHIPPED_SHA256 in msg and imdb_mod.sha256_file(bad) in msg
+    assert str(bad) in msg
+    assert imdb_mod.SHIPPED_SHA256 in msg
+    assert imdb_mod.sha256_file(bad) in msg
 
 
 def _tiny_archive() -> bytes:
@@ -111,6 +120,7 @@ def _tiny_archive() -> bytes:
 
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):
     """Serves files with HTTP Range support, so resumption is tested for real."""
+
     def log_message(self, *a):
         pass
 
@@ -154,7 +164,8 @@ def test_download_from_local_server_resumes_and_verifies(local_server, tmp_path)
     assert got.read_bytes() == payload
     assert not (dest.parent / "aclImdb_v1.tar.gz.part").exists()
     splits = imdb_mod.read_archive(got)
-    assert len(splits["train"]) == 6 and sorted(splits["test"].labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    assert len(splits["train"]) == 6
+    assert sorted(splits["test"].labels.tolist()) == [0, 0, 0, 1, 1, 1]
 
 
 def test_download_with_wrong_checksum_leaves_nothing(local_server, tmp_path):
@@ -163,7 +174,8 @@ def test_download_with_wrong_checksum_leaves_nothing(local_server, tmp_path):
     dest = tmp_path / "a.tar.gz"
     with pytest.raises(ChecksumError, match="expected 0000"):
         imdb_mod.download(f"{base}/a.tar.gz", dest, "0" * 64, progress=False)
-    assert not dest.exists() and not (tmp_path / "a.tar.gz.part").exists()
+    assert not dest.exists()
+    assert not (tmp_path / "a.tar.gz.part").exists()
 
 
 def test_find_archive_downloads_into_user_cache(local_server, tmp_path, monkeypatch):
@@ -175,25 +187,30 @@ def test_find_archive_downloads_into_user_cache(local_server, tmp_path, monkeypa
     monkeypatch.setattr(imdb_mod, "KNOWN_SHA256", {imdb_mod.OFFICIAL_NAME: imdb_mod.OFFICIAL_SHA256})
     monkeypatch.setattr(imdb_mod, "repo_data_dir", lambda: tmp_path / "nothing-here")
     got = imdb_mod.find_archive(url=f"{base}/aclImdb_v1.tar.gz")
-    assert got == tmp_path / "cache" / "aclImdb_v1.tar.gz" and got.read_bytes() == payload
+    assert got == tmp_path / "cache" / "aclImdb_v1.tar.gz"
+    assert got.read_bytes() == payload
 
 
 # ---- users' own files ------------------------------------------------------------------------
 def test_csv_and_jsonl_read(tmp_path):
     (tmp_path / "r.csv").write_text('review,sentiment\n"Great, truly",positive\nawful,negative\n')
     s = read_labeled(tmp_path / "r.csv", "review", "sentiment")
-    assert s.texts == ["Great, truly", "awful"] and s.labels.tolist() == [1, 0]
+    assert s.texts == ["Great, truly", "awful"]
+    assert s.labels.tolist() == [1, 0]
     (tmp_path / "r.jsonl").write_text('{"t": "fine", "y": 1}\n\n{"t": "bad", "y": 0}\n')
     s = read_labeled(tmp_path / "r.jsonl", "t", "y")
     assert s.labels.tolist() == [1, 0]
 
 
-@pytest.mark.parametrize("content, match", [
-    ("text,label\nok,1\n,0\n", r"row 2: empty text"),
-    ("text,label\nok,1\nfine,maybe\n", r"row 2: label 'maybe'.*not binary"),
-    ("body,label\nok,1\n", r"no column 'text'"),
-    ("text,label\nok,1\nyes,1\n", r"needs both classes"),
-])
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("text,label\nok,1\n,0\n", r"row 2: empty text"),
+        ("text,label\nok,1\nfine,maybe\n", r"row 2: label 'maybe'.*not binary"),
+        ("body,label\nok,1\n", r"no column 'text'"),
+        ("text,label\nok,1\nyes,1\n", r"needs both classes"),
+    ],
+)
 def test_bad_csv_says_row_and_problem(tmp_path, content, match):
     (tmp_path / "bad.csv").write_text(content)
     with pytest.raises(DataFileError, match=match):
@@ -202,7 +219,7 @@ def test_bad_csv_says_row_and_problem(tmp_path, content, match):
 
 def test_wrong_encoding_is_reported(tmp_path):
     (tmp_path / "latin.csv").write_bytes("text,label\ncaf\xe9,1\nbad,0\n".encode("latin-1"))
-    with pytest.raises(DataFileError, match="not UTF-8.*line 2"):
+    with pytest.raises(DataFileError, match=r"not UTF-8.*line 2"):
         read_labeled(tmp_path / "latin.csv")
 
 

@@ -4,6 +4,7 @@ Real Dask ``LocalCluster`` (2 worker processes, 1 thread each), the real tiny LS
 IMDB reviews. Chunks of 25 = the single-process batch size, so every review is explained in
 exactly the same batch as in the reference run.
 """
+
 from __future__ import annotations
 
 import csv
@@ -57,13 +58,15 @@ def assert_same(acc: WordImportance, ref: WordImportance) -> float:
     assert acc.n_explanations == ref.n_explanations == N
     assert acc.n_skipped == ref.n_skipped
     got, want = {r.word: r for r in acc.table(1).rows}, {r.word: r for r in ref.table(1).rows}
-    assert set(got) == set(want) and len(want) > 500
+    assert set(got) == set(want)
+    assert len(want) > 500
     worst = 0.0
     for w, r in want.items():
         g = got[w]
         assert (g.count, g.n_reviews) == (r.count, r.n_reviews), w
         tol = TOL + F32 * r.mean_abs * r.count
-        assert abs(g.sum - r.sum) <= tol and abs(g.mean_abs - r.mean_abs) * r.count <= tol, w
+        assert abs(g.sum - r.sum) <= tol, w
+        assert abs(g.mean_abs - r.mean_abs) * r.count <= tol, w
         worst = max(worst, abs(g.sum - r.sum))
     return worst
 
@@ -75,11 +78,22 @@ def chunk_files(out: Path) -> list[Path]:
 def test_local_cluster_matches_single_process(tiny_model, corpus, reference, tmp_path):
     texts, labels, ids, bg = corpus
     # glibc defaults in the workers, as explain_corpus sets up its own LocalCluster (see slow_malloc)
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        acc, summary = explain_corpus(tiny_model.path, texts, labels, tmp_path, scheduler=cluster.scheduler_address,
-                                      chunk_size=CHUNK, background=bg, ids=ids, progress=False)
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}),
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        acc, summary = explain_corpus(
+            tiny_model.path,
+            texts,
+            labels,
+            tmp_path,
+            scheduler=cluster.scheduler_address,
+            chunk_size=CHUNK,
+            background=bg,
+            ids=ids,
+            progress=False,
+        )
         builds = client.run(build_counts)
     assert_same(acc, reference)
 
@@ -105,12 +119,23 @@ def test_local_cluster_matches_single_process(tiny_model, corpus, reference, tmp
 
     assert summary["reviews"] == summary["reviews_explained"] == N
     assert (summary["workers"], summary["chunks"], summary["chunks_resumed"]) == (2, N_CHUNKS, 0)
-    assert summary["reviews_per_s"] > 0 and summary["seconds"] >= summary["work_seconds"] > 0
+    assert summary["reviews_per_s"] > 0
+    assert summary["seconds"] >= summary["work_seconds"] > 0
 
     # resuming a finished run: nothing to redo, same result, no worker started
     logs: list[str] = []
-    again, s2 = explain_corpus(tiny_model.path, texts, labels, tmp_path, chunk_size=CHUNK, background=bg, ids=ids,
-                               resume=True, progress=False, log=logs.append)
+    again, s2 = explain_corpus(
+        tiny_model.path,
+        texts,
+        labels,
+        tmp_path,
+        chunk_size=CHUNK,
+        background=bg,
+        ids=ids,
+        resume=True,
+        progress=False,
+        log=logs.append,
+    )
     assert logs == [f"resume: {N_CHUNKS} of {N_CHUNKS} chunks already done ({N} reviews); explaining the other 0"]
     assert (s2["chunks_resumed"], s2["reviews_explained"], s2["workers"]) == (N_CHUNKS, 0, 0)
     assert again.table(1).to_csv_text() == acc.table(1).to_csv_text()
@@ -118,15 +143,31 @@ def test_local_cluster_matches_single_process(tiny_model, corpus, reference, tmp
     # the same folder again: refused without resume, refused for a different chunking
     with pytest.raises(DistributedError, match="--resume"):
         explain_corpus(tiny_model.path, texts, labels, tmp_path, chunk_size=CHUNK, background=bg, ids=ids)
-    with pytest.raises(DistributedError, match="different run.*chunk_size 25 -> 50"):
-        explain_corpus(tiny_model.path, texts, labels, tmp_path, chunk_size=50, background=bg, ids=ids,
-                       resume=True)
+    with pytest.raises(DistributedError, match=r"different run.*chunk_size 25 -> 50"):
+        explain_corpus(tiny_model.path, texts, labels, tmp_path, chunk_size=50, background=bg, ids=ids, resume=True)
 
 
 def cli(out: Path, model: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "seqshap.cli", "importance", "--model", str(model), "--n", str(N),
-            "--background", str(BG), "--chunk-size", str(CHUNK), "--min-count", "1", "--out", str(out),
-            "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "seqshap.cli",
+        "importance",
+        "--model",
+        str(model),
+        "--n",
+        str(N),
+        "--background",
+        str(BG),
+        "--chunk-size",
+        str(CHUNK),
+        "--min-count",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_killed_run_resumes_to_the_same_result(tiny_model, reference, tmp_path):
@@ -134,8 +175,13 @@ def test_killed_run_resumes_to_the_same_result(tiny_model, reference, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("MALLOC_TRIM_THRESHOLD_", None)  # left in os.environ by any Dask nanny started in this process
     # own session, so that SIGKILL takes the CLI and its Dask worker processes down together
-    proc = subprocess.Popen(cli(out, tiny_model.path, "--scheduler", "processes", "--workers", "2"), env=env,
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cli(out, tiny_model.path, "--scheduler", "processes", "--workers", "2"),
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 300
         while len(chunk_files(out)) < 2:
@@ -154,17 +200,28 @@ def test_killed_run_resumes_to_the_same_result(tiny_model, reference, tmp_path):
     assert not (out / "word_importance.csv").exists()
 
     # without --resume the folder is refused, with one clear line
-    again = subprocess.run(cli(out, tiny_model.path, "--scheduler", "local"), env=env, capture_output=True,
-                           text=True, timeout=300)
-    assert again.returncode == 1 and "pass --resume" in again.stderr and "Traceback" not in again.stderr
+    again = subprocess.run(
+        cli(out, tiny_model.path, "--scheduler", "local"), env=env, capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 1
+    assert "pass --resume" in again.stderr
+    assert "Traceback" not in again.stderr
 
     # resume on a different scheduler (the local process pool): the result does not depend on it
-    res = subprocess.run(cli(out, tiny_model.path, "--scheduler", "local", "--workers", "2", "--resume", "--json"),
-                         env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        cli(out, tiny_model.path, "--scheduler", "local", "--workers", "2", "--resume", "--json"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     k = len(saved)
-    assert re.search(rf"resume: {k} of {N_CHUNKS} chunks already done \({k * CHUNK} reviews\); "
-                     rf"explaining the other {N_CHUNKS - k}", res.stderr), res.stderr
+    assert re.search(
+        rf"resume: {k} of {N_CHUNKS} chunks already done \({k * CHUNK} reviews\); "
+        rf"explaining the other {N_CHUNKS - k}",
+        res.stderr,
+    ), res.stderr
     run = json.loads(res.stdout)["run"]
     assert (run["chunks_resumed"], run["reviews_explained"], run["workers"]) == (k, N - k * CHUNK, 2)
     assert f"{k} of {N_CHUNKS} chunks ({k * CHUNK} reviews) resumed" in res.stderr
@@ -184,5 +241,6 @@ def test_killed_run_resumes_to_the_same_result(tiny_model, reference, tmp_path):
     want = {r.word: r for r in reference.table(1).rows}
     assert set(rows) == set(want)
     for w, r in want.items():
-        assert int(rows[w]["count"]) == r.count and int(rows[w]["n_reviews"]) == r.n_reviews
+        assert int(rows[w]["count"]) == r.count
+        assert int(rows[w]["n_reviews"]) == r.n_reviews
         assert abs(float(rows[w]["sum"]) - r.sum) <= TOL + F32 * r.mean_abs * r.count

@@ -4,6 +4,7 @@ The hand-checkable model is a bag of words: every word id has a fixed score ``s`
 outputs ``sigmoid(sum_t s(x_t))`` (or the raw sum). Its exact word ranking is the score order,
 its Shapley values are the scores (raw) and every removal's effect can be computed on paper.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,12 +16,34 @@ import pytest
 import torch
 from torch import nn
 
-from seqshap.attribution import (METHODS, Attribution, DeepExplainer, DeepLift, ExactShapley, IntegratedGradients,
-                                 RandomBaseline, SamplingShapley, TooManyPlayersError, make_method, parse_methods)
+from seqshap.attribution import (
+    METHODS,
+    Attribution,
+    DeepExplainer,
+    DeepLift,
+    ExactShapley,
+    IntegratedGradients,
+    RandomBaseline,
+    SamplingShapley,
+    TooManyPlayersError,
+    make_method,
+    parse_methods,
+)
 from seqshap.cli import main
 from seqshap.faithfulness import evaluate
-from seqshap.faithfulness.metrics import (agreement, in_top, keep_words, kendall_tau, n_top, pad_in_place, pearson,
-                                          plant_word, remove_words, removal_scores, top_overlap)
+from seqshap.faithfulness.metrics import (
+    agreement,
+    in_top,
+    keep_words,
+    kendall_tau,
+    n_top,
+    pad_in_place,
+    pearson,
+    plant_word,
+    removal_scores,
+    remove_words,
+    top_overlap,
+)
 from seqshap.faithfulness.report import load_result, not_best_sentence, to_markdown, write_outputs
 
 # id:      0 pad, 1 start, 2 oov, 3..8 words, 9 the "planted" word
@@ -71,21 +94,22 @@ def bow_predict(ids) -> np.ndarray:
 def test_removal_helpers_by_hand():
     row = np.array([0, 0, 1, 3, 4, 5])
     assert pad_in_place(row, np.array([3, 5])).tolist() == [0, 0, 1, 0, 4, 0]
-    assert remove_words(row, np.array([3, 5])).tolist() == [0, 0, 0, 0, 1, 4]      # shift right, pad front
-    assert keep_words(row, np.array([4])).tolist() == [0, 0, 0, 0, 1, 4]           # start token kept
+    assert remove_words(row, np.array([3, 5])).tolist() == [0, 0, 0, 0, 1, 4]  # shift right, pad front
+    assert keep_words(row, np.array([4])).tolist() == [0, 0, 0, 0, 1, 4]  # start token kept
     assert [n_top(80, k) for k in (1, 5, 10, 20, 50)] == [1, 4, 8, 16, 40]
-    assert [n_top(3, k) for k in (1, 34, 100)] == [1, 2, 3] and n_top(0, 50) == 0
+    assert [n_top(3, k) for k in (1, 34, 100)] == [1, 2, 3]
+    assert n_top(0, 50) == 0
 
 
 def test_deletion_comprehensiveness_sufficiency_on_bag_of_words_by_hand():
-    ids = np.array([[1, 3, 4, 5, 6, 7]])           # z = 3+2+1-1-2 = 3, predicted positive
+    ids = np.array([[1, 3, 4, 5, 6, 7]])  # z = 3+2+1-1-2 = 3, predicted positive
     oracle = np.array([SCORES[i] for i in ids[0]])[None]
     s3 = sig(3)
     got = removal_scores(bow_predict, ids, oracle, bins=(20, 40, 100))
     # top 1 word: "3" (score 3) -> z=0; top 2: "3","4" -> z=-2; all words -> z=0
     expect_del = [s3 - sig(0), s3 - sig(-2), s3 - sig(0)]
     np.testing.assert_allclose(got["deletion"][0], expect_del, atol=1e-12)
-    np.testing.assert_allclose(got["comprehensiveness"][0], expect_del, atol=1e-12)   # order-free model
+    np.testing.assert_allclose(got["comprehensiveness"][0], expect_del, atol=1e-12)  # order-free model
     np.testing.assert_allclose(got["sufficiency"][0], [0.0, s3 - sig(5), 0.0], atol=1e-12)
     # The reversed ranking removes the most *negative* word first: the class gets more likely.
     rev = removal_scores(bow_predict, ids, -oracle, bins=(20, 40, 100))
@@ -95,7 +119,7 @@ def test_deletion_comprehensiveness_sufficiency_on_bag_of_words_by_hand():
 
 
 def test_negative_prediction_ranks_by_support_for_class_zero():
-    ids = np.array([[1, 7, 6, 5]])                 # z = -2-1+1 = -2: predicted negative
+    ids = np.array([[1, 7, 6, 5]])  # z = -2-1+1 = -2: predicted negative
     values = np.array([SCORES[i] for i in ids[0]])[None]
     got = removal_scores(bow_predict, ids, values, bins=(34,))
     # ceil(34% of 3) = 2 words: "7" and "6" (most negative) -> z = 1; p(class 0) = 1 - sig(1)
@@ -103,8 +127,8 @@ def test_negative_prediction_ranks_by_support_for_class_zero():
 
 
 def test_comprehensiveness_removes_words_where_deletion_pads_in_place():
-    ids = np.array([[1, 4, 3]])                    # LastWord sees "3": p = sig(3)
-    values = np.array([[0.0, 0.0, 1.0]])           # rank the last word first
+    ids = np.array([[1, 4, 3]])  # LastWord sees "3": p = sig(3)
+    values = np.array([[0.0, 0.0, 1.0]])  # rank the last word first
     net = LastWord()
     predict = ExactShapley(net, output="raw").predict
     got = removal_scores(predict, ids, values, bins=(50,))
@@ -124,28 +148,29 @@ def test_every_method_recovers_the_bag_of_words_ranking(name):
     ids = _bow_batch()
     method = make_method(name, BagOfWords())
     values = method.attribute(ids)
-    for row, v in zip(ids.numpy(), values):
+    for row, v in zip(ids.numpy(), values, strict=True):
         vis = row > 1
         want = np.argsort([-SCORES[t] for t in row[vis]], kind="stable")
         assert np.argsort(-v[vis], kind="stable").tolist() == want.tolist(), name
-        assert np.all(v[~vis] == 0)       # pad and start score 0: nothing to attribute there
+        assert np.all(v[~vis] == 0)  # pad and start score 0: nothing to attribute there
 
 
 def test_ig_matches_the_closed_form_and_reports_its_delta():
     ids = _bow_batch()
     ig = IntegratedGradients(BagOfWords(), steps=32)
     ex = ig.explain(ids)
-    for row, e in zip(ids.numpy(), ex):
+    for row, e in zip(ids.numpy(), ex, strict=True):
         s = np.array([SCORES[t] if t > 1 else 0.0 for t in row])
         z = s.sum()
         # path from "all words padded" (z=0) to x: phi_t = s_t (sig(z) - sig(0)) / z
         np.testing.assert_allclose(e.values, s * (sig(z) - sig(0)) / z, atol=1e-6)
-        assert e.method == "ig" and e.completeness_error < 1e-6
+        assert e.method == "ig"
+        assert e.completeness_error < 1e-6
         assert e.base_value == pytest.approx(sig(0), abs=1e-6)
 
 
 def test_exact_shapley_matches_permutation_definition_and_is_efficient():
-    ids = torch.tensor([[1, 3, 7, 5, 5]])             # two identical words: symmetric
+    ids = torch.tensor([[1, 3, 7, 5, 5]])  # two identical words: symmetric
     net = BagOfWords()
     ex = ExactShapley(net).explain(ids)[0]
     words = [1, 2, 3, 4]
@@ -153,19 +178,21 @@ def test_exact_shapley_matches_permutation_definition_and_is_efficient():
     def v(present):
         row = [int(t) if (i in present or i == 0) else 0 for i, t in enumerate(ids[0])]
         return sig(sum(SCORES[t] for t in row))
+
     brute = np.zeros(5)
     for perm in itertools.permutations(words):
         for k, i in enumerate(perm):
-            brute[i] += v(set(perm[:k + 1])) - v(set(perm[:k]))
+            brute[i] += v(set(perm[: k + 1])) - v(set(perm[:k]))
     brute /= math.factorial(len(words))
     np.testing.assert_allclose(ex.values, brute, atol=1e-7)
     assert ex.values[3] == pytest.approx(ex.values[4], abs=1e-9)
-    assert ex.completeness_error < 1e-7 and ex.base_value == pytest.approx(sig(0), abs=1e-7)
+    assert ex.completeness_error < 1e-7
+    assert ex.base_value == pytest.approx(sig(0), abs=1e-7)
 
 
 def test_exact_shapley_equals_deepshap_on_a_linear_model():
     net = BagOfWords(squash=False)
-    x = torch.tensor([[3, 6, 4, 8, 7], [5, 5, 3, 7, 4]])          # every position a word
+    x = torch.tensor([[3, 6, 4, 8, 7], [5, 5, 3, 7, 4]])  # every position a word
     background = torch.tensor([[4, 4, 6, 3, 8], [7, 5, 0, 0, 3], [8, 6, 5, 4, 7]])
     deep = DeepExplainer(net, background, output="raw").attribute(x)
     exact = ExactShapley(net, reference=background, output="raw").attribute(x)
@@ -194,7 +221,8 @@ def test_deeplift_on_a_module_without_maxlen_takes_the_first_length():
     dl = DeepLift(net, output="raw")
     x = torch.tensor([[3, 6, 4, 8, 7]])
     np.testing.assert_allclose(dl.attribute(x), np.array(SCORES)[x.numpy()], atol=1e-6)
-    assert dl.background.shape == (1, 5) and dl.expected_value[0] == pytest.approx(0.0)
+    assert dl.background.shape == (1, 5)
+    assert dl.expected_value[0] == pytest.approx(0.0)
     with pytest.raises(ValueError, match=r"has shape \(1, 4\) but the background rows are \(5,\)"):
         dl.attribute(x[:, :4])
 
@@ -208,6 +236,7 @@ def test_exact_shapley_refuses_long_inputs_in_one_line():
 @pytest.fixture(scope="module")
 def short_ids(tiny_model, imdb):
     from seqshap.faithfulness import short_texts
+
     return short_texts(tiny_model, imdb["test"].texts[:3], 6)
 
 
@@ -226,20 +255,33 @@ def test_sampling_shapley_converges_to_exact_and_adds_up(tiny_model, short_ids):
     exact = ExactShapley(tiny_model).explain(short_ids)
     few = SamplingShapley(tiny_model, n_permutations=4, seed=0).explain(short_ids)
     many = SamplingShapley(tiny_model, n_permutations=400, seed=0).explain(short_ids)
-    err_many = max(np.abs(m.values - e.values).max() for m, e in zip(many, exact))
-    err_few = max(np.abs(f.values - e.values).max() for f, e in zip(few, exact))
-    assert err_many < 0.01 and err_many < err_few
+    err_many = max(np.abs(m.values - e.values).max() for m, e in zip(many, exact, strict=True))
+    err_few = max(np.abs(f.values - e.values).max() for f, e in zip(few, exact, strict=True))
+    assert err_many < 0.01
+    assert err_many < err_few
     assert max(m.completeness_error for m in few + many + exact) < 1e-6
-    assert all(m.base_value == pytest.approx(e.base_value) for m, e in zip(many, exact))
+    assert all(m.base_value == pytest.approx(e.base_value) for m, e in zip(many, exact, strict=True))
 
 
 # What an Explanation says about its input and model, whatever the method: one builder fills these.
-SHARED_FIELDS = ("tokens", "ids", "text", "label", "spans", "word_ids", "classes", "output_name", "predicted",
-                 "output_space", "model_name", "output_index")
+SHARED_FIELDS = (
+    "tokens",
+    "ids",
+    "text",
+    "label",
+    "spans",
+    "word_ids",
+    "classes",
+    "output_name",
+    "predicted",
+    "output_space",
+    "model_name",
+    "output_index",
+)
 
 
 def _same_fields(ex, ref, name):
-    for e, r in zip(ex, ref):
+    for e, r in zip(ex, ref, strict=True):
         for f in SHARED_FIELDS:
             assert getattr(e, f) == getattr(r, f), (name, f)
         assert e.output_value == pytest.approx(r.output_value, abs=1e-9), name
@@ -249,14 +291,19 @@ def test_every_method_gives_the_same_explanation_object(tiny_model, imdb):
     texts = imdb["test"].texts[:2]
     bg = imdb["train"].texts[:5]
     ref = DeepExplainer(tiny_model, bg).explain(texts, labels=[1, 0])
-    assert ref[0].spans is not None and ref[0].word_ids is not None
-    assert ref[0].classes == tiny_model.classes and ref[0].output_name == tiny_model.classes[-1]
+    assert ref[0].spans is not None
+    assert ref[0].word_ids is not None
+    assert ref[0].classes == tiny_model.classes
+    assert ref[0].output_name == tiny_model.classes[-1]
     for name in ["deepshap", "deeplift", "gradxinput", "ig", "occlusion", "sampling-shapley", "random"]:
         method = make_method(name, tiny_model, background=bg, n_permutations=4)
-        assert type(method) is METHODS[name] and isinstance(method, Attribution)
+        assert type(method) is METHODS[name]
+        assert isinstance(method, Attribution)
         ex = method.explain(texts, labels=[1, 0])
         assert [e.method for e in ex] == [name, name]
-        assert ex[0].text == texts[0] and ex[1].label == 0 and ex[0].tokens[-1] != "<pad>"
+        assert ex[0].text == texts[0]
+        assert ex[1].label == 0
+        assert ex[0].tokens[-1] != "<pad>"
         assert ex[0].values.shape == (tiny_model.maxlen,)
         assert ex[0].output_value == pytest.approx(float(tiny_model.predict(texts[:1])[0]), abs=1e-6)
         if name in ("deepshap", "deeplift", "ig", "sampling-shapley"):
@@ -275,11 +322,20 @@ def test_every_registered_method_explains_short_texts_alike(tiny_model, imdb):
     texts = ["the acting was great but the plot was awful", "a dull, lifeless film"]
     bg = imdb["train"].texts[:5]
     ref = DeepExplainer(tiny_model, bg).explain(texts)
-    assert ref[0].spans[-1] == (len(texts[0]) - 5, len(texts[0]))      # "awful"
-    assert set(METHODS) == {"deepshap", "deeplift", "gradxinput", "ig", "occlusion", "exact-shapley",
-                            "sampling-shapley", "random"}
+    assert ref[0].spans[-1] == (len(texts[0]) - 5, len(texts[0]))  # "awful"
+    assert set(METHODS) == {
+        "deepshap",
+        "deeplift",
+        "gradxinput",
+        "ig",
+        "occlusion",
+        "exact-shapley",
+        "sampling-shapley",
+        "random",
+    }
     for name, cls in METHODS.items():
-        assert issubclass(cls, Attribution) and cls._values is not Attribution._values, name
+        assert issubclass(cls, Attribution), name
+        assert cls._values is not Attribution._values, name
         method = make_method(name, tiny_model, background=bg, n_permutations=4)
         assert type(method) is cls
         ex = method.explain(texts)
@@ -290,7 +346,10 @@ def test_every_registered_method_explains_short_texts_alike(tiny_model, imdb):
     # ids in, no text: the same builder, without spans
     ids = tiny_model.encode(texts)
     e = make_method("occlusion", tiny_model).explain(ids)[0]
-    assert e.text is None and e.spans is None and e.tokens == ref[0].tokens and e.output_name == "positive"
+    assert e.text is None
+    assert e.spans is None
+    assert e.tokens == ref[0].tokens
+    assert e.output_name == "positive"
     with pytest.raises(ValueError, match=r"inputs: unknown word ids \[5000\]"):
         make_method("gradxinput", tiny_model).attribute(torch.full((1, 40), 5000))
     with pytest.raises(ValueError, match="labels: got 1 for 2 inputs"):
@@ -302,26 +361,31 @@ def test_random_baseline_is_random_and_seeded(tiny_model, imdb):
     a, b = RandomBaseline(tiny_model, seed=0).attribute(ids), RandomBaseline(tiny_model, seed=0).attribute(ids)
     c = RandomBaseline(tiny_model, seed=1).attribute(ids)
     np.testing.assert_array_equal(a, b)
-    vis = (ids.numpy() > 1)
-    assert np.all(a[~vis] == 0) and not np.allclose(a[vis], c[vis])
-    assert abs(np.corrcoef(a[vis], c[vis])[0, 1]) < 0.2       # unrelated draws, not a shifted copy
-    assert abs(a[vis].mean()) < 0.15 and 0.85 < a[vis].std() < 1.15   # N(0, 1) on ~700 words
+    vis = ids.numpy() > 1
+    assert np.all(a[~vis] == 0)
+    assert not np.allclose(a[vis], c[vis])
+    assert abs(np.corrcoef(a[vis], c[vis])[0, 1]) < 0.2  # unrelated draws, not a shifted copy
+    assert abs(a[vis].mean()) < 0.15
+    assert 0.85 < a[vis].std() < 1.15
     # a review gets the same values whatever batch it is in
     np.testing.assert_array_equal(RandomBaseline(tiny_model, seed=0).attribute(ids[5:7]), a[5:7])
 
 
 # ---- agreement and planted words -----------------------------------------------------------------------
 def test_agreement_metrics_by_hand():
-    assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)     # 2 concordant, 1 discordant pair
+    assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)  # 2 concordant, 1 discordant pair
     assert kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1)
-    assert kendall_tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / math.sqrt(2 * 3))   # tau-b with a tie
-    assert pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1) and pearson([1, 2, 3], [-1, -2, -3]) == pytest.approx(-1)
-    assert math.isnan(pearson([1, 1, 1], [1, 2, 3])) and math.isnan(kendall_tau([2, 2], [1, 3]))
+    assert kendall_tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / math.sqrt(2 * 3))  # tau-b with a tie
+    assert pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1)
+    assert pearson([1, 2, 3], [-1, -2, -3]) == pytest.approx(-1)
+    assert math.isnan(pearson([1, 1, 1], [1, 2, 3]))
+    assert math.isnan(kendall_tau([2, 2], [1, 3]))
     assert top_overlap(np.array([5, -4, 3, 0.1]), np.array([-9, 0, 8, 7]), k=3) == pytest.approx(2 / 3)
     ids = np.array([[0, 1, 3, 4, 5, 6]])
-    ref = np.array([[9.0, 9.0, 1.0, 2.0, 3.0, 4.0]])          # pad/start values are ignored
+    ref = np.array([[9.0, 9.0, 1.0, 2.0, 3.0, 4.0]])  # pad/start values are ignored
     got = agreement(np.array([[0, 0, 1.0, 2.0, 4.0, 3.0]]), ref, ids)
-    assert got["pearson"][0] == pytest.approx(0.8) and got["kendall"][0] == pytest.approx(4 / 6)
+    assert got["pearson"][0] == pytest.approx(0.8)
+    assert got["kendall"][0] == pytest.approx(4 / 6)
     assert got["top3"][0] == pytest.approx(1.0)
 
 
@@ -330,11 +394,15 @@ def test_plant_word_positions_and_truncation():
     row = np.array([0, 0, 1, 4, 5])
     for _ in range(20):
         out, at = plant_word(row, 9, rng)
-        assert out[at] == 9 and sorted(out.tolist()) == [0, 1, 4, 5, 9] and at > out.tolist().index(1)  # after <start>
+        assert out[at] == 9
+        assert sorted(out.tolist()) == [0, 1, 4, 5, 9]
+        assert at > out.tolist().index(1)
     full = np.array([3, 4, 5, 6])
     for _ in range(20):
         out, at = plant_word(full, 9, rng)
-        assert out[at] == 9 and len(out) == 4 and 3 not in out.tolist()   # the oldest word is dropped
+        assert out[at] == 9
+        assert len(out) == 4
+        assert 3 not in out.tolist()
     assert in_top(np.array([0, 0, 5.0, -6, 1]), np.array([0, 1, 3, 4, 5]), 3, k=1)
 
 
@@ -345,7 +413,8 @@ def test_planted_strong_word_is_found_by_every_method_but_random():
     methods = {n: make_method(n, net) for n in ["gradxinput", "ig", "occlusion", "sampling-shapley", "random"]}
     res = evaluate(methods, hosts[:4], planted_hosts=hosts, planted_words=(9,), seed=0)
     for name in ["gradxinput", "ig", "occlusion", "sampling-shapley"]:
-        assert res.row(name).planted_top5 == 1.0 and res.row(name).n_planted == 40
+        assert res.row(name).planted_top5 == 1.0
+        assert res.row(name).n_planted == 40
     # chance for random: 5 of 12 words ~ 0.42
     assert 0.1 < res.row("random").planted_top5 < 0.8
     assert res.meta["planted_mean_abs_shift"] > 0.3
@@ -355,18 +424,26 @@ def test_planted_strong_word_is_found_by_every_method_but_random():
 def test_evaluate_scores_the_oracle_above_random_and_writes_files(tmp_path):
     net = BagOfWords()
     rng = np.random.default_rng(0)
-    ids = torch.from_numpy(np.concatenate([np.zeros((30, 2), int), np.ones((30, 1), int),
-                                           rng.integers(3, 9, size=(30, 9))], 1))
+    ids = torch.from_numpy(
+        np.concatenate([np.zeros((30, 2), int), np.ones((30, 1), int), rng.integers(3, 9, size=(30, 9))], 1)
+    )
     methods = {n: make_method(n, net) for n in ["exact-shapley", "occlusion", "random"]}
     res = evaluate(methods, ids, short_ids=ids[:10], reference=methods["exact-shapley"], bins=(10, 50))
     ex, occ, rnd = (res.row(n) for n in ("exact-shapley", "occlusion", "random"))
-    assert ex.aopc > rnd.aopc + 0.1 and ex.comp > rnd.comp + 0.1 and ex.suff < rnd.suff - 0.1
-    assert ex.pearson == pytest.approx(1.0) and ex.kendall == pytest.approx(1.0) and ex.top3 == 1.0
-    assert occ.kendall > 0.9 and abs(rnd.kendall) < 0.4
-    assert ex.completeness_error < 1e-9 and math.isnan(occ.completeness_error)
+    assert ex.aopc > rnd.aopc + 0.1
+    assert ex.comp > rnd.comp + 0.1
+    assert ex.suff < rnd.suff - 0.1
+    assert ex.pearson == pytest.approx(1.0)
+    assert ex.kendall == pytest.approx(1.0)
+    assert ex.top3 == 1.0
+    assert occ.kendall > 0.9
+    assert abs(rnd.kendall) < 0.4
+    assert ex.completeness_error < 1e-9
+    assert math.isnan(occ.completeness_error)
     assert all(r.seconds_per_review > 0 for r in res.rows)
     md = to_markdown(res)
-    assert "| exact-shapley |" in md and "1.000 (ref)" in md
+    assert "| exact-shapley |" in md
+    assert "1.000 (ref)" in md
     paths = write_outputs(res, tmp_path)
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     back = load_result(paths["json"])
@@ -376,11 +453,15 @@ def test_evaluate_scores_the_oracle_above_random_and_writes_files(tmp_path):
 
 def test_not_best_sentence_names_the_winner():
     from seqshap.faithfulness import FaithfulnessResult, MethodScores
-    rows = [MethodScores("deepshap", 5, (10,), [0.2], [0.2], [0.1], 0.2, 0.2, 0.1, seconds_per_review=1.0),
-            MethodScores("occlusion", 5, (10,), [0.3], [0.1], [0.1], 0.3, 0.1, 0.1, seconds_per_review=0.1)]
+
+    rows = [
+        MethodScores("deepshap", 5, (10,), [0.2], [0.2], [0.1], 0.2, 0.2, 0.1, seconds_per_review=1.0),
+        MethodScores("occlusion", 5, (10,), [0.3], [0.1], [0.1], 0.3, 0.1, 0.1, seconds_per_review=0.1),
+    ]
     s = not_best_sentence(FaithfulnessResult("m", 5, (10,), rows))
     assert "not the best on deletion AOPC (best: occlusion 0.300 vs deepshap 0.200)" in s
-    assert "s / review (best: occlusion" in s and "It is the best on comprehensiveness (runner-up occlusion" in s
+    assert "s / review (best: occlusion" in s
+    assert "It is the best on comprehensiveness (runner-up occlusion" in s
     # with per-review values the difference comes with its paired standard error
     per = {"deepshap": {"aopc": [0.1, 0.2, 0.3]}, "occlusion": {"aopc": [0.2, 0.4, 0.3]}}
     s = not_best_sentence(FaithfulnessResult("m", 3, (10,), rows, per_review=per))
@@ -398,22 +479,53 @@ def test_parse_methods_errors():
 
 def test_cli_end_to_end_on_the_tiny_model(tiny_model, tmp_path, capsys):
     out = tmp_path / "faith"
-    rc = main(["faithfulness", "--model", str(tiny_model.path), "--n", "6", "--methods",
-               "deepshap,ig,gradxinput,occlusion,random", "--background", "5", "--short", "3",
-               "--short-words", "5", "--planted", "4", "--out", str(out), "--quiet"])
+    rc = main(
+        [
+            "faithfulness",
+            "--model",
+            str(tiny_model.path),
+            "--n",
+            "6",
+            "--methods",
+            "deepshap,ig,gradxinput,occlusion,random",
+            "--background",
+            "5",
+            "--short",
+            "3",
+            "--short-words",
+            "5",
+            "--planted",
+            "4",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     rows = list(csv.DictReader((out / "faithfulness.csv").open()))
     assert [r["method"] for r in rows] == ["deepshap", "ig", "gradxinput", "occlusion", "random"]
     for r in rows:
-        assert r["n"] == "6" and r["n_short"] == "3" and r["n_planted"] == "4"
-        for col in ("deletion_aopc", "comprehensiveness", "sufficiency", "deletion@50", "kendall", "planted_top5",
-                    "seconds_per_review"):
+        assert r["n"] == "6"
+        assert r["n_short"] == "3"
+        assert r["n_planted"] == "4"
+        for col in (
+            "deletion_aopc",
+            "comprehensiveness",
+            "sufficiency",
+            "deletion@50",
+            "kendall",
+            "planted_top5",
+            "seconds_per_review",
+        ):
             assert math.isfinite(float(r[col])), (r["method"], col)
     md = (out / "faithfulness.md").read_text()
-    assert md.startswith("### Faithfulness on") and "| random |" in md
+    assert md.startswith("### Faithfulness on")
+    assert "| random |" in md
     assert (out / "faithfulness.png").stat().st_size > 10_000
     assert "| deepshap |" in capsys.readouterr().out
     # bad input: exit 2, one line
     rc = main(["faithfulness", "--model", str(tiny_model.path), "--methods", "deepshap,lime", "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "unknown method(s) lime" in err[0]
+    assert rc == 2
+    assert len(err) == 1
+    assert "unknown method(s) lime" in err[0]

@@ -1,4 +1,5 @@
 """Global word importance: grouping by word, filters, exact merging, CSV/JSON writers."""
+
 from __future__ import annotations
 
 import csv
@@ -16,8 +17,9 @@ from seqshap.viz.importance import write_outputs
 
 
 def exp(tokens, values, space="probability") -> Explanation:
-    return Explanation(tokens, list(range(len(tokens))), values, 0.5, 0.5 + float(np.sum(values)), 0.0,
-                       output_space=space)
+    return Explanation(
+        tokens, list(range(len(tokens))), values, 0.5, 0.5 + float(np.sum(values)), 0.0, output_space=space
+    )
 
 
 REVIEWS = [
@@ -30,12 +32,17 @@ REVIEWS = [
 def test_groups_by_word_with_means_counts_and_reviews():
     t = word_importance(REVIEWS, min_count=1)
     g = t["great"]
-    assert g.count == 3 and g.n_reviews == 2
-    assert g.mean == pytest.approx((0.30 + 0.10 + 0.20) / 3) and g.mean_abs == pytest.approx(0.2)
+    assert g.count == 3
+    assert g.n_reviews == 2
+    assert g.mean == pytest.approx((0.30 + 0.10 + 0.20) / 3)
+    assert g.mean_abs == pytest.approx(0.2)
     a = t["awful"]
-    assert (a.count, a.n_reviews) == (2, 2) and a.mean == pytest.approx(-0.3) and a.mean_abs == pytest.approx(0.3)
+    assert (a.count, a.n_reviews) == (2, 2)
+    assert a.mean == pytest.approx(-0.3)
+    assert a.mean_abs == pytest.approx(0.3)
     f = t["film"]
-    assert f.mean == pytest.approx(-0.01) and f.mean_abs == pytest.approx(0.02)
+    assert f.mean == pytest.approx(-0.01)
+    assert f.mean_abs == pytest.approx(0.02)
     assert t.n_explanations == 3
 
 
@@ -75,7 +82,8 @@ def test_merge_is_exact_whatever_the_split_or_order():
     rng.shuffle(shuffled)
     parts = [WordImportance().update(shuffled[i::4]) for i in range(4)]
     total = parts[0] + parts[1] + parts[2] + parts[3]
-    assert total.table(1).rows == whole.rows and total.n_explanations == len(reviews)
+    assert total.table(1).rows == whole.rows
+    assert total.n_explanations == len(reviews)
     # plain float summation would not give this: the exact sums are kept
     assert sum([1e16, 1.0, -1e16]) != sum([1e16, -1e16, 1.0])
 
@@ -83,7 +91,8 @@ def test_merge_is_exact_whatever_the_split_or_order():
 def test_state_roundtrip_through_json_is_exact():
     acc = WordImportance().update(REVIEWS)
     again = WordImportance.from_state(json.loads(json.dumps(acc.to_state())))
-    assert again.table(1).rows == acc.table(1).rows and again.n_skipped == acc.n_skipped
+    assert again.table(1).rows == acc.table(1).rows
+    assert again.n_skipped == acc.n_skipped
 
 
 def test_refuses_mixed_output_spaces_and_bad_values():
@@ -106,10 +115,14 @@ def test_csv_json_png_svg_written(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["word"] for r in rows] == [r.word for r in t.rows]
     great = next(r for r in rows if r["word"] == "great")
-    assert float(great["mean"]) == t["great"].mean and int(great["count"]) == 3 and int(great["n_reviews"]) == 2
+    assert float(great["mean"]) == t["great"].mean
+    assert int(great["count"]) == 3
+    assert int(great["n_reviews"]) == 2
     data = json.loads(paths["json"].read_text())
-    assert data["top_positive"] == ["great"] and data["top_negative"] == ["awful", "plot", "film"]
-    assert data["n_explanations"] == 3 and len(data["words"]) == 4
+    assert data["top_positive"] == ["great"]
+    assert data["top_negative"] == ["awful", "plot", "film"]
+    assert data["n_explanations"] == 3
+    assert len(data["words"]) == 4
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "great" in paths["svg"].read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
@@ -117,7 +130,9 @@ def test_csv_json_png_svg_written(tmp_path):
 
 def test_importance_is_numbers_only():
     """The numbers do not import the pictures (viz imports importance, not the other way)."""
-    code = ("import sys, seqshap.importance; "
-            "print(sorted(m for m in sys.modules if m.startswith(('seqshap.viz', 'matplotlib'))))")
+    code = (
+        "import sys, seqshap.importance; "
+        "print(sorted(m for m in sys.modules if m.startswith(('seqshap.viz', 'matplotlib'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

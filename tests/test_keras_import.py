@@ -3,6 +3,7 @@ built here, saved as ``.keras`` and ``.h5``, converted, and must predict what Ke
 (1e-5) and be explainable with DeepSHAP (completeness 1e-4). Keras-2-only layouts are
 written with h5py directly. Keras runs on its torch backend, so TensorFlow is not needed.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ from seqshap.keras_import import KerasImportError, import_keras
 # Keras' own numpy-2 copy= deprecation noise, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
-V, E, T = 40, 6, 12          # vocabulary rows, embedding width, sequence length
+V, E, T = 40, 6, 12  # vocabulary rows, embedding width, sequence length
 TOL_PRED, TOL_SHAP = 1e-5, 1e-4
 
 
@@ -48,28 +49,48 @@ CASES = {
     "lstm": lambda: seq(L.LSTM(5, dropout=0.2, recurrent_dropout=0.2), L.Dense(1, activation="sigmoid")),
     "gru_reset_after": lambda: seq(L.GRU(5), L.Dense(1, activation="sigmoid")),
     "gru_reset_before": lambda: seq(L.GRU(5, reset_after=False), L.Dense(1, activation="sigmoid")),
-    "bilstm_stacked": lambda: seq(L.Bidirectional(L.LSTM(4, return_sequences=True)), L.Dropout(0.3),
-                                  L.LSTM(3), L.Dense(1, activation="sigmoid")),
-    "bigru_both_resets": lambda: seq(L.Bidirectional(L.GRU(4, return_sequences=True)),
-                                     L.Bidirectional(L.GRU(3, reset_after=False)),
-                                     L.Dense(2, activation="softmax")),
-    "gru_sequences_maxpool": lambda: seq(L.SpatialDropout1D(0.2), L.GRU(4, return_sequences=True, reset_after=False),
-                                         L.GRU(4, return_sequences=True), L.GlobalMaxPooling1D(),
-                                         L.Dense(3, activation="softmax")),
-    "lstm_hard_sigmoid_relu": lambda: seq(L.LSTM(5, recurrent_activation="hard_sigmoid", activation="relu"),
-                                          L.Dense(1, activation="sigmoid")),
-    "lstm_sequences_flatten": lambda: seq(L.LSTM(3, return_sequences=True), L.Flatten(),
-                                          L.Dense(1, activation="sigmoid")),
+    "bilstm_stacked": lambda: seq(
+        L.Bidirectional(L.LSTM(4, return_sequences=True)), L.Dropout(0.3), L.LSTM(3), L.Dense(1, activation="sigmoid")
+    ),
+    "bigru_both_resets": lambda: seq(
+        L.Bidirectional(L.GRU(4, return_sequences=True)),
+        L.Bidirectional(L.GRU(3, reset_after=False)),
+        L.Dense(2, activation="softmax"),
+    ),
+    "gru_sequences_maxpool": lambda: seq(
+        L.SpatialDropout1D(0.2),
+        L.GRU(4, return_sequences=True, reset_after=False),
+        L.GRU(4, return_sequences=True),
+        L.GlobalMaxPooling1D(),
+        L.Dense(3, activation="softmax"),
+    ),
+    "lstm_hard_sigmoid_relu": lambda: seq(
+        L.LSTM(5, recurrent_activation="hard_sigmoid", activation="relu"), L.Dense(1, activation="sigmoid")
+    ),
+    "lstm_sequences_flatten": lambda: seq(
+        L.LSTM(3, return_sequences=True), L.Flatten(), L.Dense(1, activation="sigmoid")
+    ),
     "lstm_flatten_noop": lambda: seq(L.LSTM(3), L.Flatten(), L.Dense(1, activation="sigmoid")),
-    "cnn_valid": lambda: seq(L.Conv1D(6, 3, activation="relu"), L.GlobalMaxPooling1D(),
-                             L.Dense(1, activation="sigmoid")),
-    "cnn_same_even_kernel_linear_out": lambda: seq(L.Conv1D(6, 4, padding="same", activation="relu"),
-                                                   L.MaxPooling1D(2), L.Conv1D(5, 3, activation="tanh"),
-                                                   L.GlobalAveragePooling1D(), L.Dense(1)),
-    "cnn_lstm": lambda: seq(L.Conv1D(6, 3, padding="same"), L.AveragePooling1D(2), L.LSTM(4),
-                            L.Dense(4, activation="relu"), L.Dense(1, activation="sigmoid")),
-    "dense_activation_layers": lambda: seq(L.Flatten(), L.Dense(4), L.Activation("tanh"), L.Dense(1),
-                                           L.Activation("sigmoid")),
+    "cnn_valid": lambda: seq(
+        L.Conv1D(6, 3, activation="relu"), L.GlobalMaxPooling1D(), L.Dense(1, activation="sigmoid")
+    ),
+    "cnn_same_even_kernel_linear_out": lambda: seq(
+        L.Conv1D(6, 4, padding="same", activation="relu"),
+        L.MaxPooling1D(2),
+        L.Conv1D(5, 3, activation="tanh"),
+        L.GlobalAveragePooling1D(),
+        L.Dense(1),
+    ),
+    "cnn_lstm": lambda: seq(
+        L.Conv1D(6, 3, padding="same"),
+        L.AveragePooling1D(2),
+        L.LSTM(4),
+        L.Dense(4, activation="relu"),
+        L.Dense(1, activation="sigmoid"),
+    ),
+    "dense_activation_layers": lambda: seq(
+        L.Flatten(), L.Dense(4), L.Activation("tanh"), L.Dense(1), L.Activation("sigmoid")
+    ),
     "functional_chain": functional_chain,
 }
 
@@ -93,9 +114,9 @@ def torch_out(sm: store.SeqshapModel, ids: np.ndarray) -> np.ndarray:
 
 def random_ids(n: int = 24, seed: int = 1, length: int = T, high: int = V) -> np.ndarray:
     ids = np.random.default_rng(seed).integers(0, high, (n, length))
-    ids[0] = 0                      # all padding
-    ids[1, : length // 2] = 0       # front-padded, as pad_sequences does
-    ids[2, -1] = high - 1           # the embedding's last row
+    ids[0] = 0  # all padding
+    ids[1, : length // 2] = 0  # front-padded, as pad_sequences does
+    ids[2, -1] = high - 1  # the embedding's last row
     return ids
 
 
@@ -121,7 +142,8 @@ def test_converted_models_match_keras_and_explain(case, tmp_path):
         path = tmp_path / f"model.{ext}"
         model.save(path)
         sm = import_keras(path, tmp_path / f"out_{ext}")
-        assert sm.config["arch"] == "keras" and sm.maxlen == T
+        assert sm.config["arch"] == "keras"
+        assert sm.maxlen == T
         got = torch_out(sm, ids)
         assert got.shape == expected.shape
         diff = np.abs(got - expected).max()
@@ -129,7 +151,8 @@ def test_converted_models_match_keras_and_explain(case, tmp_path):
         converted[ext] = sm
     # Both formats must give the very same tensors, and the directory must reload to them.
     a, b = converted["keras"].net.state_dict(), converted["h5"].net.state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
     reloaded = store.load(tmp_path / "out_keras")
     np.testing.assert_array_equal(torch_out(reloaded, ids), torch_out(converted["keras"], ids))
     expect_space = "probability" if model.layers[-1].get_config().get("activation") in ("sigmoid", "softmax") else "raw"
@@ -149,6 +172,7 @@ def test_keras_versions_hard_sigmoid_differs(tmp_path):
 
 # ------------------------------------------------------------------ Keras 2 files (written with h5py)
 
+
 def keras2_hard_sigmoid(x):
     return keras.ops.clip(0.2 * x + 0.5, 0.0, 1.0)
 
@@ -159,45 +183,110 @@ def write_keras2_h5(path, model: keras.Model, style: str) -> None:
     emb, lstm, gru, dense = model.layers
     names = ["embedding", "lstm", "gru", "dense"]
     cfgs = [
-        {"class_name": "Embedding", "config": {"name": "embedding", "trainable": True, "batch_input_shape": [None, T],
-                                               "dtype": "float32", "input_dim": V, "output_dim": E,
-                                               "mask_zero": False, "input_length": T}},
-        {"class_name": "LSTM", "config": {"name": "lstm", "return_sequences": True, "return_state": False,
-                                          "go_backwards": False, "stateful": False, "unroll": False,
-                                          "time_major": False, "units": 5, "activation": "tanh",
-                                          "recurrent_activation": "hard_sigmoid", "use_bias": True,
-                                          "unit_forget_bias": True, "dropout": 0.0, "recurrent_dropout": 0.0,
-                                          "implementation": 2}},
-        {"class_name": "GRU", "config": {"name": "gru", "return_sequences": False, "units": 4,
-                                         "activation": "tanh", "recurrent_activation": "sigmoid",
-                                         "use_bias": True, "implementation": 2}},
+        {
+            "class_name": "Embedding",
+            "config": {
+                "name": "embedding",
+                "trainable": True,
+                "batch_input_shape": [None, T],
+                "dtype": "float32",
+                "input_dim": V,
+                "output_dim": E,
+                "mask_zero": False,
+                "input_length": T,
+            },
+        },
+        {
+            "class_name": "LSTM",
+            "config": {
+                "name": "lstm",
+                "return_sequences": True,
+                "return_state": False,
+                "go_backwards": False,
+                "stateful": False,
+                "unroll": False,
+                "time_major": False,
+                "units": 5,
+                "activation": "tanh",
+                "recurrent_activation": "hard_sigmoid",
+                "use_bias": True,
+                "unit_forget_bias": True,
+                "dropout": 0.0,
+                "recurrent_dropout": 0.0,
+                "implementation": 2,
+            },
+        },
+        {
+            "class_name": "GRU",
+            "config": {
+                "name": "gru",
+                "return_sequences": False,
+                "units": 4,
+                "activation": "tanh",
+                "recurrent_activation": "sigmoid",
+                "use_bias": True,
+                "implementation": 2,
+            },
+        },
         {"class_name": "Dense", "config": {"name": "dense", "units": 1, "activation": "sigmoid", "use_bias": True}},
     ]
     if style != "keras22":
         cfgs[2]["config"]["reset_after"] = False  # Keras 2.2 files predate the key (default False)
     if style == "tf2_sequential":
-        config = {"class_name": "Sequential", "config": {"name": "sequential", "layers": [
-            {"class_name": "InputLayer", "config": {"batch_input_shape": [None, T], "dtype": "int32",
-                                                    "name": "embedding_input"}}] + cfgs}}
+        config = {
+            "class_name": "Sequential",
+            "config": {
+                "name": "sequential",
+                "layers": [
+                    {
+                        "class_name": "InputLayer",
+                        "config": {"batch_input_shape": [None, T], "dtype": "int32", "name": "embedding_input"},
+                    },
+                    *cfgs,
+                ],
+            },
+        }
     elif style == "keras22":
         config = {"class_name": "Sequential", "config": cfgs}  # Keras <= 2.2: a bare layer list
     else:  # tf2 functional: layers carry name and inbound_nodes [[["prev", 0, 0, {}]]]
-        chain = [{"class_name": "InputLayer", "name": "ids",
-                  "config": {"batch_input_shape": [None, T], "dtype": "int32", "name": "ids"}, "inbound_nodes": []}]
+        chain = [
+            {
+                "class_name": "InputLayer",
+                "name": "ids",
+                "config": {"batch_input_shape": [None, T], "dtype": "int32", "name": "ids"},
+                "inbound_nodes": [],
+            }
+        ]
         prev = "ids"
         for c in cfgs:
             chain.append(dict(c, name=c["config"]["name"], inbound_nodes=[[[prev, 0, 0, {}]]]))
             prev = c["config"]["name"]
-        config = {"class_name": "Functional", "config": {"name": "model", "layers": chain,
-                                                        "input_layers": [["ids", 0, 0]],
-                                                        "output_layers": [["dense", 0, 0]]}}
+        config = {
+            "class_name": "Functional",
+            "config": {
+                "name": "model",
+                "layers": chain,
+                "input_layers": [["ids", 0, 0]],
+                "output_layers": [["dense", 0, 0]],
+            },
+        }
     weights = {
         "embedding": [("embedding/embeddings:0", emb.get_weights()[0])],
-        "lstm": list(zip(["lstm/lstm_cell/kernel:0", "lstm/lstm_cell/recurrent_kernel:0", "lstm/lstm_cell/bias:0"],
-                         lstm.get_weights())),
-        "gru": list(zip(["gru/gru_cell/kernel:0", "gru/gru_cell/recurrent_kernel:0", "gru/gru_cell/bias:0"],
-                        gru.get_weights())),
-        "dense": list(zip(["dense/kernel:0", "dense/bias:0"], dense.get_weights())),
+        "lstm": list(
+            zip(
+                ["lstm/lstm_cell/kernel:0", "lstm/lstm_cell/recurrent_kernel:0", "lstm/lstm_cell/bias:0"],
+                lstm.get_weights(),
+                strict=True,
+            )
+        ),
+        "gru": list(
+            zip(
+                ["gru/gru_cell/kernel:0", "gru/gru_cell/recurrent_kernel:0", "gru/gru_cell/bias:0"],
+                gru.get_weights(),
+                strict=True,
+            )
+        ),
+        "dense": list(zip(["dense/kernel:0", "dense/bias:0"], dense.get_weights(), strict=True)),
     }
     with h5py.File(path, "w") as f:
         f.attrs["keras_version"] = b"2.4.0"
@@ -216,14 +305,22 @@ def write_keras2_h5(path, model: keras.Model, style: str) -> None:
 def test_keras2_h5_layouts(style, tmp_path):
     """Keras 2 semantics: hard_sigmoid = clip(0.2x + 0.5), GRU reset_after=False (the Keras 2.2
     default when the key is absent); the reference is Keras 3 given Keras 2's hard sigmoid."""
-    model = randomize(seq(L.LSTM(5, return_sequences=True, recurrent_activation=keras2_hard_sigmoid),
-                          L.GRU(4, reset_after=False), L.Dense(1, activation="sigmoid")), seed=7)
+    model = randomize(
+        seq(
+            L.LSTM(5, return_sequences=True, recurrent_activation=keras2_hard_sigmoid),
+            L.GRU(4, reset_after=False),
+            L.Dense(1, activation="sigmoid"),
+        ),
+        seed=7,
+    )
     path = tmp_path / "keras2.h5"
     write_keras2_h5(path, model, style)
     sm = import_keras(path, tmp_path / "out")
     spec = sm.config["model"]["layers"]
-    assert spec[0]["recurrent_activation"] == "hard_sigmoid_keras2" and spec[1]["reset_after"] is False
-    assert sm.config["imported_from"]["keras_version"] == "2.4.0" and sm.maxlen == T
+    assert spec[0]["recurrent_activation"] == "hard_sigmoid_keras2"
+    assert spec[1]["reset_after"] is False
+    assert sm.config["imported_from"]["keras_version"] == "2.4.0"
+    assert sm.maxlen == T
     ids = random_ids(seed=8)
     diff = np.abs(torch_out(sm, ids) - keras_out(model, ids)).max()
     assert diff <= TOL_PRED, f"Keras 2 {style}: max diff {diff}"
@@ -231,6 +328,7 @@ def test_keras2_h5_layouts(style, tmp_path):
 
 
 # ------------------------------------------------------------------ vocabularies
+
 
 @pytest.fixture(scope="module")
 def lstm_file(tmp_path_factory):
@@ -247,7 +345,8 @@ def test_imdb_word_index(lstm_file, tmp_path):
     (tmp_path / "wi.json").write_text(json.dumps(wi))
     sm = import_keras(path, tmp_path / "out", word_index=tmp_path / "wi.json")
     assert sm.vocab.word_to_id == {"the": 4, "movie": 5, "great": 6, "awful": 33}
-    assert sm.vocab.num_words == V and sm.tokens([1, 2, 4, 33]) == ["<start>", "<oov>", "the", "awful"]
+    assert sm.vocab.num_words == V
+    assert sm.tokens([1, 2, 4, 33]) == ["<start>", "<oov>", "the", "awful"]
     texts = ["The great movie!", "awful, rare movie"]
     ids = sm.encode(texts).numpy()
     np.testing.assert_array_equal(ids[0, -5:], [0, 1, 4, 6, 5])
@@ -263,11 +362,20 @@ def tokenizer_json(oov: bool) -> dict:
     wi = {w: i + (2 if oov else 1) for i, w in enumerate(words)}
     if oov:
         wi["<OOV>"] = 1
-    cfg = {"num_words": 30, "filters": KERAS_FILTERS, "lower": True, "split": " ", "char_level": False,
-           "oov_token": "<OOV>" if oov else None, "document_count": 3,
-           "word_counts": json.dumps({w: 1 for w in wi}), "word_docs": json.dumps({w: 1 for w in wi}),
-           "index_docs": json.dumps({str(i): 1 for i in wi.values()}),
-           "index_word": json.dumps({str(i): w for w, i in wi.items()}), "word_index": json.dumps(wi)}
+    cfg = {
+        "num_words": 30,
+        "filters": KERAS_FILTERS,
+        "lower": True,
+        "split": " ",
+        "char_level": False,
+        "oov_token": "<OOV>" if oov else None,
+        "document_count": 3,
+        "word_counts": json.dumps(dict.fromkeys(wi, 1)),
+        "word_docs": json.dumps(dict.fromkeys(wi, 1)),
+        "index_docs": json.dumps({str(i): 1 for i in wi.values()}),
+        "index_word": json.dumps({str(i): w for w, i in wi.items()}),
+        "word_index": json.dumps(wi),
+    }
     return {"class_name": "Tokenizer", "config": cfg}
 
 
@@ -277,7 +385,8 @@ def test_tokenizer_json(lstm_file, tmp_path):
     model, path = lstm_file
     (tmp_path / "tok.json").write_text(json.dumps(tokenizer_json(oov=True)))
     sm = import_keras(path, tmp_path / "out", word_index=tmp_path / "tok.json")
-    assert sm.vocab.num_words == 30 + 2 and sm.vocab.word_to_id["the"] == 2 + 2
+    assert sm.vocab.num_words == 30 + 2
+    assert sm.vocab.word_to_id["the"] == 2 + 2
     assert max(sm.vocab.word_to_id.values()) == 29 + 2  # num_words=30 caps the Tokenizer at id 29
     keras_ids = random_ids(seed=5, high=30)
     ours = np.where(keras_ids > 0, keras_ids + 2, 0)
@@ -320,10 +429,11 @@ def test_bad_word_index(lstm_file, tmp_path):
 
 # ------------------------------------------------------------------ maxlen
 
+
 def test_maxlen_from_file_or_argument(tmp_path):
     model = randomize(seq(L.GRU(3), L.Dense(1, activation="sigmoid"), length=None), seed=2)
     model.save(tmp_path / "free.keras")
-    with pytest.raises(KerasImportError, match="input length is not fixed.*maxlen"):
+    with pytest.raises(KerasImportError, match=r"input length is not fixed.*maxlen"):
         import_keras(tmp_path / "free.keras", tmp_path / "out")
     sm = import_keras(tmp_path / "free.keras", tmp_path / "out", maxlen=9)
     assert sm.maxlen == 9
@@ -349,16 +459,21 @@ def test_maxlen_from_a_fitted_sequential_without_input(tmp_path):
 
 # ------------------------------------------------------------------ refusals and corrupt files
 
-@pytest.mark.parametrize("make, layer", [
-    (lambda: seq(L.LSTM(3), L.LayerNormalization(name="norm"), L.Dense(1)), "'norm' (LayerNormalization)"),
-    (lambda: seq(L.Lambda(lambda x: x * 2.0, name="double"), L.LSTM(3), L.Dense(1)), "'double' (Lambda)"),
-])
+
+@pytest.mark.parametrize(
+    ("make", "layer"),
+    [
+        (lambda: seq(L.LSTM(3), L.LayerNormalization(name="norm"), L.Dense(1)), "'norm' (LayerNormalization)"),
+        (lambda: seq(L.Lambda(lambda x: x * 2.0, name="double"), L.LSTM(3), L.Dense(1)), "'double' (Lambda)"),
+    ],
+)
 def test_unsupported_layers_are_named(make, layer, tmp_path):
     make().save(tmp_path / "m.keras")
     with pytest.raises(KerasImportError) as err:
         import_keras(tmp_path / "m.keras", tmp_path / "out")
     msg = str(err.value)
-    assert f"unsupported layer {layer}" in msg and "supported layers: InputLayer, Embedding, LSTM, GRU" in msg
+    assert f"unsupported layer {layer}" in msg
+    assert "supported layers: InputLayer, Embedding, LSTM, GRU" in msg
     assert "\n" not in msg
 
 
@@ -383,14 +498,21 @@ def test_branched_functional_model_is_refused(tmp_path):
         import_keras(tmp_path / "branch.keras", tmp_path / "out")
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: keras.Sequential([keras.Input((T,), dtype="int32"), L.Embedding(V, E, mask_zero=True), L.LSTM(3),
-                               L.Dense(1)]), "mask_zero=True"),
-    (lambda: keras.Sequential([keras.Input((T, 3)), L.LSTM(3), L.Dense(1)]), "must start with an Embedding"),
-    (lambda: seq(L.LSTM(3, return_sequences=True)), r"output has shape \[batch, 12, 3\]"),
-    (lambda: seq(L.Bidirectional(L.LSTM(3), merge_mode="sum"), L.Dense(1)), "merge_mode='sum'"),
-    (lambda: seq(L.Conv1D(3, 3, padding="causal"), L.GlobalMaxPooling1D(), L.Dense(1)), "padding='causal'"),
-])
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (
+            lambda: keras.Sequential(
+                [keras.Input((T,), dtype="int32"), L.Embedding(V, E, mask_zero=True), L.LSTM(3), L.Dense(1)]
+            ),
+            "mask_zero=True",
+        ),
+        (lambda: keras.Sequential([keras.Input((T, 3)), L.LSTM(3), L.Dense(1)]), "must start with an Embedding"),
+        (lambda: seq(L.LSTM(3, return_sequences=True)), r"output has shape \[batch, 12, 3\]"),
+        (lambda: seq(L.Bidirectional(L.LSTM(3), merge_mode="sum"), L.Dense(1)), "merge_mode='sum'"),
+        (lambda: seq(L.Conv1D(3, 3, padding="causal"), L.GlobalMaxPooling1D(), L.Dense(1)), "padding='causal'"),
+    ],
+)
 def test_unsupported_settings(make, match, tmp_path):
     make().save(tmp_path / "m.keras")
     with pytest.raises(KerasImportError, match=match):
@@ -436,8 +558,11 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
     with h5py.File(tmp_path / "m.h5", "r+") as f:
         g = f["model_weights"]
         lstm = next(n for n in g if n.startswith("lstm"))
-        kernel = next(n for n in (w.decode() if isinstance(w, bytes) else w for w in g[lstm].attrs["weight_names"])
-                      if n.endswith("/kernel"))
+        kernel = next(
+            n
+            for n in (w.decode() if isinstance(w, bytes) else w for w in g[lstm].attrs["weight_names"])
+            if n.endswith("/kernel")
+        )
         del g[lstm][kernel]
         g[lstm].create_dataset(kernel, data=np.zeros((E, 7), dtype="float32"))
     with pytest.raises(KerasImportError, match=r"\(LSTM\): weight has shape \(6, 7\), expected \(6, 20\)"):
@@ -446,17 +571,21 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
 
 # ------------------------------------------------------------------ command line
 
+
 def test_cli_import_keras(lstm_file, tmp_path, capsys):
     model, path = lstm_file
     (tmp_path / "wi.json").write_text(json.dumps({"the": 1, "movie": 2}))
     out = tmp_path / "from_keras"
     assert main(["import-keras", str(path), "--word-index", str(tmp_path / "wi.json"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert f"model written to {out}" in printed and "imdb word index" in printed
+    assert f"model written to {out}" in printed
+    assert "imdb word index" in printed
     sm = store.load(out)
     ids = random_ids(seed=9)
     assert np.abs(torch_out(sm, ids) - keras_out(model, ids)).max() <= TOL_PRED
     (tmp_path / "junk.keras").write_bytes(b"junk")
     assert main(["import-keras", str(tmp_path / "junk.keras"), "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "seqshap import-keras: error:" in err and "not a Keras model file" in err
+    assert err.count("\n") == 1
+    assert "seqshap import-keras: error:" in err
+    assert "not a Keras model file" in err

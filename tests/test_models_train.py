@@ -1,4 +1,5 @@
 """Architectures, the model directory (save/load/corruption), training and resume."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,8 @@ def test_forward_shape_and_range(arch):
     net = build_model(arch, vocab_size=50, embed_dim=8, **size)
     net.eval()
     out = net(torch.randint(0, 50, (3, 11)))
-    assert out.shape == (3, 1) and ((out > 0) & (out < 1)).all()
+    assert out.shape == (3, 1)
+    assert ((out > 0) & (out < 1)).all()
     # the same model accepts float embeddings [B, T, E] in place of ids
     emb = net.embedding(torch.randint(0, 50, (3, 11)))
     assert net(emb).shape == (3, 1)
@@ -34,7 +36,9 @@ def test_seed_architecture_matches_the_notebook():
     net = build_model("lstm")
     assert net.embedding.weight.shape == (20000, 128)
     assert (net.rnn.input_size, net.rnn.hidden_size, net.rnn.num_layers) == (128, 128, 1)
-    assert net.fc.in_features == 128 and net.dropout == 0.2 and net.recurrent_dropout == 0.2
+    assert net.fc.in_features == 128
+    assert net.dropout == 0.2
+    assert net.recurrent_dropout == 0.2
 
 
 def test_recurrent_dropout_is_active_in_training_only():
@@ -43,7 +47,7 @@ def test_recurrent_dropout_is_active_in_training_only():
     x = torch.randint(0, 30, (4, 9))
     net.train()
     a, b = net(x), net(x)
-    assert not torch.allclose(a, b)          # masks drawn per batch
+    assert not torch.allclose(a, b)  # masks drawn per batch
     net.eval()
     assert torch.equal(net(x), net(x))
 
@@ -61,7 +65,8 @@ def test_save_load_round_trip_identical_predictions(tiny_model, imdb):
     assert set(os.listdir(tiny_model.path)) >= {"config.json", "vocab.json", "model.safetensors", "metrics.json"}
     m = json.loads((tiny_model.path / "metrics.json").read_text())
     assert {"history", "best_epoch", "test_accuracy", "versions", "seconds_per_epoch"} <= set(m)
-    assert m["history"][0]["epoch"] == 1 and 0 <= m["test_accuracy"] <= 1
+    assert m["history"][0]["epoch"] == 1
+    assert 0 <= m["test_accuracy"] <= 1
 
 
 def _copy_model(src, dst):
@@ -79,7 +84,7 @@ def test_corrupt_model_dirs_give_clear_errors(tiny_model, tmp_path):
         load(d)
     d = _copy_model(tiny_model.path, tmp_path / "m2")
     (d / "vocab.json").unlink()
-    with pytest.raises(ModelLoadError, match="missing vocab.json"):
+    with pytest.raises(ModelLoadError, match=r"missing vocab\.json"):
         load(d)
     d = _copy_model(tiny_model.path, tmp_path / "m3")
     cfg = json.loads((d / "config.json").read_text())
@@ -108,20 +113,21 @@ def test_predict_rejects_unknown_ids(tiny_model):
 
 def test_validation_split_never_uses_test(tiny_model):
     m = tiny_model.metrics
-    assert m["n_train"] + m["n_val"] == 2000 and m["n_val"] == 200 and m["n_test"] == 500
+    assert m["n_train"] + m["n_val"] == 2000
+    assert m["n_val"] == 200
+    assert m["n_test"] == 500
 
 
-CFG = dict(arch="gru", maxlen=30, num_words=1500, seed=3, model={"embed_dim": 8, "hidden": 8})
+CFG = {"arch": "gru", "maxlen": 30, "num_words": 1500, "seed": 3, "model": {"embed_dim": 8, "hidden": 8}}
 
 
 def test_resume_continues_to_the_same_weights(imdb, tmp_path):
     data = imdb["train"].head(1500)
     straight = train(data, tmp_path / "straight", TrainConfig(epochs=2, patience=5, **CFG), progress=False)
     train(data, tmp_path / "resumed", TrainConfig(epochs=1, patience=5, **CFG), progress=False)
-    resumed = train(data, tmp_path / "resumed", TrainConfig(epochs=2, patience=5, **CFG), resume=True,
-                    progress=False)
+    resumed = train(data, tmp_path / "resumed", TrainConfig(epochs=2, patience=5, **CFG), resume=True, progress=False)
     assert [h["epoch"] for h in resumed.metrics["history"]] == [1, 2]
-    for (k, a), b in zip(straight.net.state_dict().items(), resumed.net.state_dict().values()):
+    for (k, a), b in zip(straight.net.state_dict().items(), resumed.net.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
 
 
@@ -131,12 +137,34 @@ def test_killed_run_resumes_without_losing_epochs(imdb, tmp_path):
     csv = tmp_path / "data.csv"
     split = imdb["train"].head(3000)
     import csv as csvmod
+
     with open(csv, "w", newline="") as f:
         w = csvmod.writer(f)
         w.writerow(["text", "label"])
-        w.writerows(zip(split.texts, split.labels.tolist()))
-    cmd = [sys.executable, "-m", "seqshap.cli", "train", "--data", str(csv), "--arch", "lstm", "--epochs", "4",
-           "--maxlen", "30", "--num-words", "1500", "--hidden", "8", "--patience", "9", "--out", str(out), "--quiet"]
+        w.writerows(zip(split.texts, split.labels.tolist(), strict=True))
+    cmd = [
+        sys.executable,
+        "-m",
+        "seqshap.cli",
+        "train",
+        "--data",
+        str(csv),
+        "--arch",
+        "lstm",
+        "--epochs",
+        "4",
+        "--maxlen",
+        "30",
+        "--num-words",
+        "1500",
+        "--hidden",
+        "8",
+        "--patience",
+        "9",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     proc = subprocess.Popen(cmd)
     state = out / "checkpoint" / "state.json"
     deadline = time.time() + 120
@@ -146,7 +174,7 @@ def test_killed_run_resumes_without_losing_epochs(imdb, tmp_path):
     proc.wait()
     done = json.loads(state.read_text())["epoch"]
     assert done >= 1
-    result = subprocess.run(cmd + ["--resume"], capture_output=True, text=True)
+    result = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4]
@@ -161,8 +189,9 @@ def test_resume_refuses_a_different_configuration(imdb, tmp_path):
 
 
 def test_lr_decay_after_epochs_that_are_not_the_best(imdb, tmp_path):
-    m = train(imdb["train"].head(800), tmp_path / "d", TrainConfig(epochs=4, patience=9, lr_decay=0.5, **CFG),
-              progress=False)
+    m = train(
+        imdb["train"].head(800), tmp_path / "d", TrainConfig(epochs=4, patience=9, lr_decay=0.5, **CFG), progress=False
+    )
     hist = m.metrics["history"]
     best = -1.0
     lr = 1e-3

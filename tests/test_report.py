@@ -1,5 +1,6 @@
 """The HTML report: files on disk, numbers equal to the explanations, and a real browser
 (Debian's chromium via Playwright, network blocked) showing it without errors."""
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,19 @@ from seqshap.attribution.explanation import Explanation
 from seqshap.data import Split
 from seqshap.report import write_report
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-EVIL = ("Loved it. <script>window.pwned = 1</script> Truly great acting "
-        '<img src=x onerror="window.pwned2 = 1"> and an excellent plot.')
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+EVIL = (
+    "Loved it. <script>window.pwned = 1</script> Truly great acting "
+    '<img src=x onerror="window.pwned2 = 1"> and an excellent plot.'
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +43,9 @@ def report(tiny_model, imdb, tmp_path_factory) -> Path:
 def evil_report(tiny_model, imdb, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("evil")
     reviews = Split([EVIL, "A dull film."], np.array([1, 0]), np.array([9, 2]), ["evil/1", "evil/2"])
-    write_report(tiny_model, out, n_explain=2, n_background=20, min_count=1, reviews=reviews,
-                 background=imdb["train"].head(20))
+    write_report(
+        tiny_model, out, n_explain=2, n_background=20, min_count=1, reviews=reviews, background=imdb["train"].head(20)
+    )
     return out
 
 
@@ -66,16 +77,29 @@ class Links(HTMLParser):
 
 def test_report_writes_every_picture_beside_index(report, imdb):
     names = {p.name for p in report.iterdir()}
-    assert "index.html" in names and {"training_curves.png", "training_curves.svg"} <= names
+    assert "index.html" in names
+    assert {"training_curves.png", "training_curves.svg"} <= names
     for i in range(1, 11):
-        for f in (f"force_{i:02d}.svg", f"force_{i:02d}.png", f"waterfall_{i:02d}.png",
-                  f"highlight_{i:02d}.html", f"explanation_{i:02d}.html"):
-            assert f in names and (report / f).stat().st_size > 200, f
-    assert {"word_importance.csv", "word_importance.json", "word_importance.png",
-            "word_importance.svg", "explanations.json"} <= names
+        for f in (
+            f"force_{i:02d}.svg",
+            f"force_{i:02d}.png",
+            f"waterfall_{i:02d}.png",
+            f"highlight_{i:02d}.html",
+            f"explanation_{i:02d}.html",
+        ):
+            assert f in names, f
+            assert (report / f).stat().st_size > 200, f
+    assert {
+        "word_importance.csv",
+        "word_importance.json",
+        "word_importance.png",
+        "word_importance.svg",
+        "explanations.json",
+    } <= names
     for png in report.glob("*.png"):
         with Image.open(png) as im:
-            assert im.format == "PNG" and im.size[0] > 300
+            assert im.format == "PNG"
+            assert im.size[0] > 300
     assert not [n for n in names if n.startswith(".")]  # atomic writes leave no temp files
 
 
@@ -100,10 +124,10 @@ def test_report_numbers_equal_the_explanations(report, tiny_model, imdb):
     p = Links()
     p.feed(html)
     # every coloured word in the page carries exactly its explanation's value
-    by_review = [dict(zip(range(len(e["values"])), e["values"])) for e in exps]
+    by_review = [dict(zip(range(len(e["values"])), e["values"], strict=True)) for e in exps]
     starts = [m.start() for m in re.finditer(r'<section class="review"', html)]
     assert len(starts) == 10
-    for i, (a, b) in enumerate(zip(starts, starts[1:] + [len(html)])):
+    for i, (a, b) in enumerate(zip(starts, [*starts[1:], len(html)], strict=True)):
         sec = Links()
         sec.feed(html[a:b])
         assert sec.spans
@@ -117,7 +141,8 @@ def test_report_numbers_equal_the_explanations(report, tiny_model, imdb):
     assert exps[0]["prediction"] == pytest.approx(float(tiny_model.predict(imdb["test"].texts[:1])[0]), abs=1e-6)
     assert f"{tiny_model.metrics['test_accuracy']:.4f}" in html
     imp = json.loads((report / "word_importance.json").read_text())
-    assert imp["n_explanations"] == 10 and imp["words"]
+    assert imp["n_explanations"] == 10
+    assert imp["words"]
 
 
 def test_explanations_json_is_the_explanations_one_json_form(report, imdb):
@@ -126,13 +151,15 @@ def test_explanations_json_is_the_explanations_one_json_form(report, imdb):
     for i, d in enumerate(exps):
         e = Explanation.from_dict(d)
         assert e.to_dict() == d
-        assert e.text == imdb["test"].texts[i] and e.spans is not None
+        assert e.text == imdb["test"].texts[i]
+        assert e.spans is not None
         assert e.class_name(e.label) == ("positive" if imdb["test"].labels[i] == 1 else "negative")
 
 
 def test_injected_script_is_escaped_on_disk(evil_report):
     html = (evil_report / "index.html").read_text()
-    assert "<script" not in html and "<img src=x" not in html
+    assert "<script" not in html
+    assert "<img src=x" not in html
     assert "&lt;script&gt;" in html or "&lt;" in html
     for f in evil_report.glob("*.html"):
         assert "<script" not in f.read_text(), f.name
@@ -144,6 +171,7 @@ def test_injected_script_is_escaped_on_disk(evil_report):
 @pytest.fixture(scope="module")
 def browser(chromium):
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=chromium, args=ARGS)
         yield b
@@ -163,6 +191,7 @@ def open_page(browser, path: Path):
         else:
             external.append(r.request.url)
             r.abort()
+
     page.route("**/*", route)
     page.goto(path.as_uri(), wait_until="load")
     return page, errors, external
@@ -171,7 +200,9 @@ def open_page(browser, path: Path):
 def assert_png(path: Path, min_w: int, min_h: int) -> None:
     assert path.stat().st_size > 5000
     with Image.open(path) as im:
-        assert im.format == "PNG" and im.size[0] >= min_w and im.size[1] >= min_h
+        assert im.format == "PNG"
+        assert im.size[0] >= min_w
+        assert im.size[1] >= min_h
 
 
 def test_browser_shows_report_without_errors(browser, report, tmp_path):
@@ -181,16 +212,18 @@ def test_browser_shows_report_without_errors(browser, report, tmp_path):
     assert_png(shot, 1000, 2000)
     text = page.inner_text("body")
     exps = json.loads((report / "explanations.json").read_text())
-    assert "seqshap report" in text and "Global word importance" in text
+    assert "seqshap report" in text
+    assert "Global word importance" in text
     for e in exps[:3]:  # the biggest words of the first reviews are on the page, as text
-        vis = [(t, v) for t, v in zip(e["tokens"], e["values"]) if t not in ("<pad>", "<start>", "<oov>")]
+        vis = [(t, v) for t, v in zip(e["tokens"], e["values"], strict=True) if t not in ("<pad>", "<start>", "<oov>")]
         for tok, _ in sorted(vis, key=lambda tv: -abs(tv[1]))[:3]:
             assert tok in text.lower()
     # every image loaded (relative files beside the page)
     broken = page.evaluate("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length")
     assert broken == 0
     assert page.locator("svg.seqshap-force").count() == 10
-    assert errors == [] and external == []
+    assert errors == []
+    assert external == []
     page.close()
 
 
@@ -204,7 +237,8 @@ def test_browser_shows_injected_script_as_text_and_never_runs_it(browser, evil_r
     text = page.inner_text("section#review-1")
     assert "<script>window.pwned = 1</script>" in text
     assert '<img src=x onerror="window.pwned2 = 1">' in text
-    assert errors == [] and external == []
+    assert errors == []
+    assert external == []
     page.close()
 
 
@@ -218,13 +252,15 @@ def test_browser_opens_a_force_plot_file(browser, report, tmp_path):
     e = json.loads((report / "explanations.json").read_text())[0]
     assert page.evaluate("document.documentElement.getAttribute('data-output-value')") == repr(e["prediction"])
     assert "f(x) = " + f"{e['prediction']:.4f}" in page.evaluate("document.documentElement.textContent")
-    assert errors == [] and external == []
+    assert errors == []
+    assert external == []
     page.close()
     # and the standalone highlight page of the same review
     page, errors, external = open_page(browser, report / "highlight_01.html")
     n = page.locator("span.w").count()
     assert n == sum(t not in ("<pad>", "<start>") for t in e["tokens"])
-    assert errors == [] and external == []
+    assert errors == []
+    assert external == []
     page.close()
 
 

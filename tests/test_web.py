@@ -3,6 +3,7 @@
 One server (in a thread of this process, on a free port) serves the ``tiny_model`` for
 the whole module; the overload test holds its explainer lock to fill the queue for real.
 """
+
 from __future__ import annotations
 
 import html
@@ -30,8 +31,10 @@ from seqshap.web import create_app
 
 BACKGROUND = 20  # fewer reviews than the default 100: the same code path, quicker tests
 MAX_CHARS, MAX_BATCH, QUEUE_LIMIT = 2000, 3, 2
-REVIEW = ("A wonderful, moving film: the acting is superb and the story is beautiful. "
-          "The ending was a bit dull, but I loved it.")
+REVIEW = (
+    "A wonderful, moving film: the acting is superb and the story is beautiful. "
+    "The ending was a bit dull, but I loved it."
+)
 
 
 class LiveServer:
@@ -42,7 +45,7 @@ class LiveServer:
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
@@ -60,8 +63,13 @@ class LiveServer:
 
 @pytest.fixture(scope="module")
 def server(tiny_model, imdb):
-    app = create_app(tiny_model.path, max_chars=MAX_CHARS, max_batch=MAX_BATCH, queue_limit=QUEUE_LIMIT,
-                     background_texts=imdb["train"].texts[:BACKGROUND])
+    app = create_app(
+        tiny_model.path,
+        max_chars=MAX_CHARS,
+        max_batch=MAX_BATCH,
+        queue_limit=QUEUE_LIMIT,
+        background_texts=imdb["train"].texts[:BACKGROUND],
+    )
     with LiveServer(app) as live:
         yield live
 
@@ -90,11 +98,13 @@ def test_explain_returns_an_exact_explanation_of_the_models_prediction(client, t
     # DeepSHAP completeness: the word values add up to prediction - base value.
     assert abs(sum(d["values"]) - (d["prediction"] - d["base_value"])) <= d["completeness_error"] + 1e-9
     assert d["completeness_error"] < 1e-4
-    assert d["model"] == tiny_model.name and d["output"] == "probability"
-    shown = [t for t, v in zip(d["tokens"], d["visible"]) if v]
+    assert d["model"] == tiny_model.name
+    assert d["output"] == "probability"
+    shown = [t for t, v in zip(d["tokens"], d["visible"], strict=True) if v]
     assert shown[-4:] == ["but", "i", "loved", "it"]  # the model reads the last maxlen words
     tops = [abs(w["value"]) for w in d["top"]]
-    assert tops == sorted(tops, reverse=True) and len(tops) == 10
+    assert tops == sorted(tops, reverse=True)
+    assert len(tops) == 10
 
 
 def test_logit_output_explains_the_logit(client, tiny_model):
@@ -110,7 +120,7 @@ def test_batch_matches_single_explanations_in_order(client):
     assert r.status_code == 200
     batch = r.json()["explanations"]
     assert len(batch) == 2
-    for text, got in zip(texts, batch):
+    for text, got in zip(texts, batch, strict=True):
         single = client.post("/api/explain", json={"text": text}).json()
         np.testing.assert_allclose(got["values"], single["values"], atol=1e-9)
         assert got["prediction"] == pytest.approx(single["prediction"], abs=1e-9)
@@ -119,19 +129,27 @@ def test_batch_matches_single_explanations_in_order(client):
 def test_html_fragment_is_the_shared_renderer_and_escapes_the_review(client):
     d = client.post("/api/explain", json={"text": "great <marquee>bold</marquee> & fun", "html": True}).json()
     assert d["html"].startswith('<div class="seqshap-explanation"')
-    assert "<marquee" not in d["html"] and "</marquee>" not in d["html"]
+    assert "<marquee" not in d["html"]
+    assert "</marquee>" not in d["html"]
     # Read as a browser would (tags dropped, entities decoded), the markup is there as text.
     highlight = d["html"].split('class="seqshap-highlight"', 1)[1].split('class="legend"', 1)[0]
     assert "great <marquee>bold</marquee> & fun" in html.unescape(re.sub(r"<[^>]*>", "", highlight))
-    assert 'class="seqshap-force"' in d["html"] and 'class="seqshap-highlight"' in d["html"]
+    assert 'class="seqshap-force"' in d["html"]
+    assert 'class="seqshap-highlight"' in d["html"]
 
 
 def test_health_and_model_info(client, tiny_model):
     h = client.get("/api/health").json()
-    assert h == {"status": "ok", "model": tiny_model.name, "version": h["version"], "pending": 0,
-                 "queue_limit": QUEUE_LIMIT}
+    assert h == {
+        "status": "ok",
+        "model": tiny_model.name,
+        "version": h["version"],
+        "pending": 0,
+        "queue_limit": QUEUE_LIMIT,
+    }
     m = client.get("/api/model").json()
-    assert m["arch"] == "lstm" and m["maxlen"] == tiny_model.maxlen == 40
+    assert m["arch"] == "lstm"
+    assert m["maxlen"] == tiny_model.maxlen == 40
     assert m["vocab_size"] == tiny_model.config["model"]["vocab_size"] == 2000
     assert m["test_accuracy"] == tiny_model.metrics["test_accuracy"]
     assert (m["max_chars"], m["max_batch"], m["background_size"]) == (MAX_CHARS, MAX_BATCH, BACKGROUND)
@@ -165,7 +183,7 @@ def same_json(a, b, path="") -> None:
             same_json(a[k], b[k], f"{path}.{k}")
     elif isinstance(a, list):
         assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             same_json(x, y, f"{path}[{i}]")
     elif isinstance(a, float) or isinstance(b, float):
         assert a == pytest.approx(b, abs=1e-9), (path, a, b)
@@ -176,18 +194,25 @@ def same_json(a, b, path="") -> None:
 def test_cli_json_and_web_api_give_the_same_explanation(client, tiny_model):
     """`seqshap explain --json` (a real process) and POST /api/explain: one JSON form, same numbers."""
     exe = Path(sys.executable).with_name("seqshap")
-    r = subprocess.run([str(exe), "explain", REVIEW, "--model", str(tiny_model.path), "--json",
-                        "--background", str(BACKGROUND)], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [str(exe), "explain", REVIEW, "--model", str(tiny_model.path), "--json", "--background", str(BACKGROUND)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     cli = json.loads(r.stdout)
     web = client.post("/api/explain", json={"text": REVIEW}).json()
     same_json(cli, web)
     # the keys the README promised, with their meaning
     assert cli["label"] == ("positive" if cli["prediction"] > 0.5 else "negative") == web["label"]
-    assert cli["output"] == "probability" and cli["model"] == tiny_model.name
-    assert [w["word"] for w in cli["top"]] == [w["word"] for w in web["top"]] and len(cli["top"]) == 10
+    assert cli["output"] == "probability"
+    assert cli["model"] == tiny_model.name
+    assert [w["word"] for w in cli["top"]] == [w["word"] for w in web["top"]]
+    assert len(cli["top"]) == 10
     for w in cli["top"]:
-        assert cli["visible"][w["pos"]] and w["pos"] == w["positions"][0]
+        assert cli["visible"][w["pos"]]
+        assert w["pos"] == w["positions"][0]
 
 
 JSON = {"content-type": "application/json"}
@@ -197,33 +222,73 @@ BAD_REQUESTS = [
     ("whitespace text", "/api/explain", {"json": {"text": " \n\t "}}, 422, "text is empty"),
     ("too long", "/api/explain", {"json": {"text": "good " * 401}}, 413, "2,005 characters long; the limit is 2,000"),
     ("not JSON", "/api/explain", {"content": b"{text: good}", "headers": JSON}, 400, "not valid JSON"),
-    ("text/plain body", "/api/explain", {"content": b"good film", "headers": {"content-type": "text/plain"}},
-     400, "Content-Type: application/json"),
+    (
+        "text/plain body",
+        "/api/explain",
+        {"content": b"good film", "headers": {"content-type": "text/plain"}},
+        400,
+        "Content-Type: application/json",
+    ),
     ("no body", "/api/explain", {"headers": JSON}, 400, "body is empty"),
     ("JSON list", "/api/explain", {"json": ["good"]}, 400, "must be a JSON object, got a list"),
     ("number text", "/api/explain", {"json": {"text": 42}}, 422, "text must be a string, got a number"),
     ("null text", "/api/explain", {"json": {"text": None}}, 422, "text must be a string, got null"),
     ("missing text", "/api/explain", {"json": {"output": "logit"}}, 422, "missing field 'text'"),
     ("misspelt field", "/api/explain", {"json": {"text": "ok", "txt": "ok"}}, 422, "unknown field 'txt'"),
-    ("unknown output", "/api/explain", {"json": {"text": "good", "output": "softmax"}}, 422,
-     "output must be one of 'probability', 'logit', got \"softmax\""),
+    (
+        "unknown output",
+        "/api/explain",
+        {"json": {"text": "good", "output": "softmax"}},
+        422,
+        "output must be one of 'probability', 'logit', got \"softmax\"",
+    ),
     ("html not bool", "/api/explain", {"json": {"text": "good", "html": "yes"}}, 422, "html must be true or false"),
-    ("lone surrogate", "/api/explain", {"content": b'{"text": "good \\ud800 film"}', "headers": JSON}, 422,
-     "unpaired surrogate"),
+    (
+        "lone surrogate",
+        "/api/explain",
+        {"content": b'{"text": "good \\ud800 film"}', "headers": JSON},
+        422,
+        "unpaired surrogate",
+    ),
     ("no words", "/api/explain", {"json": {"text": "?!... :-)"}}, 422, "has no words"),
-    ("batch over limit", "/api/explain/batch", {"json": {"texts": ["good"] * (MAX_BATCH + 1)}}, 413,
-     "4 texts; the limit is 3"),
+    (
+        "batch over limit",
+        "/api/explain/batch",
+        {"json": {"texts": ["good"] * (MAX_BATCH + 1)}},
+        413,
+        "4 texts; the limit is 3",
+    ),
     ("batch empty", "/api/explain/batch", {"json": {"texts": []}}, 422, "texts is an empty list"),
     ("batch not a list", "/api/explain/batch", {"json": {"texts": "good"}}, 422, "texts must be a list"),
-    ("batch wrong item", "/api/explain/batch", {"json": {"texts": ["good", 7]}}, 422,
-     "texts[1] must be a string, got a number"),
+    (
+        "batch wrong item",
+        "/api/explain/batch",
+        {"json": {"texts": ["good", 7]}},
+        422,
+        "texts[1] must be a string, got a number",
+    ),
     ("batch blank item", "/api/explain/batch", {"json": {"texts": ["good", "  "]}}, 422, "texts[1] is empty"),
-    ("batch long item", "/api/explain/batch", {"json": {"texts": ["x" * (MAX_CHARS + 1)]}}, 413,
-     "texts[0] is 2,001 characters"),
-    ("batch unknown output", "/api/explain/batch", {"json": {"texts": ["good"], "output": "raw"}}, 422,
-     "output must be one of"),
-    ("body over the byte limit", "/api/explain",
-     {"content": b'{"text": "' + b"a" * 500_000 + b'"}', "headers": JSON}, 413, "request body is over"),
+    (
+        "batch long item",
+        "/api/explain/batch",
+        {"json": {"texts": ["x" * (MAX_CHARS + 1)]}},
+        413,
+        "texts[0] is 2,001 characters",
+    ),
+    (
+        "batch unknown output",
+        "/api/explain/batch",
+        {"json": {"texts": ["good"], "output": "raw"}},
+        422,
+        "output must be one of",
+    ),
+    (
+        "body over the byte limit",
+        "/api/explain",
+        {"content": b'{"text": "' + b"a" * 500_000 + b'"}', "headers": JSON},
+        413,
+        "request body is over",
+    ),
     ("GET on a POST route", "/api/explain", {"method": "GET"}, 405, "GET is not allowed on /api/explain"),
     ("unknown path", "/api/nothing", {"method": "GET"}, 404, "no such page: /api/nothing"),
 ]
@@ -234,8 +299,9 @@ def send(client: httpx.Client, path: str, kwargs: dict) -> httpx.Response:
     return client.request(kwargs.pop("method", "POST"), path, **kwargs)
 
 
-@pytest.mark.parametrize("path,kwargs,status,message", [c[1:] for c in BAD_REQUESTS],
-                         ids=[c[0] for c in BAD_REQUESTS])
+@pytest.mark.parametrize(
+    ("path", "kwargs", "status", "message"), [c[1:] for c in BAD_REQUESTS], ids=[c[0] for c in BAD_REQUESTS]
+)
 def test_bad_input_answers_4xx_with_a_clear_json_error(client, path, kwargs, status, message):
     r = send(client, path, kwargs)
     assert r.status_code == status, r.text
@@ -249,8 +315,10 @@ def test_chunked_body_over_the_limit_is_refused_unread(client):
         for _ in range(100):
             yield b"a" * 10_000
         yield b'"}'
+
     r = client.post("/api/explain", content=chunks(), headers=JSON)
-    assert r.status_code == 413 and "over" in r.json()["error"]
+    assert r.status_code == 413
+    assert "over" in r.json()["error"]
 
 
 def test_server_still_answers_correctly_after_bad_input(client):
@@ -259,7 +327,8 @@ def test_server_still_answers_correctly_after_bad_input(client):
         assert send(client, path, kwargs).status_code == status
     after = client.post("/api/explain", json={"text": REVIEW})
     assert after.status_code == 200
-    assert after.json()["values"] == before["values"] and after.json()["prediction"] == before["prediction"]
+    assert after.json()["values"] == before["values"]
+    assert after.json()["prediction"] == before["prediction"]
     assert client.get("/api/health").json()["pending"] == 0
 
 
@@ -282,8 +351,10 @@ def test_overload_answers_503_at_once_and_recovers(server, client):
             time.sleep(0.02)
         t0 = time.monotonic()
         r = client.post("/api/explain", json={"text": "one too many"})
-        assert r.status_code == 503 and time.monotonic() - t0 < 5
-        assert "busy" in r.json()["error"] and r.headers["retry-after"] == "1"
+        assert r.status_code == 503
+        assert time.monotonic() - t0 < 5
+        assert "busy" in r.json()["error"]
+        assert r.headers["retry-after"] == "1"
         assert client.post("/api/explain/batch", json={"texts": ["also too many"]}).status_code == 503
     finally:
         service.lock.release()
@@ -297,24 +368,38 @@ def test_overload_answers_503_at_once_and_recovers(server, client):
 # ---------------------------------------------------------------------------- the page
 def test_page_is_self_contained_with_a_strict_csp(client):
     r = client.get("/")
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
     csp = r.headers["content-security-policy"]
-    assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
     # Every src/href is on this server (or a data: icon): nothing from a CDN.
     refs = re.findall(r'(?:src|href)="([^"]*)"', r.text)
-    assert refs and all(u.startswith("/") or u.startswith("data:") for u in refs), refs
+    assert refs
+    assert all(u.startswith(("/", "data:")) for u in refs), refs
     js = client.get("/static/app.js")
-    assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+    assert js.status_code == 200
+    assert "javascript" in js.headers["content-type"]
     assert "innerHTML = data.html" in js.text  # only the server-escaped fragment goes in as HTML
 
 
 @pytest.fixture(scope="module")
 def browser(chromium):
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        b = p.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         yield b
         b.close()
 
@@ -345,41 +430,46 @@ def test_page_explains_a_review(page, client, server, tmp_path):
     assert explain_in_page(page, REVIEW) == "done"
     assert page.inner_text("#status").startswith(f"Predicted {expected['label']}")
     prediction = page.inner_text("#result .prediction")
-    assert f"({expected['label']})" in prediction and f"{expected['prediction']:.4f}" in prediction
+    assert f"({expected['label']})" in prediction
+    assert f"{expected['prediction']:.4f}" in prediction
     # Highlighted words: the review's words, each coloured, carrying the API's exact value.
     words = page.locator("#result .seqshap-highlight span.w")
     assert words.count() == sum(expected["visible"])  # one coloured span per word the model read
     shown = {w.inner_text().lower(): float(w.get_attribute("data-value")) for w in words.all()}
     for word in ("wonderful", "superb", "loved"):
         assert word in shown
-    pos = {t: v for t, v, vis in zip(expected["tokens"], expected["values"], expected["visible"]) if vis}
+    pos = {t: v for t, v, vis in zip(expected["tokens"], expected["values"], expected["visible"], strict=True) if vis}
     assert shown["wonderful"] == pytest.approx(pos["wonderful"], abs=1e-12)
     assert page.locator("#result svg.seqshap-force g.seg").count() > 0
     assert page.locator("#result table.seqshap-top tbody tr").count() == 10
     assert page.locator("#model-info").inner_text().startswith("model tiny-lstm (lstm)")
     shot = tmp_path / "page.png"
     page.screenshot(path=str(shot), full_page=True)
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 10_000
     assert page.problems == []
     netloc = urlsplit(server.url).netloc
-    assert netloc in page.hosts and page.hosts <= {netloc, "data"}  # nothing leaves 127.0.0.1
+    assert netloc in page.hosts
+    assert page.hosts <= {netloc, "data"}
 
 
 def test_page_shows_markup_in_a_review_as_text_and_runs_nothing(page):
-    review = ('Loved it <img src=x onerror="window.pwned=1"> and <script>window.pwned=2</script> '
-              '<svg onload="window.pwned=3"></svg> a great film')
+    review = (
+        'Loved it <img src=x onerror="window.pwned=1"> and <script>window.pwned=2</script> '
+        '<svg onload="window.pwned=3"></svg> a great film'
+    )
     assert explain_in_page(page, review) == "done"
     assert page.evaluate("typeof window.pwned") == "undefined"
     assert page.locator("#result img, #result script, #result .seqshap-highlight svg").count() == 0
     text = page.inner_text("#result .seqshap-highlight .text")
-    assert '<img src=x onerror="window.pwned=1">' in text and "<script>window.pwned=2</script>" in text
+    assert '<img src=x onerror="window.pwned=1">' in text
+    assert "<script>window.pwned=2</script>" in text
     assert page.problems == []
 
 
 def test_page_shows_the_servers_error_message(page):
     assert explain_in_page(page, "?! ... !!") == "error"
-    assert page.inner_text("#status") == ("Error: text has no words (only punctuation or symbols); "
-                                          "nothing to explain")
+    assert page.inner_text("#status") == ("Error: text has no words (only punctuation or symbols); nothing to explain")
     assert page.inner_text("#result") == ""
     assert explain_in_page(page, REVIEW) == "done"  # and the page still works afterwards
 
@@ -397,7 +487,7 @@ def small_archive(path: Path, imdb, n: int = 5) -> Path:
     """An aclImdb-layout tar.gz of ``n`` real reviews per split (reading it beats reading 50,000)."""
     with tarfile.open(path, "w:gz") as tar:
         for split in ("train", "test"):
-            for i, (text, label) in enumerate(zip(imdb[split].texts[:n], imdb[split].labels[:n])):
+            for i, (text, label) in enumerate(zip(imdb[split].texts[:n], imdb[split].labels[:n], strict=True)):
                 data = text.encode("utf-8")
                 info = tarfile.TarInfo(f"aclImdb/{split}/{'pos' if label else 'neg'}/{i}_{8 if label else 2}.txt")
                 info.size = len(data)
@@ -408,10 +498,26 @@ def small_archive(path: Path, imdb, n: int = 5) -> Path:
 def test_serve_command_serves_and_stops_on_ctrl_c(tiny_model, imdb, tmp_path):
     exe = Path(sys.executable).with_name("seqshap")
     archive = small_archive(tmp_path / "small-imdb.tar.gz", imdb)
-    proc = subprocess.Popen([str(exe), "serve", "--model", str(tiny_model.path), "--port", "0",
-                             "--background", "5", "--imdb", str(archive), "--log-level", "warning"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "serve",
+            "--model",
+            str(tiny_model.path),
+            "--port",
+            "0",
+            "--background",
+            "5",
+            "--imdb",
+            str(archive),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         line = proc.stdout.readline()  # printed once the port is open
         url = re.search(r"http://127\.0\.0\.1:\d+/", line)

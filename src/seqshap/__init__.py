@@ -1,8 +1,18 @@
 """seqshap: exact DeepSHAP attributions for recurrent text classifiers."""
+
 __version__ = "0.1.0"
 
-from .attribution import AdditivityError, DeepExplainer, DeepLift, Explanation, UnsupportedLayerError  # noqa: E402
-from .store import ModelLoadError, SeqshapModel, load  # noqa: E402
+from .attribution import AdditivityError, DeepExplainer, DeepLift, Explanation, UnsupportedLayerError
+from .store import ModelLoadError, SeqshapModel, load
 
-__all__ = ["__version__", "AdditivityError", "DeepExplainer", "DeepLift", "Explanation", "ModelLoadError",
-           "SeqshapModel", "UnsupportedLayerError", "load"]
+__all__ = [
+    "AdditivityError",
+    "DeepExplainer",
+    "DeepLift",
+    "Explanation",
+    "ModelLoadError",
+    "SeqshapModel",
+    "UnsupportedLayerError",
+    "__version__",
+    "load",
+]

@@ -5,6 +5,7 @@ hidden ``.NAME.*.tmp`` beside it. The file gets the permissions a plain ``open(p
 would give it (``0o666`` minus the umask), not ``mkstemp``'s private ``0o600``, so model
 folders and reports can be shared and served.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The one place that picks the DeepSHAP background (the reference texts) for a run."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ DEFAULT_SIZE = 100  # the seed notebook explains against the first 100 training 
 @dataclass(frozen=True)
 class Background:
     """Background texts and a short phrase saying where they came from (shown in reports)."""
+
     texts: tuple[str, ...]
     source: str
 
@@ -23,12 +25,14 @@ def default_background(n: int = DEFAULT_SIZE, imdb: str | Path | None = None) ->
     if n < 1:
         raise ValueError(f"the background needs at least 1 text, got {n}")
     from .data import load_imdb
+
     texts = load_imdb(imdb)["train"].texts[:n]
     return Background(tuple(texts), f"the first {len(texts)} IMDB training reviews")
 
 
-def resolve_background(given: Background | Sequence[str] | None, n: int = DEFAULT_SIZE,
-                       imdb: str | Path | None = None) -> Background:
+def resolve_background(
+    given: Background | Sequence[str] | None, n: int = DEFAULT_SIZE, imdb: str | Path | None = None
+) -> Background:
     """``given`` as a :class:`Background` (texts a caller chose), or :func:`default_background` when ``None``."""
     if given is None:
         return default_background(n, imdb)

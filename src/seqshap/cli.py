@@ -3,6 +3,7 @@
 Exit codes: 0 success, 2 bad usage, 1 any other error, printed as one line on stderr
 (``--debug`` shows the traceback).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,10 @@ from .commands.common import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seqshap", description="Train recurrent text classifiers and "
-                                     "explain their predictions with exact DeepSHAP.")
+    parser = argparse.ArgumentParser(
+        prog="seqshap",
+        description="Train recurrent text classifiers and explain their predictions with exact DeepSHAP.",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:

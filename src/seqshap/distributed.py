@@ -27,6 +27,7 @@ chunk and keeps it (later chunks on that worker find it in :data:`_EXPLAINERS`).
 chunk's texts travel with each task. Workers send back the chunk's JSON-able state; this
 process writes the files, so ``out_dir`` only needs to exist here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,9 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .importance import WordImportance
 from . import atomic
 from .background import default_background
+from .importance import WordImportance
 from .store import CONFIG, DEFAULT_MODEL_DIR, VOCAB, WEIGHTS
 
 CHUNK_FORMAT = "seqshap.importance-chunk/1"
@@ -65,11 +66,12 @@ class Payload:
 
     A dataclass (not a dict or tuple) so that ``Client.scatter`` ships it as one object.
     """
-    token: str                   # identifies model + background + options; the worker's cache key
-    files: dict[str, bytes]      # model directory files, name -> bytes
+
+    token: str  # identifies model + background + options; the worker's cache key
+    files: dict[str, bytes]  # model directory files, name -> bytes
     background: tuple[str, ...]  # background texts
     output: str = "probability"
-    batch_size: int = 25         # reviews per explainer.explain call (same as the single-process run)
+    batch_size: int = 25  # reviews per explainer.explain call (same as the single-process run)
     torch_threads: int = 1
 
 
@@ -84,12 +86,12 @@ class _Chunk:
 # --------------------------------------------------------------------------------------------
 # Worker side: build the explainer once per process, explain chunks with it.
 # --------------------------------------------------------------------------------------------
-_EXPLAINERS: "OrderedDict[str, Any]" = OrderedDict()  # token -> DeepExplainer, in this process
-_BUILDS: dict[str, int] = {}                         # token -> how many times built here (tests)
+_EXPLAINERS: OrderedDict[str, Any] = OrderedDict()  # token -> DeepExplainer, in this process
+_BUILDS: dict[str, int] = {}  # token -> how many times built here (tests)
 _BUILD_LOCK = threading.Lock()
 _CACHE_SIZE = 2  # a long-lived cluster worker may serve several runs; keep memory bounded
 _LOCAL_PAYLOAD: Payload | None = None  # set by the local pool's initializer
-_LOCAL_BARRIER = None                  # lets the pool prove every process is up before timing starts
+_LOCAL_BARRIER = None  # lets the pool prove every process is up before timing starts
 
 
 def _build_explainer(payload: Payload):
@@ -97,6 +99,7 @@ def _build_explainer(payload: Payload):
 
     from .attribution import DeepExplainer
     from .store import load
+
     if payload.torch_threads > 0:
         # several single-threaded workers share the cores; torch's own pool would oversubscribe
         torch.set_num_threads(payload.torch_threads)
@@ -131,12 +134,16 @@ def build_counts() -> dict[str, int]:
 def explain_chunk(payload: Payload, texts: list[str], labels: list[int] | None) -> dict:
     """Explain one chunk; returns ``{"state", "seconds", "worker"}`` (JSON-able)."""
     from .importance import importance_over
+
     t0 = time.perf_counter()
     explainer = get_explainer(payload)
     # importance_over batches exactly like the single-process command does
     acc = importance_over(explainer, texts, labels, batch_size=payload.batch_size, progress=False)
-    return {"state": acc.to_state(), "seconds": time.perf_counter() - t0,
-            "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    return {
+        "state": acc.to_state(),
+        "seconds": time.perf_counter() - t0,
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+    }
 
 
 def slow_malloc() -> bool:
@@ -188,8 +195,13 @@ def _json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
 
-def make_payload(model_dir: str | Path | None, background: Sequence[str], output: str = "probability",
-                 batch_size: int = 25, torch_threads: int = 1) -> Payload:
+def make_payload(
+    model_dir: str | Path | None,
+    background: Sequence[str],
+    output: str = "probability",
+    batch_size: int = 25,
+    torch_threads: int = 1,
+) -> Payload:
     """Read the model directory and fingerprint model + background + options."""
     directory = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
     if not directory.is_dir():
@@ -203,8 +215,7 @@ def make_payload(model_dir: str | Path | None, background: Sequence[str], output
     background = tuple(str(t) for t in background)
     if not background:
         raise DistributedError("the background is empty")
-    token = _sha256(*(files[n] for n in MODEL_FILES), _json_bytes(list(background)),
-                    _json_bytes([output, batch_size]))
+    token = _sha256(*(files[n] for n in MODEL_FILES), _json_bytes(list(background)), _json_bytes([output, batch_size]))
     return Payload(token, files, background, output, batch_size, torch_threads)
 
 
@@ -216,15 +227,22 @@ def _chunks(n: int, chunk_size: int, ids: Sequence | None) -> list[_Chunk]:
     return out
 
 
-def _manifest(payload: Payload, texts: Sequence[str], labels: list[int] | None, ids: list,
-              chunk_size: int, n_chunks: int) -> dict:
+def _manifest(
+    payload: Payload, texts: Sequence[str], labels: list[int] | None, ids: list, chunk_size: int, n_chunks: int
+) -> dict:
     """What identifies a run: chunks of another run must never be mixed into this one."""
-    m = {"format": RUN_FORMAT, "n_reviews": len(texts), "chunk_size": chunk_size, "n_chunks": n_chunks,
-         "batch_size": payload.batch_size, "output": payload.output,
-         "model_sha256": _sha256(*(payload.files[n] for n in MODEL_FILES)),
-         "background_n": len(payload.background),
-         "background_sha256": _sha256(_json_bytes(list(payload.background))),
-         "reviews_sha256": _sha256(_json_bytes([list(texts), labels, ids]))}
+    m = {
+        "format": RUN_FORMAT,
+        "n_reviews": len(texts),
+        "chunk_size": chunk_size,
+        "n_chunks": n_chunks,
+        "batch_size": payload.batch_size,
+        "output": payload.output,
+        "model_sha256": _sha256(*(payload.files[n] for n in MODEL_FILES)),
+        "background_n": len(payload.background),
+        "background_sha256": _sha256(_json_bytes(list(payload.background))),
+        "reviews_sha256": _sha256(_json_bytes([list(texts), labels, ids])),
+    }
     m["run"] = _sha256(_json_bytes(m))[:16]
     return m
 
@@ -242,9 +260,13 @@ def _load_done(chunk_dir: Path, chunks: list[_Chunk], run: str) -> tuple[dict[in
             continue
         try:
             obj = json.loads(p.read_text(encoding="utf-8"))
-            ok = (obj.get("format") == CHUNK_FORMAT and obj.get("run") == run and obj.get("chunk") == c.index
-                  and obj.get("review_ids") == c.review_ids
-                  and int(obj["state"]["n_explanations"]) == c.stop - c.start)
+            ok = (
+                obj.get("format") == CHUNK_FORMAT
+                and obj.get("run") == run
+                and obj.get("chunk") == c.index
+                and obj.get("review_ids") == c.review_ids
+                and int(obj["state"]["n_explanations"]) == c.stop - c.start
+            )
             if ok:
                 WordImportance.from_state(obj["state"])  # parses
         except (OSError, ValueError, KeyError, TypeError) as e:
@@ -267,16 +289,22 @@ def _prepare_dir(out_dir: Path, manifest: dict, resume: bool) -> Path:
         except (OSError, ValueError) as e:
             raise DistributedError(f"{mpath}: unreadable ({e}); remove {chunk_dir} to start over") from None
         if not resume:
-            raise DistributedError(f"{chunk_dir} already holds an earlier run ({len(existing)} chunk files): "
-                                   f"pass --resume to continue it, or use another --out")
+            raise DistributedError(
+                f"{chunk_dir} already holds an earlier run ({len(existing)} chunk files): "
+                f"pass --resume to continue it, or use another --out"
+            )
         if old.get("run") != manifest["run"]:
-            diff = [f"{k} {old.get(k)!r} -> {manifest[k]!r}" for k in manifest
-                    if k != "run" and old.get(k) != manifest[k]]
-            raise DistributedError(f"cannot resume {chunk_dir}: it holds a different run "
-                                   f"({'; '.join(diff) or 'different run id'}); use another --out")
+            diff = [
+                f"{k} {old.get(k)!r} -> {manifest[k]!r}" for k in manifest if k != "run" and old.get(k) != manifest[k]
+            ]
+            raise DistributedError(
+                f"cannot resume {chunk_dir}: it holds a different run "
+                f"({'; '.join(diff) or 'different run id'}); use another --out"
+            )
     elif existing and not resume:
-        raise DistributedError(f"{chunk_dir} already holds {len(existing)} chunk files: pass --resume to "
-                               f"continue, or use another --out")
+        raise DistributedError(
+            f"{chunk_dir} already holds {len(existing)} chunk files: pass --resume to continue, or use another --out"
+        )
     chunk_dir.mkdir(parents=True, exist_ok=True)
     # temp files left by a process killed mid-write (the rename never happened): not chunks
     for tmp in chunk_dir.glob(".chunk-*.tmp"):
@@ -286,10 +314,20 @@ def _prepare_dir(out_dir: Path, manifest: dict, resume: bool) -> Path:
 
 
 def _write_chunk(chunk_dir: Path, c: _Chunk, run: str, result: dict) -> None:
-    atomic.write_json(_chunk_path(chunk_dir, c.index),
-                      {"format": CHUNK_FORMAT, "run": run, "chunk": c.index, "start": c.start, "stop": c.stop,
-                       "review_ids": c.review_ids, "seconds": round(float(result["seconds"]), 4),
-                       "worker": result.get("worker"), "state": result["state"]})
+    atomic.write_json(
+        _chunk_path(chunk_dir, c.index),
+        {
+            "format": CHUNK_FORMAT,
+            "run": run,
+            "chunk": c.index,
+            "start": c.start,
+            "stop": c.stop,
+            "review_ids": c.review_ids,
+            "seconds": round(float(result["seconds"]), 4),
+            "worker": result.get("worker"),
+            "state": result["state"],
+        },
+    )
 
 
 def _is_address(scheduler: str) -> bool:
@@ -300,40 +338,52 @@ def _need_dask(scheduler: str):
     try:
         import distributed
     except ImportError:
-        raise DistributedError(f"scheduler {scheduler!r} needs Dask: pip install 'seqshap[dask]' "
-                               f"(or use scheduler 'local')") from None
+        raise DistributedError(
+            f"scheduler {scheduler!r} needs Dask: pip install 'seqshap[dask]' (or use scheduler 'local')"
+        ) from None
     return distributed
 
 
-def _run_local(todo: list[_Chunk], texts, labels, payload: Payload, n_workers: int,
-               on_done: Callable[[_Chunk, dict], None], started: Callable[[], None]) -> int:
+def _run_local(
+    todo: list[_Chunk],
+    texts,
+    labels,
+    payload: Payload,
+    n_workers: int,
+    on_done: Callable[[_Chunk, dict], None],
+    started: Callable[[], None],
+) -> int:
     if n_workers == 1:
         # in this process: no pool, no model copy; keep the caller's torch thread setting
-        payload1 = Payload(payload.token, payload.files, payload.background, payload.output,
-                           payload.batch_size, torch_threads=0)
+        payload1 = Payload(
+            payload.token, payload.files, payload.background, payload.output, payload.batch_size, torch_threads=0
+        )
         get_explainer(payload1)
         started()
         try:
             for c in todo:
-                on_done(c, explain_chunk(payload1, texts[c.start:c.stop], _slice(labels, c)))
+                on_done(c, explain_chunk(payload1, texts[c.start : c.stop], _slice(labels, c)))
         finally:
             _EXPLAINERS.pop(payload1.token, None)  # a library call should not keep the model alive
         return 1
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
+
     # spawn, not fork: forking a process that has torch's thread pools running can deadlock
     ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_local_init,
-                             initargs=(payload, ctx.Barrier(n_workers))) as pool:
+    with ProcessPoolExecutor(
+        n_workers, mp_context=ctx, initializer=_local_init, initargs=(payload, ctx.Barrier(n_workers))
+    ) as pool:
         try:
             for f in [pool.submit(_local_ready) for _ in range(n_workers)]:
                 f.result()
         except BrokenProcessPool:
-            raise DistributedError("a local worker process could not build the explainer "
-                                   "(its error is printed above)") from None
+            raise DistributedError(
+                "a local worker process could not build the explainer (its error is printed above)"
+            ) from None
         started()
-        pending = {pool.submit(_local_chunk, texts[c.start:c.stop], _slice(labels, c)): c for c in todo}
+        pending = {pool.submit(_local_chunk, texts[c.start : c.stop], _slice(labels, c)): c for c in todo}
         try:
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -352,23 +402,32 @@ def _run_local(todo: list[_Chunk], texts, labels, payload: Payload, n_workers: i
 
 
 def _slice(labels: list[int] | None, c: _Chunk) -> list[int] | None:
-    return None if labels is None else labels[c.start:c.stop]
+    return None if labels is None else labels[c.start : c.stop]
 
 
-def _run_dask(client, todo: list[_Chunk], texts, labels, payload: Payload,
-              on_done: Callable[[_Chunk, dict], None], started: Callable[[], None],
-              log: Callable[[str], None] | None = None) -> None:
+def _run_dask(
+    client,
+    todo: list[_Chunk],
+    texts,
+    labels,
+    payload: Payload,
+    on_done: Callable[[_Chunk, dict], None],
+    started: Callable[[], None],
+    log: Callable[[str], None] | None = None,
+) -> None:
     import uuid
 
     from distributed import as_completed, wait
+
     # one copy of the model + background per worker; tasks get the worker-local object
     shipped = client.scatter(payload, broadcast=True, hash=False)
     tag = uuid.uuid4().hex[:8]
     # build every current worker's explainer before timing starts (workers that join later
     # build theirs on their first chunk, from the same scattered payload)
-    warming = [client.submit(warm, shipped, key=f"seqshap-warm-{i}-{tag}", workers=[addr],
-                             allow_other_workers=False)
-               for i, addr in enumerate(client.scheduler_info()["workers"])]
+    warming = [
+        client.submit(warm, shipped, key=f"seqshap-warm-{i}-{tag}", workers=[addr], allow_other_workers=False)
+        for i, addr in enumerate(client.scheduler_info()["workers"])
+    ]
     wait(warming)
     for f in warming:
         if f.status == "error":
@@ -376,14 +435,22 @@ def _run_dask(client, todo: list[_Chunk], texts, labels, payload: Payload,
             raise DistributedError(f"a worker could not build the explainer: {type(e).__name__}: {e}")
     slow = sum(f.result()["slow_malloc"] for f in warming)
     if slow and log is not None:
-        log(f"note: {slow} Dask worker(s) run with MALLOC_TRIM_THRESHOLD_ but no MALLOC_MMAP_THRESHOLD_, "
-            f"which makes explaining about 3x slower; start workers with MALLOC_MMAP_THRESHOLD_=134217728")
+        log(
+            f"note: {slow} Dask worker(s) run with MALLOC_TRIM_THRESHOLD_ but no MALLOC_MMAP_THRESHOLD_, "
+            f"which makes explaining about 3x slower; start workers with MALLOC_MMAP_THRESHOLD_=134217728"
+        )
     del warming
     started()
     futures = {}
     for c in todo:
-        f = client.submit(explain_chunk, shipped, texts[c.start:c.stop], _slice(labels, c),
-                          key=f"seqshap-chunk-{c.index:05d}-{tag}", priority=-c.index)
+        f = client.submit(
+            explain_chunk,
+            shipped,
+            texts[c.start : c.stop],
+            _slice(labels, c),
+            key=f"seqshap-chunk-{c.index:05d}-{tag}",
+            priority=-c.index,
+        )
         futures[f] = c
     try:
         for f in as_completed(list(futures)):
@@ -404,13 +471,27 @@ def _dask_workers(client) -> int:
     return sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
 
 
-def explain_corpus(model_dir: str | Path | None, texts: Sequence[str], labels: Sequence[int] | None,
-                   out_dir: str | Path, scheduler: str = "local", chunk_size: int = 250,
-                   n_workers: int | None = None, background_n: int = 100, resume: bool = False,
-                   progress: bool = True, *, background: Sequence[str] | None = None,
-                   ids: Sequence | None = None, output: str = "probability", batch_size: int = 25,
-                   imdb: str | Path | None = None, torch_threads: int = 1, worker_timeout: float = 60,
-                   log: Callable[[str], None] | None = None) -> tuple[WordImportance, dict]:
+def explain_corpus(
+    model_dir: str | Path | None,
+    texts: Sequence[str],
+    labels: Sequence[int] | None,
+    out_dir: str | Path,
+    scheduler: str = "local",
+    chunk_size: int = 250,
+    n_workers: int | None = None,
+    background_n: int = 100,
+    resume: bool = False,
+    progress: bool = True,
+    *,
+    background: Sequence[str] | None = None,
+    ids: Sequence | None = None,
+    output: str = "probability",
+    batch_size: int = 25,
+    imdb: str | Path | None = None,
+    torch_threads: int = 1,
+    worker_timeout: float = 60,
+    log: Callable[[str], None] | None = None,
+) -> tuple[WordImportance, dict]:
     """Explain ``texts`` chunk by chunk on ``scheduler`` into one exact :class:`WordImportance`.
 
     ``background`` defaults to :func:`seqshap.background.default_background` of ``background_n``
@@ -421,15 +502,13 @@ def explain_corpus(model_dir: str | Path | None, texts: Sequence[str], labels: S
     """
     t_start = time.perf_counter()
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    texts, labels, ids = _checked_inputs(texts, labels, ids, scheduler, chunk_size, batch_size, background_n,
-                                         n_workers)
+    texts, labels, ids = _checked_inputs(texts, labels, ids, scheduler, chunk_size, batch_size, background_n, n_workers)
     if background is None:
         background = default_background(background_n, imdb).texts
 
     payload = make_payload(model_dir, background, output, batch_size, torch_threads)
     chunks = _chunks(len(texts), chunk_size, ids)
-    manifest = _manifest(payload, texts, labels, [c for ch in chunks for c in ch.review_ids],
-                         chunk_size, len(chunks))
+    manifest = _manifest(payload, texts, labels, [c for ch in chunks for c in ch.review_ids], chunk_size, len(chunks))
     chunk_dir = _prepare_dir(Path(out_dir), manifest, resume)
     done = _resumed(chunk_dir, chunks, manifest["run"], log) if resume else {}
     todo = [c for c in chunks if c.index not in done]
@@ -445,21 +524,36 @@ def explain_corpus(model_dir: str | Path | None, texts: Sequence[str], labels: S
         raise DistributedError(f"merged {acc.n_explanations} explanations, expected {len(texts)}")
     explained = sum(c.stop - c.start for c in todo)
     work_s = t_end - tracker.t_work
-    summary = {"scheduler": scheduler, "workers": workers, "reviews": len(texts),
-               "reviews_explained": explained,
-               "reviews_resumed": len(texts) - explained, "chunks": len(chunks),
-               "chunks_resumed": len(chunks) - len(todo), "chunk_size": chunk_size,
-               "seconds": round(t_end - t_start, 3), "startup_seconds": round(tracker.t_work - t_start, 3),
-               "work_seconds": round(work_s, 3),
-               "reviews_per_s": round(explained / work_s, 3) if explained and work_s > 0 else 0.0,
-               "worker_seconds": round(tracker.worker_seconds, 3), "chunk_dir": str(chunk_dir),
-               "run": manifest["run"]}
+    summary = {
+        "scheduler": scheduler,
+        "workers": workers,
+        "reviews": len(texts),
+        "reviews_explained": explained,
+        "reviews_resumed": len(texts) - explained,
+        "chunks": len(chunks),
+        "chunks_resumed": len(chunks) - len(todo),
+        "chunk_size": chunk_size,
+        "seconds": round(t_end - t_start, 3),
+        "startup_seconds": round(tracker.t_work - t_start, 3),
+        "work_seconds": round(work_s, 3),
+        "reviews_per_s": round(explained / work_s, 3) if explained and work_s > 0 else 0.0,
+        "worker_seconds": round(tracker.worker_seconds, 3),
+        "chunk_dir": str(chunk_dir),
+        "run": manifest["run"],
+    }
     return acc, summary
 
 
-def _checked_inputs(texts: Sequence[str], labels: Sequence[int] | None, ids: Sequence | None, scheduler: str,
-                    chunk_size: int, batch_size: int, background_n: int,
-                    n_workers: int | None) -> tuple[list[str], list[int] | None, list | None]:
+def _checked_inputs(
+    texts: Sequence[str],
+    labels: Sequence[int] | None,
+    ids: Sequence | None,
+    scheduler: str,
+    chunk_size: int,
+    batch_size: int,
+    background_n: int,
+    n_workers: int | None,
+) -> tuple[list[str], list[int] | None, list | None]:
     """The reviews as plain JSON-able lists, after every check that can fail before any work."""
     texts = [str(t) for t in texts]
     labels = None if labels is None else [int(x) for x in labels]
@@ -477,8 +571,10 @@ def _checked_inputs(texts: Sequence[str], labels: Sequence[int] | None, ids: Seq
     if n_workers is not None and n_workers < 1:
         raise ValueError(f"n_workers must be at least 1, got {n_workers}")
     if scheduler not in SCHEDULERS and not _is_address(scheduler):
-        raise ValueError(f"unknown scheduler {scheduler!r}: use 'local', 'processes' or a Dask "
-                         f"scheduler address like tcp://host:8786")
+        raise ValueError(
+            f"unknown scheduler {scheduler!r}: use 'local', 'processes' or a Dask "
+            f"scheduler address like tcp://host:8786"
+        )
     if scheduler != "local":
         _need_dask(scheduler)  # fail before any work
     return texts, labels, ids
@@ -489,9 +585,11 @@ def _resumed(chunk_dir: Path, chunks: list[_Chunk], run: str, log: Callable[[str
     done, notes = _load_done(chunk_dir, chunks, run)
     for n in notes:
         log(f"resume: {n}")
-    log(f"resume: {len(done)} of {len(chunks)} chunks already done "
+    log(
+        f"resume: {len(done)} of {len(chunks)} chunks already done "
         f"({sum(chunks[i].stop - chunks[i].start for i in done)} reviews); "
-        f"explaining the other {len(chunks) - len(done)}")
+        f"explaining the other {len(chunks) - len(done)}"
+    )
     return done
 
 
@@ -507,9 +605,16 @@ class _Tracker:
     def started(self) -> None:
         # workers are up and hold their explainers: throughput is timed from here
         from tqdm import tqdm
+
         self.t_work = time.perf_counter()
-        self.bar = tqdm(total=self.n_chunks, initial=len(self.done), desc="explaining chunks", unit="chunk",
-                        disable=not self.progress, file=sys.stderr)
+        self.bar = tqdm(
+            total=self.n_chunks,
+            initial=len(self.done),
+            desc="explaining chunks",
+            unit="chunk",
+            disable=not self.progress,
+            file=sys.stderr,
+        )
 
     def on_done(self, c: _Chunk, res: dict) -> None:
         _write_chunk(self.chunk_dir, c, self.run, res)  # on disk first: a kill now loses nothing
@@ -522,9 +627,18 @@ class _Tracker:
             self.bar.close()
 
 
-def _dispatch(scheduler: str, todo: list[_Chunk], texts: list[str], labels: list[int] | None, payload: Payload,
-              n_workers: int | None, worker_timeout: float, tracker: _Tracker, progress: bool,
-              log: Callable[[str], None]) -> int:
+def _dispatch(
+    scheduler: str,
+    todo: list[_Chunk],
+    texts: list[str],
+    labels: list[int] | None,
+    payload: Payload,
+    n_workers: int | None,
+    worker_timeout: float,
+    tracker: _Tracker,
+    progress: bool,
+    log: Callable[[str], None],
+) -> int:
     """Explain the ``todo`` chunks on ``scheduler``; returns how many workers did it."""
     cluster = client = None
     try:
@@ -538,13 +652,18 @@ def _dispatch(scheduler: str, todo: list[_Chunk], texts: list[str], labels: list
 
         import dask
         from distributed import Client, LocalCluster
+
         if scheduler == "processes":
             # Dask's nannies set MALLOC_TRIM_THRESHOLD_ in the workers, which disables glibc's
             # adaptive mmap threshold and makes explaining ~3x slower: keep glibc's defaults
             with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-                cluster = LocalCluster(n_workers=min(n_workers or os.cpu_count() or 1, len(todo)),
-                                       threads_per_worker=1, processes=True, dashboard_address=None,
-                                       silence_logs=logging.ERROR)
+                cluster = LocalCluster(
+                    n_workers=min(n_workers or os.cpu_count() or 1, len(todo)),
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
             client = Client(cluster)
         else:
             if progress:
@@ -556,14 +675,18 @@ def _dispatch(scheduler: str, todo: list[_Chunk], texts: list[str], labels: list
         try:
             client.wait_for_workers(1, timeout=worker_timeout)
         except TimeoutError:
-            raise DistributedError(f"no Dask worker joined {scheduler} within {worker_timeout:g} s "
-                                   f"(start some with: dask worker {scheduler})") from None
+            raise DistributedError(
+                f"no Dask worker joined {scheduler} within {worker_timeout:g} s "
+                f"(start some with: dask worker {scheduler})"
+            ) from None
         workers = _dask_workers(client)
         _run_dask(client, todo, texts, labels, payload, tracker.on_done, tracker.started, log)
         return workers
     except KeyboardInterrupt:
-        log(f"interrupted: {len(tracker.done)} of {tracker.n_chunks} chunks are saved in {tracker.chunk_dir}; "
-            f"run again with --resume to finish")
+        log(
+            f"interrupted: {len(tracker.done)} of {tracker.n_chunks} chunks are saved in {tracker.chunk_dir}; "
+            f"run again with --resume to finish"
+        )
         raise
     finally:
         tracker.close()
@@ -575,9 +698,11 @@ def _dispatch(scheduler: str, todo: list[_Chunk], texts: list[str], labels: list
 
 def format_summary(s: dict) -> str:
     """One line for people: reviews explained, seconds, reviews/s, workers."""
-    line = (f"explained {s['reviews_explained']} reviews in {s['seconds']:.1f} s "
-            f"({s['reviews_per_s']:.1f} reviews/s after {s['startup_seconds']:.1f} s startup) "
-            f"on {s['workers']} worker{'s' if s['workers'] != 1 else ''} ({s['scheduler']})")
+    line = (
+        f"explained {s['reviews_explained']} reviews in {s['seconds']:.1f} s "
+        f"({s['reviews_per_s']:.1f} reviews/s after {s['startup_seconds']:.1f} s startup) "
+        f"on {s['workers']} worker{'s' if s['workers'] != 1 else ''} ({s['scheduler']})"
+    )
     if s["chunks_resumed"]:
         line += f"; {s['chunks_resumed']} of {s['chunks']} chunks ({s['reviews_resumed']} reviews) resumed"
     return line

@@ -18,6 +18,7 @@ equals one run over both parts *exactly*. The float sums are kept as exact expan
 (Shewchuk's non-overlapping partials, as in ``math.fsum``), so the result does not depend
 on the order or grouping of the additions (needed when the work is split over workers).
 """
+
 from __future__ import annotations
 
 import csv
@@ -58,6 +59,7 @@ def _total(partials: list[float]) -> float:
 @dataclass(frozen=True)
 class WordStat:
     """One row of the importance table."""
+
     word: str
     mean: float
     mean_abs: float
@@ -87,8 +89,9 @@ class WordImportance:
         if self.output_space is None:
             self.output_space = space
         elif space != self.output_space:
-            raise ValueError(f"cannot pool attributions of different output spaces "
-                             f"({self.output_space!r} and {space!r})")
+            raise ValueError(
+                f"cannot pool attributions of different output spaces ({self.output_space!r} and {space!r})"
+            )
 
     def add_tokens(self, tokens: Iterable[str], values: Iterable[float], output_space: str | None = None) -> None:
         """Add one explained text: ``tokens`` ``[T]`` with ``values`` ``[T]``."""
@@ -99,7 +102,7 @@ class WordImportance:
             raise ValueError("attributions contain NaN or inf")
         self._space(output_space)
         seen = set()
-        for tok, v in zip(tokens, values.tolist()):
+        for tok, v in zip(tokens, values.tolist(), strict=True):
             if tok in SKIP:
                 self.n_skipped += tok in UNKNOWN_TOKENS
                 continue
@@ -113,17 +116,17 @@ class WordImportance:
                 self._reviews[tok] += 1
         self.n_explanations += 1
 
-    def add(self, exp: Explanation) -> "WordImportance":
+    def add(self, exp: Explanation) -> WordImportance:
         """Add one :class:`Explanation`."""
         self.add_tokens(exp.tokens, exp.values, exp.output_space)
         return self
 
-    def update(self, exps: Iterable[Explanation]) -> "WordImportance":
+    def update(self, exps: Iterable[Explanation]) -> WordImportance:
         for e in exps:
             self.add(e)
         return self
 
-    def merge(self, other: "WordImportance") -> "WordImportance":
+    def merge(self, other: WordImportance) -> WordImportance:
         """Add another partial result into this one (in place); exact."""
         if not isinstance(other, WordImportance):
             raise TypeError(f"can only merge a WordImportance, got {type(other).__name__}")
@@ -141,18 +144,22 @@ class WordImportance:
         self.n_skipped += other.n_skipped
         return self
 
-    def __add__(self, other: "WordImportance") -> "WordImportance":
+    def __add__(self, other: WordImportance) -> WordImportance:
         return WordImportance.from_state(self.to_state()).merge(other)
 
     def to_state(self) -> dict:
         """JSON-able state (exact: the partial sums are kept) for shipping between workers."""
-        return {"output_space": self.output_space, "n_explanations": self.n_explanations,
-                "n_skipped": self.n_skipped,
-                "words": {w: [list(self._sum[w]), list(self._abs[w]), self._count[w], self._reviews[w]]
-                          for w in self._count}}
+        return {
+            "output_space": self.output_space,
+            "n_explanations": self.n_explanations,
+            "n_skipped": self.n_skipped,
+            "words": {
+                w: [list(self._sum[w]), list(self._abs[w]), self._count[w], self._reviews[w]] for w in self._count
+            },
+        }
 
     @classmethod
-    def from_state(cls, state: dict) -> "WordImportance":
+    def from_state(cls, state: dict) -> WordImportance:
         acc = cls(state.get("output_space"))
         acc.n_explanations = int(state["n_explanations"])
         acc.n_skipped = int(state.get("n_skipped", 0))
@@ -161,7 +168,7 @@ class WordImportance:
             acc._count[w], acc._reviews[w] = int(c), int(r)
         return acc
 
-    def table(self, min_count: int = 5) -> "ImportanceTable":
+    def table(self, min_count: int = 5) -> ImportanceTable:
         """Words seen at least ``min_count`` times, most positive mean first."""
         if min_count < 1:
             raise ValueError(f"min_count must be at least 1, got {min_count}")
@@ -178,6 +185,7 @@ class WordImportance:
 @dataclass
 class ImportanceTable:
     """The finished table (rows sorted by mean signed attribution, highest first)."""
+
     rows: list[WordStat]
     n_explanations: int
     min_count: int
@@ -194,21 +202,24 @@ class ImportanceTable:
 
     def top_positive(self, k: int = 20) -> list[WordStat]:
         """The ``k`` words with the highest positive mean attribution."""
-        return [r for r in self.rows if r.mean > 0][:max(0, k)]
+        return [r for r in self.rows if r.mean > 0][: max(0, k)]
 
     def top_negative(self, k: int = 20) -> list[WordStat]:
         """The ``k`` words with the most negative mean attribution, most negative first."""
-        return sorted((r for r in self.rows if r.mean < 0), key=lambda r: (r.mean, r.word))[:max(0, k)]
+        return sorted((r for r in self.rows if r.mean < 0), key=lambda r: (r.mean, r.word))[: max(0, k)]
 
     def by_mean_abs(self, k: int = 20) -> list[WordStat]:
-        return sorted(self.rows, key=lambda r: (-r.mean_abs, r.word))[:max(0, k)]
+        return sorted(self.rows, key=lambda r: (-r.mean_abs, r.word))[: max(0, k)]
 
     def to_dict(self, k: int = 20) -> dict:
-        return {"n_explanations": self.n_explanations, "min_count": self.min_count,
-                "output_space": self.output_space,
-                "top_positive": [r.word for r in self.top_positive(k)],
-                "top_negative": [r.word for r in self.top_negative(k)],
-                "words": [asdict(r) for r in self.rows]}
+        return {
+            "n_explanations": self.n_explanations,
+            "min_count": self.min_count,
+            "output_space": self.output_space,
+            "top_positive": [r.word for r in self.top_positive(k)],
+            "top_negative": [r.word for r in self.top_negative(k)],
+            "words": [asdict(r) for r in self.rows],
+        }
 
     def to_csv_text(self) -> str:
         buf = io.StringIO()
@@ -232,28 +243,32 @@ def word_importance(exps: Iterable[Explanation], min_count: int = 5) -> Importan
     return WordImportance().update(exps).table(min_count)
 
 
-def explain_batches(explainer, texts: list[str], labels=None, batch_size: int = 25,
-                    progress: bool = False, desc: str = "explain") -> list[Explanation]:
+def explain_batches(
+    explainer, texts: list[str], labels=None, batch_size: int = 25, progress: bool = False, desc: str = "explain"
+) -> list[Explanation]:
     """``explainer.explain`` over ``texts`` in batches, with a tqdm bar on stderr."""
     from tqdm import tqdm
+
     out: list[Explanation] = []
     with tqdm(total=len(texts), desc=desc, unit="review", disable=not progress, leave=False) as bar:
         for i in range(0, len(texts), batch_size):
-            lab = None if labels is None else [int(x) for x in labels[i:i + batch_size]]
-            out.extend(explainer.explain(list(texts[i:i + batch_size]), labels=lab))
-            bar.update(len(texts[i:i + batch_size]))
+            lab = None if labels is None else [int(x) for x in labels[i : i + batch_size]]
+            out.extend(explainer.explain(list(texts[i : i + batch_size]), labels=lab))
+            bar.update(len(texts[i : i + batch_size]))
     return out
 
 
-def importance_over(explainer, texts: list[str], labels=None, batch_size: int = 25, progress: bool = False,
-                    desc: str = "importance") -> WordImportance:
+def importance_over(
+    explainer, texts: list[str], labels=None, batch_size: int = 25, progress: bool = False, desc: str = "importance"
+) -> WordImportance:
     """Explain ``texts`` batch by batch into a :class:`WordImportance` (explanations are not kept)."""
     from tqdm import tqdm
+
     acc = WordImportance(explainer.output)
     with tqdm(total=len(texts), desc=desc, unit="review", disable=not progress) as bar:
         for i in range(0, len(texts), batch_size):
-            chunk = list(texts[i:i + batch_size])
-            lab = None if labels is None else [int(x) for x in labels[i:i + batch_size]]
+            chunk = list(texts[i : i + batch_size])
+            lab = None if labels is None else [int(x) for x in labels[i : i + batch_size]]
             acc.update(explainer.explain(chunk, labels=lab))
             bar.update(len(chunk))
     return acc

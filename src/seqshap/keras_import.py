@@ -7,6 +7,7 @@ that computes what the Keras model computed, so every seqshap command can explai
     from seqshap.keras_import import import_keras
     model = import_keras("model.keras", "runs/from_keras", word_index="word_index.json")
 """
+
 from __future__ import annotations
 
 import io
@@ -25,13 +26,33 @@ from .data.vocab import Vocab
 from .models.keras_layers import ACTIVATIONS, KerasSequential
 from .store import SeqshapModel, load, save_model
 
-SUPPORTED_LAYERS = ("InputLayer", "Embedding", "LSTM", "GRU", "Bidirectional", "Dense", "Dropout",
-                    "SpatialDropout1D", "Conv1D", "MaxPooling1D", "AveragePooling1D",
-                    "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Flatten", "Activation")
+SUPPORTED_LAYERS = (
+    "InputLayer",
+    "Embedding",
+    "LSTM",
+    "GRU",
+    "Bidirectional",
+    "Dense",
+    "Dropout",
+    "SpatialDropout1D",
+    "Conv1D",
+    "MaxPooling1D",
+    "AveragePooling1D",
+    "GlobalMaxPooling1D",
+    "GlobalAveragePooling1D",
+    "Flatten",
+    "Activation",
+)
 # Other names Keras has used for the same classes in saved configs.
-_ALIASES = {"Convolution1D": "Conv1D", "MaxPool1D": "MaxPooling1D", "AvgPool1D": "AveragePooling1D",
-            "AveragePool1D": "AveragePooling1D", "GlobalMaxPool1D": "GlobalMaxPooling1D",
-            "GlobalAvgPool1D": "GlobalAveragePooling1D", "GlobalAveragePool1D": "GlobalAveragePooling1D"}
+_ALIASES = {
+    "Convolution1D": "Conv1D",
+    "MaxPool1D": "MaxPooling1D",
+    "AvgPool1D": "AveragePooling1D",
+    "AveragePool1D": "AveragePooling1D",
+    "GlobalMaxPool1D": "GlobalMaxPooling1D",
+    "GlobalAvgPool1D": "GlobalAveragePooling1D",
+    "GlobalAveragePool1D": "GlobalAveragePooling1D",
+}
 _INFERENCE_IDENTITY = ("Dropout", "SpatialDropout1D")  # do nothing outside training
 IMDB_INDEX_FROM = 3  # keras.datasets.imdb.load_data(index_from=3)
 ID_TOKEN = "id{}"  # word of id i when no vocabulary is given; typeable, so `seqshap explain "id14 id9"` works
@@ -44,6 +65,7 @@ class KerasImportError(ValueError):
 @dataclass
 class KerasLayer:
     """One layer of the saved model: Keras class, name, config and weight arrays (file order)."""
+
     cls: str
     name: str
     config: dict[str, Any]
@@ -58,8 +80,9 @@ class KerasLayer:
 class KerasFile:
     """What a ``.keras``/``.h5`` file holds: the model's layers (in order), its top-level config
     and the Keras version that wrote it."""
+
     path: Path
-    format: str              # "keras" or "h5"
+    format: str  # "keras" or "h5"
     keras_version: str
     model_config: dict[str, Any]
     layers: list[KerasLayer]
@@ -81,18 +104,23 @@ def read_keras_file(path: str | Path) -> KerasFile:
         return _read_dot_keras(path)
     if head == _HDF5_MAGIC:
         return _read_h5(path)
-    raise KerasImportError(f"{path}: not a Keras model file (neither a .keras zip archive nor an HDF5 "
-                           f".h5 file); the file may be corrupt or truncated")
+    raise KerasImportError(
+        f"{path}: not a Keras model file (neither a .keras zip archive nor an HDF5 "
+        f".h5 file); the file may be corrupt or truncated"
+    )
 
 
 def _read_dot_keras(path: Path) -> KerasFile:
     import h5py
+
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
             if "config.json" not in names or "model.weights.h5" not in names:
-                raise KerasImportError(f"{path}: corrupt .keras file: the archive lacks "
-                                       f"{'config.json' if 'config.json' not in names else 'model.weights.h5'}")
+                raise KerasImportError(
+                    f"{path}: corrupt .keras file: the archive lacks "
+                    f"{'config.json' if 'config.json' not in names else 'model.weights.h5'}"
+                )
             config = json.loads(z.read("config.json"))
             meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
             weights_bytes = z.read("model.weights.h5")
@@ -105,8 +133,9 @@ def _read_dot_keras(path: Path) -> KerasFile:
         with h5py.File(io.BytesIO(weights_bytes), "r") as h5:
             _attach_keras3_weights(path, h5, layers)
     except OSError as e:
-        raise KerasImportError(f"{path}: corrupt .keras file: model.weights.h5 is not a readable HDF5 "
-                               f"file ({e})") from None
+        raise KerasImportError(
+            f"{path}: corrupt .keras file: model.weights.h5 is not a readable HDF5 file ({e})"
+        ) from None
     return KerasFile(path, "keras", str(meta.get("keras_version", "3")), config, layers)
 
 
@@ -139,7 +168,7 @@ def _attach_keras3_weights(path: Path, h5, layers: list[KerasLayer]) -> None:
         if g is None:
             continue
         if layer.cls == "Bidirectional":
-            layer.weights = (_vars(g.get("forward_layer/cell")) + _vars(g.get("backward_layer/cell")))
+            layer.weights = _vars(g.get("forward_layer/cell")) + _vars(g.get("backward_layer/cell"))
         elif layer.cls in ("LSTM", "GRU"):
             layer.weights = _vars(g.get("cell"))
         else:
@@ -148,17 +177,20 @@ def _attach_keras3_weights(path: Path, h5, layers: list[KerasLayer]) -> None:
 
 def _read_h5(path: Path) -> KerasFile:
     import h5py
+
     try:
         with h5py.File(path, "r") as h5:
             raw = h5.attrs.get("model_config")
             if raw is None:
-                raise KerasImportError(f"{path}: this HDF5 file has no model config (a weights-only file "
-                                       f"from save_weights?); save the whole model with model.save()")
+                raise KerasImportError(
+                    f"{path}: this HDF5 file has no model config (a weights-only file "
+                    f"from save_weights?); save the whole model with model.save()"
+                )
             config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
             version = h5.attrs.get("keras_version", b"2")
             version = version.decode() if isinstance(version, bytes) else str(version)
             layers = _layers_from_config(path, config)
-            root = h5["model_weights"] if "model_weights" in h5 else h5
+            root = h5.get("model_weights", h5)
             for layer in layers:
                 g = root.get(layer.name)
                 if g is None:
@@ -167,8 +199,9 @@ def _read_h5(path: Path) -> KerasFile:
                 try:
                     layer.weights = [np.asarray(g[n]) for n in names]
                 except KeyError as e:
-                    raise KerasImportError(f"{path}: corrupt .h5 file: {layer.label} lists weight "
-                                           f"{e} that is not in the file") from None
+                    raise KerasImportError(
+                        f"{path}: corrupt .h5 file: {layer.label} lists weight {e} that is not in the file"
+                    ) from None
     except (OSError, RuntimeError) as e:
         raise KerasImportError(f"{path}: corrupt or truncated .h5 file ({e})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -211,9 +244,11 @@ def _layers_from_config(path: Path, config: Any) -> list[KerasLayer]:
     elif cls in ("Functional", "Model"):
         raw = (cfg or {}).get("layers")
     else:
-        raise KerasImportError(f"{path}: the model is a {cls!r}; only Sequential models and Functional "
-                               f"models that are a single chain of layers can be imported "
-                               f"(subclassed models are not saved with a layer config)")
+        raise KerasImportError(
+            f"{path}: the model is a {cls!r}; only Sequential models and Functional "
+            f"models that are a single chain of layers can be imported "
+            f"(subclassed models are not saved with a layer config)"
+        )
     if not isinstance(raw, list) or not raw:
         raise KerasImportError(f"{path}: corrupt model config (no layer list)")
     layers = []
@@ -241,9 +276,11 @@ def _check_chain(path: Path, cfg: dict, raw: list[dict]) -> None:
             if inbound:
                 raise KerasImportError(f"{path}: the functional model does not start with an Input layer")
         elif inbound != [prev]:
-            raise KerasImportError(f"{path}: the functional model is not a single chain: layer {name!r} "
-                                   f"takes {inbound or 'no input'} instead of just {prev!r} (branches, "
-                                   f"multiple inputs and shared layers are not supported)")
+            raise KerasImportError(
+                f"{path}: the functional model is not a single chain: layer {name!r} "
+                f"takes {inbound or 'no input'} instead of just {prev!r} (branches, "
+                f"multiple inputs and shared layers are not supported)"
+            )
         prev = name
     outputs = _inbound_names(cfg.get("output_layers", []))
     if outputs != [prev]:
@@ -252,9 +289,11 @@ def _check_chain(path: Path, cfg: dict, raw: list[dict]) -> None:
 
 # --------------------------------------------------------------------------- converting layers
 
+
 def _unsupported(layer: KerasLayer, why: str = "") -> KerasImportError:
-    return KerasImportError(f"unsupported {layer.label}{': ' + why if why else ''}; supported layers: "
-                            f"{', '.join(SUPPORTED_LAYERS)}")
+    return KerasImportError(
+        f"unsupported {layer.label}{': ' + why if why else ''}; supported layers: {', '.join(SUPPORTED_LAYERS)}"
+    )
 
 
 def _activation(layer: KerasLayer, key: str, keras2: bool, default: str = "linear") -> str:
@@ -265,8 +304,9 @@ def _activation(layer: KerasLayer, key: str, keras2: bool, default: str = "linea
     if act == "hard_sigmoid" and keras2:
         act = "hard_sigmoid_keras2"  # Keras 2: clip(0.2x + 0.5); Keras 3: relu6(x + 3) / 6
     if act not in ACTIVATIONS or (act == "softmax" and key == "recurrent_activation"):
-        raise KerasImportError(f"{layer.label}: unsupported {key} {act!r}; supported: linear, sigmoid, "
-                               f"tanh, relu, softmax, hard_sigmoid")
+        raise KerasImportError(
+            f"{layer.label}: unsupported {key} {act!r}; supported: linear, sigmoid, tanh, relu, softmax, hard_sigmoid"
+        )
     return act
 
 
@@ -280,8 +320,9 @@ def _check_channels_last(layer: KerasLayer) -> None:
         raise _unsupported(layer, "only data_format='channels_last' is supported")
 
 
-def _recurrent_spec(layer: KerasLayer, cell: str, cfg: dict, input_size: int, bidirectional: bool,
-                    keras2: bool) -> dict[str, Any]:
+def _recurrent_spec(
+    layer: KerasLayer, cell: str, cfg: dict, input_size: int, bidirectional: bool, keras2: bool
+) -> dict[str, Any]:
     """Spec of an LSTM/GRU (``cell``) with config ``cfg`` (the wrapped layer's, for Bidirectional)."""
     inner = KerasLayer(cell, layer.name, cfg)
     if cfg.get("return_state"):
@@ -291,11 +332,16 @@ def _recurrent_spec(layer: KerasLayer, cell: str, cfg: dict, input_size: int, bi
     if cfg.get("time_major"):
         raise _unsupported(layer, "time_major=True")
     kind = "lstm" if cell == "LSTM" else "gru"
-    spec = {"type": kind, "input_size": input_size, "units": int(cfg["units"]),
-            "bidirectional": bidirectional, "return_sequences": bool(cfg.get("return_sequences", False)),
-            "activation": _activation(inner, "activation", keras2, "tanh"),
-            "recurrent_activation": _activation(inner, "recurrent_activation", keras2, "sigmoid"),
-            "use_bias": bool(cfg.get("use_bias", True))}
+    spec = {
+        "type": kind,
+        "input_size": input_size,
+        "units": int(cfg["units"]),
+        "bidirectional": bidirectional,
+        "return_sequences": bool(cfg.get("return_sequences", False)),
+        "activation": _activation(inner, "activation", keras2, "tanh"),
+        "recurrent_activation": _activation(inner, "recurrent_activation", keras2, "sigmoid"),
+        "use_bias": bool(cfg.get("use_bias", True)),
+    }
     if kind == "gru":
         spec["reset_after"] = bool(cfg.get("reset_after", False))  # Keras <= 2.2 files omit it: default False
     return spec
@@ -330,9 +376,14 @@ def _layer_spec(layer: KerasLayer, shape: tuple[int, ...], keras2: bool) -> tupl
     if cls == "Dense":
         if cfg.get("lora_rank") or cfg.get("quantization_config"):
             raise _unsupported(layer, "LoRA or quantized Dense layers")
-        spec = {"type": "dense", "in_features": shape[-1], "units": int(cfg["units"]),
-                "activation": _activation(layer, "activation", keras2), "use_bias": bool(cfg.get("use_bias", True))}
-        return spec, shape[:-1] + (spec["units"],)
+        spec = {
+            "type": "dense",
+            "in_features": shape[-1],
+            "units": int(cfg["units"]),
+            "activation": _activation(layer, "activation", keras2),
+            "use_bias": bool(cfg.get("use_bias", True)),
+        }
+        return spec, (*shape[:-1], spec["units"])
     if cls == "Activation":
         return {"type": "activation", "activation": _activation(layer, "activation", keras2)}, shape
     if cls == "Flatten":
@@ -365,14 +416,23 @@ def _layer_spec(layer: KerasLayer, shape: tuple[int, ...], keras2: bool) -> tupl
         padding = cfg.get("padding", "valid")
         k, s, d = _int(cfg["kernel_size"]), _int(cfg.get("strides", 1)), _int(cfg.get("dilation_rate", 1))
         if padding not in ("valid", "same") or (padding == "same" and s != 1):
-            raise _unsupported(layer, f"padding={padding!r} with strides={s} (supported: 'valid', or "
-                                      f"'same' with strides=1)")
+            raise _unsupported(
+                layer, f"padding={padding!r} with strides={s} (supported: 'valid', or 'same' with strides=1)"
+            )
         steps = shape[0] if padding == "same" else (shape[0] - d * (k - 1) - 1) // s + 1
         if steps < 1:
             raise _unsupported(layer, f"kernel_size {k} does not fit the input length {shape[0]}")
-        spec = {"type": "conv1d", "in_channels": shape[1], "filters": int(cfg["filters"]), "kernel_size": k,
-                "strides": s, "dilation_rate": d, "padding": padding,
-                "activation": _activation(layer, "activation", keras2), "use_bias": bool(cfg.get("use_bias", True))}
+        spec = {
+            "type": "conv1d",
+            "in_channels": shape[1],
+            "filters": int(cfg["filters"]),
+            "kernel_size": k,
+            "strides": s,
+            "dilation_rate": d,
+            "padding": padding,
+            "activation": _activation(layer, "activation", keras2),
+            "use_bias": bool(cfg.get("use_bias", True)),
+        }
         return spec, (steps, spec["filters"])
     raise _unsupported(layer)
 
@@ -385,8 +445,11 @@ def _fixed_length(kf: KerasFile) -> int | None:
         candidates.append(cfg.get("build_input_shape"))
     for layer in kf.layers[:2]:
         c = layer.config
-        candidates += [c.get("batch_shape"), c.get("batch_input_shape"),
-                       (c.get("build_config") or {}).get("input_shape")]
+        candidates += [
+            c.get("batch_shape"),
+            c.get("batch_input_shape"),
+            (c.get("build_config") or {}).get("input_shape"),
+        ]
         if c.get("input_length"):
             candidates.append([None, c["input_length"]])
     for shape in candidates:
@@ -396,6 +459,7 @@ def _fixed_length(kf: KerasFile) -> int | None:
 
 
 # --------------------------------------------------------------------------- vocabulary
+
 
 def _read_json_arg(obj: str | Path | dict, what: str) -> Any:
     if isinstance(obj, dict):
@@ -426,18 +490,22 @@ def _maybe_json(v: Any, source: str) -> Any:
 
 
 def _check_word_index(wi: Any, source: str) -> dict[str, int]:
-    if not isinstance(wi, dict) or not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
-                                           for k, v in wi.items()):
-        raise KerasImportError(f"{source}: not a word index: expected a JSON object {{\"word\": rank, ...}} "
-                               f"(keras.datasets.imdb.get_word_index()) or a Tokenizer.to_json() object")
+    if not isinstance(wi, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in wi.items()
+    ):
+        raise KerasImportError(
+            f'{source}: not a word index: expected a JSON object {{"word": rank, ...}} '
+            f"(keras.datasets.imdb.get_word_index()) or a Tokenizer.to_json() object"
+        )
     return wi
 
 
 def _imdb_vocab(wi: dict[str, int], num_words: int) -> Vocab:
     """Keras imdb scheme (``index_from=3``): the word of rank r (from 1) has id r + 3 (id 3 is
     unused); ids past the embedding's rows were out-of-vocabulary (``num_words``) in training."""
-    return Vocab({w: r + IMDB_INDEX_FROM for w, r in wi.items() if 1 <= r and r + IMDB_INDEX_FROM < num_words},
-                 num_words)
+    return Vocab(
+        {w: r + IMDB_INDEX_FROM for w, r in wi.items() if r >= 1 and r + IMDB_INDEX_FROM < num_words}, num_words
+    )
 
 
 def _tokenizer_vocab(cfg: dict, source: str, emb: np.ndarray) -> tuple[Vocab, np.ndarray, str]:
@@ -450,8 +518,10 @@ def _tokenizer_vocab(cfg: dict, source: str, emb: np.ndarray) -> tuple[Vocab, np
     if cfg.get("char_level"):
         raise KerasImportError(f"{source}: character-level tokenizers are not supported")
     if not cfg.get("lower", True) or cfg.get("split", " ") != " " or cfg.get("filters", KERAS_FILTERS) != KERAS_FILTERS:
-        raise KerasImportError(f"{source}: the Tokenizer uses non-default lower/split/filters settings, which "
-                               f"seqshap's tokenizer cannot reproduce (it uses Keras' defaults)")
+        raise KerasImportError(
+            f"{source}: the Tokenizer uses non-default lower/split/filters settings, which "
+            f"seqshap's tokenizer cannot reproduce (it uses Keras' defaults)"
+        )
     wi = _check_word_index(_maybe_json(cfg.get("word_index"), source), source)
     rows = emb.shape[0]
     limit = min(rows, int(cfg["num_words"])) if cfg.get("num_words") else rows
@@ -462,33 +532,42 @@ def _tokenizer_vocab(cfg: dict, source: str, emb: np.ndarray) -> tuple[Vocab, np
     new[OOV] = emb[wi[oov]] if oov is not None and oov in wi and wi[oov] < limit else emb[0]
     new[FIRST_WORD_ID:] = emb[1:limit]
     vocab = Vocab({w: j + FIRST_WORD_ID - 1 for w, j in wi.items() if 1 <= j < limit}, len(new))
-    note = (f"Keras Tokenizer ({len(vocab.word_to_id)} words); its ids j became j + 2 (seqshap: 0 pad, "
-            f"1 start, 2 out-of-vocabulary)")
+    note = (
+        f"Keras Tokenizer ({len(vocab.word_to_id)} words); its ids j became j + 2 (seqshap: 0 pad, "
+        f"1 start, 2 out-of-vocabulary)"
+    )
     return vocab, new, note
 
 
 # --------------------------------------------------------------------------- the conversion
 
+
 def convert(kf: KerasFile, maxlen: int | None = None) -> tuple[KerasSequential, dict[str, Any]]:
     """Build the PyTorch twin of a parsed Keras file; returns ``(net, model kwargs)``."""
     keras2 = kf.keras_version.startswith(("1.", "2."))
-    layers = [l for l in kf.layers if l.cls != "InputLayer"]
+    layers = [layer for layer in kf.layers if layer.cls != "InputLayer"]
     if not layers or layers[0].cls != "Embedding":
         first = layers[0].label if layers else "nothing"
-        raise KerasImportError(f"{kf.path}: the model must start with an Embedding layer (seqshap explains "
-                               f"token ids), but its first layer is {first}")
+        raise KerasImportError(
+            f"{kf.path}: the model must start with an Embedding layer (seqshap explains "
+            f"token ids), but its first layer is {first}"
+        )
     emb = layers[0]
     if emb.config.get("mask_zero"):
-        raise KerasImportError(f"{emb.label} has mask_zero=True: masked models are not supported (DeepSHAP "
-                               f"works on embeddings, where the padding mask is undefined); retrain with "
-                               f"mask_zero=False")
+        raise KerasImportError(
+            f"{emb.label} has mask_zero=True: masked models are not supported (DeepSHAP "
+            f"works on embeddings, where the padding mask is undefined); retrain with "
+            f"mask_zero=False"
+        )
     fixed = _fixed_length(kf)
     if maxlen is not None and fixed is not None and int(maxlen) != fixed:
         raise KerasImportError(f"{kf.path}: the model's input length is {fixed}, but maxlen={maxlen} was given")
     T = int(maxlen) if maxlen is not None else fixed
     if T is None:
-        raise KerasImportError(f"{kf.path}: the model's input length is not fixed in the file; pass maxlen "
-                               f"(--maxlen), the length the texts were padded to (80 in the seed notebook)")
+        raise KerasImportError(
+            f"{kf.path}: the model's input length is not fixed in the file; pass maxlen "
+            f"(--maxlen), the length the texts were padded to (80 in the seed notebook)"
+        )
     if T < 1:
         raise KerasImportError(f"maxlen must be >= 1, got {T}")
     rows, dim = int(emb.config["input_dim"]), int(emb.config["output_dim"])
@@ -499,9 +578,11 @@ def convert(kf: KerasFile, maxlen: int | None = None) -> tuple[KerasSequential, 
         if spec is not None:
             specs.append(dict(spec, keras_name=layer.name, keras_class=layer.cls))
     if len(shape) != 1:
-        raise KerasImportError(f"{kf.path}: the model's output has shape [batch, {', '.join(map(str, shape))}]; "
-                               f"a classifier must end in [batch, outputs] (add pooling, Flatten or "
-                               f"return_sequences=False)")
+        raise KerasImportError(
+            f"{kf.path}: the model's output has shape [batch, {', '.join(map(str, shape))}]; "
+            f"a classifier must end in [batch, outputs] (add pooling, Flatten or "
+            f"return_sequences=False)"
+        )
     kwargs = {"vocab_size": rows, "embed_dim": dim, "layers": specs}
     try:
         net = KerasSequential(**kwargs)
@@ -510,14 +591,16 @@ def convert(kf: KerasFile, maxlen: int | None = None) -> tuple[KerasSequential, 
     # Load the weights, layer by layer, with Keras' layouts converted by each module.
     with torch.no_grad():
         if len(emb.weights) != 1:
-            raise KerasImportError(f"{kf.path}: {emb.label} should have 1 weight array, the file has "
-                                   f"{len(emb.weights)}")
+            raise KerasImportError(
+                f"{kf.path}: {emb.label} should have 1 weight array, the file has {len(emb.weights)}"
+            )
         if tuple(emb.weights[0].shape) != (rows, dim):
-            raise KerasImportError(f"{kf.path}: {emb.label} weights have shape {emb.weights[0].shape}, "
-                                   f"its config says {(rows, dim)}")
+            raise KerasImportError(
+                f"{kf.path}: {emb.label} weights have shape {emb.weights[0].shape}, its config says {(rows, dim)}"
+            )
         net.embedding.weight.copy_(torch.from_numpy(np.asarray(emb.weights[0], dtype=np.float32)))
-        by_name = {l.name: l for l in layers}
-        for spec, module in zip(specs, net.layers):
+        by_name = {layer.name: layer for layer in layers}
+        for spec, module in zip(specs, net.layers, strict=True):
             layer = by_name[spec["keras_name"]]
             if hasattr(module, "load_keras"):
                 try:
@@ -531,13 +614,18 @@ def convert(kf: KerasFile, maxlen: int | None = None) -> tuple[KerasSequential, 
 
 
 def output_space(specs: list[dict]) -> str:
-    """"probability" if the model ends in a sigmoid/softmax, else "raw"."""
+    """ "probability" if the model ends in a sigmoid/softmax, else "raw"."""
     acts = [s["activation"] for s in specs if s["type"] in ("dense", "activation")]
     return "probability" if acts and acts[-1] in ("sigmoid", "softmax") else "raw"
 
 
-def import_keras(path: str | Path, out_dir: str | Path, word_index: str | Path | dict | None = None,
-                 maxlen: int | None = None, name: str | None = None) -> SeqshapModel:
+def import_keras(
+    path: str | Path,
+    out_dir: str | Path,
+    word_index: str | Path | dict | None = None,
+    maxlen: int | None = None,
+    name: str | None = None,
+) -> SeqshapModel:
     """Convert a Keras ``.keras``/``.h5`` model into a seqshap model directory and load it.
 
     ``word_index``: a path to (or the dict of) the Keras imdb word index ``{"word": rank}``
@@ -551,8 +639,10 @@ def import_keras(path: str | Path, out_dir: str | Path, word_index: str | Path |
     rows = kwargs["vocab_size"]
     if word_index is None:
         vocab = Vocab({ID_TOKEN.format(i): i for i in range(FIRST_WORD_ID, rows)}, rows)
-        note = (f"none given: the model explains word ids, shown as '{ID_TOKEN.format(42)}' for id 42 "
-                f"(pass the Keras word index or Tokenizer JSON to see words)")
+        note = (
+            f"none given: the model explains word ids, shown as '{ID_TOKEN.format(42)}' for id 42 "
+            f"(pass the Keras word index or Tokenizer JSON to see words)"
+        )
     else:
         source = "word index" if isinstance(word_index, dict) else str(word_index)
         obj = _read_json_arg(word_index, "word index")
@@ -566,13 +656,24 @@ def import_keras(path: str | Path, out_dir: str | Path, word_index: str | Path |
             net.eval()
         else:
             vocab = _imdb_vocab(_check_word_index(obj, source), rows)
-            note = (f"Keras imdb word index ({len(vocab.word_to_id)} words within the embedding's {rows} rows; "
-                    f"id = rank + 3, 1 start, 2 out-of-vocabulary)")
-    config = {"name": name or Path(path).stem, "arch": "keras", "maxlen": T, "model": kwargs,
-              "output_space": output_space(kwargs["layers"]),
-              "imported_from": {"file": Path(path).name, "format": kf.format, "keras_version": kf.keras_version,
-                                "layers": [f"{l.name} ({l.cls})" for l in kf.layers if l.cls != "InputLayer"],
-                                "vocabulary": note}}
+            note = (
+                f"Keras imdb word index ({len(vocab.word_to_id)} words within the embedding's {rows} rows; "
+                f"id = rank + 3, 1 start, 2 out-of-vocabulary)"
+            )
+    config = {
+        "name": name or Path(path).stem,
+        "arch": "keras",
+        "maxlen": T,
+        "model": kwargs,
+        "output_space": output_space(kwargs["layers"]),
+        "imported_from": {
+            "file": Path(path).name,
+            "format": kf.format,
+            "keras_version": kf.keras_version,
+            "layers": [f"{layer.name} ({layer.cls})" for layer in kf.layers if layer.cls != "InputLayer"],
+            "vocabulary": note,
+        },
+    }
     metrics = {"source": f"imported from Keras file {Path(path).name}", "vocabulary": note}
     save_model(out_dir, net, vocab, config, metrics)
     return load(out_dir)

@@ -4,6 +4,7 @@ Every file is written atomically (temp file in the same folder, then rename), an
 loading checks everything it can before torch sees a tensor, so a broken directory
 gives one clear sentence instead of a traceback from deep inside torch.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,6 +31,7 @@ class ModelLoadError(RuntimeError):
 
 def save_weights(path: Path, net: nn.Module) -> None:
     from safetensors.torch import save
+
     state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
     atomic.write_bytes(path, save(state))
 
@@ -38,8 +40,9 @@ class SeqshapModel:
     """A trained classifier with its vocabulary: ``.net`` (the ``nn.Module``),
     ``.encode(texts) -> LongTensor [n, maxlen]``, ``.predict(texts) -> float64 [n]``."""
 
-    def __init__(self, net: nn.Module, vocab: Vocab, config: dict, metrics: dict | None = None,
-                 path: Path | None = None):
+    def __init__(
+        self, net: nn.Module, vocab: Vocab, config: dict, metrics: dict | None = None, path: Path | None = None
+    ):
         self.net, self.vocab, self.config = net, vocab, config
         self.metrics = metrics or {}
         self.path = path
@@ -74,7 +77,7 @@ class SeqshapModel:
         ids = torch.as_tensor(ids)
         check_ids(ids, self.vocab.num_words)
         self.net.eval()
-        out = [self.net(ids[i:i + batch_size])[:, 0] for i in range(0, len(ids), batch_size)]
+        out = [self.net(ids[i : i + batch_size])[:, 0] for i in range(0, len(ids), batch_size)]
         return torch.cat(out).double().numpy() if out else np.zeros(0)
 
     def predict(self, texts: list[str]) -> np.ndarray:
@@ -84,8 +87,7 @@ class SeqshapModel:
         return save_model(directory, self.net, self.vocab, self.config, self.metrics)
 
 
-def save_model(directory: str | Path, net: nn.Module, vocab: Vocab, config: dict,
-               metrics: dict | None = None) -> Path:
+def save_model(directory: str | Path, net: nn.Module, vocab: Vocab, config: dict, metrics: dict | None = None) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_weights(directory / WEIGHTS, net)
@@ -124,13 +126,15 @@ def load(path: str | Path | None = None) -> SeqshapModel:
         raise ModelLoadError(f"{directory / CONFIG}: cannot build the model ({e})") from None
     emb = getattr(net, "embedding", None)
     if emb is not None and emb.num_embeddings != vocab.num_words:
-        raise ModelLoadError(f"{directory}: vocabulary has {vocab.num_words} ids but the model's "
-                             f"embedding has {emb.num_embeddings} rows")
+        raise ModelLoadError(
+            f"{directory}: vocabulary has {vocab.num_words} ids but the model's embedding has {emb.num_embeddings} rows"
+        )
     weights = directory / WEIGHTS
     if not weights.exists():
         raise ModelLoadError(f"{directory}: missing {WEIGHTS}")
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:
@@ -139,12 +143,15 @@ def load(path: str | Path | None = None) -> SeqshapModel:
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing or extra:
-        raise ModelLoadError(f"{weights}: tensors do not match architecture {config['arch']!r} "
-                             f"(missing {missing[:4]}, unexpected {extra[:4]})")
+        raise ModelLoadError(
+            f"{weights}: tensors do not match architecture {config['arch']!r} "
+            f"(missing {missing[:4]}, unexpected {extra[:4]})"
+        )
     for name, t in state.items():
         if tuple(t.shape) != tuple(expected[name].shape):
-            raise ModelLoadError(f"{weights}: tensor {name!r} has shape {tuple(t.shape)}, "
-                                 f"the config says {tuple(expected[name].shape)}")
+            raise ModelLoadError(
+                f"{weights}: tensor {name!r} has shape {tuple(t.shape)}, the config says {tuple(expected[name].shape)}"
+            )
     net.load_state_dict(state)
     net.eval()
     return SeqshapModel(net, vocab, config, metrics, directory)

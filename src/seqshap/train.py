@@ -1,5 +1,6 @@
 """Training loop: validation split from the training data, early stopping with the best
 epoch restored, a checkpoint after every epoch and ``resume`` that picks up from it."""
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import atomic
 from .data.imdb import Split
 from .data.vocab import Vocab
 from .models import build_model
-from . import atomic
 from .store import SeqshapModel, save_model
 
 CKPT = "checkpoint"
@@ -24,6 +25,7 @@ CKPT = "checkpoint"
 @dataclass
 class TrainConfig:
     """The seed notebook's hyperparameters by default."""
+
     arch: str = "lstm"
     epochs: int = 15
     batch_size: int = 32
@@ -34,14 +36,21 @@ class TrainConfig:
     patience: int = 3
     seed: int = 0
     lr_decay: float = 1.0  # <1: multiply the learning rate by this after an epoch without a better val acc
-    model: dict = field(default_factory=dict)   # extra constructor kwargs (hidden, ...)
+    model: dict = field(default_factory=dict)  # extra constructor kwargs (hidden, ...)
 
 
 def _versions() -> dict:
     import safetensors
+
     from . import __version__
-    return {"seqshap": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "safetensors": safetensors.__version__, "python": platform.python_version()}
+
+    return {
+        "seqshap": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "safetensors": safetensors.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +58,7 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
     if not 0 < fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
     order = np.random.RandomState(seed).permutation(n)
-    n_val = max(1, int(round(n * fraction)))
+    n_val = max(1, round(n * fraction))
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
@@ -60,19 +69,24 @@ def evaluate_ids(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: i
     device = next(net.parameters()).device
     loss = correct = 0.0
     for i in range(0, len(x), batch_size):
-        p = net(x[i:i + batch_size].to(device))[:, 0].double().cpu().clamp(1e-7, 1 - 1e-7)
-        t = y[i:i + batch_size].double()
+        p = net(x[i : i + batch_size].to(device))[:, 0].double().cpu().clamp(1e-7, 1 - 1e-7)
+        t = y[i : i + batch_size].double()
         loss += float(nn.functional.binary_cross_entropy(p, t, reduction="sum"))
-        correct += float(((p > 0.5).long() == y[i:i + batch_size]).sum())
+        correct += float(((p > 0.5).long() == y[i : i + batch_size]).sum())
     return loss / max(1, len(x)), correct / max(1, len(x))
 
 
 def _opt_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     sd = opt.state_dict()
-    tensors = {f"opt.{idx}.{k}": torch.as_tensor(v).detach().cpu().clone() for idx, st in sd["state"].items()
-               for k, v in st.items()}
-    return tensors, {"param_groups": sd["param_groups"], "state_keys": {
-        str(idx): sorted(st) for idx, st in sd["state"].items()}}
+    tensors = {
+        f"opt.{idx}.{k}": torch.as_tensor(v).detach().cpu().clone()
+        for idx, st in sd["state"].items()
+        for k, v in st.items()
+    }
+    return tensors, {
+        "param_groups": sd["param_groups"],
+        "state_keys": {str(idx): sorted(st) for idx, st in sd["state"].items()},
+    }
 
 
 def _load_opt(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
@@ -84,6 +98,7 @@ def _save_checkpoint(ckpt: Path, net, opt, state: dict, best_state: dict) -> Non
     """One checkpoint per epoch, named by epoch; ``state.json`` is written last and is
     the commit point, so a kill at any moment leaves the previous checkpoint usable."""
     from safetensors.torch import save
+
     epoch = state["epoch"]
     opt_t, opt_meta = _opt_tensors(opt)
     tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in net.state_dict().items()}
@@ -100,6 +115,7 @@ def _save_checkpoint(ckpt: Path, net, opt, state: dict, best_state: dict) -> Non
 @dataclass
 class _Data:
     """The encoded training rows, split into training and validation."""
+
     x_tr: torch.Tensor  # [n_train, T] ids
     y_tr: torch.Tensor  # [n_train] labels
     x_va: torch.Tensor
@@ -109,21 +125,30 @@ class _Data:
 @dataclass
 class _Run:
     """What a checkpoint carries over besides the weights: the epochs so far and the best one."""
+
     history: list[dict]
     best: dict
     best_state: dict[str, torch.Tensor]
     start_epoch: int = 1
 
 
-def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
-          test_split: Split | None = None, resume: bool = False, progress: bool = True,
-          vocab: Vocab | None = None, device: str = "cpu") -> SeqshapModel:
+def train(
+    train_split: Split,
+    out: str | Path,
+    cfg: TrainConfig | None = None,
+    test_split: Split | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    vocab: Vocab | None = None,
+    device: str = "cpu",
+) -> SeqshapModel:
     """Train ``cfg.arch`` on ``train_split`` and write a model directory to ``out``.
 
     ``device`` ("cpu", "cuda") only changes where the arithmetic runs; the model directory
     is the same (weights are saved from CPU copies)."""
     out = Path(out)
     ckpt = out / CKPT
+    cfg = cfg or TrainConfig()
     torch.manual_seed(cfg.seed)
     vocab = vocab or Vocab.build(train_split.texts, cfg.num_words)
     data = _prepare_data(train_split, vocab, cfg)
@@ -133,17 +158,28 @@ def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
     if resume:
         run = _resume(ckpt, cfg, net, opt, device)
         if progress:
-            print(f"resuming {out} after epoch {run.start_epoch - 1} (best so far: epoch {run.best['epoch']}, "
-                  f"val acc {run.best['val_accuracy']:.4f})", flush=True)
+            print(
+                f"resuming {out} after epoch {run.start_epoch - 1} (best so far: epoch {run.best['epoch']}, "
+                f"val acc {run.best['val_accuracy']:.4f})",
+                flush=True,
+            )
     stale = run.start_epoch - 1 - run.best["epoch"]
     for epoch in range(run.start_epoch, cfg.epochs + 1):
         if stale >= cfg.patience:
             break
         train_loss, train_acc, seconds = _train_epoch(net, opt, data, cfg, epoch, device, progress)
         val_loss, val_acc = evaluate_ids(net, data.x_va, data.y_va)
-        run.history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
-                            "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds,
-                            "lr": opt.param_groups[0]["lr"]})
+        run.history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_accuracy": train_acc,
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "seconds": seconds,
+                "lr": opt.param_groups[0]["lr"],
+            }
+        )
         if val_acc > run.best["val_accuracy"]:
             run.best = {"epoch": epoch, "val_accuracy": val_acc}
             run.best_state = _cpu_copy(net)
@@ -153,10 +189,18 @@ def train(train_split: Split, out: str | Path, cfg: TrainConfig = TrainConfig(),
             for group in opt.param_groups:
                 group["lr"] *= cfg.lr_decay
         if progress:
-            print(f"epoch {epoch}: train loss {train_loss:.4f} acc {train_acc:.4f} | "
-                  f"val loss {val_loss:.4f} acc {val_acc:.4f} | {seconds:.1f}s", flush=True)
-        _save_checkpoint(ckpt, net, opt, {"epoch": epoch, "history": run.history, "best": run.best,
-                                          "config": asdict(cfg)}, run.best_state)
+            print(
+                f"epoch {epoch}: train loss {train_loss:.4f} acc {train_acc:.4f} | "
+                f"val loss {val_loss:.4f} acc {val_acc:.4f} | {seconds:.1f}s",
+                flush=True,
+            )
+        _save_checkpoint(
+            ckpt,
+            net,
+            opt,
+            {"epoch": epoch, "history": run.history, "best": run.best, "config": asdict(cfg)},
+            run.best_state,
+        )
     return _finish(out, net, vocab, cfg, run, data, test_split, device, progress)
 
 
@@ -174,13 +218,16 @@ def _prepare_data(train_split: Split, vocab: Vocab, cfg: TrainConfig) -> _Data:
 def _resume(ckpt: Path, cfg: TrainConfig, net: nn.Module, opt: torch.optim.Optimizer, device: str) -> _Run:
     """Load the last checkpoint into ``net`` and ``opt`` (and torch's RNG); the run so far."""
     from safetensors.torch import load_file
+
     if not (ckpt / "state.json").exists():
         raise FileNotFoundError(f"{ckpt / 'state.json'}: nothing to resume")
     state = json.loads((ckpt / "state.json").read_text())
     # More epochs than first planned is fine; anything else would silently mix two runs.
     if {**state["config"], "epochs": cfg.epochs} != asdict(cfg):
-        raise ValueError(f"{ckpt}: the checkpoint was made with a different configuration "
-                         f"({state['config']}); start a new --out or pass the same options")
+        raise ValueError(
+            f"{ckpt}: the checkpoint was made with a different configuration "
+            f"({state['config']}); start a new --out or pass the same options"
+        )
     tensors = load_file(str(ckpt / f"epoch-{state['epoch']}.safetensors"))
     net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     tensors = {k: (v.to(device) if k.startswith("opt.") and v.dim() else v) for k, v in tensors.items()}
@@ -189,20 +236,27 @@ def _resume(ckpt: Path, cfg: TrainConfig, net: nn.Module, opt: torch.optim.Optim
     return _Run(state["history"], state["best"], load_file(str(ckpt / "best.safetensors")), state["epoch"] + 1)
 
 
-def _train_epoch(net: nn.Module, opt: torch.optim.Optimizer, data: _Data, cfg: TrainConfig, epoch: int,
-                 device: str, progress: bool) -> tuple[float, float, float]:
+def _train_epoch(
+    net: nn.Module, opt: torch.optim.Optimizer, data: _Data, cfg: TrainConfig, epoch: int, device: str, progress: bool
+) -> tuple[float, float, float]:
     """One pass over the training rows: (mean loss, accuracy, seconds)."""
     from tqdm import tqdm
+
     loss_fn = nn.BCELoss()
     net.train()
     # The shuffle depends on (seed, epoch) only, so a resumed run sees the same order.
     order = torch.randperm(len(data.x_tr), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
     t0 = time.time()
     run_loss = run_correct = seen = 0.0
-    bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}",
-               disable=not progress, unit="batch", leave=True)
+    bar = tqdm(
+        range(0, len(order), cfg.batch_size),
+        desc=f"epoch {epoch}/{cfg.epochs}",
+        disable=not progress,
+        unit="batch",
+        leave=True,
+    )
     for i in bar:
-        idx = order[i:i + cfg.batch_size]
+        idx = order[i : i + cfg.batch_size]
         xb, yb = data.x_tr[idx].to(device), data.y_tr[idx].float().to(device)
         opt.zero_grad(set_to_none=True)
         p = net(xb)[:, 0]
@@ -217,25 +271,48 @@ def _train_epoch(net: nn.Module, opt: torch.optim.Optimizer, data: _Data, cfg: T
     return run_loss / seen, run_correct / seen, time.time() - t0
 
 
-def _finish(out: Path, net: nn.Module, vocab: Vocab, cfg: TrainConfig, run: _Run, data: _Data,
-            test_split: Split | None, device: str, progress: bool) -> SeqshapModel:
+def _finish(
+    out: Path,
+    net: nn.Module,
+    vocab: Vocab,
+    cfg: TrainConfig,
+    run: _Run,
+    data: _Data,
+    test_split: Split | None,
+    device: str,
+    progress: bool,
+) -> SeqshapModel:
     """Restore the best epoch, score it on ``test_split`` and write the model directory."""
     net.load_state_dict(run.best_state)
     net.cpu().eval()
     history = run.history
-    metrics = {"arch": cfg.arch, "history": history, "best_epoch": run.best["epoch"],
-               "val_accuracy": run.best["val_accuracy"], "n_train": len(data.x_tr), "n_val": len(data.x_va),
-               "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
-               "device": str(device), "torch_threads": torch.get_num_threads(),
-               "config": asdict(cfg), "versions": _versions()}
+    metrics = {
+        "arch": cfg.arch,
+        "history": history,
+        "best_epoch": run.best["epoch"],
+        "val_accuracy": run.best["val_accuracy"],
+        "n_train": len(data.x_tr),
+        "n_val": len(data.x_va),
+        "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else None,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "config": asdict(cfg),
+        "versions": _versions(),
+    }
     if test_split is not None:
         x_te = torch.from_numpy(vocab.encode(test_split.texts, cfg.maxlen))
         test_loss, test_acc = evaluate_ids(net, x_te, torch.from_numpy(test_split.labels))
         metrics.update(test_accuracy=test_acc, test_loss=test_loss, n_test=len(x_te))
         if progress:
-            print(f"best epoch {run.best['epoch']} restored: test accuracy {test_acc:.4f} on {len(x_te)} reviews",
-                  flush=True)
-    config = {"name": out.name, "arch": cfg.arch, "maxlen": cfg.maxlen,
-              "model": {"vocab_size": vocab.num_words, **cfg.model}}
+            print(
+                f"best epoch {run.best['epoch']} restored: test accuracy {test_acc:.4f} on {len(x_te)} reviews",
+                flush=True,
+            )
+    config = {
+        "name": out.name,
+        "arch": cfg.arch,
+        "maxlen": cfg.maxlen,
+        "model": {"vocab_size": vocab.num_words, **cfg.model},
+    }
     save_model(out, net, vocab, config, metrics)
     return SeqshapModel(net, vocab, config, metrics, out)

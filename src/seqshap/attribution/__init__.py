@@ -1,5 +1,6 @@
 """Attribution methods behind one interface (:class:`Attribution`), led by exact DeepSHAP / DeepLIFT
 for recurrent text models; every method gives the same :class:`Explanation`."""
+
 from .base import OUTPUT_SPACES, Attribution, visible_mask
 from .explainer import AdditivityError, DeepExplainer, DeepLift, summarize_background
 from .explanation import Explanation
@@ -10,7 +11,27 @@ from .rules import ProductRule
 from .shapley import ExactShapley, SamplingShapley, TooManyPlayersError
 from .tracer import MODULE_RULES, UnsupportedLayerError, supported_layers
 
-__all__ = ["METHODS", "MODULE_RULES", "OUTPUT_SPACES", "AdditivityError", "Attribution", "DeepExplainer",
-           "DeepLift", "ExactShapley", "Explanation", "GradXInput", "IntegratedGradients", "Occlusion",
-           "ProductRule", "RandomBaseline", "SamplingShapley", "TooManyPlayersError", "UnsupportedLayerError",
-           "make_method", "parse_methods", "summarize_background", "supported_layers", "visible_mask"]
+__all__ = [
+    "METHODS",
+    "MODULE_RULES",
+    "OUTPUT_SPACES",
+    "AdditivityError",
+    "Attribution",
+    "DeepExplainer",
+    "DeepLift",
+    "ExactShapley",
+    "Explanation",
+    "GradXInput",
+    "IntegratedGradients",
+    "Occlusion",
+    "ProductRule",
+    "RandomBaseline",
+    "SamplingShapley",
+    "TooManyPlayersError",
+    "UnsupportedLayerError",
+    "make_method",
+    "parse_methods",
+    "summarize_background",
+    "supported_layers",
+    "visible_mask",
+]

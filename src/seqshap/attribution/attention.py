@@ -18,6 +18,7 @@ credits it to the position it belongs to. Per pair and layer the attention backw
 O(T²·d) and the feed-forward O(T·d·d_ff); the pairs go through in chunks so that the
 ``[pairs, heads, T, T]`` tensors stay within a fixed memory budget.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,6 +50,7 @@ class EncoderLayerParams:
     Linear weights are PyTorch's ``[out, in]``; biases may be ``None``. ``ln1``/``ln2`` are
     ``(weight, bias, eps)``: ``ln1`` follows attention (post-LN) or precedes it (pre-LN).
     """
+
     wq: torch.Tensor
     bq: torch.Tensor | None
     wk: torch.Tensor
@@ -144,7 +146,7 @@ def _backward_chunk(p: EncoderLayerParams, S: _Sides, g: torch.Tensor) -> tuple[
     act = ACTIVATIONS[p.activation]
     (ux, ur), (gx, gr) = S["u"], S["g"]
 
-    def feed_forward(m_out):   # through w2, the activation (rescale) and w1
+    def feed_forward(m_out):  # through w2, the activation (rescale) and w1
         m_u = (m_out @ p.w2) * secant(ux, ur, gx, gr, lambda z: _slope(act, z))
         return m_u @ p.w1
 
@@ -152,7 +154,7 @@ def _backward_chunk(p: EncoderLayerParams, S: _Sides, g: torch.Tensor) -> tuple[
         zx, zr = S[name]
         return LayerNormRule.multipliers(m_out, zx, zr, ln[0], ln[2])
 
-    def attention(m_out):      # returns (m for the attention input, m for the mask)
+    def attention(m_out):  # returns (m for the attention input, m for the mask)
         m_c = _split(m_out @ p.wo, p.heads)
         (ax, ar), (vx, vr) = S["a"], S["v"]
         m_a, m_v = BilinearRule.multipliers(m_c, ax, ar, vx, vr)
@@ -174,31 +176,34 @@ def _backward_chunk(p: EncoderLayerParams, S: _Sides, g: torch.Tensor) -> tuple[
 
 
 def _softmax_multipliers(g: torch.Tensor, S: _Sides) -> tuple[torch.Tensor, torch.Tensor]:
-    """:class:`SoftmaxRule` over the attention rows of a chunk of pairs ``[a, b, H, T, T]``;
+    """:class:`SoftmaxRule` over the attention rows of a block of pairs ``[a, b, H, T, T]``;
     the two-mask rule runs only on the pairs whose padding masks differ. Returns (m_scores,
     m_mask summed over heads and queries ``[a, b, T]``)."""
     (sx, sr), (ax, ar), (lx, lr), (mx, mr) = S["s"], S["a"], S["lse"], S["m"]
     a, b = g.shape[:2]
     m_mask = g.new_zeros(a, b, g.shape[-1])
-    changed = (mx != mr).any(-1)                                  # [a, b]
+    changed = (mx != mr).any(-1)  # [a, b]
     if not bool(changed.any()):
         return SoftmaxRule._one_mask(g, sx, sr, ax, ar, lx, lr), m_mask
+
+    def pairs(t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:  # the chosen pairs of a side
+        return t.expand(a, b, *t.shape[2:]).reshape(a * b, *t.shape[2:])[rows]
+
     m_s = torch.empty_like(g)
-    grid = lambda t: t.expand(a, b, *t.shape[2:]).reshape(a * b, *t.shape[2:])  # noqa: E731
     flat_g, flat_s, flat_mask = g.reshape(a * b, *g.shape[2:]), m_s.view(a * b, *g.shape[2:]), m_mask.view(a * b, -1)
-    for rows, two in ((torch.nonzero(~changed.flatten()).flatten(), False),
-                      (torch.nonzero(changed.flatten()).flatten(), True)):
-        if len(rows) == 0:
-            continue
-        pick = lambda t: grid(t)[rows]  # noqa: E731
-        if two:
-            ms, mm = SoftmaxRule.multipliers(flat_g[rows], pick(sx), pick(sr), pick(ax), pick(ar),
-                                             pick(mx)[:, None, None, :], pick(mr)[:, None, None, :],
-                                             pick(lx), pick(lr))
-            flat_mask[rows] = mm.sum((-3, -2))      # over heads (queries are summed already)
-        else:
-            ms = SoftmaxRule._one_mask(flat_g[rows], pick(sx), pick(sr), pick(ax), pick(ar), pick(lx), pick(lr))
-        flat_s[rows] = ms
+    same, diff = torch.nonzero(~changed.flatten()).flatten(), torch.nonzero(changed.flatten()).flatten()
+    if len(same):
+        flat_s[same] = SoftmaxRule._one_mask(flat_g[same], *(pairs(t, same) for t in (sx, sr, ax, ar, lx, lr)))
+    ms, mm = SoftmaxRule.multipliers(
+        flat_g[diff],
+        *(pairs(t, diff) for t in (sx, sr, ax, ar)),
+        pairs(mx, diff)[:, None, None, :],
+        pairs(mr, diff)[:, None, None, :],
+        pairs(lx, diff),
+        pairs(lr, diff),
+    )
+    flat_s[diff] = ms
+    flat_mask[diff] = mm.sum((-3, -2))  # over heads (queries are summed already)
     return m_s, m_mask
 
 
@@ -259,7 +264,21 @@ def block_params(block: nn.Module) -> EncoderLayerParams:
     """:class:`EncoderLayerParams` of a ``seqshap.models.transformer.EncoderBlock``."""
     a, n1, n2 = block.attn, block.norm1, block.norm2
     return EncoderLayerParams(
-        a.q.weight, a.q.bias, a.k.weight, a.k.bias, a.v.weight, a.v.bias, a.o.weight, a.o.bias,
-        block.ff1.weight, block.ff1.bias, block.ff2.weight, block.ff2.bias,
-        (n1.weight, n1.bias, n1.eps), (n2.weight, n2.bias, n2.eps), heads=a.heads,
-        activation="gelu_tanh" if block.act.approximate == "tanh" else "gelu", norm_first=block.norm_first)
+        a.q.weight,
+        a.q.bias,
+        a.k.weight,
+        a.k.bias,
+        a.v.weight,
+        a.v.bias,
+        a.o.weight,
+        a.o.bias,
+        block.ff1.weight,
+        block.ff1.bias,
+        block.ff2.weight,
+        block.ff2.bias,
+        (n1.weight, n1.bias, n1.eps),
+        (n2.weight, n2.bias, n2.eps),
+        heads=a.heads,
+        activation="gelu_tanh" if block.act.approximate == "tanh" else "gelu",
+        norm_first=block.norm_first,
+    )

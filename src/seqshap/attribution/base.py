@@ -9,13 +9,15 @@ unwrapping the model, the output space, input checks, the plain forward and buil
 The *players* of the perturbation and Shapley methods are the visible words (ids other than
 padding 0 and start 1); "a word is absent" means it is replaced by padding in place.
 """
+
 from __future__ import annotations
 
 import contextlib
 import threading
 import weakref
 import zlib
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -31,7 +33,7 @@ OUTPUT_SPACES = ("probability", "logit", "raw")
 
 # Explaining rewrites the model's module tree for the duration of a call, so every explainer
 # of the same nn.Module (the web server may hold several) must take turns on it.
-_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
 
 
@@ -43,6 +45,7 @@ def model_lock(net: nn.Module) -> threading.RLock:
 def unwrap_model(model):
     """``(SeqshapModel or None, nn.Module)`` for a SeqshapModel or a bare ``nn.Module``."""
     from ..store import SeqshapModel
+
     seqshap_model = model if isinstance(model, SeqshapModel) else None
     net = model.net if seqshap_model is not None else model
     if not isinstance(net, nn.Module):
@@ -61,12 +64,16 @@ def select_space(out: torch.Tensor, lookup, space: str) -> torch.Tensor:
     hit = lookup(out)
     if space == "logit":
         if hit is None:
-            raise ValueError("output='logit' needs a model whose output comes straight from a sigmoid or "
-                             "softmax; this model's output does not (use output='raw')")
+            raise ValueError(
+                "output='logit' needs a model whose output comes straight from a sigmoid or "
+                "softmax; this model's output does not (use output='raw')"
+            )
         out = hit[1]
     elif space == "probability" and hit is None:
-        raise ValueError("output='probability' needs a model whose output comes straight from a sigmoid or "
-                         "softmax; this model's output does not (use output='raw' to explain it as it is)")
+        raise ValueError(
+            "output='probability' needs a model whose output comes straight from a sigmoid or "
+            "softmax; this model's output does not (use output='raw' to explain it as it is)"
+        )
     return out.unsqueeze(1) if out.dim() == 1 else out
 
 
@@ -122,8 +129,9 @@ class Attribution:
     for gradient methods, float embeddings ``[n, T, E]``) to ``[n, outputs]``.
     ``output``: one of :data:`OUTPUT_SPACES`. ``batch_size``: rows per plain forward pass.
     """
+
     name: ClassVar[str] = "method"
-    additive: ClassVar[bool] = False            # do values sum to f(x) - base?
+    additive: ClassVar[bool] = False  # do values sum to f(x) - base?
     stochastic: ClassVar[bool] = False
     accepts_embeddings: ClassVar[bool] = False  # float inputs [n, T, E] as well as ids
 
@@ -157,8 +165,7 @@ class Attribution:
         """What :attr:`Explanation.method` says."""
         return self.name
 
-    def explain(self, texts_or_ids, labels: Sequence[int] | None = None,
-                output_index: int = 0) -> list[Explanation]:
+    def explain(self, texts_or_ids, labels: Sequence[int] | None = None, output_index: int = 0) -> list[Explanation]:
         """One :class:`Explanation` per input (texts need a SeqshapModel)."""
         x, texts, encodings = self._explain_inputs(texts_or_ids)
         if labels is not None and len(labels) != len(x):
@@ -168,16 +175,20 @@ class Attribution:
 
     def _explain_inputs(self, texts_or_ids):
         """(inputs, texts or None, one Encoding per text or None): texts keep where each token came from."""
-        texts = list(texts_or_ids) if isinstance(texts_or_ids, (list, tuple)) and texts_or_ids \
-            and isinstance(texts_or_ids[0], str) else None
+        texts = (
+            list(texts_or_ids)
+            if isinstance(texts_or_ids, (list, tuple)) and texts_or_ids and isinstance(texts_or_ids[0], str)
+            else None
+        )
         if texts is None or self.model is None:
             return self._prepare(texts_or_ids, "texts_or_ids"), texts, None
         self._check_texts(texts, "texts_or_ids")
         encodings = self.model.encodings(texts)
         return self._prepare(torch.tensor([e.ids for e in encodings]), "texts_or_ids"), texts, encodings
 
-    def _explanations(self, x: torch.Tensor, values: np.ndarray, base: np.ndarray, output_index: int,
-                      texts, encodings, labels) -> list[Explanation]:
+    def _explanations(
+        self, x: torch.Tensor, values: np.ndarray, base: np.ndarray, output_index: int, texts, encodings, labels
+    ) -> list[Explanation]:
         """Explanations from values ``[n, T]`` and base values ``[n]`` of inputs ``x``."""
         outputs = self._outputs(x)
         fx = outputs[:, output_index].numpy()
@@ -195,21 +206,35 @@ class Attribution:
                 tokens = self.model.tokens(ids)
             else:
                 tokens = [f"#{t}" for t in ids]
-            out.append(Explanation(
-                tokens=tokens, ids=ids, values=values[i], base_value=float(base[i]), output_value=float(fx[i]),
-                completeness_error=float(err[i]), output_space=self.output,
-                model_name=self.model.name if self.model is not None else type(self.net).__name__,
-                method=self.method_name, output_index=output_index,
-                text=texts[i] if texts else None, label=None if labels is None else int(labels[i]),
-                spans=enc.spans if enc is not None else None, word_ids=enc.word_ids if enc is not None else None,
-                classes=classes if name is not None else None, output_name=name))
+            out.append(
+                Explanation(
+                    tokens=tokens,
+                    ids=ids,
+                    values=values[i],
+                    base_value=float(base[i]),
+                    output_value=float(fx[i]),
+                    completeness_error=float(err[i]),
+                    output_space=self.output,
+                    model_name=self.model.name if self.model is not None else type(self.net).__name__,
+                    method=self.method_name,
+                    output_index=output_index,
+                    text=texts[i] if texts else None,
+                    label=None if labels is None else int(labels[i]),
+                    spans=enc.spans if enc is not None else None,
+                    word_ids=enc.word_ids if enc is not None else None,
+                    classes=classes if name is not None else None,
+                    output_name=name,
+                )
+            )
         return out
 
     # -- inputs ---------------------------------------------------------------------------
     def _check_texts(self, texts: list[str], name: str) -> None:
         if self.model is None:
-            raise TypeError(f"{name} given as texts needs a seqshap model (seqshap.load(...)), "
-                            f"not a bare nn.Module; pass token ids instead")
+            raise TypeError(
+                f"{name} given as texts needs a seqshap model (seqshap.load(...)), "
+                f"not a bare nn.Module; pass token ids instead"
+            )
         empty = [i for i, t in enumerate(texts) if not t.strip()]
         if empty:
             raise ValueError(f"{name}: text {empty[0]} is empty")
@@ -225,8 +250,10 @@ class Attribution:
         if not x.is_floating_point():
             emb = token_embedding(self.net)
             if emb is None:
-                raise TypeError(f"{name}: token ids need a model with an nn.Embedding"
-                                + ("; pass float embeddings [n, T, E] instead" if self.accepts_embeddings else ""))
+                raise TypeError(
+                    f"{name}: token ids need a model with an nn.Embedding"
+                    + ("; pass float embeddings [n, T, E] instead" if self.accepts_embeddings else "")
+                )
             check_ids(x, emb.num_embeddings, name, "the model's embedding")
         return x
 
@@ -262,7 +289,7 @@ class Attribution:
         outs = []
         with self._plain():
             for i in range(0, len(x), self.batch_size):
-                outs.append(self._forward(x[i:i + self.batch_size]).double())
+                outs.append(self._forward(x[i : i + self.batch_size]).double())
         return torch.cat(outs)
 
     def predict(self, ids, output_index: int = 0) -> np.ndarray:

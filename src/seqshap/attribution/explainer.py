@@ -7,10 +7,11 @@ For an input ``x`` and background rows ``r_1..r_k`` (weights ``w_j``, uniform by
 where DeepLIFT multipliers come from the rules in :mod:`.rules` and :mod:`.recurrent`
 and attributions are summed over the embedding dimension, one value per token.
 """
+
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -42,11 +43,20 @@ class DeepExplainer(Attribution):
         instead of all of it (faster, approximate; see :func:`summarize_background`).
     batch_pairs: how many (input, background) pairs go through the model at once (bounds memory).
     """
+
     name, additive, accepts_embeddings = "deepshap", True, True
 
-    def __init__(self, model, background, output: str = "probability", product_rule: str = "shapley",
-                 dtype: torch.dtype | None = None, summarize: int | None = None,
-                 weights: Sequence[float] | None = None, batch_pairs: int = 2000):
+    def __init__(
+        self,
+        model,
+        background,
+        output: str = "probability",
+        product_rule: str = "shapley",
+        dtype: torch.dtype | None = None,
+        summarize: int | None = None,
+        weights: Sequence[float] | None = None,
+        batch_pairs: int = 2000,
+    ):
         super().__init__(model, output, batch_size=1024)
         check_modules(self.net)
         self.rule, self.batch_pairs = ProductRule(product_rule), int(batch_pairs)
@@ -68,7 +78,7 @@ class DeepExplainer(Attribution):
         if summarize is not None and summarize < len(bg):
             bg, self.weights = summarize_background(self.net, bg, summarize, weights=self.weights)
         self.background = bg
-        self.bg_outputs = self._outputs(bg)                               # [k, C] float64
+        self.bg_outputs = self._outputs(bg)  # [k, C] float64
         self.expected_value = (self.weights[:, None] * self.bg_outputs).sum(0).numpy()
         self.n_outputs = self.bg_outputs.shape[1]
         # Dry run on one pair: an unsupported operation fails here, before any real work.
@@ -86,8 +96,7 @@ class DeepExplainer(Attribution):
         if name != "background":
             bg = self._background_for(x)
             if x.shape[1:] != bg.shape[1:]:
-                raise ValueError(f"{name} has shape {tuple(x.shape)} but the background rows are "
-                                 f"{tuple(bg.shape[1:])}")
+                raise ValueError(f"{name} has shape {tuple(x.shape)} but the background rows are {tuple(bg.shape[1:])}")
         return x
 
     def _background_for(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +110,7 @@ class DeepExplainer(Attribution):
         chunk = max(1, self.batch_pairs // k)
         out = []
         for i in range(0, len(x), chunk):
-            out.append(self._attribute_chunk(x[i:i + chunk]))
+            out.append(self._attribute_chunk(x[i : i + chunk]))
         return np.concatenate(out)
 
     def _attribute_chunk(self, x: torch.Tensor) -> np.ndarray:
@@ -116,12 +125,18 @@ class DeepExplainer(Attribution):
         def grab(_m, inp, out):
             # Only per-row features are inputs to attribute (an embedding of ids, the padding
             # mask); a position embedding is the same for every row: a constant.
-            if not (inp and isinstance(inp[0], torch.Tensor) and inp[0].dim() >= 2
-                    and inp[0].shape[0] == stacked.shape[0] and out.dim() >= 2):
+            if not (
+                inp
+                and isinstance(inp[0], torch.Tensor)
+                and inp[0].dim() >= 2
+                and inp[0].shape[0] == stacked.shape[0]
+                and out.dim() >= 2
+            ):
                 return None
             out = out.detach().requires_grad_(True)
             captured.append(out)
             return out
+
         handles = [m.register_forward_hook(grab) for m in feature_modules(self.net)]
         try:
             with self._lock, torch.enable_grad():
@@ -133,13 +148,18 @@ class DeepExplainer(Attribution):
                 w = self.weights.to(captured[0].dtype).view(1, k, 1)
                 phis = []
                 for c in range(y.shape[1]):
-                    grads = torch.autograd.grad(y[:P, c].sum(), captured, retain_graph=c < y.shape[1] - 1,
-                                                allow_unused=True, materialize_grads=False)
+                    grads = torch.autograd.grad(
+                        y[:P, c].sum(),
+                        captured,
+                        retain_graph=c < y.shape[1] - 1,
+                        allow_unused=True,
+                        materialize_grads=False,
+                    )
                     phi = 0
-                    for g, e in zip(grads, captured):
+                    for g, e in zip(grads, captured, strict=True):
                         if g is not None:
                             phi = phi + (g[:P] * (e[:P] - e[P:])).reshape(P, e.shape[1], -1).sum(-1)
-                        direct = sink.take(e)       # from a recurrent layer fed by e itself
+                        direct = sink.take(e)  # from a recurrent layer fed by e itself
                         if direct is not None:
                             phi = phi + direct
                     phis.append((phi.view(n, k, -1) * w).sum(1).double())
@@ -161,8 +181,9 @@ class DeepExplainer(Attribution):
             worst = float(self.last_errors_.max())
             if worst > tol:
                 row = int(self.last_errors_.max(1).argmax())
-                raise AdditivityError(f"attributions miss f(x) - E[f(background)] by {worst:.3g} "
-                                      f"(row {row}; tolerance {tol:g})")
+                raise AdditivityError(
+                    f"attributions miss f(x) - E[f(background)] by {worst:.3g} (row {row}; tolerance {tol:g})"
+                )
         return phi
 
     def completeness_errors(self, x: torch.Tensor, phi: np.ndarray) -> np.ndarray:
@@ -185,6 +206,7 @@ class DeepLift(DeepExplainer):
     Without ``reference`` the all-padding row has the model's ``maxlen`` (or ``maxlen``); a bare
     ``nn.Module`` without either gets the all-padding row of the first input's length.
     """
+
     name = "deeplift"
 
     def __init__(self, model, reference=None, maxlen: int | None = None, **kwargs):
@@ -195,7 +217,7 @@ class DeepLift(DeepExplainer):
         super().__init__(model, reference, **kwargs)
 
     def _set_background(self, background, weights, summarize) -> None:
-        if background is None:          # no length known yet: set on first use
+        if background is None:  # no length known yet: set on first use
             self._deferred = (weights, summarize)
             return
         super()._set_background(background, weights, summarize)
@@ -210,8 +232,14 @@ class DeepLift(DeepExplainer):
 
 
 @torch.no_grad()
-def summarize_background(net: nn.Module, background: torch.Tensor, k: int, weights: torch.Tensor | None = None,
-                         iters: int = 25, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def summarize_background(
+    net: nn.Module,
+    background: torch.Tensor,
+    k: int,
+    weights: torch.Tensor | None = None,
+    iters: int = 25,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted k-means over the background's mean word embeddings; returns the ``k`` real rows
     nearest the centroids and their cluster weights (so the expected value is kept close)."""
     if k < 1:
@@ -238,7 +266,7 @@ def summarize_background(net: nn.Module, background: torch.Tensor, k: int, weigh
         members = (assign == c).nonzero().flatten()
         if len(members) == 0:
             continue
-        best = members[torch.cdist(feats[members], centers[c:c + 1]).flatten().argmin()]
+        best = members[torch.cdist(feats[members], centers[c : c + 1]).flatten().argmin()]
         rows.append(int(best))
         cw.append(float(w[members].sum()))
     cw_t = torch.tensor(cw, dtype=torch.float64)

@@ -1,4 +1,5 @@
 """The one object every picture, the CLI, the web page and word importance read, and its one JSON form."""
+
 from __future__ import annotations
 
 import math
@@ -15,12 +16,13 @@ Span = tuple[int, int]
 @dataclass(frozen=True)
 class Word:
     """One word of the text: the positions read from it and their summed value."""
-    text: str                    # as written (the token itself when there is no text)
-    token: str                   # as the model's vocabulary has it ("<oov>" for unknown words)
+
+    text: str  # as written (the token itself when there is no text)
+    token: str  # as the model's vocabulary has it ("<oov>" for unknown words)
     value: float
     positions: tuple[int, ...]
     span: Span | None
-    unknown: bool                # read as the out-of-vocabulary token
+    unknown: bool  # read as the out-of-vocabulary token
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,6 +38,7 @@ class Explanation:
     is the class the model predicts; ``label`` the true class index when known, a position
     in ``classes``.
     """
+
     tokens: tuple[str, ...]
     ids: tuple[int, ...]
     values: np.ndarray
@@ -63,8 +66,9 @@ class Explanation:
         object.__setattr__(self, "ids", tuple(int(i) for i in self.ids))
         n = len(values)
         if not (len(self.tokens) == len(self.ids) == n):
-            raise ValueError(f"tokens ({len(self.tokens)}), ids ({len(self.ids)}) and values "
-                             f"({n}) must have the same length")
+            raise ValueError(
+                f"tokens ({len(self.tokens)}), ids ({len(self.ids)}) and values ({n}) must have the same length"
+            )
         if self.spans is not None:
             spans = tuple(None if s is None else (int(s[0]), int(s[1])) for s in self.spans)
             if len(spans) != n or self.text is None:
@@ -72,8 +76,11 @@ class Explanation:
             if any(s is not None and not 0 <= s[0] <= s[1] <= len(self.text) for s in spans):
                 raise ValueError("a span lies outside the text")
             object.__setattr__(self, "spans", spans)
-            word_ids = self.word_ids if self.word_ids is not None else tuple(
-                None if s is None else t for t, s in enumerate(spans))
+            word_ids = (
+                self.word_ids
+                if self.word_ids is not None
+                else tuple(None if s is None else t for t, s in enumerate(spans))
+            )
             object.__setattr__(self, "word_ids", tuple(None if w is None else int(w) for w in word_ids))
             if len(self.word_ids) != n:
                 raise ValueError(f"word_ids must have one entry per position ({n})")
@@ -116,7 +123,7 @@ class Explanation:
                 span = (min(self.spans[p][0] for p in pos), max(self.spans[p][1] for p in pos))
             token = "".join(self.tokens[p] for p in pos)
             unknown = any(self.tokens[p] in UNKNOWN_TOKENS for p in pos)
-            text = self.text[span[0]:span[1]] if span is not None else token
+            text = self.text[span[0] : span[1]] if span is not None else token
             out.append(Word(text, token, float(sum(self.values[p] for p in pos)), tuple(pos), span, unknown))
         return out
 
@@ -148,43 +155,68 @@ class Explanation:
         ``top`` lists the ``top`` words with the largest |value|, each with its positions.
         """
         words = self.word_list()
-        ranked = sorted(words, key=lambda w: -abs(w.value))[:max(0, top)]
+        ranked = sorted(words, key=lambda w: -abs(w.value))[: max(0, top)]
         return {
-            "model": self.model_name, "method": self.method, "output": self.output_space,
-            "output_index": self.output_index, "output_name": self.output_name,
-            "text": self.text, "tokens": list(self.tokens), "ids": list(self.ids),
-            "values": self.values.tolist(), "visible": self.visible.tolist(),
+            "model": self.model_name,
+            "method": self.method,
+            "output": self.output_space,
+            "output_index": self.output_index,
+            "output_name": self.output_name,
+            "text": self.text,
+            "tokens": list(self.tokens),
+            "ids": list(self.ids),
+            "values": self.values.tolist(),
+            "visible": self.visible.tolist(),
             "spans": None if self.spans is None else [None if s is None else list(s) for s in self.spans],
             "word_ids": None if self.word_ids is None else list(self.word_ids),
-            "base_value": float(self.base_value), "prediction": float(self.output_value),
+            "base_value": float(self.base_value),
+            "prediction": float(self.output_value),
             "completeness_error": float(self.completeness_error),
-            "label": self.predicted_name, "true_label": self.class_name(self.label),
+            "label": self.predicted_name,
+            "true_label": self.class_name(self.label),
             "classes": None if self.classes is None else list(self.classes),
-            "top": [{"pos": w.positions[0], "positions": list(w.positions), "word": w.text, "value": w.value}
-                    for w in ranked],
+            "top": [
+                {"pos": w.positions[0], "positions": list(w.positions), "word": w.text, "value": w.value}
+                for w in ranked
+            ],
             "meta": self.meta,
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Explanation":
+    def from_dict(cls, d: dict[str, Any]) -> Explanation:
         """Rebuild an explanation from :meth:`to_dict` output."""
         classes = tuple(d["classes"]) if d.get("classes") is not None else None
         true = d.get("true_label")
         label = None if true is None else (classes.index(true) if classes and true in classes else int(true))
-        return cls(tokens=d["tokens"], ids=d["ids"], values=np.asarray(d["values"], dtype=np.float64),
-                   base_value=float(d["base_value"]), output_value=float(d["prediction"]),
-                   completeness_error=float(d["completeness_error"]), output_space=d.get("output", "probability"),
-                   model_name=d.get("model", "model"), method=d.get("method", "deepshap"),
-                   output_index=int(d.get("output_index", 0)), text=d.get("text"), label=label,
-                   meta=dict(d.get("meta") or {}),
-                   spans=None if d.get("spans") is None else tuple(None if s is None else tuple(s) for s in d["spans"]),
-                   word_ids=None if d.get("word_ids") is None else tuple(d["word_ids"]),
-                   classes=classes, output_name=d.get("output_name"), predicted=d.get("label"))
+        return cls(
+            tokens=d["tokens"],
+            ids=d["ids"],
+            values=np.asarray(d["values"], dtype=np.float64),
+            base_value=float(d["base_value"]),
+            output_value=float(d["prediction"]),
+            completeness_error=float(d["completeness_error"]),
+            output_space=d.get("output", "probability"),
+            model_name=d.get("model", "model"),
+            method=d.get("method", "deepshap"),
+            output_index=int(d.get("output_index", 0)),
+            text=d.get("text"),
+            label=label,
+            meta=dict(d.get("meta") or {}),
+            spans=None if d.get("spans") is None else tuple(None if s is None else tuple(s) for s in d["spans"]),
+            word_ids=None if d.get("word_ids") is None else tuple(d["word_ids"]),
+            classes=classes,
+            output_name=d.get("output_name"),
+            predicted=d.get("label"),
+        )
 
     def is_finite(self) -> bool:
-        return bool(np.all(np.isfinite(self.values))) and math.isfinite(self.base_value) \
+        return (
+            bool(np.all(np.isfinite(self.values)))
+            and math.isfinite(self.base_value)
             and math.isfinite(self.output_value)
+        )
 
     def _repr_html_(self) -> str:
         from ..viz.html import explanation_html  # lazy: viz sits above attribution
+
         return explanation_html(self)

@@ -1,4 +1,5 @@
 """Gradient methods: gradient x input and Integrated Gradients, both at the embedding level."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,13 +11,14 @@ from .base import Attribution, visible_mask
 
 class GradXInput(Attribution):
     """``sum_E grad_e f(x) * e`` at every position (embedding-level gradient x input)."""
+
     name = "gradxinput"
 
     def _values(self, ids, output_index):
         out = []
         with self._plain(), torch.enable_grad():
             for i in range(0, len(ids), self.batch_size):
-                e = self.embedding(ids[i:i + self.batch_size]).detach().requires_grad_(True)
+                e = self.embedding(ids[i : i + self.batch_size]).detach().requires_grad_(True)
                 (g,) = torch.autograd.grad(self._forward(e)[:, output_index].sum(), e)
                 out.append((g * e).sum(-1).double().detach())
         return torch.cat(out).numpy(), np.full(len(ids), np.nan)
@@ -29,6 +31,7 @@ class IntegratedGradients(Attribution):
     paths of degree ``2*steps - 1``, so it converges much faster than a Riemann sum).
     ``completeness_error`` = convergence delta ``|sum_t phi_t - (f(x) - f(baseline))|``.
     """
+
     name, additive = "ig", True
 
     def __init__(self, model, steps: int = 32, output: str = "probability", **kw):
@@ -36,8 +39,8 @@ class IntegratedGradients(Attribution):
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         nodes, weights = np.polynomial.legendre.leggauss(int(steps))
-        self.alphas = torch.tensor((nodes + 1) / 2)      # [S] in (0, 1)
-        self.weights = torch.tensor(weights / 2)         # [S], sum 1
+        self.alphas = torch.tensor((nodes + 1) / 2)  # [S] in (0, 1)
+        self.weights = torch.tensor(weights / 2)  # [S], sum 1
         self.steps = int(steps)
         self.last_deltas_: np.ndarray | None = None
 
@@ -52,7 +55,7 @@ class IntegratedGradients(Attribution):
         phis = []
         with self._plain(), torch.enable_grad():
             for i in range(0, len(ids), rows):
-                x, x0 = self.embedding(ids[i:i + rows]).detach(), self.embedding(base_ids[i:i + rows]).detach()
+                x, x0 = self.embedding(ids[i : i + rows]).detach(), self.embedding(base_ids[i : i + rows]).detach()
                 a = self.alphas.to(x.dtype).view(1, S, 1, 1)
                 path = (x0[:, None] + a * (x - x0)[:, None]).reshape(-1, *x.shape[1:]).requires_grad_(True)
                 (g,) = torch.autograd.grad(self._forward(path)[:, output_index].sum(), path)

@@ -4,6 +4,7 @@ The explainer runs a model on ``[x-rows; reference-rows]`` (2P rows, P = n*k pai
 explicit layer (recurrent or attention) runs its forward pass on the n + k *unique* rows
 (:class:`_Grid`) and only its backward pass of multipliers per pair.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ class Pairing:
     k times and the last P rows are the references tiled n times; then only n + k rows
     are unique. ``n=None`` means row p of the first half pairs with row p of the second.
     """
+
     n: int | None = None
     k: int | None = None
-    tokens: "TokenSink | None" = None
+    tokens: TokenSink | None = None
 
 
 class TokenSink:
@@ -67,13 +69,13 @@ class _Grid:
         """``[2P, ...]`` -> unique rows ``[nx + nr, ...]``."""
         if not self.dedup:
             return t
-        return torch.cat([t[: self.P: self.b], t[self.P: self.P + self.b]], 0)
+        return torch.cat([t[: self.P : self.b], t[self.P : self.P + self.b]], 0)
 
     def expand(self, u: torch.Tensor) -> torch.Tensor:
         """unique rows -> ``[2P, ...]`` in the stacked pair layout."""
         if not self.dedup:
             return u
-        ux, ur = u[: self.nx], u[self.nx:]
+        ux, ur = u[: self.nx], u[self.nx :]
         return torch.cat([ux.repeat_interleave(self.b, 0), ur.repeat(self.a, *[1] * (u.dim() - 1))], 0)
 
     def sides(self, s: torch.Tensor, batch_dim: int = 1):

@@ -1,4 +1,5 @@
 """Perturbation methods: leave-one-out occlusion, and random values as the floor to beat."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +10,7 @@ from .base import Attribution, row_rng, visible_mask
 
 class Occlusion(Attribution):
     """Leave-one-out: ``phi_t = f(x) - f(x with word t replaced by padding)``; 0 off words."""
+
     name = "occlusion"
 
     def _values(self, ids, output_index):
@@ -28,6 +30,7 @@ class RandomBaseline(Attribution):
     Seeded per input row from ``seed`` and the row's ids: the same seed gives the same
     values for the same review, a different seed different ones.
     """
+
     name, stochastic = "random", True
 
     def __init__(self, model, seed: int = 0, **kw):

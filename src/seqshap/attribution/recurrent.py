@@ -10,12 +10,13 @@ for the input.
 Gate order and equations are PyTorch's: LSTM (i, f, g, o); GRU (r, z, n) with the
 reset gate applied to ``W_hn h + b_hn`` (after the matrix product).
 """
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .pairs import Pairing, TokenSink, _Grid
+from .pairs import Pairing, _Grid
 from .rules import ProductRule, secant, secant_stored, sigmoid_slope, tanh_slope
 
 
@@ -24,7 +25,7 @@ class _InputSide:
     attributions when the layer reads a captured embedding (see :class:`TokenSink`), otherwise
     back through ``W_ih`` to the layer input."""
 
-    def __init__(self, ctx, grid: "_Grid", XP: torch.Tensor | None, w_ih: torch.Tensor, T: int):
+    def __init__(self, ctx, grid: _Grid, XP: torch.Tensor | None, w_ih: torch.Tensor, T: int):
         self.ctx, self.grid, self.w_ih = ctx, grid, w_ih
         if XP is not None:
             self.XPx, self.XPr = grid.sides(XP)
@@ -59,8 +60,8 @@ class _LSTMLayer(torch.autograd.Function):
         ux, h, c = grid.unique(x), grid.unique(h0), grid.unique(c0)
         T, H = ux.shape[1], w_hh.shape[1]
         xp = torch.addmm(bias, ux.reshape(-1, ux.shape[2]), w_ih.t()).view(ux.shape[0], T, 4 * H)
-        Z = ux.new_empty(T, ux.shape[0], 4 * H)   # pre-activations
-        A = torch.empty_like(Z)                   # activations i, f, g, o
+        Z = ux.new_empty(T, ux.shape[0], 4 * H)  # pre-activations
+        A = torch.empty_like(Z)  # activations i, f, g, o
         C = ux.new_empty(T + 1, ux.shape[0], H)
         TC = ux.new_empty(T, ux.shape[0], H)
         out = ux.new_empty(ux.shape[0], T, H)
@@ -70,21 +71,27 @@ class _LSTMLayer(torch.autograd.Function):
             Z[t] = z
             a = A[t]
             torch.sigmoid(z[:, : 2 * H], out=a[:, : 2 * H])
-            torch.tanh(z[:, 2 * H: 3 * H], out=a[:, 2 * H: 3 * H])
-            torch.sigmoid(z[:, 3 * H:], out=a[:, 3 * H:])
-            c = a[:, H: 2 * H] * c + a[:, :H] * a[:, 2 * H: 3 * H]
+            torch.tanh(z[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])
+            torch.sigmoid(z[:, 3 * H :], out=a[:, 3 * H :])
+            c = a[:, H : 2 * H] * c + a[:, :H] * a[:, 2 * H : 3 * H]
             C[t + 1] = c
             tc = torch.tanh(c)
             TC[t] = tc
-            h = a[:, 3 * H:] * tc
+            h = a[:, 3 * H :] * tc
             out[:, t] = h
         # Half slopes f'(z)/2 of every activation, for the secant's fallback (see secant_stored).
         S = A * (1 - A) * 0.5
-        S[..., 2 * H: 3 * H] = (1 - A[..., 2 * H: 3 * H] ** 2) * 0.5
+        S[..., 2 * H : 3 * H] = (1 - A[..., 2 * H : 3 * H] ** 2) * 0.5
         STC = (1 - TC * TC) * 0.5
         XP = xp.transpose(0, 1).contiguous() if leaf is not None else None  # [T, nu, 4H]
         ctx.save_for_backward(w_ih, w_hh, Z, A, S, C, TC, STC, XP)
-        ctx.grid, ctx.rule, ctx.leaf, ctx.reverse, ctx.sink = grid, rule, leaf, reverse, pairing.tokens if pairing else None
+        ctx.grid, ctx.rule, ctx.leaf, ctx.reverse, ctx.sink = (
+            grid,
+            rule,
+            leaf,
+            reverse,
+            pairing.tokens if pairing else None,
+        )
         return grid.expand(out), grid.expand(h), grid.expand(c)
 
     @staticmethod
@@ -103,7 +110,7 @@ class _LSTMLayer(torch.autograd.Function):
         for t in range(T - 1, -1, -1):
             mh = mh + mo[:, :, t]
             ax, ar = Ax[t], Ar[t]
-            sec = secant_stored(Zx[t], Zr[t], ax, ar, Sx[t], Sr[t])          # all four gates at once
+            sec = secant_stored(Zx[t], Zr[t], ax, ar, Sx[t], Sr[t])  # all four gates at once
             # h = o * tanh(c)
             w_o, w_tc = rule.weights(ax[..., O_], ar[..., O_], TCx[t], TCr[t])
             mc = mc + mh * w_tc * secant_stored(Cx[t + 1], Cr[t + 1], TCx[t], TCr[t], STx[t], STr[t])
@@ -133,10 +140,10 @@ class _GRULayer(torch.autograd.Function):
         T, H = ux.shape[1], w_hh.shape[1]
         xp = torch.addmm(b_ih, ux.reshape(-1, ux.shape[2]), w_ih.t()).view(ux.shape[0], T, 3 * H)
         nu = ux.shape[0]
-        Zrz = ux.new_empty(T, nu, 2 * H)   # pre-activations of r, z
-        Arz = torch.empty_like(Zrz)        # r, z
-        HN = ux.new_empty(T, nu, H)        # W_hn h + b_hn
-        AN = ux.new_empty(T, nu, H)        # pre-activation of n
+        Zrz = ux.new_empty(T, nu, 2 * H)  # pre-activations of r, z
+        Arz = torch.empty_like(Zrz)  # r, z
+        HN = ux.new_empty(T, nu, H)  # W_hn h + b_hn
+        AN = ux.new_empty(T, nu, H)  # pre-activation of n
         N = ux.new_empty(T, nu, H)
         Hs = ux.new_empty(T + 1, nu, H)
         Hs[0] = h
@@ -146,8 +153,8 @@ class _GRULayer(torch.autograd.Function):
             Zrz[t] = zrz
             rz = torch.sigmoid(zrz)
             Arz[t] = rz
-            HN[t] = hp[:, 2 * H:]
-            an = xp[:, t, 2 * H:] + rz[:, :H] * hp[:, 2 * H:]
+            HN[t] = hp[:, 2 * H :]
+            an = xp[:, t, 2 * H :] + rz[:, :H] * hp[:, 2 * H :]
             AN[t] = an
             n = torch.tanh(an)
             N[t] = n
@@ -156,7 +163,13 @@ class _GRULayer(torch.autograd.Function):
             Hs[t + 1] = h
         XP = xp.transpose(0, 1).contiguous() if leaf is not None else None  # [T, nu, 3H]
         ctx.save_for_backward(w_ih, w_hh, Zrz, Arz, HN, AN, N, Hs, XP)
-        ctx.grid, ctx.rule, ctx.leaf, ctx.reverse, ctx.sink = grid, rule, leaf, reverse, pairing.tokens if pairing else None
+        ctx.grid, ctx.rule, ctx.leaf, ctx.reverse, ctx.sink = (
+            grid,
+            rule,
+            leaf,
+            reverse,
+            pairing.tokens if pairing else None,
+        )
         return grid.expand(Hs[1:].transpose(0, 1).contiguous()), grid.expand(h)
 
     @staticmethod
@@ -238,12 +251,14 @@ class _ExplicitRNN(nn.Module):
                 sink = self.pairing.tokens if self.pairing is not None else None
                 leaf = inp if layer == 0 and sink is not None and sink.owns(inp) else None
                 if lstm:
-                    out, h, c = _LSTMLayer.apply(seq, h0[idx], c0[idx], w_ih, w_hh, b_ih + b_hh,
-                                                 self.pairing, self.rule, leaf, d == 1)
+                    out, h, c = _LSTMLayer.apply(
+                        seq, h0[idx], c0[idx], w_ih, w_hh, b_ih + b_hh, self.pairing, self.rule, leaf, d == 1
+                    )
                     c_n.append(c)
                 else:
-                    out, h = _GRULayer.apply(seq, h0[idx], w_ih, w_hh, b_ih, b_hh, self.pairing, self.rule,
-                                             leaf, d == 1)
+                    out, h = _GRULayer.apply(
+                        seq, h0[idx], w_ih, w_hh, b_ih, b_hh, self.pairing, self.rule, leaf, d == 1
+                    )
                 outs.append(out.flip(1) if d else out)
                 h_n.append(h)
             inp = torch.cat(outs, -1) if D == 2 else outs[0]

@@ -18,6 +18,7 @@ Occlusion, Shapley (exact and sampled) and IG's baseline make a word absent by p
 place, so their totals all equal ``f(x) - f(x without its words)``; DeepSHAP is relative to
 its background, DeepLIFT to the all-padding row.
 """
+
 from __future__ import annotations
 
 from .base import Attribution
@@ -26,13 +27,31 @@ from .gradients import GradXInput, IntegratedGradients
 from .perturbation import Occlusion, RandomBaseline
 from .shapley import ExactShapley, SamplingShapley
 
-METHODS: dict[str, type[Attribution]] = {m.name: m for m in (
-    DeepExplainer, DeepLift, GradXInput, IntegratedGradients, Occlusion, ExactShapley, SamplingShapley,
-    RandomBaseline)}
+METHODS: dict[str, type[Attribution]] = {
+    m.name: m
+    for m in (
+        DeepExplainer,
+        DeepLift,
+        GradXInput,
+        IntegratedGradients,
+        Occlusion,
+        ExactShapley,
+        SamplingShapley,
+        RandomBaseline,
+    )
+}
 
 
-def make_method(name: str, model, background=None, seed: int = 0, output: str = "probability",
-                ig_steps: int = 32, n_permutations: int = 16, summarize: int | None = None) -> Attribution:
+def make_method(
+    name: str,
+    model,
+    background=None,
+    seed: int = 0,
+    output: str = "probability",
+    ig_steps: int = 32,
+    n_permutations: int = 16,
+    summarize: int | None = None,
+) -> Attribution:
     """Build a method by name (``background`` is needed for ``deepshap``)."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")

@@ -9,6 +9,7 @@ pairs without copying either side). A rule turns the incoming multiplier ``m_out
 
 which is what makes the final attributions add up.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ def tolerance(dtype: torch.dtype) -> float:
     return 1e-6 if dtype == torch.float64 else 1e-3
 
 
-def secant(zx: torch.Tensor, zr: torch.Tensor, fx: torch.Tensor, fr: torch.Tensor,
-           slope_mid, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+def secant(
+    zx: torch.Tensor, zr: torch.Tensor, fx: torch.Tensor, fr: torch.Tensor, slope_mid, scale: torch.Tensor | float = 1.0
+) -> torch.Tensor:
     """Rescale multiplier ``(f(zx) - f(zr)) / (zx - zr)``, and ``f'((zx+zr)/2)`` where
     ``|zx - zr|`` is below :func:`tolerance` times ``scale``. ``slope_mid(z)`` gives ``f'(z)``;
     ``scale`` is the distance over which ``f`` bends (1 for sigmoid-like functions, ``v`` for
@@ -71,6 +73,7 @@ class ProductRule:
       signal ``b`` (``m_b = Delta(ab) / Delta b``); where ``Delta b`` is ~0 it falls back to
       the Shapley split, so it is exact too.
     """
+
     name: str = "shapley"
 
     def __post_init__(self):
@@ -92,6 +95,7 @@ class ProductRule:
 # These run on the stacked batch [x-rows; reference-rows] (2P rows). Only the x half of the
 # incoming gradient carries multipliers; both halves get the result (the reference half is
 # never read, but linear ops in between stay shape-consistent).
+
 
 def _halves(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     p = t.shape[0] // 2
@@ -123,6 +127,7 @@ class Rescale(torch.autograd.Function):
             with torch.enable_grad():
                 mid = mid.detach().requires_grad_(True)
                 return torch.autograd.grad(fn(mid).sum(), mid)[0]
+
         m = secant(zx, zr, yx, yr, slope)
         return _both(_halves(g)[0] * m), None
 
@@ -174,12 +179,12 @@ class MaxOverDim(torch.autograd.Function):
         dy = yx - yr
         dz = zx - zr
         tol = tolerance(z.dtype)
-        d_at_x = dz.gather(dim, ix)           # Delta z at x's argmax
-        d_at_r = dz.gather(dim, ir)           # Delta z at the reference's argmax
+        d_at_x = dz.gather(dim, ix)  # Delta z at x's argmax
+        d_at_r = dz.gather(dim, ir)  # Delta z at the reference's argmax
         ok_x, ok_r = d_at_x.abs() > tol, d_at_r.abs() > tol
         share_x = torch.where(ok_x & ok_r, 0.5 * torch.ones_like(dy), ok_x.to(dy.dtype))
         share_r = torch.where(ok_x & ok_r, 0.5 * torch.ones_like(dy), (ok_r & ~ok_x).to(dy.dtype))
-        safe = lambda d: torch.where(d.abs() > tol, d, torch.ones_like(d))  # noqa: E731
+        safe = lambda d: torch.where(d.abs() > tol, d, torch.ones_like(d))
         m = torch.zeros_like(zx)
         gx = _halves(g)[0].unsqueeze(dim)
         m.scatter_add_(dim, ix, gx * dy * share_x / safe(d_at_x))
@@ -218,6 +223,7 @@ class CenteredSoftmax(torch.autograd.Function):
 # Written for any pair layout: the x side and the reference side are broadcast against each
 # other (stacked halves [P, ...] with [P, ...], or the deduplicated grid [n, 1, ...] with
 # [1, k, ...]); every result has the broadcast pair shape.
+
 
 class BilinearRule:
     """``C = A @ B`` (matrix product) where both factors depend on the input.
@@ -271,12 +277,12 @@ class SoftmaxRule:
         ds = sx - sr
         L = lx - lr
         dw = ds - L
-        dw.masked_fill_(dw == 0, 1.0)                       # there Δp is 0 too: any slope is exact
-        gs = (px - pr).div_(dw).mul_(g)                     # g σ
-        mu0 = px + pr                                       # 2 μ⁰
+        dw.masked_fill_(dw == 0, 1.0)  # there Δp is 0 too: any slope is exact
+        gs = (px - pr).div_(dw).mul_(g)  # g σ
+        mu0 = px + pr  # 2 μ⁰
         t1 = mu0 * ds
         t2 = (t1 * ds).sum(-1, keepdim=True)
-        c = _ratio(2 * L - t1.sum(-1, keepdim=True), t2, 0.0)   # c, from 2μ⁰ sums
+        c = _ratio(2 * L - t1.sum(-1, keepdim=True), t2, 0.0)  # c, from 2μ⁰ sums
         S = gs.sum(-1, keepdim=True)
         return gs.addcmul_(mu0, S, value=-0.5).addcmul_(t1, c * S, value=-0.5)
 
@@ -308,20 +314,20 @@ class SoftmaxRule:
             raise ValueError("masks must be [..., 1, K]: one mask for all queries of a row")
         if not bool(changed.any()):
             return cls._one_mask(g, sx, sr, px, pr, lx, lr), torch.zeros_like(g[..., :1, :])
-        p_sr_mx, l_sr_mx = cls._masked_softmax(sr, kx)   # the reference's scores, the input's keys
+        p_sr_mx, l_sr_mx = cls._masked_softmax(sr, kx)  # the reference's scores, the input's keys
         p_sx_mr, l_sx_mr = cls._masked_softmax(sx, kr)
         m_s = cls._one_mask(g, sx, sr, px, p_sr_mx, lx, l_sr_mx)
         m_s = m_s.add_(cls._one_mask(g, sx, sr, p_sx_mr, pr, l_sx_mr, lr)).mul_(0.5)
         # The mask player, summed over the queries: a key's own change plus its share of the
         # unchanged keys' changes, by the changed keys' mass (reductions as matrix products).
-        dm = (mx - mr).to(g.dtype)                  # ±1 where a key's mask changed: its own inverse
+        dm = (mx - mr).to(g.dtype)  # ±1 where a key's mask changed: its own inverse
         ch = changed.to(g.dtype)
         m_mask = torch.zeros_like(g[..., :1, :])
-        for d, q in ((px - p_sx_mr, px + p_sx_mr), (p_sr_mx - pr, p_sr_mx + pr)):   # s = s_x, then s_r
+        for d, q in ((px - p_sx_mr, px + p_sx_mr), (p_sr_mx - pr, p_sr_mx + pr)):  # s = s_x, then s_r
             gd = g * d
-            rest = gd @ (1 - ch).transpose(-1, -2)                        # [..., Q, 1]
+            rest = gd @ (1 - ch).transpose(-1, -2)  # [..., Q, 1]
             mass = (q @ ch.transpose(-1, -2)).clamp_min_(torch.finfo(q.dtype).tiny)
-            shared = (rest / mass).transpose(-1, -2) @ q                  # [..., 1, K]
+            shared = (rest / mass).transpose(-1, -2) @ q  # [..., 1, K]
             m_mask = m_mask + (shared * ch + gd.sum(-2, keepdim=True)) * dm
         return m_s, 0.5 * m_mask
 
@@ -343,8 +349,7 @@ class LayerNormRule:
         gc = g * weight if weight is not None else g
         m_c = gc * ((rx + rr) * 0.5)
         m_r = (gc * ((cx + cr) * 0.5)).sum(-1, keepdim=True)
-        m_v = m_r * secant(vx, vr, rx, rr, lambda v: -0.5 * torch.rsqrt(v + eps) ** 3,
-                           scale=(vx + vr) * 0.5 + eps)
+        m_v = m_r * secant(vx, vr, rx, rr, lambda v: -0.5 * torch.rsqrt(v + eps) ** 3, scale=(vx + vr) * 0.5 + eps)
         m_c = m_c + (m_v / zx.shape[-1]) * (cx + cr)
         return m_c - m_c.mean(-1, keepdim=True)
 

@@ -1,4 +1,5 @@
 """Shapley values of the words by brute force: every coalition (exact) or sampled permutations."""
+
 from __future__ import annotations
 
 import math
@@ -27,6 +28,7 @@ class ExactShapley(Attribution):
     ``k > 1`` gives the interventional (background) game that DeepSHAP approximates.
     Cost: ``k * 2^p`` forward passes per input.
     """
+
     name, additive = "exact-shapley", True
 
     def __init__(self, model, reference=None, max_players: int = 14, output: str = "probability", **kw):
@@ -50,18 +52,20 @@ class ExactShapley(Attribution):
             pos = np.flatnonzero(visible_mask(ids[i]))
             p = len(pos)
             if p > self.max_players:
-                raise TooManyPlayersError(f"exact Shapley enumerates 2^p coalitions; input {i} has {p} words "
-                                          f"(limit {self.max_players}); use sampling-shapley for longer inputs")
+                raise TooManyPlayersError(
+                    f"exact Shapley enumerates 2^p coalitions; input {i} has {p} words "
+                    f"(limit {self.max_players}); use sampling-shapley for longer inputs"
+                )
             if p == 0:
-                base[i] = float(self.predict(ids[i:i + 1], output_index)[0])
+                base[i] = float(self.predict(ids[i : i + 1], output_index)[0])
                 continue
-            masks = np.arange(2 ** p)
-            present = ((masks[:, None] >> np.arange(p)[None, :]) & 1).astype(bool)   # [2^p, p]
+            masks = np.arange(2**p)
+            present = ((masks[:, None] >> np.arange(p)[None, :]) & 1).astype(bool)  # [2^p, p]
             # [k, 2^p, T]: row i where present, reference j where absent
-            x = ids[i].expand(len(ref), 2 ** p, -1).clone()
+            x = ids[i].expand(len(ref), 2**p, -1).clone()
             absent_m, absent_p = np.nonzero(~present)
             x[:, absent_m, pos[absent_p]] = ref[:, pos[absent_p]]
-            v = self.predict(x.reshape(-1, x.shape[-1]), output_index).reshape(len(ref), 2 ** p).mean(0)   # [2^p]
+            v = self.predict(x.reshape(-1, x.shape[-1]), output_index).reshape(len(ref), 2**p).mean(0)  # [2^p]
             size = present.sum(1)
             w = _shapley_weights(p)
             for j in range(p):
@@ -80,6 +84,7 @@ class SamplingShapley(Attribution):
     input row (a review gets the same estimate whatever batch it is in).
     Cost: ``n_permutations * (p + 1)`` forward passes per input.
     """
+
     name, additive, stochastic = "sampling-shapley", True, True
 
     def __init__(self, model, n_permutations: int = 16, seed: int = 0, output: str = "probability", **kw):
@@ -101,18 +106,18 @@ class SamplingShapley(Attribution):
                 continue
             rng = row_rng(self.seed, ids[i])
             half = [rng.permutation(p) for _ in range(self.n_permutations // 2)]
-            perms = np.stack(half + [h[::-1] for h in half])                     # [m, p]
+            perms = np.stack(half + [h[::-1] for h in half])  # [m, p]
             m = len(perms)
             # steps[m, s, T]: after adding the first s words of permutation m (s = 0..p)
             order_rank = np.empty_like(perms)
-            order_rank[np.arange(m)[:, None], perms] = np.arange(p)[None, :]     # step at which word joins
-            present = order_rank[:, None, :] < np.arange(p + 1)[None, :, None]   # [m, p+1, p]
+            order_rank[np.arange(m)[:, None], perms] = np.arange(p)[None, :]  # step at which word joins
+            present = order_rank[:, None, :] < np.arange(p + 1)[None, :, None]  # [m, p+1, p]
             x = empty.expand(m, p + 1, -1).clone()
             mm, ss, jj = np.nonzero(present)
             x[mm, ss, pos[jj]] = ids[i, pos[jj]]
             v = self.predict(x.reshape(-1, x.shape[-1]), output_index).reshape(m, p + 1)
-            gains = np.diff(v, axis=1)                                           # [m, p], by step
-            credit = np.take_along_axis(gains, order_rank, axis=1)               # [m, p], by word
+            gains = np.diff(v, axis=1)  # [m, p], by step
+            credit = np.take_along_axis(gains, order_rank, axis=1)  # [m, p], by word
             phi[i, pos] = credit.mean(0)
             base[i] = v[0, 0]
         return phi, base

@@ -8,6 +8,7 @@ Two checks keep numbers honest:
    the explanation) must be linear (they pass multipliers through autograd unchanged)
    or have a rule in :data:`OP_RULES`; anything else raises, naming the operation.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,8 +53,10 @@ def _encoder_block(module: nn.Module, pairing: Pairing, rule: ProductRule) -> nn
     return ExplicitEncoderLayer(module, block_params(module), pairing)
 
 
-_ATTENTION_HINT = ("build the encoder from seqshap.models.transformer.EncoderBlock (its attention, softmax, "
-                   "LayerNorm and padding mask have exact rules)")
+_ATTENTION_HINT = (
+    "build the encoder from seqshap.models.transformer.EncoderBlock (its attention, softmax, "
+    "LayerNorm and padding mask have exact rules)"
+)
 
 # Module type -> what happens to it while it is explained:
 #   Canonize  rewritten to explicit steps (its children are not looked at);
@@ -61,19 +64,44 @@ _ATTENTION_HINT = ("build the encoder from seqshap.models.transformer.EncoderBlo
 #   "ops"     its torch calls are checked and ruled one by one (OP_RULES);
 #   Unsupported: refused before anything runs.
 MODULE_RULES: dict[type, object] = {
-    nn.LSTM: Canonize(_ExplicitRNN), nn.GRU: Canonize(_ExplicitRNN),
+    nn.LSTM: Canonize(_ExplicitRNN),
+    nn.GRU: Canonize(_ExplicitRNN),
     EncoderBlock: Canonize(_encoder_block),
-    nn.Embedding: "feature", PaddingMask: "feature",
-    nn.Linear: "ops", nn.Bilinear: Unsupported(), nn.Conv1d: "ops", nn.LayerNorm: "ops",
-    nn.Dropout: "ops", nn.Dropout1d: "ops", nn.AlphaDropout: "ops",
-    nn.Sigmoid: "ops", nn.Tanh: "ops", nn.ReLU: "ops", nn.LeakyReLU: "ops", nn.ELU: "ops",
-    nn.GELU: "ops", nn.SiLU: "ops", nn.Softplus: "ops", nn.Hardsigmoid: "ops", nn.Hardtanh: "ops",
-    nn.ReLU6: "ops", nn.Softmax: "ops",
-    nn.MaxPool1d: "ops", nn.AdaptiveMaxPool1d: "ops", nn.AvgPool1d: "ops", nn.AdaptiveAvgPool1d: "ops",
-    nn.Flatten: "ops", nn.Unflatten: "ops", nn.Identity: "ops",
-    nn.Sequential: "ops", nn.ModuleList: "ops", nn.ModuleDict: "ops",
-    nn.MultiheadAttention: Unsupported(_ATTENTION_HINT), nn.TransformerEncoderLayer: Unsupported(_ATTENTION_HINT),
-    nn.TransformerEncoder: Unsupported(_ATTENTION_HINT), nn.Transformer: Unsupported(_ATTENTION_HINT),
+    nn.Embedding: "feature",
+    PaddingMask: "feature",
+    nn.Linear: "ops",
+    nn.Bilinear: Unsupported(),
+    nn.Conv1d: "ops",
+    nn.LayerNorm: "ops",
+    nn.Dropout: "ops",
+    nn.Dropout1d: "ops",
+    nn.AlphaDropout: "ops",
+    nn.Sigmoid: "ops",
+    nn.Tanh: "ops",
+    nn.ReLU: "ops",
+    nn.LeakyReLU: "ops",
+    nn.ELU: "ops",
+    nn.GELU: "ops",
+    nn.SiLU: "ops",
+    nn.Softplus: "ops",
+    nn.Hardsigmoid: "ops",
+    nn.Hardtanh: "ops",
+    nn.ReLU6: "ops",
+    nn.Softmax: "ops",
+    nn.MaxPool1d: "ops",
+    nn.AdaptiveMaxPool1d: "ops",
+    nn.AvgPool1d: "ops",
+    nn.AdaptiveAvgPool1d: "ops",
+    nn.Flatten: "ops",
+    nn.Unflatten: "ops",
+    nn.Identity: "ops",
+    nn.Sequential: "ops",
+    nn.ModuleList: "ops",
+    nn.ModuleDict: "ops",
+    nn.MultiheadAttention: Unsupported(_ATTENTION_HINT),
+    nn.TransformerEncoderLayer: Unsupported(_ATTENTION_HINT),
+    nn.TransformerEncoder: Unsupported(_ATTENTION_HINT),
+    nn.Transformer: Unsupported(_ATTENTION_HINT),
 }
 
 
@@ -96,7 +124,8 @@ def check_modules(model: nn.Module) -> None:
             hint = f"; {how.hint}" if isinstance(how, Unsupported) and how.hint else ""
             raise UnsupportedLayerError(
                 f"cannot explain module {name or '<root>'!r} ({type(module).__name__}) exactly with DeepSHAP{hint}; "
-                f"supported layers: {', '.join(supported_layers())} (and your own modules built from them)")
+                f"supported layers: {', '.join(supported_layers())} (and your own modules built from them)"
+            )
         if isinstance(module, nn.RNNBase) and getattr(module, "proj_size", 0):
             raise UnsupportedLayerError(f"module {name!r}: {type(module).__name__} with proj_size is not supported")
         if not isinstance(how, Canonize):  # a rewritten layer's insides never run
@@ -143,19 +172,106 @@ def _name(func) -> str:
 # Calls that are linear in the signal (or only read metadata): autograd's own backward is
 # exactly the DeepLIFT backward for them.
 LINEAR_OPS = {
-    "__get__", "__getitem__", "__setitem__", "__len__", "__iter__", "__format__", "__repr__",
-    "size", "dim", "numel", "stride", "is_contiguous", "is_floating_point", "contiguous", "clone", "detach",
-    "to", "type", "float", "double", "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten",
-    "squeeze", "unsqueeze", "permute", "transpose", "t", "flip", "expand", "expand_as", "repeat",
-    "repeat_interleave", "narrow", "select", "index_select", "gather", "split", "chunk", "unbind",
-    "cat", "concat", "concatenate", "stack", "hstack", "vstack", "movedim", "moveaxis", "roll", "pad",
-    "add", "__add__", "__radd__", "__iadd__", "add_", "sub", "__sub__", "__rsub__", "__isub__", "sub_",
-    "neg", "__neg__", "sum", "mean", "linear", "embedding", "conv1d", "avg_pool1d",
-    "adaptive_avg_pool1d", "dropout", "alpha_dropout", "feature_alpha_dropout", "dropout1d",
-    "identity", "new_zeros", "new_ones", "new_full", "new_empty", "zeros_like", "ones_like",
-    "requires_grad_", "cpu", "__contains__", "__hash__", "__eq__", "__ne__",
-    "__bool__", "__float__", "__int__", "tolist", "item", "numpy", "get_device", "_has_compatible_shallow_copy_type",
+    "__get__",
+    "__getitem__",
+    "__setitem__",
+    "__len__",
+    "__iter__",
+    "__format__",
+    "__repr__",
+    "size",
+    "dim",
+    "numel",
+    "stride",
+    "is_contiguous",
+    "is_floating_point",
+    "contiguous",
+    "clone",
+    "detach",
+    "to",
+    "type",
+    "float",
+    "double",
+    "view",
+    "view_as",
+    "reshape",
+    "reshape_as",
+    "flatten",
+    "unflatten",
+    "squeeze",
+    "unsqueeze",
+    "permute",
+    "transpose",
+    "t",
+    "flip",
+    "expand",
+    "expand_as",
+    "repeat",
+    "repeat_interleave",
+    "narrow",
+    "select",
+    "index_select",
+    "gather",
+    "split",
+    "chunk",
+    "unbind",
+    "cat",
+    "concat",
+    "concatenate",
+    "stack",
+    "hstack",
+    "vstack",
+    "movedim",
+    "moveaxis",
+    "roll",
+    "pad",
+    "add",
+    "__add__",
+    "__radd__",
+    "__iadd__",
+    "add_",
+    "sub",
+    "__sub__",
+    "__rsub__",
+    "__isub__",
+    "sub_",
+    "neg",
+    "__neg__",
+    "sum",
+    "mean",
+    "linear",
+    "embedding",
+    "conv1d",
+    "avg_pool1d",
+    "adaptive_avg_pool1d",
+    "dropout",
+    "alpha_dropout",
+    "feature_alpha_dropout",
+    "dropout1d",
+    "identity",
+    "new_zeros",
+    "new_ones",
+    "new_full",
+    "new_empty",
+    "zeros_like",
+    "ones_like",
+    "requires_grad_",
+    "cpu",
+    "__contains__",
+    "__hash__",
+    "__eq__",
+    "__ne__",
+    "__bool__",
+    "__float__",
+    "__int__",
+    "tolist",
+    "item",
+    "numpy",
+    "get_device",
+    "_has_compatible_shallow_copy_type",
 }
+
+
 def _signal(t) -> bool:
     return isinstance(t, torch.Tensor) and t.requires_grad
 
@@ -198,7 +314,7 @@ class SquashRecorder(TorchFunctionMode):
 class _OpRule:
     """Base: ``rule(mode, func, args, kwargs)`` -> the output, computed under the rule."""
 
-    def __call__(self, mode: "DeepLiftMode", func, args: tuple, kwargs: dict):
+    def __call__(self, mode: DeepLiftMode, func, args: tuple, kwargs: dict):
         raise NotImplementedError
 
 
@@ -231,8 +347,10 @@ class _LinearInOne(_OpRule):
         flat, _ = tree_flatten((args, kwargs))
         if sum(_signal(t) for t in flat) < 2:
             return func(*args, **kwargs)
-        raise UnsupportedLayerError(f"cannot explain {_name(func)} of two signals exactly; write it as a "
-                                    f"matmul (which has a rule) or an elementwise product")
+        raise UnsupportedLayerError(
+            f"cannot explain {_name(func)} of two signals exactly; write it as a "
+            f"matmul (which has a rule) or an elementwise product"
+        )
 
 
 class _Divide(_OpRule):
@@ -256,7 +374,7 @@ class _LayerNorm(_OpRule):
 
     def __call__(self, mode, func, args, kwargs):
         params = ("input", "normalized_shape", "weight", "bias", "eps")
-        bound = dict(zip(params, args), **kwargs)
+        bound = dict(zip(params, args, strict=False), **kwargs)
         z, shape = bound["input"], tuple(bound["normalized_shape"])
         if len(shape) != 1:
             raise UnsupportedLayerError("layer_norm over more than the last dim is not supported")
@@ -277,15 +395,20 @@ class _Select(_OpRule):
         if _signal(mask):
             raise UnsupportedLayerError(f"{name} with a mask that depends on the input has no rule")
         signal = next(t for t in tree_flatten((args, kwargs))[0] if _signal(t))
-        if isinstance(mask, torch.Tensor) and mask.dim() and mask.shape[0] == signal.shape[0] \
-                and mask.shape[0] % 2 == 0:
+        if (
+            isinstance(mask, torch.Tensor)
+            and mask.dim()
+            and mask.shape[0] == signal.shape[0]
+            and mask.shape[0] % 2 == 0
+        ):
             P = mask.shape[0] // 2
             if not torch.equal(mask[:P], mask[P:]):
                 raise UnsupportedLayerError(
                     f"{name}: the mask differs between an input and its reference (a padding mask of texts "
                     f"of different lengths?), so its share of the difference cannot be attributed; build "
                     f"attention from seqshap.models.transformer (PaddingMask, EncoderBlock), or explain "
-                    f"against references of the same length")
+                    f"against references of the same length"
+                )
         return func(*args, **kwargs)
 
 
@@ -343,24 +466,29 @@ class _GlobalMaxPool(_OpRule):
     def __call__(self, mode, func, args, kwargs):
         size = kwargs.get("output_size", args[1] if len(args) > 1 else None)
         if size not in (1, (1,), [1]):
-            raise UnsupportedLayerError(f"adaptive_max_pool1d with output_size={size} is not supported "
-                                        "(global max pooling, output_size=1, is)")
+            raise UnsupportedLayerError(
+                f"adaptive_max_pool1d with output_size={size} is not supported (global max pooling, output_size=1, is)"
+            )
         y = MaxOverDim.apply(args[0], -1).unsqueeze(-1)
         return (y, args[0].detach().argmax(-1, keepdim=True)) if "indices" in _name(func) else y
 
 
 class _MaxPool1d(_OpRule):
     """``max_pool1d`` without padding/dilation: max over each window (a strided view)."""
+
     PARAMS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 
     def __call__(self, mode, func, args, kwargs):
-        bound = dict(zip(self.PARAMS, args), **kwargs)
+        bound = dict(zip(self.PARAMS, args, strict=False), **kwargs)
         k = bound["kernel_size"]
         k = k[0] if isinstance(k, (tuple, list)) else k
         s = bound.get("stride") or k
         s = s[0] if isinstance(s, (tuple, list)) else s
-        if bound.get("padding", 0) not in (0, (0,)) or bound.get("dilation", 1) not in (1, (1,)) \
-                or bound.get("ceil_mode"):
+        if (
+            bound.get("padding", 0) not in (0, (0,))
+            or bound.get("dilation", 1) not in (1, (1,))
+            or bound.get("ceil_mode")
+        ):
             raise UnsupportedLayerError("max_pool1d with padding, dilation or ceil_mode is not supported")
         if bound.get("return_indices") or "indices" in _name(func):
             raise UnsupportedLayerError("max_pool1d(return_indices=True) is not supported")
@@ -419,16 +547,18 @@ class DeepLiftMode(TorchFunctionMode):
             return func(*args, **kwargs)
         rule = OP_RULES.get(name)
         if rule is None:
-            raise UnsupportedLayerError(f"cannot explain operation {name!r} exactly with DeepSHAP; linear ops "
-                                        f"and {', '.join(supported_ops())} are supported")
+            raise UnsupportedLayerError(
+                f"cannot explain operation {name!r} exactly with DeepSHAP; linear ops "
+                f"and {', '.join(supported_ops())} are supported"
+            )
         return rule(self, func, args, kwargs)
 
 
-def explain_forward(model: nn.Module, inputs: torch.Tensor, rule: ProductRule,
-                    pairing: Pairing) -> tuple[torch.Tensor, DeepLiftMode]:
+def explain_forward(
+    model: nn.Module, inputs: torch.Tensor, rule: ProductRule, pairing: Pairing
+) -> tuple[torch.Tensor, DeepLiftMode]:
     """Run ``model`` on the stacked pair batch under the rules; returns (output, mode)."""
     mode = DeepLiftMode(rule)
     with canonized(model, pairing, rule), mode:
         out = model(inputs)
     return out, mode
-

@@ -2,4 +2,5 @@
 
 Adding a command = adding its module name to ``COMMANDS``.
 """
+
 COMMANDS = ["train", "evaluate", "import-keras", "explain", "importance", "report", "serve", "faithfulness"]

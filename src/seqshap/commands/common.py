@@ -1,4 +1,5 @@
 """Helpers shared by the subcommands."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,8 +11,13 @@ class UsageError(Exception):
 
 def add_command(sub, name: str, help_: str, example: str, func) -> argparse.ArgumentParser:
     """A subparser whose ``--help`` ends with a runnable example."""
-    p = sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {example}",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        name,
+        help=help_,
+        description=help_,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.set_defaults(func=func)
     return p
 
@@ -21,9 +27,14 @@ def add_model_option(p: argparse.ArgumentParser) -> None:
 
 
 def add_background_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--background", type=int, default=100, metavar="N",
-                   help="explain against the first N IMDB training reviews, the DeepSHAP background "
-                        "(default 100, as the seed notebook)")
+    p.add_argument(
+        "--background",
+        type=int,
+        default=100,
+        metavar="N",
+        help="explain against the first N IMDB training reviews, the DeepSHAP background "
+        "(default 100, as the seed notebook)",
+    )
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -35,9 +46,14 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 
 def add_output_option(p: argparse.ArgumentParser) -> None:
     from ..attribution.explainer import OUTPUT_SPACES
-    p.add_argument("--output", choices=list(OUTPUT_SPACES), default=None,
-                   help="explain the probability, the pre-sigmoid logit, or the raw model output "
-                        "(default: what the model outputs, e.g. 'raw' for an imported linear Keras head)")
+
+    p.add_argument(
+        "--output",
+        choices=list(OUTPUT_SPACES),
+        default=None,
+        help="explain the probability, the pre-sigmoid logit, or the raw model output "
+        "(default: what the model outputs, e.g. 'raw' for an imported linear Keras head)",
+    )
 
 
 def resolve_output(args, model) -> str:

@@ -1,12 +1,12 @@
 """``seqshap explain``: explain one text in the terminal, as JSON, and as pictures."""
+
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
 
-from .common import (UsageError, add_background_option, add_command, add_model_option, add_output_option,
-                     resolve_output)
+from .common import UsageError, add_background_option, add_command, add_model_option, add_output_option, resolve_output
 
 PICTURES = ("html", "svg", "png", "waterfall")
 
@@ -48,6 +48,7 @@ def run(args) -> int:
     from .. import load
     from ..attribution import DeepExplainer
     from ..background import default_background
+
     model = load(args.model)
     args.output = resolve_output(args, model)
     background = default_background(args.background, args.imdb)
@@ -56,19 +57,23 @@ def run(args) -> int:
     if args.html:
         from .. import atomic
         from ..viz.html import explanation_page
+
         atomic.write_text(Path(args.html), explanation_page(exp))
         written.append(args.html)
     if args.svg:
         from .. import atomic
         from ..viz.html import force_plot_svg
+
         atomic.write_text(Path(args.svg), force_plot_svg(exp) + "\n")
         written.append(args.svg)
     if args.png:
         from ..viz.plots import force_plot_png
+
         force_plot_png(exp, args.png)
         written.append(args.png)
     if args.waterfall:
         from ..viz.plots import waterfall
+
         waterfall(exp, args.waterfall, k=args.top)
         written.append(args.waterfall)
     if args.json:
@@ -76,7 +81,8 @@ def run(args) -> int:
         print(json.dumps(exp.to_dict(top=args.top), allow_nan=False))
     else:
         from ..viz.terminal import render, supports_colour
-        colour = {"always": True, "never": False}.get(args.color, None)
+
+        colour = {"always": True, "never": False}.get(args.color)
         print(render(exp, colour_on=supports_colour() if colour is None else colour, k=args.top))
     for w in written:
         print(f"wrote {w}", file=sys.stderr)
@@ -84,24 +90,37 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    p = add_command(sub, "explain", "explain one prediction word by word (exact DeepSHAP)",
-                    'seqshap explain "the acting was great but the plot was awful" --html out.html --png out.png\n'
-                    "  seqshap explain --file review.txt --json\n"
-                    "  echo 'a dull, lifeless film' | seqshap explain -", run)
+    p = add_command(
+        sub,
+        "explain",
+        "explain one prediction word by word (exact DeepSHAP)",
+        'seqshap explain "the acting was great but the plot was awful" --html out.html --png out.png\n'
+        "  seqshap explain --file review.txt --json\n"
+        "  echo 'a dull, lifeless film' | seqshap explain -",
+        run,
+    )
     p.add_argument("text", nargs="?", help='the text to explain ("-" reads stdin)')
     p.add_argument("--file", metavar="PATH", help="read the text from a UTF-8 file")
     add_model_option(p)
-    p.add_argument("--json", action="store_true",
-                   help='print the explanation as JSON, the form POST /api/explain answers: {"tokens", '
-                        '"values", "base_value", "prediction", "completeness_error", "label", "top", ...}')
-    p.add_argument("--html", metavar="FILE.html", help="write a self-contained HTML page (force plot, "
-                   "highlighted text, top words)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print the explanation as JSON, the form POST /api/explain answers: {"tokens", '
+        '"values", "base_value", "prediction", "completeness_error", "label", "top", ...}',
+    )
+    p.add_argument(
+        "--html", metavar="FILE.html", help="write a self-contained HTML page (force plot, highlighted text, top words)"
+    )
     p.add_argument("--svg", metavar="FILE.svg", help="write the force plot as SVG")
     p.add_argument("--png", metavar="FILE.png", help="write the force plot as PNG (matplotlib)")
     p.add_argument("--waterfall", metavar="FILE.png|svg", help="write a waterfall of the top words")
     p.add_argument("--top", type=int, default=10, help="how many words to list (default 10)")
     add_background_option(p)
     add_output_option(p)
-    p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
-                   help="colour the terminal output (auto: when stdout is a terminal and NO_COLOR is unset)")
+    p.add_argument(
+        "--color",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="colour the terminal output (auto: when stdout is a terminal and NO_COLOR is unset)",
+    )
     p.add_argument("--imdb", metavar="PATH", help="IMDB archive for the background (default: the shipped copy)")

@@ -1,4 +1,5 @@
 """``seqshap faithfulness``: attribution methods side by side, scored for faithfulness."""
+
 from __future__ import annotations
 
 import sys
@@ -10,6 +11,7 @@ DEFAULT_METHODS = "deepshap,ig,gradxinput,occlusion,random"
 
 def run(args) -> int:
     from ..attribution import parse_methods
+
     try:
         names = parse_methods(args.methods)
     except ValueError as e:
@@ -30,18 +32,32 @@ def run(args) -> int:
     from ..data import load_imdb, read_labeled
     from ..faithfulness.evaluate import run_on_imdb
     from ..faithfulness.report import to_markdown, write_outputs
+
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.model)
     background = default_background(args.background, args.imdb)
-    texts = read_labeled(args.data, args.text_column, args.label_column).texts if args.data \
+    texts = (
+        read_labeled(args.data, args.text_column, args.label_column).texts
+        if args.data
         else load_imdb(args.imdb)["test"].texts
+    )
     if args.n > len(texts):
         raise UsageError(f"--n {args.n} is more than the {len(texts)} texts available")
-    result = run_on_imdb(model, list(texts), list(background.texts), names, n=args.n,
-                         n_short=min(args.short, args.n), short_words=args.short_words, n_planted=args.planted,
-                         seed=args.seed, ig_steps=args.ig_steps, n_permutations=args.permutations,
-                         progress=not args.quiet)
+    result = run_on_imdb(
+        model,
+        list(texts),
+        list(background.texts),
+        names,
+        n=args.n,
+        n_short=min(args.short, args.n),
+        short_words=args.short_words,
+        n_planted=args.planted,
+        seed=args.seed,
+        ig_steps=args.ig_steps,
+        n_permutations=args.permutations,
+        progress=not args.quiet,
+    )
     paths = write_outputs(result, args.out)
     print(to_markdown(result))
     for p in paths.values():
@@ -51,24 +67,47 @@ def run(args) -> int:
 
 def register(sub) -> None:
     from ..attribution import METHODS
-    p = add_command(sub, "faithfulness", "compare attribution methods on the same reviews: deletion AOPC, "
-                    "ERASER comprehensiveness/sufficiency, agreement with exact Shapley, planted words, cost "
-                    "(CSV + Markdown + PNG)",
-                    f"seqshap faithfulness --n 500 --methods {DEFAULT_METHODS} --out faith/\n"
-                    "  seqshap faithfulness --n 50 --methods deepshap,deeplift,sampling-shapley,random --out /tmp/f",
-                    run)
+
+    p = add_command(
+        sub,
+        "faithfulness",
+        "compare attribution methods on the same reviews: deletion AOPC, "
+        "ERASER comprehensiveness/sufficiency, agreement with exact Shapley, planted words, cost "
+        "(CSV + Markdown + PNG)",
+        f"seqshap faithfulness --n 500 --methods {DEFAULT_METHODS} --out faith/\n"
+        "  seqshap faithfulness --n 50 --methods deepshap,deeplift,sampling-shapley,random --out /tmp/f",
+        run,
+    )
     add_model_option(p)
     p.add_argument("--n", type=int, default=500, help="test reviews to score (a seeded sample; default 500)")
-    p.add_argument("--methods", default=DEFAULT_METHODS,
-                   help=f"comma-separated, from: {', '.join(METHODS)} (default: {DEFAULT_METHODS})")
+    p.add_argument(
+        "--methods",
+        default=DEFAULT_METHODS,
+        help=f"comma-separated, from: {', '.join(METHODS)} (default: {DEFAULT_METHODS})",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="folder for faithfulness.{csv,md,json,png}")
     add_background_option(p)
-    p.add_argument("--short", type=int, default=100, metavar="N",
-                   help="short texts for the agreement with exact Shapley (0: skip; default 100)")
-    p.add_argument("--short-words", type=int, default=10, metavar="W",
-                   help="words per short text (the first W of a review, at most 14; default 10)")
-    p.add_argument("--planted", type=int, default=100, metavar="N",
-                   help="reviews for the planted-word check (0: skip; default 100)")
+    p.add_argument(
+        "--short",
+        type=int,
+        default=100,
+        metavar="N",
+        help="short texts for the agreement with exact Shapley (0: skip; default 100)",
+    )
+    p.add_argument(
+        "--short-words",
+        type=int,
+        default=10,
+        metavar="W",
+        help="words per short text (the first W of a review, at most 14; default 10)",
+    )
+    p.add_argument(
+        "--planted",
+        type=int,
+        default=100,
+        metavar="N",
+        help="reviews for the planted-word check (0: skip; default 100)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for the sample, planting, random and sampling methods")
     p.add_argument("--ig-steps", type=int, default=32, help="Integrated Gradients quadrature points (default 32)")
     p.add_argument("--permutations", type=int, default=16, help="sampling-shapley permutations (default 16)")

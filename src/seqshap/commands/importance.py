@@ -1,11 +1,11 @@
 """``seqshap importance``: global word importance over many explained test reviews."""
+
 from __future__ import annotations
 
 import json
 import sys
 
-from .common import (UsageError, add_background_option, add_command, add_model_option, add_output_option,
-                     resolve_output)
+from .common import UsageError, add_background_option, add_command, add_model_option, add_output_option, resolve_output
 
 
 def run(args) -> int:
@@ -17,14 +17,16 @@ def run(args) -> int:
     if (args.chunk_size is not None and args.chunk_size < 1) or (args.workers is not None and args.workers < 1):
         raise UsageError("--chunk-size and --workers must be at least 1")
     if args.scheduler and args.scheduler not in ("local", "processes") and "://" not in args.scheduler:
-        raise UsageError(f"--scheduler must be local, processes or a Dask address like tcp://host:8786, "
-                         f"not {args.scheduler!r}")
+        raise UsageError(
+            f"--scheduler must be local, processes or a Dask address like tcp://host:8786, not {args.scheduler!r}"
+        )
     from .. import load
     from ..attribution import DeepExplainer
     from ..background import default_background
     from ..data import load_imdb
     from ..importance import importance_over
     from ..viz.importance import write_outputs
+
     model = load(args.model)
     args.output = resolve_output(args, model)
     test = load_imdb(args.imdb)["test"].head(args.n)
@@ -32,28 +34,52 @@ def run(args) -> int:
     summary = None
     if chunked:
         from ..distributed import explain_corpus, format_summary
-        acc, summary = explain_corpus(args.model, list(test.texts), test.labels, args.out,
-                                      scheduler=args.scheduler or "local", chunk_size=args.chunk_size or 250,
-                                      n_workers=args.workers, resume=args.resume, progress=not args.quiet,
-                                      background=background,
-                                      ids=test.ids, output=args.output, batch_size=args.batch_size)
+
+        acc, summary = explain_corpus(
+            args.model,
+            list(test.texts),
+            test.labels,
+            args.out,
+            scheduler=args.scheduler or "local",
+            chunk_size=args.chunk_size or 250,
+            n_workers=args.workers,
+            resume=args.resume,
+            progress=not args.quiet,
+            background=background,
+            ids=test.ids,
+            output=args.output,
+            batch_size=args.batch_size,
+        )
         print(format_summary(summary), file=sys.stderr)
     else:
         explainer = DeepExplainer(model, background, output=args.output)
-        acc = importance_over(explainer, list(test.texts), test.labels, batch_size=args.batch_size,
-                              progress=not args.quiet, desc="explaining test reviews")
+        acc = importance_over(
+            explainer,
+            list(test.texts),
+            test.labels,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+            desc="explaining test reviews",
+        )
     table = acc.table(args.min_count)
     paths = write_outputs(table, args.out, k=args.top)
     if args.json:
-        print(json.dumps({"n_explanations": table.n_explanations, "min_count": table.min_count,
-                          "words": len(table), "files": {k: str(v) for k, v in paths.items()},
-                          "top_positive": [r.word for r in table.top_positive(args.top)],
-                          "top_negative": [r.word for r in table.top_negative(args.top)],
-                          **({"run": summary} if summary else {})}))
+        print(
+            json.dumps(
+                {
+                    "n_explanations": table.n_explanations,
+                    "min_count": table.min_count,
+                    "words": len(table),
+                    "files": {k: str(v) for k, v in paths.items()},
+                    "top_positive": [r.word for r in table.top_positive(args.top)],
+                    "top_negative": [r.word for r in table.top_negative(args.top)],
+                    **({"run": summary} if summary else {}),
+                }
+            )
+        )
         return 0
     print(f"{len(table)} words seen at least {args.min_count} times in {table.n_explanations} reviews")
-    for title, rows in (("top positive", table.top_positive(args.top)),
-                        ("top negative", table.top_negative(args.top))):
+    for title, rows in (("top positive", table.top_positive(args.top)), ("top negative", table.top_negative(args.top))):
         print(f"\n{title}:   {'mean':>9} {'mean|.|':>9} {'count':>6} {'reviews':>7}")
         for r in rows:
             print(f"  {r.word:<14}{r.mean:+9.4f} {r.mean_abs:9.4f} {r.count:6d} {r.n_reviews:7d}")
@@ -64,10 +90,15 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    p = add_command(sub, "importance", "global word importance: explain the first N test reviews and "
-                    "pool the attributions by word (table CSV/JSON + plot PNG/SVG)",
-                    "seqshap importance --n 1000 --out importance/\n"
-                    "  seqshap importance --n 200 --min-count 3 --out /tmp/imp --json", run)
+    p = add_command(
+        sub,
+        "importance",
+        "global word importance: explain the first N test reviews and "
+        "pool the attributions by word (table CSV/JSON + plot PNG/SVG)",
+        "seqshap importance --n 1000 --out importance/\n"
+        "  seqshap importance --n 200 --min-count 3 --out /tmp/imp --json",
+        run,
+    )
     add_model_option(p)
     p.add_argument("--n", type=int, default=1000, help="how many test reviews to explain (default 1000)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for word_importance.{csv,json,png,svg}")
@@ -79,11 +110,19 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of tables")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--imdb", metavar="PATH", help="IMDB archive (default: the shipped copy)")
-    p.add_argument("--scheduler", metavar="WHERE", help="explain in parallel chunks saved in OUT/chunks: 'local' "
-                   "(this machine's cores), 'processes' (a Dask LocalCluster) or a running Dask scheduler "
-                   "tcp://HOST:PORT (default: one process, no chunks)")
+    p.add_argument(
+        "--scheduler",
+        metavar="WHERE",
+        help="explain in parallel chunks saved in OUT/chunks: 'local' "
+        "(this machine's cores), 'processes' (a Dask LocalCluster) or a running Dask scheduler "
+        "tcp://HOST:PORT (default: one process, no chunks)",
+    )
     p.add_argument("--chunk-size", type=int, metavar="N", help="reviews per chunk (default 250)")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes for local/processes (default: one per core)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted chunked run in OUT, skipping the chunks already saved")
+    p.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes for local/processes (default: one per core)"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted chunked run in OUT, skipping the chunks already saved",
+    )

@@ -1,4 +1,5 @@
 """``seqshap report``: the self-contained HTML report (the main job's output)."""
+
 from __future__ import annotations
 
 import json
@@ -17,30 +18,52 @@ def run(args) -> int:
         raise UsageError(f"--out {out}: exists and is not a folder")
     from ..data import load_imdb
     from ..report import write_report
-    index = write_report(args.model, out, n_explain=args.n, n_background=args.background,
-                         importance_n=args.importance_n, min_count=args.min_count, output=args.output,
-                         data=load_imdb(args.imdb), progress=not args.quiet)
+
+    index = write_report(
+        args.model,
+        out,
+        n_explain=args.n,
+        n_background=args.background,
+        importance_n=args.importance_n,
+        min_count=args.min_count,
+        output=args.output,
+        data=load_imdb(args.imdb),
+        progress=not args.quiet,
+    )
     if args.json:
-        print(json.dumps({"index": str(index), "files": sorted(p.name for p in out.iterdir()
-                                                               if not p.name.startswith("."))}))
+        print(
+            json.dumps(
+                {"index": str(index), "files": sorted(p.name for p in out.iterdir() if not p.name.startswith("."))}
+            )
+        )
     else:
         print(f"report written to {index}")
     return 0
 
 
 def register(sub) -> None:
-    p = add_command(sub, "report", "write a self-contained HTML report: model, data, training curves, "
-                    "explanations of the first test reviews, global word importance",
-                    "seqshap report --out report/\n"
-                    "  seqshap report --model runs/lstm --n 10 --importance-n 1000 --out report/", run)
+    p = add_command(
+        sub,
+        "report",
+        "write a self-contained HTML report: model, data, training curves, "
+        "explanations of the first test reviews, global word importance",
+        "seqshap report --out report/\n  seqshap report --model runs/lstm --n 10 --importance-n 1000 --out report/",
+        run,
+    )
     add_model_option(p)
     p.add_argument("--out", default="report", metavar="DIR", help="output folder (default: report/)")
     p.add_argument("--n", type=int, default=10, help="explain the first N test reviews (default 10)")
     add_background_option(p)
-    p.add_argument("--importance-n", type=int, default=None, metavar="N",
-                   help="pool word importance over the first N test reviews (default: the explained ones)")
-    p.add_argument("--min-count", type=int, default=3,
-                   help="importance table: words seen at least this often (default 3)")
+    p.add_argument(
+        "--importance-n",
+        type=int,
+        default=None,
+        metavar="N",
+        help="pool word importance over the first N test reviews (default: the explained ones)",
+    )
+    p.add_argument(
+        "--min-count", type=int, default=3, help="importance table: words seen at least this often (default 3)"
+    )
     add_output_option(p)
     p.add_argument("--json", action="store_true", help='print {"index": ..., "files": [...]}')
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -1,4 +1,5 @@
 """Data: the IMDB archive, users' CSV/JSONL files, tokenizer and vocabulary."""
+
 from .imdb import ChecksumError, Split, load_imdb
 from .tabular import DataFileError, read_labeled
 from .tokenize import words

@@ -7,6 +7,7 @@ Where the archive comes from, first match wins:
 4. the user cache (``$SEQSHAP_CACHE`` or ``~/.cache/seqshap``), downloading the
    official archive there when ``download=True``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,6 +38,7 @@ class ChecksumError(RuntimeError):
 @dataclass(frozen=True)
 class Split:
     """One split: ``texts[i]`` with ``labels[i]`` (1 = positive) and star ``ratings[i]``."""
+
     texts: list[str]
     labels: np.ndarray
     ratings: np.ndarray
@@ -45,7 +47,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def head(self, n: int) -> "Split":
+    def head(self, n: int) -> Split:
         return Split(self.texts[:n], self.labels[:n], self.ratings[:n], self.ids[:n])
 
 
@@ -68,8 +70,9 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 def verify(path: Path, expected: str) -> None:
     actual = sha256_file(path)
     if actual != expected:
-        raise ChecksumError(f"{path}: sha256 is {actual}, expected {expected} "
-                            f"(the file is truncated, altered or not the IMDB archive)")
+        raise ChecksumError(
+            f"{path}: sha256 is {actual}, expected {expected} (the file is truncated, altered or not the IMDB archive)"
+        )
 
 
 def download(url: str, dest: Path, sha256: str, progress: bool = True, timeout: float = 60) -> Path:
@@ -89,9 +92,13 @@ def download(url: str, dest: Path, sha256: str, progress: bool = True, timeout: 
         total = resp.headers.get("Content-Length")
         total = int(total) + have if total is not None else None
         from tqdm import tqdm
-        with open(part, "ab" if have else "wb") as f, tqdm(
-                total=total, initial=have, unit="B", unit_scale=True, disable=not progress,
-                desc=f"download {dest.name}") as bar:
+
+        with (
+            open(part, "ab" if have else "wb") as f,
+            tqdm(
+                total=total, initial=have, unit="B", unit_scale=True, disable=not progress, desc=f"download {dest.name}"
+            ) as bar,
+        ):
             while block := resp.read(1 << 16):
                 f.write(block)
                 bar.update(len(block))
@@ -104,15 +111,13 @@ def download(url: str, dest: Path, sha256: str, progress: bool = True, timeout: 
     return dest
 
 
-def find_archive(path: str | Path | None = None, download_missing: bool = True,
-                 url: str = OFFICIAL_URL) -> Path:
+def find_archive(path: str | Path | None = None, download_missing: bool = True, url: str = OFFICIAL_URL) -> Path:
     """Locate (and verify) an IMDB archive; see the module docstring for the order."""
     candidates = [Path(path)] if path else []
     if not path and os.environ.get("SEQSHAP_IMDB"):
         candidates.append(Path(os.environ["SEQSHAP_IMDB"]))
     if not path:
-        candidates += [repo_data_dir() / SHIPPED_NAME, cache_dir() / SHIPPED_NAME,
-                       cache_dir() / OFFICIAL_NAME]
+        candidates += [repo_data_dir() / SHIPPED_NAME, cache_dir() / SHIPPED_NAME, cache_dir() / OFFICIAL_NAME]
     for cand in candidates:
         if cand.exists():
             expected = KNOWN_SHA256.get(cand.name)
@@ -122,8 +127,7 @@ def find_archive(path: str | Path | None = None, download_missing: bool = True,
     if path:
         raise FileNotFoundError(f"IMDB archive not found: {path}")
     if not download_missing:
-        raise FileNotFoundError("IMDB archive not found (looked in: "
-                                + ", ".join(map(str, candidates)) + ")")
+        raise FileNotFoundError("IMDB archive not found (looked in: " + ", ".join(map(str, candidates)) + ")")
     return download(url, cache_dir() / OFFICIAL_NAME, OFFICIAL_SHA256)
 
 
@@ -148,8 +152,12 @@ def read_archive(path: Path) -> dict[str, Split]:
         items.sort(key=lambda r: r[0])  # archive order is not guaranteed; fix it first
         order = np.random.RandomState(SHUFFLE_SEED).permutation(len(items))
         items = [items[i] for i in order]
-        out[split] = Split(texts=[r[1] for r in items], labels=np.array([r[2] for r in items], dtype=np.int64),
-                           ratings=np.array([r[3] for r in items], dtype=np.int64), ids=[r[0] for r in items])
+        out[split] = Split(
+            texts=[r[1] for r in items],
+            labels=np.array([r[2] for r in items], dtype=np.int64),
+            ratings=np.array([r[3] for r in items], dtype=np.int64),
+            ids=[r[0] for r in items],
+        )
     return out
 
 

@@ -1,4 +1,5 @@
 """Users' own labeled text: CSV or JSONL with a text column and a binary label column."""
+
 from __future__ import annotations
 
 import csv
@@ -25,8 +26,10 @@ def _label(value, path: Path, row: int, column: str) -> int:
         return 1
     if key in NEGATIVE or key == "0.0":
         return 0
-    raise DataFileError(f"{path}, row {row}: label {value!r} in column {column!r} is not binary "
-                        f"(use 0/1, neg/pos, negative/positive or false/true)")
+    raise DataFileError(
+        f"{path}, row {row}: label {value!r} in column {column!r} is not binary "
+        f"(use 0/1, neg/pos, negative/positive or false/true)"
+    )
 
 
 def read_labeled(path: str | Path, text_column: str = "text", label_column: str = "label") -> Split:
@@ -39,8 +42,7 @@ def read_labeled(path: str | Path, text_column: str = "text", label_column: str 
         raw = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise DataFileError(f"{path}: not UTF-8 text (bad byte at line {line}); "
-                            f"re-save the file as UTF-8") from None
+        raise DataFileError(f"{path}: not UTF-8 text (bad byte at line {line}); re-save the file as UTF-8") from None
     records: list[dict] = []
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         for n, line in enumerate(raw.splitlines(), 1):
@@ -74,5 +76,9 @@ def read_labeled(path: str | Path, text_column: str = "text", label_column: str 
     if len(set(labels)) < 2:
         raise DataFileError(f"{path}: every row has label {labels[0]}; training needs both classes")
     n = len(texts)
-    return Split(texts, np.array(labels, dtype=np.int64), np.full(n, -1, dtype=np.int64),
-                 [f"{path.name}:{i}" for i in range(1, n + 1)])
+    return Split(
+        texts,
+        np.array(labels, dtype=np.int64),
+        np.full(n, -1, dtype=np.int64),
+        [f"{path.name}:{i}" for i in range(1, n + 1)],
+    )

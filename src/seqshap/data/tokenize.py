@@ -6,6 +6,7 @@ and whitespace separate words. :func:`tokenize` applies them to the text *as wri
 keeps each word's character span, so pictures can show the original text without
 re-tokenizing it; :func:`words` is the same list without the spans.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,12 +23,13 @@ PAD, START, OOV = 0, 1, 2
 FIRST_WORD_ID = 3  # Keras imdb `index_from=3`
 PAD_TOKEN, START_TOKEN, OOV_TOKEN = "<pad>", "<start>", "<oov>"
 HIDDEN_TOKENS = frozenset({PAD_TOKEN, START_TOKEN})  # never shown as words
-UNKNOWN_TOKENS = frozenset({OOV_TOKEN})            # a word the vocabulary does not know
+UNKNOWN_TOKENS = frozenset({OOV_TOKEN})  # a word the vocabulary does not know
 
 
 @dataclass(frozen=True)
 class Token:
     """One word: ``text`` as the vocabulary sees it (lowercase) and ``text_as_written[start:end]``."""
+
     text: str
     start: int
     end: int
@@ -63,6 +65,7 @@ class Encoding:
     subword tokenizer's ``[CLS]``/``[SEP]``). ``word_ids[t]`` numbers the words of the text
     (several subword positions can share one), ``None`` where ``spans[t]`` is.
     """
+
     ids: tuple[int, ...]
     tokens: tuple[str, ...]
     spans: tuple[tuple[int, int] | None, ...]
@@ -84,5 +87,5 @@ def pad_front(seqs: list[list[int]], maxlen: int) -> np.ndarray:
     for row, seq in enumerate(seqs):
         tail = seq[-maxlen:]
         if tail:
-            out[row, maxlen - len(tail):] = tail
+            out[row, maxlen - len(tail) :] = tail
     return out

@@ -1,4 +1,5 @@
 """Vocabulary with the Keras ``imdb`` id scheme: 0 pad, 1 start, 2 OOV, words from 3."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,19 @@ from pathlib import Path
 import numpy as np
 
 from .. import atomic
-from .tokenize import (FIRST_WORD_ID, OOV, OOV_TOKEN, PAD, PAD_TOKEN, START, START_TOKEN, Encoding, pad_front,
-                       tokenize, words)
+from .tokenize import (
+    FIRST_WORD_ID,
+    OOV,
+    OOV_TOKEN,
+    PAD,
+    PAD_TOKEN,
+    START,
+    START_TOKEN,
+    Encoding,
+    pad_front,
+    tokenize,
+    words,
+)
 
 
 class Vocab:
@@ -21,15 +33,16 @@ class Vocab:
     def __init__(self, word_to_id: dict[str, int], num_words: int):
         bad = [w for w, i in word_to_id.items() if not FIRST_WORD_ID <= i < num_words]
         if bad:
-            raise ValueError(f"vocabulary ids must lie in [{FIRST_WORD_ID}, {num_words}); "
-                             f"{len(bad)} words do not, e.g. {bad[:3]}")
+            raise ValueError(
+                f"vocabulary ids must lie in [{FIRST_WORD_ID}, {num_words}); {len(bad)} words do not, e.g. {bad[:3]}"
+            )
         self.word_to_id = dict(word_to_id)
         self.num_words = int(num_words)
         self.id_to_word = {i: w for w, i in self.word_to_id.items()}
         self.id_to_word.update({PAD: PAD_TOKEN, START: START_TOKEN, OOV: OOV_TOKEN})
 
     @classmethod
-    def build(cls, texts: Iterable[str], num_words: int = 20000) -> "Vocab":
+    def build(cls, texts: Iterable[str], num_words: int = 20000) -> Vocab:
         """Most frequent words first; ties keep first-seen order (as Keras' Tokenizer)."""
         counts: Counter[str] = Counter()
         for text in texts:
@@ -45,7 +58,7 @@ class Vocab:
         """Unpadded ids of one text (start token first, as Keras imdb's ``start_char``)."""
         get = self.word_to_id.get
         body = [get(w, OOV) for w in words(text)]
-        return ([START] + body) if start else body
+        return ([START, *body]) if start else body
 
     def encode(self, texts: list[str], maxlen: int) -> np.ndarray:
         """Texts -> int64 ``[n, maxlen]`` (front-truncated, front-padded). Pure per text."""
@@ -64,9 +77,10 @@ class Vocab:
         get = self.word_to_id.get
         # (id, token, span, word index) of the start token and every word; keep the last maxlen.
         rows = [(START, START_TOKEN, None, None)] + [
-            (i, self.id_to_word[i], (t.start, t.end), w) for w, t in enumerate(toks) for i in [get(t.text, OOV)]]
+            (i, self.id_to_word[i], (t.start, t.end), w) for w, t in enumerate(toks) for i in [get(t.text, OOV)]
+        ]
         rows = [(PAD, PAD_TOKEN, None, None)] * (maxlen - len(rows)) + rows[-maxlen:]
-        ids, tokens, spans, word_ids = zip(*rows)
+        ids, tokens, spans, word_ids = zip(*rows, strict=True)
         return Encoding(ids, tokens, spans, word_ids)
 
     def tokens(self, ids: Iterable[int]) -> list[str]:
@@ -80,12 +94,18 @@ class Vocab:
         return out
 
     def to_json(self) -> dict:
-        return {"scheme": "keras-imdb", "pad": PAD, "start": START, "oov": OOV,
-                "index_from": FIRST_WORD_ID, "num_words": self.num_words,
-                "word_index": self.word_to_id}
+        return {
+            "scheme": "keras-imdb",
+            "pad": PAD,
+            "start": START,
+            "oov": OOV,
+            "index_from": FIRST_WORD_ID,
+            "num_words": self.num_words,
+            "word_index": self.word_to_id,
+        }
 
     @classmethod
-    def from_json(cls, obj: dict) -> "Vocab":
+    def from_json(cls, obj: dict) -> Vocab:
         try:
             return cls(obj["word_index"], int(obj["num_words"]))
         except (KeyError, TypeError) as e:
@@ -95,7 +115,7 @@ class Vocab:
         atomic.write_text(path, json.dumps(self.to_json(), ensure_ascii=False))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocab":
+    def load(cls, path: str | Path) -> Vocab:
         return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
 
 

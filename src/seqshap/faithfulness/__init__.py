@@ -6,10 +6,24 @@ interface, found by name in :data:`seqshap.attribution.METHODS`. Here: ``metrics
 AOPC, ERASER comprehensiveness/sufficiency, agreement with exact Shapley, planted words),
 ``evaluate`` (runs them) and ``report`` (CSV, Markdown and a plot).
 """
+
 from .evaluate import FaithfulnessResult, MethodScores, evaluate, neutral_hosts, planted_word_ids, short_texts
 from .metrics import BINS, agreement, kendall_tau, pearson, removal_scores, top_overlap
 from .report import to_markdown, write_outputs
 
-__all__ = ["BINS", "FaithfulnessResult", "MethodScores", "agreement", "evaluate", "kendall_tau", "neutral_hosts",
-           "pearson", "planted_word_ids", "removal_scores", "short_texts", "to_markdown", "top_overlap",
-           "write_outputs"]
+__all__ = [
+    "BINS",
+    "FaithfulnessResult",
+    "MethodScores",
+    "agreement",
+    "evaluate",
+    "kendall_tau",
+    "neutral_hosts",
+    "pearson",
+    "planted_word_ids",
+    "removal_scores",
+    "short_texts",
+    "to_markdown",
+    "top_overlap",
+    "write_outputs",
+]

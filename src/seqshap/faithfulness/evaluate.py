@@ -1,4 +1,5 @@
 """Run every method over the same reviews and score it (deletion, ERASER, agreement, planted, cost)."""
+
 from __future__ import annotations
 
 import sys
@@ -19,15 +20,16 @@ NEGATIVE_WORDS = ("worst", "awful", "waste", "terrible", "boring", "bad")
 @dataclass
 class MethodScores:
     """One method's row. Per-bin lists follow ``bins``; NaN where a part was not run."""
+
     method: str
     n: int
     bins: tuple[float, ...]
     deletion: list[float]
     comprehensiveness: list[float]
     sufficiency: list[float]
-    aopc: float                 # mean deletion over bins (higher is better)
-    comp: float                 # mean comprehensiveness over bins (higher is better)
-    suff: float                 # mean sufficiency over bins (lower is better)
+    aopc: float  # mean deletion over bins (higher is better)
+    comp: float  # mean comprehensiveness over bins (higher is better)
+    suff: float  # mean sufficiency over bins (lower is better)
     pearson: float = float("nan")
     kendall: float = float("nan")
     top3: float = float("nan")
@@ -35,7 +37,7 @@ class MethodScores:
     planted_top5: float = float("nan")
     n_planted: int = 0
     seconds_per_review: float = float("nan")
-    completeness_error: float = float("nan")   # median |sum - (f(x) - base)| (additive methods)
+    completeness_error: float = float("nan")  # median |sum - (f(x) - base)| (additive methods)
     note: str = ""
 
 
@@ -56,8 +58,14 @@ class FaithfulnessResult:
         raise KeyError(f"no results for method {method!r}")
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "n": self.n, "bins": list(self.bins),
-                "rows": [asdict(r) for r in self.rows], "meta": self.meta, "per_review": self.per_review}
+        return {
+            "model": self.model,
+            "n": self.n,
+            "bins": list(self.bins),
+            "rows": [asdict(r) for r in self.rows],
+            "meta": self.meta,
+            "per_review": self.per_review,
+        }
 
 
 def _nanmean(x) -> float:
@@ -72,6 +80,7 @@ class _Progress:
         self.bar = None
         if enabled:
             from tqdm import tqdm
+
             self.bar = tqdm(total=total, unit="review", file=sys.stderr, desc="faithfulness")
 
     def step(self, n: int, desc: str) -> None:
@@ -97,10 +106,21 @@ def _add_note(row: MethodScores, note: str) -> None:
     row.note = f"{row.note}; {note}" if row.note else note
 
 
-def evaluate(methods: dict[str, Attribution], ids, *, short_ids=None, reference: ExactShapley | None = None,
-             planted_hosts=None, planted_words: tuple[int, ...] = (), bins: tuple[float, ...] = BINS,
-             top_k: int = 5, seed: int = 0, chunk: int = 25, progress: bool = False,
-             model_name: str = "model") -> FaithfulnessResult:
+def evaluate(
+    methods: dict[str, Attribution],
+    ids,
+    *,
+    short_ids=None,
+    reference: ExactShapley | None = None,
+    planted_hosts=None,
+    planted_words: tuple[int, ...] = (),
+    bins: tuple[float, ...] = BINS,
+    top_k: int = 5,
+    seed: int = 0,
+    chunk: int = 25,
+    progress: bool = False,
+    model_name: str = "model",
+) -> FaithfulnessResult:
     """Score every method.
 
     ids ``[n, T]``: the reviews for deletion/comprehensiveness/sufficiency and cost.
@@ -125,8 +145,9 @@ def evaluate(methods: dict[str, Attribution], ids, *, short_ids=None, reference:
             _score_planted(row, method, *planted, top_k, chunk, mine, bar)
         rows.append(row)
     bar.close()
-    return FaithfulnessResult(model=model_name, n=len(ids), bins=tuple(bins), rows=rows, meta=meta,
-                              per_review=per_review)
+    return FaithfulnessResult(
+        model=model_name, n=len(ids), bins=tuple(bins), rows=rows, meta=meta, per_review=per_review
+    )
 
 
 def _check_inputs(methods, ids, short_ids, reference, planted_hosts, planted_words):
@@ -138,16 +159,19 @@ def _check_inputs(methods, ids, short_ids, reference, planted_hosts, planted_wor
     if short is not None and reference is None:
         raise ValueError("agreement on short texts needs a reference method (exact Shapley)")
     if short is not None and not reference.supports(short):
-        raise TooManyPlayersError(f"short texts must have at most {reference.max_players} words for exact "
-                                  f"Shapley; the longest has {int(reference.n_players(short).max())}")
+        raise TooManyPlayersError(
+            f"short texts must have at most {reference.max_players} words for exact "
+            f"Shapley; the longest has {int(reference.n_players(short).max())}"
+        )
     hosts = as_inputs(planted_hosts, "planted_hosts") if planted_hosts is not None else None
     if hosts is not None and not planted_words:
         raise ValueError("the planted-word check needs at least one word id")
     return ids, short, hosts
 
 
-def _reference_values(reference: ExactShapley, short: torch.Tensor, chunk: int, meta: dict,
-                      bar: _Progress) -> np.ndarray:
+def _reference_values(
+    reference: ExactShapley, short: torch.Tensor, chunk: int, meta: dict, bar: _Progress
+) -> np.ndarray:
     """The reference's (exact Shapley) values ``[m, T]`` on the short texts, timed."""
     t0 = time.perf_counter()
     values = _attribute_all(reference, short, chunk)
@@ -169,8 +193,9 @@ def _plant(hosts: torch.Tensor, words: tuple[int, ...], seed: int, predict, meta
     return rows, np.array([m[1] for m in made])
 
 
-def _removal_row(name: str, method: Attribution, ids: torch.Tensor, predict, bins, chunk: int, mine: dict,
-                 bar: _Progress) -> MethodScores:
+def _removal_row(
+    name: str, method: Attribution, ids: torch.Tensor, predict, bins, chunk: int, mine: dict, bar: _Progress
+) -> MethodScores:
     """Deletion, comprehensiveness, sufficiency, cost and completeness of one method on the reviews
     (every method scored with the same ``predict``)."""
     n = len(ids)
@@ -190,19 +215,38 @@ def _removal_row(name: str, method: Attribution, ids: torch.Tensor, predict, bin
             if method.additive:
                 errs.append(np.abs(values.sum(1) - (predict(ids[s]) - base)))
             bar.step(s.stop - s.start, name)
-        dele, comp, suff = (np.concatenate([p[k] for p in parts])
-                            for k in ("deletion", "comprehensiveness", "sufficiency"))
+        dele, comp, suff = (
+            np.concatenate([p[k] for p in parts]) for k in ("deletion", "comprehensiveness", "sufficiency")
+        )
         spr = seconds / n
         cerr = float(np.median(np.concatenate(errs))) if errs else float("nan")
     mine.update({"aopc": dele.mean(1).tolist(), "comp": comp.mean(1).tolist(), "suff": suff.mean(1).tolist()})
-    return MethodScores(method=name, n=n, bins=tuple(bins),
-                        deletion=[_nanmean(c) for c in dele.T], comprehensiveness=[_nanmean(c) for c in comp.T],
-                        sufficiency=[_nanmean(c) for c in suff.T], aopc=_nanmean(dele), comp=_nanmean(comp),
-                        suff=_nanmean(suff), seconds_per_review=spr, completeness_error=cerr, note=note)
+    return MethodScores(
+        method=name,
+        n=n,
+        bins=tuple(bins),
+        deletion=[_nanmean(c) for c in dele.T],
+        comprehensiveness=[_nanmean(c) for c in comp.T],
+        sufficiency=[_nanmean(c) for c in suff.T],
+        aopc=_nanmean(dele),
+        comp=_nanmean(comp),
+        suff=_nanmean(suff),
+        seconds_per_review=spr,
+        completeness_error=cerr,
+        note=note,
+    )
 
 
-def _score_agreement(row: MethodScores, method: Attribution, reference: ExactShapley, short: torch.Tensor,
-                     ref_values: np.ndarray, chunk: int, mine: dict, bar: _Progress) -> None:
+def _score_agreement(
+    row: MethodScores,
+    method: Attribution,
+    reference: ExactShapley,
+    short: torch.Tensor,
+    ref_values: np.ndarray,
+    chunk: int,
+    mine: dict,
+    bar: _Progress,
+) -> None:
     """Pearson, Kendall and top-3 overlap with the reference on the short texts, into ``row``."""
     values = ref_values if method is reference else _attribute_all(method, short, chunk)
     agree = agreement(values, ref_values, short.numpy(), k=3)
@@ -215,8 +259,16 @@ def _score_agreement(row: MethodScores, method: Attribution, reference: ExactSha
     bar.step(len(short), f"{row.method} (short texts)")
 
 
-def _score_planted(row: MethodScores, method: Attribution, rows: torch.Tensor, positions: np.ndarray,
-                   top_k: int, chunk: int, mine: dict, bar: _Progress) -> None:
+def _score_planted(
+    row: MethodScores,
+    method: Attribution,
+    rows: torch.Tensor,
+    positions: np.ndarray,
+    top_k: int,
+    chunk: int,
+    mine: dict,
+    bar: _Progress,
+) -> None:
     """Share of planted words among the method's top ``top_k`` |values|, into ``row``."""
     if isinstance(method, ExactShapley) and not method.supports(rows):
         _add_note(row, "planted check not run (reviews too long)")
@@ -231,6 +283,7 @@ def _score_planted(row: MethodScores, method: Attribution, rows: torch.Tensor, p
 def short_texts(model, texts: list[str], words: int) -> torch.Tensor:
     """The first ``words`` words of each text, encoded by ``model`` (start token + words)."""
     from ..data.tokenize import words as split_words
+
     if words < 1:
         raise ValueError(f"short texts need at least 1 word, got {words}")
     return model.encode([" ".join(split_words(t)[:words]) for t in texts])
@@ -252,16 +305,29 @@ def planted_word_ids(model, positive=POSITIVE_WORDS, negative=NEGATIVE_WORDS) ->
     pos = [w for w in positive if w in model.vocab.word_to_id]
     neg = [w for w in negative if w in model.vocab.word_to_id]
     if not pos or not neg:
-        raise ValueError("the vocabulary lacks the planted sentiment words "
-                         f"(positive {list(positive)}, negative {list(negative)})")
-    order = [w for pair in zip(pos, neg) for w in pair] or pos + neg
+        raise ValueError(
+            f"the vocabulary lacks the planted sentiment words (positive {list(positive)}, negative {list(negative)})"
+        )
+    order = [w for pair in zip(pos, neg, strict=False) for w in pair] or pos + neg
     return [model.vocab.word_to_id[w] for w in order], order
 
 
-def run_on_imdb(model, test_texts: list[str], background_texts: list[str], method_names: list[str], *,
-                n: int = 500, n_short: int = 100, short_words: int = 10, n_planted: int = 100,
-                seed: int = 0, ig_steps: int = 32, n_permutations: int = 16, chunk: int = 25,
-                progress: bool = False) -> FaithfulnessResult:
+def run_on_imdb(
+    model,
+    test_texts: list[str],
+    background_texts: list[str],
+    method_names: list[str],
+    *,
+    n: int = 500,
+    n_short: int = 100,
+    short_words: int = 10,
+    n_planted: int = 100,
+    seed: int = 0,
+    ig_steps: int = 32,
+    n_permutations: int = 16,
+    chunk: int = 25,
+    progress: bool = False,
+) -> FaithfulnessResult:
     """The full comparison for a :class:`SeqshapModel` on (a seeded sample of) test texts.
 
     Main set: ``n`` reviews sampled with ``seed``. Agreement: the first ``short_words`` words
@@ -275,20 +341,41 @@ def run_on_imdb(model, test_texts: list[str], background_texts: list[str], metho
     order = np.random.default_rng(seed).permutation(len(test_texts))
     main = [test_texts[i] for i in order[:n]]
     ids = model.encode(main)
-    methods = {name: make_method(name, model, background=background_texts, seed=seed, ig_steps=ig_steps,
-                                 n_permutations=n_permutations) for name in method_names}
+    methods = {
+        name: make_method(
+            name, model, background=background_texts, seed=seed, ig_steps=ig_steps, n_permutations=n_permutations
+        )
+        for name in method_names
+    }
     reference = methods.get("exact-shapley") or ExactShapley(model)
     short = short_texts(model, main[:n_short], short_words) if n_short else None
     hosts = words = names = None
     if n_planted:
-        pool = [test_texts[i] for i in order[n:n + 4000]] or main
+        pool = [test_texts[i] for i in order[n : n + 4000]] or main
         hosts = neutral_hosts(model, model.encode(pool), n_planted)
         words, names = planted_word_ids(model)
-    result = evaluate(methods, ids, short_ids=short, reference=reference if short is not None else None,
-                      planted_hosts=hosts, planted_words=tuple(words or ()), seed=seed, chunk=chunk,
-                      progress=progress, model_name=model.name)
-    result.meta.update({"short_words": short_words, "planted_words": names or [], "sample_seed": seed,
-                        "n_background": len(background_texts), "ig_steps": ig_steps,
-                        "n_permutations": n_permutations, "torch_threads": torch.get_num_threads(),
-                        "test_accuracy": model.metrics.get("test_accuracy")})
+    result = evaluate(
+        methods,
+        ids,
+        short_ids=short,
+        reference=reference if short is not None else None,
+        planted_hosts=hosts,
+        planted_words=tuple(words or ()),
+        seed=seed,
+        chunk=chunk,
+        progress=progress,
+        model_name=model.name,
+    )
+    result.meta.update(
+        {
+            "short_words": short_words,
+            "planted_words": names or [],
+            "sample_seed": seed,
+            "n_background": len(background_texts),
+            "ig_steps": ig_steps,
+            "n_permutations": n_permutations,
+            "torch_threads": torch.get_num_threads(),
+            "test_accuracy": model.metrics.get("test_accuracy"),
+        }
+    )
     return result

@@ -15,18 +15,19 @@ For a bin ``k%`` the top ``ceil(k% * n_words)`` words (at least one) are used.
 
 Each is reported per bin and as the mean over bins (the AOPC).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from ..data.tokenize import PAD, START
 from ..attribution import visible_mask
+from ..data.tokenize import PAD, START
 
 BINS: tuple[float, ...] = (1, 5, 10, 20, 50)
-Predict = Callable[[np.ndarray], np.ndarray]   # ids [m, T] -> output column 0 [m]
+Predict = Callable[[np.ndarray], np.ndarray]  # ids [m, T] -> output column 0 [m]
 
 
 def predicted_class(p: np.ndarray) -> np.ndarray:
@@ -68,7 +69,7 @@ def remove_words(ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
     kept = ids[keep & (ids != PAD)]
     out = np.full_like(ids, PAD)
     if len(kept):
-        out[len(ids) - len(kept):] = kept
+        out[len(ids) - len(kept) :] = kept
     return out
 
 
@@ -79,12 +80,13 @@ def keep_words(ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
     kept = ids[keep]
     out = np.full_like(ids, PAD)
     if len(kept):
-        out[len(ids) - len(kept):] = kept
+        out[len(ids) - len(kept) :] = kept
     return out
 
 
-def removal_scores(predict: Predict, ids: np.ndarray, values: np.ndarray,
-                   bins: tuple[float, ...] = BINS) -> dict[str, np.ndarray]:
+def removal_scores(
+    predict: Predict, ids: np.ndarray, values: np.ndarray, bins: tuple[float, ...] = BINS
+) -> dict[str, np.ndarray]:
     """Deletion, comprehensiveness and sufficiency per review and bin, each ``[n, len(bins)]``.
 
     ``ids [n, T]``, ``values [n, T]`` (attributions of output column 0). One batched call of
@@ -102,7 +104,7 @@ def removal_scores(predict: Predict, ids: np.ndarray, values: np.ndarray,
     for i in range(n):
         order = rank_words(values[i], ids[i], int(cls[i]))
         for b, pct in enumerate(bins):
-            top = order[:n_top(len(order), pct)]
+            top = order[: n_top(len(order), pct)]
             perturbed[0, i, b] = pad_in_place(ids[i], top)
             perturbed[1, i, b] = remove_words(ids[i], top)
             perturbed[2, i, b] = keep_words(ids[i], top)
@@ -143,7 +145,7 @@ def agreement(values: np.ndarray, reference: np.ndarray, ids: np.ndarray, k: int
     """Per-review Pearson, Kendall tau-b and top-``k`` overlap over the visible words, ``[n]`` each."""
     vis = visible_mask(ids)
     out = {"pearson": [], "kendall": [], f"top{k}": []}
-    for v, r, m in zip(np.asarray(values), np.asarray(reference), vis):
+    for v, r, m in zip(np.asarray(values), np.asarray(reference), vis, strict=True):
         out["pearson"].append(pearson(v[m], r[m]))
         out["kendall"].append(kendall_tau(v[m], r[m]))
         out[f"top{k}"].append(top_overlap(v[m], r[m], k))
@@ -164,9 +166,9 @@ def plant_word(ids: np.ndarray, word_id: int, rng: np.random.Generator) -> tuple
     at = int(rng.integers(lo, len(seq) + 1))
     seq = np.concatenate([seq[:at], [word_id], seq[at:]]).astype(ids.dtype)
     if len(seq) > len(ids):
-        seq, at = seq[len(seq) - len(ids):], at - (len(seq) - len(ids))
+        seq, at = seq[len(seq) - len(ids) :], at - (len(seq) - len(ids))
     out = np.full_like(ids, PAD)
-    out[len(ids) - len(seq):] = seq
+    out[len(ids) - len(seq) :] = seq
     return out, len(ids) - len(seq) + at
 
 

@@ -1,4 +1,5 @@
 """Write a :class:`FaithfulnessResult` as CSV, Markdown and a PNG plot (atomic writes)."""
+
 from __future__ import annotations
 
 import csv
@@ -12,11 +13,17 @@ from .. import atomic
 from .evaluate import FaithfulnessResult, MethodScores
 
 # (attribute, header, higher is better)
-COLUMNS = (("aopc", "deletion AOPC ↑", True), ("comp", "comprehensiveness ↑", True),
-           ("suff", "sufficiency ↓", False), ("pearson", "Pearson ↑", True), ("kendall", "Kendall τ ↑", True),
-           ("top3", "top-3 overlap ↑", True), ("planted_top5", "planted top-5 ↑", True),
-           ("seconds_per_review", "s / review ↓", False))
-REFERENCE = "exact-shapley"   # agreement with itself is 1 by definition: never "best" there
+COLUMNS = (
+    ("aopc", "deletion AOPC ↑", True),
+    ("comp", "comprehensiveness ↑", True),
+    ("suff", "sufficiency ↓", False),
+    ("pearson", "Pearson ↑", True),
+    ("kendall", "Kendall τ ↑", True),
+    ("top3", "top-3 overlap ↑", True),
+    ("planted_top5", "planted top-5 ↑", True),
+    ("seconds_per_review", "s / review ↓", False),
+)
+REFERENCE = "exact-shapley"  # agreement with itself is 1 by definition: never "best" there
 AGREEMENT = ("pearson", "kendall", "top3")
 
 
@@ -28,15 +35,33 @@ def csv_rows(result: FaithfulnessResult) -> list[dict]:
     """One flat dict per method (per-bin values as ``deletion@5`` etc.)."""
     out = []
     for r in result.rows:
-        d = {"model": result.model, "method": r.method, "n": r.n, "deletion_aopc": r.aopc,
-             "comprehensiveness": r.comp, "sufficiency": r.suff}
-        for name, vals in (("deletion", r.deletion), ("comprehensiveness", r.comprehensiveness),
-                           ("sufficiency", r.sufficiency)):
-            d.update({f"{name}@{_pct(b)}": v for b, v in zip(r.bins, vals)})
-        d.update({"pearson": r.pearson, "kendall": r.kendall, "top3": r.top3, "n_short": r.n_short,
-                  "planted_top5": r.planted_top5, "n_planted": r.n_planted,
-                  "seconds_per_review": r.seconds_per_review, "completeness_error": r.completeness_error,
-                  "note": r.note})
+        d = {
+            "model": result.model,
+            "method": r.method,
+            "n": r.n,
+            "deletion_aopc": r.aopc,
+            "comprehensiveness": r.comp,
+            "sufficiency": r.suff,
+        }
+        for name, vals in (
+            ("deletion", r.deletion),
+            ("comprehensiveness", r.comprehensiveness),
+            ("sufficiency", r.sufficiency),
+        ):
+            d.update({f"{name}@{_pct(b)}": v for b, v in zip(r.bins, vals, strict=True)})
+        d.update(
+            {
+                "pearson": r.pearson,
+                "kendall": r.kendall,
+                "top3": r.top3,
+                "n_short": r.n_short,
+                "planted_top5": r.planted_top5,
+                "n_planted": r.n_planted,
+                "seconds_per_review": r.seconds_per_review,
+                "completeness_error": r.completeness_error,
+                "note": r.note,
+            }
+        )
         out.append(d)
     return out
 
@@ -86,7 +111,7 @@ def _pair_text(result: FaithfulnessResult, a: str, b: str, attr: str) -> str:
     pd = paired_difference(result, a, b, attr)
     if pd is None:
         return ""
-    se = f"{pd[1]:.1g}" if 0 < pd[1] < 0.001 else f"{pd[1]:.3f}"   # never print a real SE as 0.000
+    se = f"{pd[1]:.1g}" if 0 < pd[1] < 0.001 else f"{pd[1]:.3f}"  # never print a real SE as 0.000
     return f", difference {pd[0]:+.3f} ± {se} SE over {pd[2]} paired"
 
 
@@ -107,30 +132,45 @@ def not_best_sentence(result: FaithfulnessResult, ours: str = "deepshap") -> str
             continue
         if ours not in best:
             w = sorted(best)[0]
-            lost.append(f"{name} (best: {', '.join(sorted(best))} {_fmt(attr, getattr(result.row(w), attr))} vs "
-                        f"{ours} {_fmt(attr, getattr(mine, attr))}{_pair_text(result, w, ours, attr)})")
+            lost.append(
+                f"{name} (best: {', '.join(sorted(best))} {_fmt(attr, getattr(result.row(w), attr))} vs "
+                f"{ours} {_fmt(attr, getattr(mine, attr))}{_pair_text(result, w, ours, attr)})"
+            )
             continue
         tied = sorted(best - {ours})
         if tied:
-            won.append(f"{name} (tied with {', '.join(tied)} at {_fmt(attr, getattr(mine, attr))}"
-                       f"{_pair_text(result, ours, tied[0], attr)})")
+            won.append(
+                f"{name} (tied with {', '.join(tied)} at {_fmt(attr, getattr(mine, attr))}"
+                f"{_pair_text(result, ours, tied[0], attr)})"
+            )
             continue
-        others = [r for r in result.rows if r.method not in (ours, "random", REFERENCE if attr in AGREEMENT else "")
-                  and math.isfinite(getattr(r, attr))]
+        others = [
+            r
+            for r in result.rows
+            if r.method not in (ours, "random", REFERENCE if attr in AGREEMENT else "")
+            and math.isfinite(getattr(r, attr))
+        ]
         if others:
             nxt = (max if higher else min)(others, key=lambda r: getattr(r, attr))
-            won.append(f"{name} (runner-up {nxt.method} {_fmt(attr, getattr(nxt, attr))}"
-                       f"{_pair_text(result, ours, nxt.method, attr)})")
-    out = [f"{ours} is not the best on " + "; ".join(lost) + "." if lost
-           else f"{ours} is the best (or tied) on every column."]
+            won.append(
+                f"{name} (runner-up {nxt.method} {_fmt(attr, getattr(nxt, attr))}"
+                f"{_pair_text(result, ours, nxt.method, attr)})"
+            )
+    out = [
+        f"{ours} is not the best on " + "; ".join(lost) + "."
+        if lost
+        else f"{ours} is the best (or tied) on every column."
+    ]
     if won and lost:
         out.append("It is the best on " + "; ".join(won) + ".")
     beaten = []
     for attr, higher in (("deletion", True), ("comprehensiveness", True), ("sufficiency", False)):
         for b, v in enumerate(getattr(mine, attr)):
-            rivals = [(getattr(r, attr)[b], r.method) for r in result.rows
-                      if r.method not in (ours, "random") and len(getattr(r, attr)) > b
-                      and math.isfinite(getattr(r, attr)[b])]
+            rivals = [
+                (getattr(r, attr)[b], r.method)
+                for r in result.rows
+                if r.method not in (ours, "random") and len(getattr(r, attr)) > b and math.isfinite(getattr(r, attr)[b])
+            ]
             better = [(x, m) for x, m in rivals if round(x, 3) != round(v, 3) and ((x > v) if higher else (x < v))]
             if better:
                 x, m = (max if higher else min)(better)
@@ -144,10 +184,12 @@ def to_markdown(result: FaithfulnessResult, title: str | None = None) -> str:
     """Table (best per column in bold) + what was measured, as Markdown."""
     bins = ", ".join(f"{_pct(b)}%" for b in result.bins)
     m = result.meta
-    lines = [f"### {title or f'Faithfulness on {result.model}'}", "",
-             f"{result.n} reviews; deletion / comprehensiveness / sufficiency averaged over the top "
-             f"{bins} of words (AOPC).",
-             ""]
+    lines = [
+        f"### {title or f'Faithfulness on {result.model}'}",
+        "",
+        f"{result.n} reviews; deletion / comprehensiveness / sufficiency averaged over the top {bins} of words (AOPC).",
+        "",
+    ]
     lines.append("| method | " + " | ".join(h for _, h, _ in COLUMNS) + " |")
     lines.append("|---|" + "---:|" * len(COLUMNS))
     best = {attr: _best(result, attr, higher) for attr, _, higher in COLUMNS}
@@ -161,17 +203,23 @@ def to_markdown(result: FaithfulnessResult, title: str | None = None) -> str:
         lines.append(f"| {r.method} | " + " | ".join(cells) + " |")
     lines.append("")
     if m.get("n_short"):
-        lines.append(f"Agreement: mean over {m['n_short']} short texts (first {m.get('short_words', '?')} words of "
-                     f"test reviews, at most {m.get('short_words_max')} words) with exact Shapley values of the "
-                     f"game \"absent words are padding\" ({m['reference_seconds_per_text']:.2f} s per text); "
-                     "top-3 by |value|.")
+        lines.append(
+            f"Agreement: mean over {m['n_short']} short texts (first {m.get('short_words', '?')} words of "
+            f"test reviews, at most {m.get('short_words_max')} words) with exact Shapley values of the "
+            f'game "absent words are padding" ({m["reference_seconds_per_text"]:.2f} s per text); '
+            "top-3 by |value|."
+        )
     if m.get("n_planted"):
-        lines.append(f"Planted: one sentiment word ({', '.join(m.get('planted_words', [])) or 'given ids'}) "
-                     f"inserted at a random place in each of {m['n_planted']} reviews the model is unsure about; "
-                     f"hit = among the top {m.get('top_k', 5)} |values| (mean |Δp| from planting: "
-                     f"{m['planted_mean_abs_shift']:.3f}).")
-    lines.append("Bold: best per column, not counting `random` (and not `exact-shapley` on agreement, "
-                 "its own reference). Cost is attribution time only, on the machine in the notes.")
+        lines.append(
+            f"Planted: one sentiment word ({', '.join(m.get('planted_words', [])) or 'given ids'}) "
+            f"inserted at a random place in each of {m['n_planted']} reviews the model is unsure about; "
+            f"hit = among the top {m.get('top_k', 5)} |values| (mean |Δp| from planting: "
+            f"{m['planted_mean_abs_shift']:.3f})."
+        )
+    lines.append(
+        "Bold: best per column, not counting `random` (and not `exact-shapley` on agreement, "
+        "its own reference). Cost is attribution time only, on the machine in the notes."
+    )
     notes = [f"`{r.method}`: {r.note}" for r in result.rows if r.note]
     if notes:
         lines.append("Notes: " + "; ".join(notes) + ".")
@@ -186,12 +234,15 @@ def plot_png(result: FaithfulnessResult) -> bytes:
     # A Figure on its own Agg canvas, never pyplot: no global backend switch, no figure registry.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=(17, 4))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 4)
-    for ax, attr, label in ((axes[0], "deletion", "drop in p(predicted class)"),
-                            (axes[1], "comprehensiveness", "drop in p(predicted class)"),
-                            (axes[2], "sufficiency", "drop when keeping only top words")):
+    for ax, attr, label in (
+        (axes[0], "deletion", "drop in p(predicted class)"),
+        (axes[1], "comprehensiveness", "drop in p(predicted class)"),
+        (axes[2], "sufficiency", "drop when keeping only top words"),
+    ):
         for r in result.rows:
             ys = getattr(r, attr)
             if any(math.isfinite(y) for y in ys):
@@ -218,8 +269,12 @@ def write_outputs(result: FaithfulnessResult, out: str | Path, title: str | None
     """``faithfulness.{csv,md,json,png}`` in ``out``; returns the paths by kind."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": out / "faithfulness.csv", "md": out / "faithfulness.md",
-             "json": out / "faithfulness.json", "png": out / "faithfulness.png"}
+    paths = {
+        "csv": out / "faithfulness.csv",
+        "md": out / "faithfulness.md",
+        "json": out / "faithfulness.json",
+        "png": out / "faithfulness.png",
+    }
     atomic.write_text(paths["csv"], to_csv(result))
     atomic.write_text(paths["md"], to_markdown(result, title))
     atomic.write_json(paths["json"], _jsonable(result.to_dict()))
@@ -230,16 +285,28 @@ def write_outputs(result: FaithfulnessResult, out: str | Path, title: str | None
 def load_result(path: str | Path) -> FaithfulnessResult:
     """Read back ``faithfulness.json`` (to re-render the table without recomputing)."""
     import json
+
     d = json.loads(Path(path).read_text(encoding="utf-8"))
     nan = float("nan")
-    rows = [MethodScores(**{k: (nan if v is None else v) if k not in ("deletion", "comprehensiveness", "sufficiency")
-                            else [nan if x is None else x for x in v] for k, v in r.items()}) for r in d["rows"]]
+    rows = [
+        MethodScores(
+            **{
+                k: (nan if v is None else v)
+                if k not in ("deletion", "comprehensiveness", "sufficiency")
+                else [nan if x is None else x for x in v]
+                for k, v in r.items()
+            }
+        )
+        for r in d["rows"]
+    ]
     for r in rows:
         r.bins = tuple(r.bins)
-    per_review = {m: {k: [nan if x is None else x for x in v] for k, v in d2.items()}
-                  for m, d2 in d.get("per_review", {}).items()}
-    return FaithfulnessResult(model=d["model"], n=d["n"], bins=tuple(d["bins"]), rows=rows, meta=d["meta"],
-                              per_review=per_review)
+    per_review = {
+        m: {k: [nan if x is None else x for x in v] for k, v in d2.items()} for m, d2 in d.get("per_review", {}).items()
+    }
+    return FaithfulnessResult(
+        model=d["model"], n=d["n"], bins=tuple(d["bins"]), rows=rows, meta=d["meta"], per_review=per_review
+    )
 
 
 def _jsonable(obj):
@@ -253,5 +320,14 @@ def _jsonable(obj):
     return obj
 
 
-__all__ = ["COLUMNS", "csv_rows", "load_result", "not_best_sentence", "plot_png", "to_csv", "to_markdown", "write_outputs",
-           "MethodScores"]
+__all__ = [
+    "COLUMNS",
+    "MethodScores",
+    "csv_rows",
+    "load_result",
+    "not_best_sentence",
+    "plot_png",
+    "to_csv",
+    "to_markdown",
+    "write_outputs",
+]

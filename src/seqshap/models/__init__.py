@@ -1,4 +1,5 @@
 """Model registry: architecture name -> constructor."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -31,5 +32,11 @@ def build_model(arch: str, **kwargs) -> nn.Module:
     return ARCHITECTURES[arch](**kwargs)
 
 
-__all__ = ["ARCHITECTURES", "TRAINABLE", "build_model", "RecurrentClassifier", "CNNClassifier",
-           "TransformerClassifier"]
+__all__ = [
+    "ARCHITECTURES",
+    "TRAINABLE",
+    "CNNClassifier",
+    "RecurrentClassifier",
+    "TransformerClassifier",
+    "build_model",
+]

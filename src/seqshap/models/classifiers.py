@@ -4,6 +4,7 @@ Only standard PyTorch layers, so the explainer's rule table covers them. Every m
 also accepts float embeddings ``[batch, time, embed]`` in place of ids (the embedding
 lookup is then skipped), which is what embedding-level explainers feed it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -44,13 +45,27 @@ class RecurrentClassifier(TextClassifier):
     PyTorch's fused kernel usable, which is ~4x faster on a CPU.
     """
 
-    def __init__(self, cell: str, vocab_size: int = 20000, embed_dim: int = 128, hidden: int = 128,
-                 num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.2,
-                 recurrent_dropout: float = 0.2):
+    def __init__(
+        self,
+        cell: str,
+        vocab_size: int = 20000,
+        embed_dim: int = 128,
+        hidden: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.2,
+        recurrent_dropout: float = 0.2,
+    ):
         super().__init__(vocab_size, embed_dim, dropout)
         rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
-        self.rnn = rnn(embed_dim, hidden, num_layers=num_layers, batch_first=True,
-                       bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
+        self.rnn = rnn(
+            embed_dim,
+            hidden,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
         self.recurrent_dropout = float(recurrent_dropout)
         self.fc = nn.Linear(hidden * (2 if bidirectional else 1), 1)
         self.out = nn.Sigmoid()
@@ -59,8 +74,11 @@ class RecurrentClassifier(TextClassifier):
         if not (self.training and self.recurrent_dropout > 0):
             return self.rnn(e)
         hidden = self.rnn.hidden_size
-        masked = {name: w * variational_mask((1, hidden), self.recurrent_dropout, w)
-                  for name, w in self.rnn.named_parameters() if name.startswith("weight_hh")}
+        masked = {
+            name: w * variational_mask((1, hidden), self.recurrent_dropout, w)
+            for name, w in self.rnn.named_parameters()
+            if name.startswith("weight_hh")
+        }
         return functional_call(self.rnn, masked, (e,))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -73,8 +91,14 @@ class RecurrentClassifier(TextClassifier):
 class CNNClassifier(TextClassifier):
     """Embedding -> Conv1d -> ReLU -> global max pool over time -> Linear -> sigmoid."""
 
-    def __init__(self, vocab_size: int = 20000, embed_dim: int = 128, filters: int = 128,
-                 kernel_size: int = 5, dropout: float = 0.2):
+    def __init__(
+        self,
+        vocab_size: int = 20000,
+        embed_dim: int = 128,
+        filters: int = 128,
+        kernel_size: int = 5,
+        dropout: float = 0.2,
+    ):
         super().__init__(vocab_size, embed_dim, dropout)
         self.conv = nn.Conv1d(embed_dim, filters, kernel_size, padding=kernel_size // 2)
         self.act = nn.ReLU()
@@ -83,6 +107,6 @@ class CNNClassifier(TextClassifier):
         self.out = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        e = self.embed(x).transpose(1, 2)             # [B, E, T]
-        pooled = self.pool(self.act(self.conv(e)))    # [B, F, 1]
+        e = self.embed(x).transpose(1, 2)  # [B, E, T]
+        pooled = self.pool(self.act(self.conv(e)))  # [B, F, 1]
         return self.out(self.fc(pooled.squeeze(-1)))

@@ -24,6 +24,7 @@ Layer specs (``type`` and its keys):
 
 Each spec may carry ``keras_name``/``keras_class`` (the source layer), only for messages.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -82,7 +83,7 @@ def _split_weights(arrays: list[np.ndarray], use_bias: bool, what: str, bidirect
         raise ValueError(f"{what}: expected {per * dirs} weight arrays, the file has {len(arrays)}")
     out = []
     for d in range(dirs):
-        k, rk, *b = arrays[d * per:(d + 1) * per]
+        k, rk, *b = arrays[d * per : (d + 1) * per]
         out.append((k, rk, b[0] if b else None))
     return out
 
@@ -101,8 +102,9 @@ class TorchRecurrent(nn.Module):
         self.bidirectional = bool(spec["bidirectional"])
         self.use_bias = bool(spec.get("use_bias", True))
         rnn = nn.LSTM if self.cell == "lstm" else nn.GRU
-        self.rnn = rnn(int(spec["input_size"]), self.units, batch_first=True,
-                       bidirectional=self.bidirectional, bias=self.use_bias)
+        self.rnn = rnn(
+            int(spec["input_size"]), self.units, batch_first=True, bidirectional=self.bidirectional, bias=self.use_bias
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         seq, state = self.rnn(x)
@@ -119,11 +121,11 @@ class TorchRecurrent(nn.Module):
         GRU gates z,r,h become PyTorch's r,z,n; ``reset_after=True`` keeps an input bias
         (Keras ``bias[0]`` = b_ih) and a recurrent bias (``bias[1]`` = b_hh).
         """
-        H, I = self.units, self.rnn.input_size
+        H, In = self.units, self.rnn.input_size
         gates = 4 if self.cell == "lstm" else 3
         for d, (k, rk, b) in enumerate(_split_weights(arrays, self.use_bias, what, self.bidirectional)):
             sfx = "_l0" + ("_reverse" if d else "")
-            k = _tensor(k, (I, gates * H), what).T
+            k = _tensor(k, (In, gates * H), what).T
             rk = _tensor(rk, (H, gates * H), what).T
             if self.cell == "gru":
                 k, rk = _zrh_to_rzn(k, H), _zrh_to_rzn(rk, H)
@@ -142,7 +144,7 @@ class TorchRecurrent(nn.Module):
 
 def _zrh_to_rzn(w: torch.Tensor, H: int) -> torch.Tensor:
     """Reorder the gate blocks along dim 0 from Keras' z,r,h to PyTorch's r,z,n."""
-    return torch.cat([w[H:2 * H], w[:H], w[2 * H:]], dim=0)
+    return torch.cat([w[H : 2 * H], w[:H], w[2 * H :]], dim=0)
 
 
 class KerasCell(nn.Module):
@@ -175,7 +177,7 @@ class KerasCell(nn.Module):
         """``[B, T, in]`` -> all hidden states ``[B, T, H]``."""
         B, T, _ = x.shape
         H, ra, act = self.units, self.recurrent_activation, self.activation
-        xs = self.x_proj(x)                                   # [B, T, G*H], input bias included
+        xs = self.x_proj(x)  # [B, T, G*H], input bias included
         h = x.new_zeros(B, H)
         c = x.new_zeros(B, H)
         out = []
@@ -183,34 +185,34 @@ class KerasCell(nn.Module):
             xt = xs[:, t]
             if self.cell == "lstm":
                 z = xt + self.h_proj(h)
-                i, f, g, o = z[:, :H], z[:, H:2 * H], z[:, 2 * H:3 * H], z[:, 3 * H:]
+                i, f, g, o = z[:, :H], z[:, H : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
                 c = activate(ra, f) * c + activate(ra, i) * activate(act, g)
                 h = activate(ra, o) * activate(act, c)
             elif self.reset_after:
-                rec = self.h_proj(h)                          # recurrent bias included
+                rec = self.h_proj(h)  # recurrent bias included
                 z = activate(ra, xt[:, :H] + rec[:, :H])
-                r = activate(ra, xt[:, H:2 * H] + rec[:, H:2 * H])
-                cand = activate(act, xt[:, 2 * H:] + r * rec[:, 2 * H:])
+                r = activate(ra, xt[:, H : 2 * H] + rec[:, H : 2 * H])
+                cand = activate(act, xt[:, 2 * H :] + r * rec[:, 2 * H :])
                 h = z * h + (1 - z) * cand
             else:
                 rec = self.h_proj(h)
                 z = activate(ra, xt[:, :H] + rec[:, :H])
-                r = activate(ra, xt[:, H:2 * H] + rec[:, H:])
-                cand = activate(act, xt[:, 2 * H:] + self.h_proj_cand(r * h))
+                r = activate(ra, xt[:, H : 2 * H] + rec[:, H:])
+                cand = activate(act, xt[:, 2 * H :] + self.h_proj_cand(r * h))
                 h = z * h + (1 - z) * cand
             out.append(h)
         return torch.stack(out, dim=1) if out else x.new_zeros(B, 0, H)
 
     @torch.no_grad()
     def load_keras(self, k: np.ndarray, rk: np.ndarray, b: np.ndarray | None, what: str) -> None:
-        H, I = self.units, self.x_proj.in_features
+        H, In = self.units, self.x_proj.in_features
         G = 4 if self.cell == "lstm" else 3
-        k = _tensor(k, (I, G * H), what)
+        k = _tensor(k, (In, G * H), what)
         rk = _tensor(rk, (H, G * H), what)
         self.x_proj.weight.copy_(k.T)
         if self.cell == "gru" and not self.reset_after:
-            self.h_proj.weight.copy_(rk[:, :2 * H].T)
-            self.h_proj_cand.weight.copy_(rk[:, 2 * H:].T)
+            self.h_proj.weight.copy_(rk[:, : 2 * H].T)
+            self.h_proj_cand.weight.copy_(rk[:, 2 * H :].T)
         else:
             self.h_proj.weight.copy_(rk.T)
         if b is None:
@@ -250,15 +252,19 @@ class ExplicitRecurrent(nn.Module):
 
     def load_keras(self, arrays: list[np.ndarray], what: str) -> None:
         cells = [self.forward_cell] + ([self.backward_cell] if self.bidirectional else [])
-        for cell, (k, rk, b) in zip(cells, _split_weights(arrays, self.use_bias, what, self.bidirectional)):
+        for cell, (k, rk, b) in zip(
+            cells, _split_weights(arrays, self.use_bias, what, self.bidirectional), strict=True
+        ):
             cell.load_keras(k, rk, b, what)
 
 
 def _uses_torch_rnn(spec: dict[str, Any]) -> bool:
     """``nn.LSTM``/``nn.GRU`` compute exactly Keras' cell only with these settings."""
-    return (spec.get("activation", "tanh") == "tanh"
-            and spec.get("recurrent_activation", "sigmoid") == "sigmoid"
-            and (spec["type"] == "lstm" or bool(spec.get("reset_after", True))))
+    return (
+        spec.get("activation", "tanh") == "tanh"
+        and spec.get("recurrent_activation", "sigmoid") == "sigmoid"
+        and (spec["type"] == "lstm" or bool(spec.get("reset_after", True)))
+    )
 
 
 class Conv1D(nn.Module):
@@ -273,9 +279,15 @@ class Conv1D(nn.Module):
         if padding == "same" and strides != 1:
             raise ValueError("Conv1D with padding='same' and strides > 1 is not supported")
         # PyTorch's 'same' pads the extra element of an even kernel on the right, as Keras does.
-        self.conv = nn.Conv1d(int(spec["in_channels"]), int(spec["filters"]), int(spec["kernel_size"]),
-                              stride=strides, dilation=int(spec.get("dilation_rate", 1)),
-                              padding=padding, bias=bool(spec.get("use_bias", True)))
+        self.conv = nn.Conv1d(
+            int(spec["in_channels"]),
+            int(spec["filters"]),
+            int(spec["kernel_size"]),
+            stride=strides,
+            dilation=int(spec.get("dilation_rate", 1)),
+            padding=padding,
+            bias=bool(spec.get("use_bias", True)),
+        )
         self.activation = _check_activation(spec.get("activation", "linear"), "Conv1D")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -311,10 +323,10 @@ class Pool1D(nn.Module):
             self.pool = (nn.MaxPool1d if kind == "max_pool1d" else nn.AvgPool1d)(size, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pool(x.transpose(1, 2))          # [B, C, T']
+        y = self.pool(x.transpose(1, 2))  # [B, C, T']
         if self.is_global and not self.keepdims:
-            return y.squeeze(-1)                   # [B, C]
-        return y.transpose(1, 2)                   # [B, T', C]
+            return y.squeeze(-1)  # [B, C]
+        return y.transpose(1, 2)  # [B, T', C]
 
 
 class Dense(nn.Module):
@@ -322,8 +334,7 @@ class Dense(nn.Module):
 
     def __init__(self, spec: dict[str, Any]):
         super().__init__()
-        self.linear = nn.Linear(int(spec["in_features"]), int(spec["units"]),
-                                bias=bool(spec.get("use_bias", True)))
+        self.linear = nn.Linear(int(spec["in_features"]), int(spec["units"]), bias=bool(spec.get("use_bias", True)))
         self.activation = _check_activation(spec.get("activation", "linear"), "Dense")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

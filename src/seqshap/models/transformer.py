@@ -12,6 +12,7 @@ The padding mask comes from :class:`PaddingMask`, a module of its own: the expla
 its output as an input feature (like an embedding), which is how the mask's share of the
 difference between a review and a reference of another length is attributed to positions.
 """
+
 from __future__ import annotations
 
 import math
@@ -99,23 +100,32 @@ class TransformerClassifier(TextClassifier):
 
     # Defaults: trains in minutes on 2 CPU cores at maxlen 80, and explaining costs less than a plain
     # forward+backward pass (attention's per-pair cost grows with heads x T^2, so 2 wide heads).
-    def __init__(self, vocab_size: int = 20000, embed_dim: int = 128, heads: int = 2, layers: int = 2,
-                 ff_dim: int = 512, max_positions: int = 512, dropout: float = 0.1, norm_first: bool = False):
+    def __init__(
+        self,
+        vocab_size: int = 20000,
+        embed_dim: int = 128,
+        heads: int = 2,
+        layers: int = 2,
+        ff_dim: int = 512,
+        max_positions: int = 512,
+        dropout: float = 0.1,
+        norm_first: bool = False,
+    ):
         super().__init__(vocab_size, embed_dim, dropout)
         self.position = nn.Embedding(max_positions, embed_dim)
         nn.init.normal_(self.position.weight, std=0.02)
         self.mask = PaddingMask()
-        self.blocks = nn.ModuleList(EncoderBlock(embed_dim, heads, ff_dim, dropout, norm_first)
-                                    for _ in range(layers))
+        self.blocks = nn.ModuleList(EncoderBlock(embed_dim, heads, ff_dim, dropout, norm_first) for _ in range(layers))
         self.final_norm = nn.LayerNorm(embed_dim) if norm_first else nn.Identity()
         self.fc = nn.Linear(embed_dim, 1)
         self.out = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T = x.shape[1]
-        if T > self.position.num_embeddings:
-            raise ValueError(f"input has {T} positions; this model has position embeddings for "
-                             f"{self.position.num_embeddings}")
+        if self.position.num_embeddings < T:
+            raise ValueError(
+                f"input has {T} positions; this model has position embeddings for {self.position.num_embeddings}"
+            )
         mask = self.mask(x, self.embedding.weight[PAD])
         # Counting back from the end: the last token is position 0 however much padding precedes it.
         pos = self.position(torch.arange(T - 1, -1, -1, device=x.device))

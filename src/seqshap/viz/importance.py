@@ -3,6 +3,7 @@ and the folder of CSV/JSON/PNG/SVG that ``seqshap importance`` and the report wr
 
 The numbers themselves (pooling, merging, the table) live in :mod:`seqshap.importance`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,6 +18,7 @@ from .plots import RC, new_figure, picture_format, save_figure
 
 def importance_html(table: ImportanceTable, k: int = 20) -> str:
     """Two side-by-side tables (top positive / top negative words) as an HTML fragment."""
+
     def block(title: str, rows: list[WordStat], col: str) -> str:
         vmax = max((abs(r.mean) for r in rows), default=0.0) or 1.0
         body = "".join(
@@ -24,14 +26,21 @@ def importance_html(table: ImportanceTable, k: int = 20) -> str:
             f'<td class="num">{fmt(r.mean)}</td><td class="num">{fmt(r.mean_abs).lstrip("+")}</td>'
             f'<td class="num">{r.count}</td><td class="num">{r.n_reviews}</td>'
             f'<td style="width:110px"><div style="height:9px;background:{col};width:'
-            f'{100 * abs(r.mean) / vmax:.1f}%"></div></td></tr>' for r in rows)
-        return (f'<div style="flex:1;min-width:420px"><h3>{title}</h3><table class="data importance">'
-                f'<thead><tr><th>word</th><th>mean</th><th>mean |·|</th><th>count</th><th>reviews</th>'
-                f'<th></th></tr></thead><tbody>{body or "<tr><td colspan=6>none</td></tr>"}</tbody>'
-                f'</table></div>')
-    return (f'<div class="seqshap-importance" style="display:flex;gap:24px;flex-wrap:wrap">'
-            f'{block("Top positive words", table.top_positive(k), RED_HEX)}'
-            f'{block("Top negative words", table.top_negative(k), BLUE_HEX)}</div>')
+            f'{100 * abs(r.mean) / vmax:.1f}%"></div></td></tr>'
+            for r in rows
+        )
+        return (
+            f'<div style="flex:1;min-width:420px"><h3>{title}</h3><table class="data importance">'
+            f"<thead><tr><th>word</th><th>mean</th><th>mean |·|</th><th>count</th><th>reviews</th>"
+            f"<th></th></tr></thead><tbody>{body or '<tr><td colspan=6>none</td></tr>'}</tbody>"
+            f"</table></div>"
+        )
+
+    return (
+        f'<div class="seqshap-importance" style="display:flex;gap:24px;flex-wrap:wrap">'
+        f"{block('Top positive words', table.top_positive(k), RED_HEX)}"
+        f"{block('Top negative words', table.top_negative(k), BLUE_HEX)}</div>"
+    )
 
 
 def importance_plot(table: ImportanceTable, path: str | Path, k: int = 20) -> Path:
@@ -39,7 +48,7 @@ def importance_plot(table: ImportanceTable, path: str | Path, k: int = 20) -> Pa
     signed attribution (occurrence counts beside the bars). PNG or SVG by suffix."""
     picture_format(path)
     pos, neg = table.top_positive(k), table.top_negative(k)
-    rows = list(reversed(neg)) + [None] + list(reversed(pos)) if pos and neg else list(reversed(neg or pos))
+    rows = [*list(reversed(neg)), None, *list(reversed(pos))] if pos and neg else list(reversed(neg or pos))
     if not any(r is not None for r in rows):
         raise ValueError("no words to plot (too few explanations for the minimum count?)")
     with rc_context(RC):
@@ -52,8 +61,15 @@ def importance_plot(table: ImportanceTable, path: str | Path, k: int = 20) -> Pa
                 continue
             col = RED_HEX if r.mean > 0 else BLUE_HEX
             ax.barh(i, r.mean, color=col, height=0.7)
-            ax.text(r.mean, i, f" n={r.count} ", ha="left" if r.mean >= 0 else "right", va="center",
-                    fontsize=7, color="#666666")
+            ax.text(
+                r.mean,
+                i,
+                f" n={r.count} ",
+                ha="left" if r.mean >= 0 else "right",
+                va="center",
+                fontsize=7,
+                color="#666666",
+            )
             labels.append(clean(r.word))
         ax.set_yticks(range(len(rows)))
         ax.set_yticklabels(labels)
@@ -64,14 +80,17 @@ def importance_plot(table: ImportanceTable, path: str | Path, k: int = 20) -> Pa
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-0.7, len(rows) - 0.3)
         ax.set_xlabel(f"mean attribution per occurrence ({table.output_space})", fontsize=9)
-        ax.set_title(f"word importance over {table.n_explanations} reviews "
-                     f"(words seen at least {table.min_count} times)", fontsize=10)
+        ax.set_title(
+            f"word importance over {table.n_explanations} reviews (words seen at least {table.min_count} times)",
+            fontsize=10,
+        )
         ax.tick_params(labelsize=8)
         return save_figure(fig, path)
 
 
-def write_outputs(table: ImportanceTable, out_dir: str | Path, k: int = 20,
-                  stem: str = "word_importance") -> dict[str, Path]:
+def write_outputs(
+    table: ImportanceTable, out_dir: str | Path, k: int = 20, stem: str = "word_importance"
+) -> dict[str, Path]:
     """Write ``{stem}.csv``, ``{stem}.json``, ``{stem}.png`` and ``{stem}.svg`` into ``out_dir``
     (the plots only when some word has a non-zero mean)."""
     out = Path(out_dir)

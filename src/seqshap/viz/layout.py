@@ -5,6 +5,7 @@ same text, value, colour and place in every picture. Words and where they stand 
 review come from the :class:`Explanation` (its spans and word ids, filled by the
 tokenizer); nothing here reads the review a second time to guess which text was which token.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,7 @@ def check(exp: Explanation) -> None:
     """Refuse what no picture can show: not an Explanation, or non-finite numbers."""
     if not isinstance(exp, Explanation):
         raise TypeError(f"expected an Explanation, got {type(exp).__name__}")
-    if not (np.all(np.isfinite(exp.values)) and math.isfinite(exp.base_value)
-            and math.isfinite(exp.output_value)):
+    if not (np.all(np.isfinite(exp.values)) and math.isfinite(exp.base_value) and math.isfinite(exp.output_value)):
         raise ValueError("explanation has non-finite values (NaN or inf); nothing sensible to draw")
 
 
@@ -36,6 +36,7 @@ def check(exp: Explanation) -> None:
 class Run:
     """A stretch of the shown text: a word the model read (``word`` set), or the text
     between words (``word`` is ``None``: spaces, punctuation, ``<br />`` tags)."""
+
     text: str
     word: Word | None = None
 
@@ -49,6 +50,7 @@ class Passage:
     rest, in order. ``unread`` plus the runs' text is the review exactly as written.
     Without spans (an explanation made from ids) the runs are the visible tokens, spaced.
     """
+
     unread: str
     n_unread: int
     runs: tuple[Run, ...]
@@ -87,7 +89,7 @@ def passage(exp: Explanation) -> Passage:
 
 def ranked_words(exp: Explanation, k: int = 10) -> list[Word]:
     """The ``k`` visible words with the largest |value| (a word's positions summed)."""
-    return sorted(exp.word_list(), key=lambda w: -abs(w.value))[:max(0, k)]
+    return sorted(exp.word_list(), key=lambda w: -abs(w.value))[: max(0, k)]
 
 
 # --------------------------------------------------------------------------------- colours
@@ -156,8 +158,8 @@ LABEL_ROWS = 3
 # Label characters that fit across the axis of the default pictures (the 960 px SVG at about
 # 7 px a character, the 12-inch PNG at 9 pt), so both place the same labels.
 LABEL_CHARS = 128.0
-CHEVRON = 0.006   # depth of a segment's arrow tip, as a fraction of the axis
-PADDING = 0.08    # room left and right of the segments, as a fraction of their span
+CHEVRON = 0.006  # depth of a segment's arrow tip, as a fraction of the axis
+PADDING = 0.08  # room left and right of the segments, as a fraction of their span
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ class Segment:
     ``positions`` all of them. ``chevron`` is the polygon to draw: x in output units,
     y from 0 (bottom of the bar) to 1 (top), the tip pointing towards f(x).
     """
+
     pos: int
     positions: tuple[int, ...]
     word: str
@@ -181,7 +184,8 @@ class Segment:
 class Label:
     """A segment's word and value drawn below the bar, in ``row`` (0 nearest the bar),
     centred at ``x`` (output units)."""
-    segment: int      # index into ForceLayout.segments
+
+    segment: int  # index into ForceLayout.segments
     row: int
     x: float
 
@@ -189,14 +193,15 @@ class Label:
 @dataclass(frozen=True)
 class ForceLayout:
     """shap's force-plot geometry, in output units, for every renderer to draw as it is."""
+
     segments: tuple[Segment, ...]
-    lo: float                       # the span [lo, hi] covered by the segments
+    lo: float  # the span [lo, hi] covered by the segments
     hi: float
-    base: float                     # base value (mean output over the background)
-    output: float                   # f(x)
-    domain: tuple[float, float]     # the axis: segments, base value and f(x), padded
+    base: float  # base value (mean output over the background)
+    output: float  # f(x)
+    domain: tuple[float, float]  # the axis: segments, base value and f(x), padded
     ticks: tuple[float, ...]
-    labels: tuple[Label, ...]       # biggest |value| first
+    labels: tuple[Label, ...]  # biggest |value| first
 
     @property
     def n_rows(self) -> int:
@@ -249,13 +254,12 @@ def force_layout(exp: Explanation, max_labels: int = 12, label_chars: float = LA
     pad = (dhi - dlo) * PADDING or 0.05
     dlo, dhi = dlo - pad, dhi + pad
     depth = (dhi - dlo) * CHEVRON
-    segs = tuple(Segment(p, tuple(ps), word, v, a, b, _chevron(v, a, b, depth))
-                 for (p, ps, word, v), a, b in spans)
+    segs = tuple(Segment(p, tuple(ps), word, v, a, b, _chevron(v, a, b, depth)) for (p, ps, word, v), a, b in spans)
 
     char = (dhi - dlo) / label_chars
     rows: list[list[tuple[float, float]]] = [[] for _ in range(LABEL_ROWS)]
     labels = []
-    for i in sorted(range(len(segs)), key=lambda i: -abs(segs[i].value))[:max(0, max_labels)]:
+    for i in sorted(range(len(segs)), key=lambda i: -abs(segs[i].value))[: max(0, max_labels)]:
         s = segs[i]
         cx = (s.x0 + s.x1) / 2
         half = (max(len(s.word), len(fmt(s.value))) + 1) * char / 2

@@ -4,6 +4,7 @@ Uses ``matplotlib.figure.Figure`` directly (Agg canvas), never ``pyplot``: no gl
 backend switch, no figure registry to leak, safe inside Jupyter and web servers.
 Text from reviews is drawn with ``parse_math=False`` so a ``$`` stays a dollar sign.
 """
+
 from __future__ import annotations
 
 import io
@@ -16,22 +17,25 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon, Rectangle
 
-from ..attribution.explanation import Explanation
 from .. import atomic
-from .layout import (BLUE_HEX, RED_HEX, check, clean, describe_prediction, fmt, fmt_out, force_layout,
-                     ranked_words)
+from ..attribution.explanation import Explanation
+from .layout import BLUE_HEX, RED_HEX, check, clean, describe_prediction, fmt, fmt_out, force_layout, ranked_words
 
 FORMATS = {".png": "png", ".svg": "svg"}
 # svg.fonttype "none" keeps words as <text> in SVG files (searchable, selectable, testable).
-RC = {"svg.fonttype": "none", "font.family": "DejaVu Sans", "axes.spines.top": False,
-      "axes.spines.right": False, "svg.hashsalt": "seqshap"}
+RC = {
+    "svg.fonttype": "none",
+    "font.family": "DejaVu Sans",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.hashsalt": "seqshap",
+}
 
 
 def picture_format(path: Path) -> str:
     fmt_ = FORMATS.get(Path(path).suffix.lower())
     if fmt_ is None:
-        raise ValueError(f"{path}: unsupported picture format {Path(path).suffix or '(none)'!r}; "
-                         f"use .png or .svg")
+        raise ValueError(f"{path}: unsupported picture format {Path(path).suffix or '(none)'!r}; use .png or .svg")
     return fmt_
 
 
@@ -47,8 +51,13 @@ def save_figure(fig: Figure, path: str | Path, tight: bool = True) -> Path:
     buf = io.BytesIO()
     # metadata Date=None keeps SVGs byte-stable between runs; tight=False skips the extra
     # draw pass "tight" needs (half the time) for figures laid out by hand.
-    fig.savefig(buf, format=kind, bbox_inches="tight" if tight else None, facecolor="white",
-                metadata={"Date": None} if kind == "svg" else None)
+    fig.savefig(
+        buf,
+        format=kind,
+        bbox_inches="tight" if tight else None,
+        facecolor="white",
+        metadata={"Date": None} if kind == "svg" else None,
+    )
     atomic.write_bytes(path, buf.getvalue())
     return path
 
@@ -78,27 +87,40 @@ def force_plot_png(exp: Explanation, path: str | Path, max_labels: int = 12) -> 
         ax.set_xticks(lay.ticks, [f"{t:g}" for t in lay.ticks])
         ax.tick_params(axis="x", colors="#666666", labelsize=8, length=3)
         for s in lay.segments:  # the bar spans y 0..1, the chevrons' own units
-            ax.add_patch(Polygon(s.chevron, closed=True, facecolor=RED_HEX if s.value > 0 else BLUE_HEX,
-                                 edgecolor="white", linewidth=0.8))
+            ax.add_patch(
+                Polygon(
+                    s.chevron,
+                    closed=True,
+                    facecolor=RED_HEX if s.value > 0 else BLUE_HEX,
+                    edgecolor="white",
+                    linewidth=0.8,
+                )
+            )
         ax.plot([base, base], [-0.1, 1.1], color="#555555", lw=1.2, ls=(0, (3, 2)))
-        ax.text(base, -0.22, f"base value {fmt_out(base)}", ha="center", va="top", fontsize=8,
-                color="#555555")
+        ax.text(base, -0.22, f"base value {fmt_out(base)}", ha="center", va="top", fontsize=8, color="#555555")
         ax.plot([f, f], [-0.1, 1.95], color="#111111", lw=2)
-        ax.text(f, 2.0, f"f(x) = {fmt_out(f)}", ha="center", va="bottom", fontsize=11,
-                fontweight="bold", color="#111111")
+        ax.text(
+            f, 2.0, f"f(x) = {fmt_out(f)}", ha="center", va="bottom", fontsize=11, fontweight="bold", color="#111111"
+        )
         for lab in lay.labels:
             s = lay.segments[lab.segment]
             y = -0.7 - lab.row * 0.95
             col = RED_HEX if s.value > 0 else BLUE_HEX
             ax.plot([lab.x, lab.x], [0, y + 0.05], color=col, lw=0.6, alpha=0.6)
-            ax.text(lab.x, y, clean(s.word), ha="center", va="top", fontsize=9, color="#222222",
-                    parse_math=False)
+            ax.text(lab.x, y, clean(s.word), ha="center", va="top", fontsize=9, color="#222222", parse_math=False)
             ax.text(lab.x, y - 0.38, fmt(s.value), ha="center", va="top", fontsize=8, color=col)
         fig.text(0.03, 0.97, "pushes higher", color=RED_HEX, fontsize=9, va="top")
         fig.text(0.13, 0.97, "pushes lower", color=BLUE_HEX, fontsize=9, va="top")
-        fig.text(0.97, 0.97, clean(f"{exp.model_name} · {exp.output_space} · prediction "
-                                f"{describe_prediction(exp)}"), ha="right", va="top", fontsize=9,
-                 color="#555555", parse_math=False)
+        fig.text(
+            0.97,
+            0.97,
+            clean(f"{exp.model_name} · {exp.output_space} · prediction {describe_prediction(exp)}"),
+            ha="right",
+            va="top",
+            fontsize=9,
+            color="#555555",
+            parse_math=False,
+        )
         return save_figure(fig, path, tight=False)
 
 
@@ -126,10 +148,8 @@ def waterfall(exp: Explanation, path: str | Path, k: int = 10) -> Path:
         ends = [base]
         for i, (_, v) in enumerate(rows):
             col = RED_HEX if v > 0 else BLUE_HEX
-            ax.add_patch(Rectangle((min(cum, cum + v), i - 0.32), abs(v), 0.64, facecolor=col,
-                                   edgecolor="none"))
-            ax.text(cum + v, i, f" {fmt(v)} ",
-                    ha="left" if v >= 0 else "right", va="center", fontsize=8, color=col)
+            ax.add_patch(Rectangle((min(cum, cum + v), i - 0.32), abs(v), 0.64, facecolor=col, edgecolor="none"))
+            ax.text(cum + v, i, f" {fmt(v)} ", ha="left" if v >= 0 else "right", va="center", fontsize=8, color=col)
             if i + 1 < len(rows):
                 ax.plot([cum + v, cum + v], [i + 0.32, i + 0.68], color="#999999", lw=0.6)
             cum += v
@@ -144,10 +164,10 @@ def waterfall(exp: Explanation, path: str | Path, k: int = 10) -> Path:
             lab.set_parse_math(False)
         ax.axvline(base, color="#777777", lw=0.8, ls=(0, (3, 2)))
         ax.axvline(float(exp.output_value), color="#111111", lw=1.0)
-        ax.set_xlabel(f"base value {fmt_out(base)}  →  f(x) = {fmt_out(exp.output_value)}  "
-                      f"({exp.output_space})", fontsize=9)
-        ax.set_title(clean(f"{exp.model_name}: prediction {describe_prediction(exp)}"), fontsize=10,
-                     parse_math=False)
+        ax.set_xlabel(
+            f"base value {fmt_out(base)}  →  f(x) = {fmt_out(exp.output_value)}  ({exp.output_space})", fontsize=9
+        )
+        ax.set_title(clean(f"{exp.model_name}: prediction {describe_prediction(exp)}"), fontsize=10, parse_math=False)
         ax.tick_params(labelsize=9)
         return save_figure(fig, path, tight=False)
 
@@ -164,23 +184,36 @@ def training_curves(metrics: dict[str, Any], path: str | Path) -> Path:
         fig = new_figure(10, 3.4)
         ax1, ax2 = fig.subplots(1, 2)
         from matplotlib.ticker import MaxNLocator
+
         for ax in (ax1, ax2):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for ax, key, title in ((ax1, "loss", "loss"), (ax2, "accuracy", "accuracy")):
             for split, style in (("train", "-o"), ("val", "-s")):
                 ys = [h.get(f"{split}_{key}") for h in hist]
                 if any(y is not None for y in ys):
-                    ax.plot(ep, [np.nan if y is None else y for y in ys], style, ms=4, lw=1.5,
-                            label="train" if split == "train" else "validation")
+                    ax.plot(
+                        ep,
+                        [np.nan if y is None else y for y in ys],
+                        style,
+                        ms=4,
+                        lw=1.5,
+                        label="train" if split == "train" else "validation",
+                    )
             if metrics.get("best_epoch") is not None:
-                ax.axvline(metrics["best_epoch"], color="#999999", ls=(0, (3, 2)), lw=1,
-                           label=f"selected epoch {metrics['best_epoch']}")
+                ax.axvline(
+                    metrics["best_epoch"],
+                    color="#999999",
+                    ls=(0, (3, 2)),
+                    lw=1,
+                    label=f"selected epoch {metrics['best_epoch']}",
+                )
             ax.set_xlabel("epoch")
             ax.set_title(title, fontsize=10)
             ax.grid(alpha=0.25)
         if metrics.get("test_accuracy") is not None:
-            ax2.axhline(metrics["test_accuracy"], color="#2a9d3a", lw=1,
-                        label=f"test accuracy {metrics['test_accuracy']:.4f}")
+            ax2.axhline(
+                metrics["test_accuracy"], color="#2a9d3a", lw=1, label=f"test accuracy {metrics['test_accuracy']:.4f}"
+            )
         ax1.legend(fontsize=8)
         ax2.legend(fontsize=8)
         fig.tight_layout()

@@ -4,6 +4,7 @@ Colour is 24-bit ANSI and only used when asked (the CLI asks when stdout is a TT
 ``NO_COLOR`` is unset). Control characters from reviews are replaced, so a review cannot
 send escape sequences to the user's terminal.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,10 @@ def render(exp: Explanation, colour_on: bool = False, k: int = 10, width: int = 
     vmax = scale(exp)
     top = ranked_words(exp, k)
     top_pos = {w.positions for w in top}
-    lines = [f"prediction {describe_prediction(exp)}   base value {fmt_out(exp.base_value)}   "
-             f"completeness error {exp.completeness_error:.1e}   ({exp.model_name}, {exp.output_space})"]
+    lines = [
+        f"prediction {describe_prediction(exp)}   base value {fmt_out(exp.base_value)}   "
+        f"completeness error {exp.completeness_error:.1e}   ({exp.model_name}, {exp.output_space})"
+    ]
     if exp.label is not None:
         lines.append(f"true label {exp.class_name(int(exp.label))}")
     view = passage(exp)

@@ -13,16 +13,18 @@ anyway; a single thread also leaves torch's own intra-op threads the whole CPU.
 Every error is JSON ``{"error": "<one sentence saying what is wrong>"}`` with a 4xx
 status for bad requests (``errors`` lists each field problem for validation errors).
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
 import threading
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal, Sequence
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -47,8 +49,10 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 # The page runs only our own script file: even if escaping ever failed, an injected inline
 # handler (<img onerror=...>) or <script> would not run. Inline *styles* are needed by the
 # server-rendered pictures.
-PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-            "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'")
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'"
+)
 # Browsers honour frame-ancestors only from the header (and warn about it in a <meta>).
 PAGE_CSP_HEADER = PAGE_CSP + "; frame-ancestors 'none'"
 DEFAULT_QUEUE_LIMIT = 32
@@ -68,8 +72,11 @@ class Overloaded(ApiError):
     """Too many explanations admitted already: 503, try again shortly."""
 
     def __init__(self, limit: int):
-        super().__init__(503, f"the server is busy ({limit} explanations already running or waiting); "
-                              f"try again in a moment", {"Retry-After": "1"})
+        super().__init__(
+            503,
+            f"the server is busy ({limit} explanations already running or waiting); try again in a moment",
+            {"Retry-After": "1"},
+        )
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
@@ -80,8 +87,15 @@ def _json_type(v: Any) -> str:
     """The JSON name of a Python value parsed from JSON (for 'got a number' messages)."""
     if v is None:
         return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
-            dict: "an object", bytes: "raw bytes"}.get(type(v), type(v).__name__)
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+        bytes: "raw bytes",
+    }.get(type(v), type(v).__name__)
 
 
 def _field(loc: Sequence[Any]) -> str:
@@ -105,19 +119,27 @@ def describe_validation(errors: Sequence[dict], fields: Sequence[str]) -> tuple[
             return 400, f"the request body is not valid JSON ({why})", []
         if not name:  # the body as a whole is wrong
             if kind == "missing":
-                return 400, ('the request body is empty; send a JSON object such as {"text": "..."} '
-                             'with Content-Type: application/json'), []
+                return (
+                    400,
+                    (
+                        'the request body is empty; send a JSON object such as {"text": "..."} '
+                        "with Content-Type: application/json"
+                    ),
+                    [],
+                )
             if isinstance(value, (bytes, str)):
-                return 400, ("the request body is not JSON; send a JSON object with "
-                             "Content-Type: application/json"), []
+                return 400, ("the request body is not JSON; send a JSON object with Content-Type: application/json"), []
             return 400, f"the request body must be a JSON object, got {_json_type(value)}", []
         if kind == "missing":
             msg = f"missing field '{name}'"
         elif kind == "extra_forbidden":
             msg = f"unknown field '{name}' (allowed: {', '.join(fields)})"
         elif kind == "literal_error":
-            shown = json.dumps(value)[:60] if isinstance(value, (str, int, float, bool)) or value is None \
+            shown = (
+                json.dumps(value)[:60]
+                if isinstance(value, (str, int, float, bool)) or value is None
                 else _json_type(value)
+            )
             msg = f"{name} must be one of {', '.join(repr(o) for o in OUTPUTS)}, got {shown}"
         elif kind == "string_type":
             msg = f"{name} must be a string, got {_json_type(value)}"
@@ -145,8 +167,7 @@ def check_text(text: str, max_chars: int, name: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:  # JSON allows lone surrogates ("\ud800"); UTF-8 cannot carry them
-        raise ApiError(422, f"{name} contains invalid Unicode (an unpaired surrogate at character "
-                            f"{e.start})") from None
+        raise ApiError(422, f"{name} contains invalid Unicode (an unpaired surrogate at character {e.start})") from None
     if not words(text):
         raise ApiError(422, f"{name} has no words (only punctuation or symbols); nothing to explain")
 
@@ -205,11 +226,10 @@ class _BodyTooLarge(Exception):
 class ExplainService:
     """The loaded model, one explainer per output space, one worker thread, a bounded queue."""
 
-    def __init__(self, model: SeqshapModel, background_texts: Sequence[str],
-                 queue_limit: int = DEFAULT_QUEUE_LIMIT):
+    def __init__(self, model: SeqshapModel, background_texts: Sequence[str], queue_limit: int = DEFAULT_QUEUE_LIMIT):
         if queue_limit < 1:
             raise ValueError(f"queue_limit must be at least 1, got {queue_limit}")
-        background = [t for t in background_texts]
+        background = list(background_texts)
         if not background:
             raise ValueError("the explainer needs at least one background text")
         self.model, self.queue_limit, self.background_size = model, int(queue_limit), len(background)
@@ -244,8 +264,10 @@ class ExplainService:
     async def explain(self, texts: Sequence[str], output: str) -> list[Explanation]:
         """Explain on the worker thread; :class:`Overloaded` when the queue is full."""
         if output not in self.explainers:
-            raise ApiError(422, f"output {output!r} is not available for this model "
-                                f"({self.unavailable.get(output, 'unknown output')})")
+            raise ApiError(
+                422,
+                f"output {output!r} is not available for this model ({self.unavailable.get(output, 'unknown output')})",
+            )
         with self._count_lock:
             if self._admitted >= self.queue_limit:
                 raise Overloaded(self.queue_limit)
@@ -267,16 +289,21 @@ class ExplainService:
 # ---------------------------------------------------------------------------- schemas
 class ExplainRequest(BaseModel):
     """One text to explain."""
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"text": "A moving, beautifully acted film.", "output": "probability"}]})
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"text": "A moving, beautifully acted film.", "output": "probability"}]},
+    )
     text: StrictStr = Field(description="the review to explain")
     output: OutputSpace = Field(  # type: ignore[valid-type]
-        "probability", description="explain the positive-class probability or its logit")
+        "probability", description="explain the positive-class probability or its logit"
+    )
     html: StrictBool = Field(False, description="also return the rendered pictures as an HTML fragment")
 
 
 class BatchRequest(BaseModel):
     """Several texts to explain in one request."""
+
     model_config = ConfigDict(extra="forbid")
     texts: list[StrictStr] = Field(min_length=1, description="the reviews to explain")
     output: OutputSpace = "probability"  # type: ignore[valid-type]
@@ -285,6 +312,7 @@ class BatchRequest(BaseModel):
 
 class TopWord(BaseModel):
     """One of the words with the largest |attribution|."""
+
     pos: int = Field(description="its first token position")
     positions: list[int] = Field(description="every token position read from it")
     word: str = Field(description="the word as written in the text")
@@ -296,6 +324,7 @@ class ExplainResponse(BaseModel):
     explain --json`` prints the same), plus ``html`` when asked for. ``values[i]`` is the
     attribution of ``tokens[i]``; they sum to ``prediction - base_value`` up to
     ``completeness_error``. ``visible`` marks tokens a person should see (not padding)."""
+
     model: str = Field(description="the model's name")
     method: str = Field(description='"deepshap" (or "deeplift" for a one-text background)')
     output: OutputSpace = Field(description="what is explained: the probability or the logit")  # type: ignore
@@ -307,13 +336,15 @@ class ExplainResponse(BaseModel):
     values: list[float] = Field(description="the attribution of each token")
     visible: list[bool] = Field(description="tokens read from the text (not padding or start tokens)")
     spans: list[tuple[int, int] | None] | None = Field(
-        description="[start, end) character offsets of each token in text; null for padding")
+        description="[start, end) character offsets of each token in text; null for padding"
+    )
     word_ids: list[int | None] | None = Field(description="which word of the text each token belongs to")
     base_value: float = Field(description="the mean output over the background")
     prediction: float = Field(description="the model's output for this text")
     completeness_error: float = Field(description="|sum(values) - (prediction - base_value)|")
-    label: str | None = Field(description='the predicted class, "positive" or "negative" for two-class '
-                                          "models (null for raw-output models)")
+    label: str | None = Field(
+        description='the predicted class, "positive" or "negative" for two-class models (null for raw-output models)'
+    )
     true_label: str | None = Field(description="the true class when it was given (never by this API)")
     classes: list[str] | None = Field(description="the class names, in label order")
     top: list[TopWord] = Field(description="the 10 words with the largest |value|, largest first")
@@ -330,6 +361,7 @@ def explanation_json(exp: Explanation, include_html: bool = False) -> dict[str, 
     d = exp.to_dict()
     if include_html:
         from ..viz.html import explanation_html
+
         d["html"] = explanation_html(exp)
     return d
 
@@ -338,9 +370,13 @@ def explanation_json(exp: Explanation, include_html: bool = False) -> dict[str, 
 def render_page(info: dict[str, Any]) -> str:
     """The page: a form, a status line, a result area filled by ``static/app.js``."""
     from ..viz.html import esc, standalone_page
+
     acc = info.get("test_accuracy")
-    facts = [f"model <b>{esc(info['name'])}</b> ({esc(info['arch'])})",
-             f"{info['vocab_size']:,} words", f"reads the last {info['maxlen']} words"]
+    facts = [
+        f"model <b>{esc(info['name'])}</b> ({esc(info['arch'])})",
+        f"{info['vocab_size']:,} words",
+        f"reads the last {info['maxlen']} words",
+    ]
     if isinstance(acc, (int, float)):
         facts.append(f"test accuracy {acc:.1%}")
     facts.append(f"background: {esc(info['background'])}")
@@ -348,16 +384,18 @@ def render_page(info: dict[str, Any]) -> str:
     body = f"""
 <h1>seqshap — why did the model decide?</h1>
 <p class="muted" id="model-info">{" · ".join(facts)}</p>
-<form id="explain-form" data-max-chars="{int(info['max_chars'])}" autocomplete="off">
+<form id="explain-form" data-max-chars="{int(info["max_chars"])}" autocomplete="off">
   <label for="review" style="display:block;font-weight:600;margin:14px 0 6px">Paste a movie review</label>
-  <textarea id="review" name="text" rows="7" maxlength="{int(info['max_chars'])}" required
+  <textarea id="review" name="text" rows="7" maxlength="{int(info["max_chars"])}" required
     placeholder="e.g. The acting was wonderful, but the plot was a dull, predictable mess."
-    style="width:100%;box-sizing:border-box;font-family:inherit;font-size:15px;line-height:1.5;padding:8px;border:1px solid #bbb;border-radius:6px"></textarea>
+    style="width:100%;box-sizing:border-box;font-family:inherit;font-size:15px;line-height:1.5;padding:8px;
+           border:1px solid #bbb;border-radius:6px"></textarea>
   <div style="display:flex;gap:12px;align-items:center;margin-top:8px;flex-wrap:wrap">
     <button id="explain-button" type="submit"
-      style="font-size:15px;padding:7px 18px;border-radius:6px;border:1px solid #0b62c4;background:#0b62c4;color:#fff;cursor:pointer">Explain</button>
+      style="font-size:15px;padding:7px 18px;border-radius:6px;border:1px solid #0b62c4;background:#0b62c4;
+             color:#fff;cursor:pointer">Explain</button>
     <label class="muted">explain the <select id="output" name="output">{options}</select></label>
-    <span class="muted" id="char-count">0 / {int(info['max_chars']):,} characters</span>
+    <span class="muted" id="char-count">0 / {int(info["max_chars"]):,} characters</span>
     <span class="muted">Ctrl+Enter explains too</span>
   </div>
 </form>
@@ -371,10 +409,16 @@ base value (the mean prediction over the background). JSON API: <code>POST /api/
 
 
 # --------------------------------------------------------------------------------- app
-def create_app(model_dir: str | Path | None = None, max_chars: int = 20000, max_batch: int = 32,
-               queue_limit: int = DEFAULT_QUEUE_LIMIT, background_texts: Sequence[str] | Background | None = None,
-               background: int = 100, imdb: str | Path | None = None,
-               model: SeqshapModel | None = None) -> FastAPI:
+def create_app(
+    model_dir: str | Path | None = None,
+    max_chars: int = 20000,
+    max_batch: int = 32,
+    queue_limit: int = DEFAULT_QUEUE_LIMIT,
+    background_texts: Sequence[str] | Background | None = None,
+    background: int = 100,
+    imdb: str | Path | None = None,
+    model: SeqshapModel | None = None,
+) -> FastAPI:
     """The FastAPI app; loads the model and builds the explainers now (once).
 
     ``background_texts`` defaults to :func:`seqshap.background.default_background` of
@@ -393,9 +437,13 @@ def create_app(model_dir: str | Path | None = None, max_chars: int = 20000, max_
         yield
         service.close()  # queued work is dropped; the running explanation finishes on its own
 
-    app = FastAPI(title="seqshap", version=__version__, lifespan=lifespan,
-                  description="Exact DeepSHAP explanations of a recurrent text classifier, word by word. "
-                              "Errors are JSON `{\"error\": \"...\"}` with a 4xx status; 503 means busy.")
+    app = FastAPI(
+        title="seqshap",
+        version=__version__,
+        lifespan=lifespan,
+        description="Exact DeepSHAP explanations of a recurrent text classifier, word by word. "
+        'Errors are JSON `{"error": "..."}` with a 4xx status; 503 means busy.',
+    )
     app.state.service, app.state.info = service, info
     # JSON escapes make one character up to 6 bytes ("\u00e9"); anything bigger is refused unread.
     app.add_middleware(BodyLimit, max_bytes=6 * max_chars * max_batch + 64 * 1024)
@@ -405,16 +453,25 @@ def create_app(model_dir: str | Path | None = None, max_chars: int = 20000, max_
     return app
 
 
-def describe_model(model: SeqshapModel, service: ExplainService, background: Background,
-               max_chars: int, max_batch: int) -> dict[str, Any]:
+def describe_model(
+    model: SeqshapModel, service: ExplainService, background: Background, max_chars: int, max_batch: int
+) -> dict[str, Any]:
     """What ``GET /api/model`` answers and the page shows: the model, its background, the limits."""
     cfg = model.config
-    return {"name": model.name, "arch": cfg["arch"],
-            "vocab_size": int((cfg.get("model") or {}).get("vocab_size") or model.vocab.num_words),
-            "maxlen": model.maxlen, "test_accuracy": model.metrics.get("test_accuracy"),
-            "background_size": service.background_size, "background": background.source,
-            "outputs": list(service.explainers), "max_chars": max_chars, "max_batch": max_batch,
-            "queue_limit": service.queue_limit, "version": __version__}
+    return {
+        "name": model.name,
+        "arch": cfg["arch"],
+        "vocab_size": int((cfg.get("model") or {}).get("vocab_size") or model.vocab.num_words),
+        "maxlen": model.maxlen,
+        "test_accuracy": model.metrics.get("test_accuracy"),
+        "background_size": service.background_size,
+        "background": background.source,
+        "outputs": list(service.explainers),
+        "max_chars": max_chars,
+        "max_batch": max_batch,
+        "queue_limit": service.queue_limit,
+        "version": __version__,
+    }
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -432,8 +489,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = {404: f"no such page: {request.url.path}",
-                   405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, exc.detail)
+        message = {
+            404: f"no such page: {request.url.path}",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }.get(exc.status_code, exc.detail)
         return _error(exc.status_code, str(message), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
@@ -456,26 +515,43 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any]) -> 
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
-        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP_HEADER,
-                                           "X-Content-Type-Options": "nosniff",
-                                           "Referrer-Policy": "no-referrer"})
+        return HTMLResponse(
+            page,
+            headers={
+                "Content-Security-Policy": PAGE_CSP_HEADER,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
 
     # exclude_unset: "html" is left out unless asked for; the form's nulls (label, true_label) stay.
-    @app.post("/api/explain", response_model=ExplainResponse, response_model_exclude_unset=True,
-              responses={400: {"description": "body is not a JSON object"},
-                         413: {"description": "text over the character limit"},
-                         422: {"description": "empty text, wrong types, unknown output"},
-                         503: {"description": "busy: too many explanations waiting"}})
+    @app.post(
+        "/api/explain",
+        response_model=ExplainResponse,
+        response_model_exclude_unset=True,
+        responses={
+            400: {"description": "body is not a JSON object"},
+            413: {"description": "text over the character limit"},
+            422: {"description": "empty text, wrong types, unknown output"},
+            503: {"description": "busy: too many explanations waiting"},
+        },
+    )
     async def explain(req: ExplainRequest) -> dict[str, Any]:
         """Explain one text word by word."""
         check_text(req.text, max_chars, "text")
         return (await run([req.text], req.output, req.html))[0]
 
-    @app.post("/api/explain/batch", response_model=BatchResponse, response_model_exclude_unset=True,
-              responses={400: {"description": "body is not a JSON object"},
-                         413: {"description": "too many texts, or a text over the character limit"},
-                         422: {"description": "empty text, wrong types, unknown output"},
-                         503: {"description": "busy: too many explanations waiting"}})
+    @app.post(
+        "/api/explain/batch",
+        response_model=BatchResponse,
+        response_model_exclude_unset=True,
+        responses={
+            400: {"description": "body is not a JSON object"},
+            413: {"description": "too many texts, or a text over the character limit"},
+            422: {"description": "empty text, wrong types, unknown output"},
+            503: {"description": "busy: too many explanations waiting"},
+        },
+    )
     async def explain_batch(req: BatchRequest) -> dict[str, Any]:
         """Explain up to ``max_batch`` texts (one queue slot for the whole batch)."""
         if len(req.texts) > max_batch:
@@ -487,8 +563,13 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any]) -> 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
         """Liveness plus the queue: explanations admitted now and the limit."""
-        return {"status": "ok", "model": info["name"], "version": __version__,
-                "pending": service.pending, "queue_limit": service.queue_limit}
+        return {
+            "status": "ok",
+            "model": info["name"],
+            "version": __version__,
+            "pending": service.pending,
+            "queue_limit": service.queue_limit,
+        }
 
     @app.get("/api/model")
     async def model_info() -> dict[str, Any]:
