@@ -91,7 +91,7 @@ _BUILDS: dict[str, int] = {}  # token -> how many times built here (tests)
 _BUILD_LOCK = threading.Lock()
 _CACHE_SIZE = 2  # a long-lived cluster worker may serve several runs; keep memory bounded
 _LOCAL_PAYLOAD: Payload | None = None  # set by the local pool's initializer
-_LOCAL_BARRIER = None  # lets the pool prove every process is up before timing starts
+_LOCAL_BARRIER: Any = None  # lets the pool prove every process is up before timing starts
 
 
 def _build_explainer(payload: Payload):
@@ -170,6 +170,7 @@ def _local_init(payload: Payload, barrier) -> None:
 def _local_ready() -> str:
     # n of these wait on an n-party barrier, so each runs in a different process: once they
     # return, every process of the pool has started and built its explainer
+    assert _LOCAL_BARRIER is not None  # set by _local_init in this process
     _LOCAL_BARRIER.wait(timeout=600)
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -376,8 +377,8 @@ def _run_local(
         n_workers, mp_context=ctx, initializer=_local_init, initargs=(payload, ctx.Barrier(n_workers))
     ) as pool:
         try:
-            for f in [pool.submit(_local_ready) for _ in range(n_workers)]:
-                f.result()
+            for ready in [pool.submit(_local_ready) for _ in range(n_workers)]:
+                ready.result()
         except BrokenProcessPool:
             raise DistributedError(
                 "a local worker process could not build the explainer (its error is printed above)"
@@ -598,7 +599,7 @@ class _Tracker:
 
     def __init__(self, chunk_dir: Path, run: str, done: dict[int, dict], n_chunks: int, progress: bool):
         self.chunk_dir, self.run, self.done, self.n_chunks, self.progress = chunk_dir, run, done, n_chunks, progress
-        self.bar = None
+        self.bar: Any = None
         self.worker_seconds = 0.0
         self.t_work = time.perf_counter()
 

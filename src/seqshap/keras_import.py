@@ -256,13 +256,13 @@ def _layers_from_config(path: Path, config: Any) -> list[KerasLayer]:
         if not isinstance(item, dict) or "class_name" not in item:
             raise KerasImportError(f"{path}: corrupt model config (layer {i} has no class_name)")
         lcfg = item.get("config") or {}
-        name = item.get("name") or lcfg.get("name") or f"layer_{i}"
-        layers.append(KerasLayer(_ALIASES.get(item["class_name"], item["class_name"]), name, lcfg))
+        name = str(item.get("name") or lcfg.get("name") or f"layer_{i}")
+        layers.append(KerasLayer(str(_ALIASES.get(item["class_name"], item["class_name"])), name, lcfg))
     for layer in layers:  # before the graph check, so e.g. an Attention layer is named as such
         if layer.cls not in SUPPORTED_LAYERS:
             raise _unsupported(layer)
     if cls in ("Functional", "Model"):
-        _check_chain(path, cfg, raw)
+        _check_chain(path, cfg or {}, raw)
     return layers
 
 
@@ -360,7 +360,7 @@ def _layer_spec(layer: KerasLayer, shape: tuple[int, ...], keras2: bool) -> tupl
         cell, rcfg = cls, cfg
         if bidirectional:
             inner = cfg.get("layer") or {}
-            inner_cls = _ALIASES.get(inner.get("class_name"), inner.get("class_name"))
+            inner_cls = _ALIASES.get(str(inner.get("class_name")), inner.get("class_name"))
             if inner_cls not in ("LSTM", "GRU"):
                 raise _unsupported(layer, f"it wraps a {inner_cls!r} (only LSTM and GRU can be wrapped)")
             if cfg.get("merge_mode", "concat") != "concat":
@@ -585,7 +585,7 @@ def convert(kf: KerasFile, maxlen: int | None = None) -> tuple[KerasSequential, 
         )
     kwargs = {"vocab_size": rows, "embed_dim": dim, "layers": specs}
     try:
-        net = KerasSequential(**kwargs)
+        net = KerasSequential(vocab_size=rows, embed_dim=dim, layers=specs)
     except ValueError as e:
         raise KerasImportError(f"{kf.path}: {e}") from None
     # Load the weights, layer by layer, with Keras' layouts converted by each module.
@@ -602,9 +602,10 @@ def convert(kf: KerasFile, maxlen: int | None = None) -> tuple[KerasSequential, 
         by_name = {layer.name: layer for layer in layers}
         for spec, module in zip(specs, net.layers, strict=True):
             layer = by_name[spec["keras_name"]]
-            if hasattr(module, "load_keras"):
+            load = getattr(module, "load_keras", None)
+            if callable(load):
                 try:
-                    module.load_keras(layer.weights, f"{kf.path}: {layer.label}")
+                    load(layer.weights, f"{kf.path}: {layer.label}")
                 except ValueError as e:
                     raise KerasImportError(str(e)) from None
             elif layer.weights:

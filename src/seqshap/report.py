@@ -124,10 +124,11 @@ def write_report(
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    if reviews is None or background is None:
-        data = data or load_imdb()
-    test = reviews if reviews is not None else data["test"]
-    train = background if background is not None else data["train"]
+    if data is None and (reviews is None or background is None):
+        data = load_imdb()
+    splits = data or {}
+    test = reviews if reviews is not None else splits["test"]
+    train = background if background is not None else splits["train"]
     shown, bg = test.head(n_explain), train.head(n_background)
     if len(shown) == 0 or len(bg) == 0:
         raise ValueError("no reviews to explain or no background reviews")

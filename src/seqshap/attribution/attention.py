@@ -22,7 +22,9 @@ O(T²·d) and the feed-forward O(T·d·d_ff); the pairs go through in chunks so 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +32,9 @@ from torch import nn
 
 from .pairs import Pairing, _Grid
 from .rules import BilinearRule, LayerNormRule, SoftmaxRule, secant
+
+if TYPE_CHECKING:
+    from ..models.transformer import EncoderBlock
 
 # Elements of the largest per-pair tensor ([pairs, heads, T, T]) per block: 2 MB in float32, so a
 # block's temporaries stay in a laptop's cache (measured: 2^19 beat 2^18, 2^20 and 2^22).
@@ -40,7 +45,11 @@ def _gelu_tanh(u: torch.Tensor) -> torch.Tensor:
     return F.gelu(u, approximate="tanh")
 
 
-ACTIVATIONS = {"gelu": F.gelu, "gelu_tanh": _gelu_tanh, "relu": F.relu}
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": F.gelu,
+    "gelu_tanh": _gelu_tanh,
+    "relu": F.relu,
+}
 
 
 @dataclass(frozen=True)
@@ -193,10 +202,21 @@ def _softmax_multipliers(g: torch.Tensor, S: _Sides) -> tuple[torch.Tensor, torc
     flat_g, flat_s, flat_mask = g.reshape(a * b, *g.shape[2:]), m_s.view(a * b, *g.shape[2:]), m_mask.view(a * b, -1)
     same, diff = torch.nonzero(~changed.flatten()).flatten(), torch.nonzero(changed.flatten()).flatten()
     if len(same):
-        flat_s[same] = SoftmaxRule._one_mask(flat_g[same], *(pairs(t, same) for t in (sx, sr, ax, ar, lx, lr)))
+        flat_s[same] = SoftmaxRule._one_mask(
+            flat_g[same],
+            pairs(sx, same),
+            pairs(sr, same),
+            pairs(ax, same),
+            pairs(ar, same),
+            pairs(lx, same),
+            pairs(lr, same),
+        )
     ms, mm = SoftmaxRule.multipliers(
         flat_g[diff],
-        *(pairs(t, diff) for t in (sx, sr, ax, ar)),
+        pairs(sx, diff),
+        pairs(sr, diff),
+        pairs(ax, diff),
+        pairs(ar, diff),
         pairs(mx, diff)[:, None, None, :],
         pairs(mr, diff)[:, None, None, :],
         pairs(lx, diff),
@@ -260,7 +280,7 @@ class ExplicitEncoderLayer(nn.Module):
         return _EncoderLayerFn.apply(h, mask, self.params, self.pairing)
 
 
-def block_params(block: nn.Module) -> EncoderLayerParams:
+def block_params(block: EncoderBlock) -> EncoderLayerParams:
     """:class:`EncoderLayerParams` of a ``seqshap.models.transformer.EncoderBlock``."""
     a, n1, n2 = block.attn, block.norm1, block.norm2
     return EncoderLayerParams(

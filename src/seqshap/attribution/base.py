@@ -208,8 +208,8 @@ class Attribution:
                 tokens = [f"#{t}" for t in ids]
             out.append(
                 Explanation(
-                    tokens=tokens,
-                    ids=ids,
+                    tokens=tuple(tokens),
+                    ids=tuple(ids),
                     values=values[i],
                     base_value=float(base[i]),
                     output_value=float(fx[i]),

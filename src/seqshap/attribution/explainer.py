@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-# OUTPUT_SPACES is base's; main's web/app.py and commands/common.py still import it from here.
-from .base import OUTPUT_SPACES, Attribution, model_lock, select_space, token_embedding  # noqa: F401
+from .base import Attribution, model_lock, select_space, token_embedding
 from .pairs import Pairing, TokenSink
 from .rules import ProductRule
 from .tracer import check_modules, explain_forward, feature_modules
@@ -155,7 +154,7 @@ class DeepExplainer(Attribution):
                         allow_unused=True,
                         materialize_grads=False,
                     )
-                    phi = 0
+                    phi = torch.zeros(P, captured[0].shape[1], dtype=captured[0].dtype)
                     for g, e in zip(grads, captured, strict=True):
                         if g is not None:
                             phi = phi + (g[:P] * (e[:P] - e[P:])).reshape(P, e.shape[1], -1).sum(-1)
@@ -213,7 +212,7 @@ class DeepLift(DeepExplainer):
         T = maxlen or getattr(model, "maxlen", None)
         if reference is None and T is not None:
             reference = torch.zeros(1, T, dtype=torch.long)
-        self._deferred = None
+        self._deferred: tuple | None = None
         super().__init__(model, reference, **kwargs)
 
     def _set_background(self, background, weights, summarize) -> None:
@@ -250,6 +249,8 @@ def summarize_background(
         feats = background.mean(1).double()
     else:
         emb = token_embedding(net)
+        if emb is None:
+            raise TypeError("summarizing a background of token ids needs a model with an nn.Embedding")
         mask = (background != 0).unsqueeze(-1).double()
         feats = (emb(background).double() * mask).sum(1) / mask.sum(1).clamp(min=1)
     g = torch.Generator().manual_seed(seed)

@@ -81,8 +81,9 @@ class Explanation:
                 if self.word_ids is not None
                 else tuple(None if s is None else t for t, s in enumerate(spans))
             )
-            object.__setattr__(self, "word_ids", tuple(None if w is None else int(w) for w in word_ids))
-            if len(self.word_ids) != n:
+            word_ids = tuple(None if w is None else int(w) for w in word_ids)
+            object.__setattr__(self, "word_ids", word_ids)
+            if len(word_ids) != n:
                 raise ValueError(f"word_ids must have one entry per position ({n})")
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
@@ -118,12 +119,13 @@ class Explanation:
             groups.setdefault(key, []).append(p)
         out = []
         for pos in groups.values():
-            span = None
-            if self.spans is not None:
-                span = (min(self.spans[p][0] for p in pos), max(self.spans[p][1] for p in pos))
             token = "".join(self.tokens[p] for p in pos)
             unknown = any(self.tokens[p] in UNKNOWN_TOKENS for p in pos)
-            text = self.text[span[0] : span[1]] if span is not None else token
+            span, text = None, token
+            if self.spans is not None and self.text is not None:  # visible positions all have spans
+                spans = [s for p in pos if (s := self.spans[p]) is not None]
+                span = (min(s[0] for s in spans), max(s[1] for s in spans))
+                text = self.text[span[0] : span[1]]
             out.append(Word(text, token, float(sum(self.values[p] for p in pos)), tuple(pos), span, unknown))
         return out
 

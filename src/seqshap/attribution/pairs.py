@@ -52,9 +52,11 @@ class _Grid:
 
     def __init__(self, batch: int, pairing: Pairing | None, *tensors: torch.Tensor):
         self.P = batch // 2
-        n, k = (pairing.n, pairing.k) if pairing is not None else (None, None)
-        self.dedup = n is not None and n * k == self.P and all(self._repeats(t, n, k) for t in tensors)
-        self.a, self.b = (n, k) if self.dedup else (self.P, 1)
+        self.dedup, self.a, self.b = False, self.P, 1
+        if pairing is not None and pairing.n is not None and pairing.k is not None:
+            n, k = pairing.n, pairing.k
+            if n * k == self.P and all(self._repeats(t, n, k) for t in tensors):
+                self.dedup, self.a, self.b = True, n, k
         self.nx = self.a  # unique x rows
 
     @staticmethod

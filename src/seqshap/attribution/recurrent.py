@@ -27,6 +27,8 @@ class _InputSide:
 
     def __init__(self, ctx, grid: _Grid, XP: torch.Tensor | None, w_ih: torch.Tensor, T: int):
         self.ctx, self.grid, self.w_ih = ctx, grid, w_ih
+        self.tok: torch.Tensor | None
+        self.m_in: torch.Tensor | None
         if XP is not None:
             self.XPx, self.XPr = grid.sides(XP)
             self.tok, self.m_in = w_ih.new_empty(grid.a, grid.b, T), None
@@ -36,12 +38,13 @@ class _InputSide:
     def step(self, t: int, m_xp: torch.Tensor) -> None:
         if self.tok is not None:
             self.tok[:, :, t] = torch.linalg.vecdot(m_xp, self.XPx[t] - self.XPr[t])
-        else:
+        elif self.m_in is not None:
             torch.matmul(m_xp, self.w_ih, out=self.m_in[:, :, t])
 
     def grad(self) -> torch.Tensor | None:
         """The gradient for the layer input (None when the tokens were delivered directly)."""
         if self.tok is None:
+            assert self.m_in is not None  # one of the two is always set
             return self.grid.flat(self.m_in)
         tok = self.tok.reshape(self.grid.P, -1)
         self.ctx.sink.add(self.ctx.leaf, tok.flip(1) if self.ctx.reverse else tok)
@@ -240,8 +243,10 @@ class _ExplicitRNN(nn.Module):
         if hx is None:
             zeros = x.new_zeros(r.num_layers * D, B, H)
             hx = (zeros, zeros) if lstm else zeros
-        h0, c0 = hx if lstm else (hx, None)
-        h_n, c_n, inp = [], [], x
+        h0, c0 = hx if lstm else (hx, hx)  # a GRU has no cell state; c0 is never read for it
+        hs: list[torch.Tensor] = []
+        cs: list[torch.Tensor] = []
+        inp = x
         for layer in range(r.num_layers):
             outs = []
             for d in range(D):
@@ -254,19 +259,19 @@ class _ExplicitRNN(nn.Module):
                     out, h, c = _LSTMLayer.apply(
                         seq, h0[idx], c0[idx], w_ih, w_hh, b_ih + b_hh, self.pairing, self.rule, leaf, d == 1
                     )
-                    c_n.append(c)
+                    cs.append(c)
                 else:
                     out, h = _GRULayer.apply(
                         seq, h0[idx], w_ih, w_hh, b_ih, b_hh, self.pairing, self.rule, leaf, d == 1
                     )
                 outs.append(out.flip(1) if d else out)
-                h_n.append(h)
+                hs.append(h)
             inp = torch.cat(outs, -1) if D == 2 else outs[0]
         out = inp if r.batch_first else inp.transpose(0, 1)
-        h_n = torch.stack(h_n)
+        h_n = torch.stack(hs)
         if unbatched:
             out, h_n = out.squeeze(0 if r.batch_first else 1), h_n.squeeze(1)
         if lstm:
-            c_n = torch.stack(c_n)
+            c_n = torch.stack(cs)
             return out, (h_n, c_n.squeeze(1) if unbatched else c_n)
         return out, h_n

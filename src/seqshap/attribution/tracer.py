@@ -35,7 +35,7 @@ class Canonize:
     """Rewrite a layer into explicit steps with known rules while it is explained
     (``factory(module, pairing, rule) -> nn.Module`` sharing the module's parameters)."""
 
-    def __init__(self, factory: Callable[[nn.Module, Pairing, ProductRule], nn.Module]):
+    def __init__(self, factory: Callable[..., nn.Module]):
         self.factory = factory
 
     def __call__(self, module: nn.Module, pairing: Pairing, rule: ProductRule) -> nn.Module:
@@ -50,6 +50,7 @@ class Unsupported:
 
 
 def _encoder_block(module: nn.Module, pairing: Pairing, rule: ProductRule) -> nn.Module:
+    assert isinstance(module, EncoderBlock)  # the table binds this canonizer to EncoderBlock only
     return ExplicitEncoderLayer(module, block_params(module), pairing)
 
 
@@ -126,7 +127,7 @@ def check_modules(model: nn.Module) -> None:
                 f"cannot explain module {name or '<root>'!r} ({type(module).__name__}) exactly with DeepSHAP{hint}; "
                 f"supported layers: {', '.join(supported_layers())} (and your own modules built from them)"
             )
-        if isinstance(module, nn.RNNBase) and getattr(module, "proj_size", 0):
+        if isinstance(module, nn.RNNBase) and module.proj_size:
             raise UnsupportedLayerError(f"module {name!r}: {type(module).__name__} with proj_size is not supported")
         if not isinstance(how, Canonize):  # a rewritten layer's insides never run
             todo.extend((f"{name}.{c}" if name else c, m) for c, m in reversed(list(module.named_children())))

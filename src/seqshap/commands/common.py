@@ -45,7 +45,7 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_output_option(p: argparse.ArgumentParser) -> None:
-    from ..attribution.explainer import OUTPUT_SPACES
+    from ..attribution import OUTPUT_SPACES
 
     p.add_argument(
         "--output",

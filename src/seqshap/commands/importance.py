@@ -38,7 +38,7 @@ def run(args) -> int:
         acc, summary = explain_corpus(
             args.model,
             list(test.texts),
-            test.labels,
+            test.labels.tolist(),
             args.out,
             scheduler=args.scheduler or "local",
             chunk_size=args.chunk_size or 250,

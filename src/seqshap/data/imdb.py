@@ -141,7 +141,10 @@ def read_archive(path: Path) -> dict[str, Split]:
                 if not m or not member.isfile():
                     continue
                 split, pol, rid, rating = m.groups()
-                text = tar.extractfile(member).read().decode("utf-8")
+                f = tar.extractfile(member)
+                if f is None:  # a regular file always has contents; anything else is skipped
+                    continue
+                text = f.read().decode("utf-8")
                 rows[split].append((f"{split}/{pol}/{rid}_{rating}", text, int(pol == "pos"), int(rating)))
     except (tarfile.TarError, EOFError, OSError) as e:
         raise ChecksumError(f"{path}: cannot read the archive ({e})") from None

@@ -41,8 +41,10 @@ def read_labeled(path: str | Path, text_column: str = "text", label_column: str 
     try:
         raw = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise DataFileError(f"{path}: not UTF-8 text (bad byte at line {line}); re-save the file as UTF-8") from None
+        bad_line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise DataFileError(
+            f"{path}: not UTF-8 text (bad byte at line {bad_line}); re-save the file as UTF-8"
+        ) from None
     records: list[dict] = []
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         for n, line in enumerate(raw.splitlines(), 1):

@@ -76,7 +76,7 @@ class Vocab:
         toks = tokenize(text)
         get = self.word_to_id.get
         # (id, token, span, word index) of the start token and every word; keep the last maxlen.
-        rows = [(START, START_TOKEN, None, None)] + [
+        rows: list[tuple[int, str, tuple[int, int] | None, int | None]] = [(START, START_TOKEN, None, None)] + [
             (i, self.id_to_word[i], (t.start, t.end), w) for w, t in enumerate(toks) for i in [get(t.text, OOV)]
         ]
         rows = [(PAD, PAD_TOKEN, None, None)] * (maxlen - len(rows)) + rows[-maxlen:]

@@ -133,16 +133,20 @@ def evaluate(
     meta: dict = {"bins": list(bins), "top_k": top_k, "seed": seed}
     n_short, n_hosts = (len(short) if short is not None else 0), (len(hosts) if hosts is not None else 0)
     bar = _Progress(len(methods) * (len(ids) + n_short + n_hosts) + n_short, progress)
-    ref_values = _reference_values(reference, short, chunk, meta, bar) if short is not None else None
+    agree = None
+    if short is not None and reference is not None:  # _check_inputs makes them come together
+        agree = (reference, short, _reference_values(reference, short, chunk, meta, bar))
     planted = _plant(hosts, planted_words, seed, predict, meta) if hosts is not None else None
-    rows, per_review = [], {}
+    rows: list[MethodScores] = []
+    per_review: dict[str, dict[str, list[float]]] = {}
     for name, method in methods.items():
         mine = per_review[name] = {}
         row = _removal_row(name, method, ids, predict, bins, chunk, mine, bar)
-        if short is not None:
-            _score_agreement(row, method, reference, short, ref_values, chunk, mine, bar)
+        if agree is not None:
+            _score_agreement(row, method, *agree, chunk, mine, bar)
         if planted is not None:
-            _score_planted(row, method, *planted, top_k, chunk, mine, bar)
+            planted_rows, planted_at = planted
+            _score_planted(row, method, planted_rows, planted_at, top_k, chunk, mine, bar)
         rows.append(row)
     bar.close()
     return FaithfulnessResult(
@@ -347,7 +351,8 @@ def run_on_imdb(
         )
         for name in method_names
     }
-    reference = methods.get("exact-shapley") or ExactShapley(model)
+    given = methods.get("exact-shapley")
+    reference = given if isinstance(given, ExactShapley) else ExactShapley(model)
     short = short_texts(model, main[:n_short], short_words) if n_short else None
     hosts = words = names = None
     if n_planted:

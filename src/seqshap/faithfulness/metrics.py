@@ -144,7 +144,7 @@ def top_overlap(a: np.ndarray, b: np.ndarray, k: int = 3) -> float:
 def agreement(values: np.ndarray, reference: np.ndarray, ids: np.ndarray, k: int = 3) -> dict[str, np.ndarray]:
     """Per-review Pearson, Kendall tau-b and top-``k`` overlap over the visible words, ``[n]`` each."""
     vis = visible_mask(ids)
-    out = {"pearson": [], "kendall": [], f"top{k}": []}
+    out: dict[str, list[float]] = {"pearson": [], "kendall": [], f"top{k}": []}
     for v, r, m in zip(np.asarray(values), np.asarray(reference), vis, strict=True):
         out["pearson"].append(pearson(v[m], r[m]))
         out["kendall"].append(kendall_tau(v[m], r[m]))

@@ -6,6 +6,7 @@ import csv
 import io
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -288,17 +289,12 @@ def load_result(path: str | Path) -> FaithfulnessResult:
 
     d = json.loads(Path(path).read_text(encoding="utf-8"))
     nan = float("nan")
-    rows = [
-        MethodScores(
-            **{
-                k: (nan if v is None else v)
-                if k not in ("deletion", "comprehensiveness", "sufficiency")
-                else [nan if x is None else x for x in v]
-                for k, v in r.items()
-            }
-        )
+    per_bin = ("deletion", "comprehensiveness", "sufficiency")
+    fields: list[dict[str, Any]] = [
+        {k: [nan if x is None else x for x in v] if k in per_bin else (nan if v is None else v) for k, v in r.items()}
         for r in d["rows"]
     ]
+    rows = [MethodScores(**f) for f in fields]
     for r in rows:
         r.bins = tuple(r.bins)
     per_review = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from torch import nn
@@ -10,7 +11,7 @@ from .classifiers import CNNClassifier, RecurrentClassifier
 from .keras_layers import KerasSequential
 from .transformer import TransformerClassifier
 
-ARCHITECTURES = {
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "lstm": partial(RecurrentClassifier, "lstm"),
     "gru": partial(RecurrentClassifier, "gru"),
     "bilstm": partial(RecurrentClassifier, "lstm", bidirectional=True),

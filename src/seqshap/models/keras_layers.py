@@ -207,20 +207,20 @@ class KerasCell(nn.Module):
     def load_keras(self, k: np.ndarray, rk: np.ndarray, b: np.ndarray | None, what: str) -> None:
         H, In = self.units, self.x_proj.in_features
         G = 4 if self.cell == "lstm" else 3
-        k = _tensor(k, (In, G * H), what)
-        rk = _tensor(rk, (H, G * H), what)
-        self.x_proj.weight.copy_(k.T)
+        kt = _tensor(k, (In, G * H), what)
+        rkt = _tensor(rk, (H, G * H), what)
+        self.x_proj.weight.copy_(kt.T)
         if self.cell == "gru" and not self.reset_after:
-            self.h_proj.weight.copy_(rk[:, : 2 * H].T)
-            self.h_proj_cand.weight.copy_(rk[:, 2 * H :].T)
+            self.h_proj.weight.copy_(rkt[:, : 2 * H].T)
+            self.h_proj_cand.weight.copy_(rkt[:, 2 * H :].T)
         else:
-            self.h_proj.weight.copy_(rk.T)
+            self.h_proj.weight.copy_(rkt.T)
         if b is None:
             return
         if self.cell == "gru" and self.reset_after:
-            b = _tensor(b, (2, G * H), what)
-            self.x_proj.bias.copy_(b[0])
-            self.h_proj.bias.copy_(b[1])
+            bt = _tensor(b, (2, G * H), what)
+            self.x_proj.bias.copy_(bt[0])
+            self.h_proj.bias.copy_(bt[1])
         else:
             self.x_proj.bias.copy_(_tensor(b, (G * H,), what))
 
@@ -251,7 +251,7 @@ class ExplicitRecurrent(nn.Module):
         return torch.cat([fw[:, -1], bw[:, 0]], dim=-1)
 
     def load_keras(self, arrays: list[np.ndarray], what: str) -> None:
-        cells = [self.forward_cell] + ([self.backward_cell] if self.bidirectional else [])
+        cells = [self.forward_cell] + ([self.backward_cell] if self.backward_cell is not None else [])
         for cell, (k, rk, b) in zip(
             cells, _split_weights(arrays, self.use_bias, what, self.bidirectional), strict=True
         ):
@@ -313,6 +313,7 @@ class Pool1D(nn.Module):
         kind = spec["type"]
         self.is_global = kind.startswith("global")
         self.keepdims = bool(spec.get("keepdims", False))
+        self.pool: nn.Module
         if kind == "global_max_pool":
             self.pool = nn.AdaptiveMaxPool1d(1)
         elif kind == "global_avg_pool":

@@ -68,16 +68,15 @@ def passage(exp: Explanation) -> Passage:
         for i, w in enumerate(words):
             runs += [Run(" "), Run(w.text, w)] if i else [Run(w.text, w)]
         return Passage("", 0, tuple(runs))
-    text = exp.text
-    words.sort(key=lambda w: w.span)
-    first = words[0].span[0] if words else len(text)
+    text = exp.text or ""  # an explanation with spans always has its text
+    spanned = sorted((w.span, w) for w in words if w.span is not None)
+    first = spanned[0][0][0] if spanned else len(text)
     # Only the count needs the tokenizer: text before the first read word is "unread" when
     # it holds words (front truncation), and plain text between words otherwise.
     n_unread = len(tokenize(text[:first]))
     cursor = first if n_unread else 0
     runs = []
-    for w in words:
-        start, end = w.span
+    for (start, end), w in spanned:
         if start > cursor:
             runs.append(Run(text[cursor:start]))
         runs.append(Run(w.text, w))
@@ -103,7 +102,8 @@ def colour(value: float, vmax: float) -> tuple[int, int, int]:
     """Diverging scale white -> red (positive) / blue (negative), linear in |value|/vmax."""
     t = max(0.0, min(1.0, abs(value) / vmax)) if vmax > 0 else 0.0
     base = RED if value > 0 else BLUE
-    return tuple(round(255 + (c - 255) * t) for c in base)
+    r, g, b = (round(255 + (c - 255) * t) for c in base)
+    return r, g, b
 
 
 def dark(rgb: tuple[int, int, int]) -> bool:

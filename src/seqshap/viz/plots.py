@@ -23,7 +23,7 @@ from .layout import BLUE_HEX, RED_HEX, check, clean, describe_prediction, fmt, f
 
 FORMATS = {".png": "png", ".svg": "svg"}
 # svg.fonttype "none" keeps words as <text> in SVG files (searchable, selectable, testable).
-RC = {
+RC: dict = {
     "svg.fonttype": "none",
     "font.family": "DejaVu Sans",
     "axes.spines.top": False,
@@ -32,7 +32,7 @@ RC = {
 }
 
 
-def picture_format(path: Path) -> str:
+def picture_format(path: str | Path) -> str:
     fmt_ = FORMATS.get(Path(path).suffix.lower())
     if fmt_ is None:
         raise ValueError(f"{path}: unsupported picture format {Path(path).suffix or '(none)'!r}; use .png or .svg")

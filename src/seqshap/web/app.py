@@ -36,8 +36,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..attribution import DeepExplainer, Explanation
-from ..attribution.explainer import OUTPUT_SPACES
+from ..attribution import OUTPUT_SPACES, DeepExplainer, Explanation
 from ..background import Background, resolve_background
 from ..data.tokenize import words
 from ..store import SeqshapModel, load
@@ -295,9 +294,7 @@ class ExplainRequest(BaseModel):
         json_schema_extra={"examples": [{"text": "A moving, beautifully acted film.", "output": "probability"}]},
     )
     text: StrictStr = Field(description="the review to explain")
-    output: OutputSpace = Field(  # type: ignore[valid-type]
-        "probability", description="explain the positive-class probability or its logit"
-    )
+    output: OutputSpace = Field("probability", description="explain the positive-class probability or its logit")
     html: StrictBool = Field(False, description="also return the rendered pictures as an HTML fragment")
 
 
@@ -306,7 +303,7 @@ class BatchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     texts: list[StrictStr] = Field(min_length=1, description="the reviews to explain")
-    output: OutputSpace = "probability"  # type: ignore[valid-type]
+    output: OutputSpace = "probability"
     html: StrictBool = False
 
 
@@ -327,7 +324,7 @@ class ExplainResponse(BaseModel):
 
     model: str = Field(description="the model's name")
     method: str = Field(description='"deepshap" (or "deeplift" for a one-text background)')
-    output: OutputSpace = Field(description="what is explained: the probability or the logit")  # type: ignore
+    output: OutputSpace = Field(description="what is explained: the probability or the logit")
     output_index: int = Field(description="which model output is explained")
     output_name: str | None = Field(description='the class whose output is explained, e.g. "positive"')
     text: str | None = Field(description="the text explained")
