@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup browser clean
+.PHONY: demo test setup browser lint clean
 
 setup: $(STAMP)
 
@@ -27,7 +27,13 @@ demo: $(STAMP)
 	$(BIN)/seqshap report --model runs/demo --n 10 --background 100 --importance-n 300 --out report/
 	@echo "demo: open report/index.html"
 
-test: $(STAMP) browser
+# Style and types first (seconds), then the suite.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -q
 
 clean:
