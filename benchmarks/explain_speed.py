@@ -1,8 +1,9 @@
-"""The seed job (10 test reviews x 100 training reviews, T = 80, the shipped LSTM): seqshap
-against the cost of running the model itself, and against Captum and shap.
+"""The seed job (10 test reviews x 100 training reviews, T = 80; the shipped LSTM, or any model
+directory with --model, e.g. a trained Transformer): seqshap against the cost of running the model
+itself, and against Captum and shap.
 
 (a) seqshap DeepExplainer.shap_values on the seed job;
-(b) one plain forward + backward pass of the same nn.Module (PyTorch's fused nn.LSTM) over the
+(b) one plain forward + backward pass of the same nn.Module (for the LSTM PyTorch's fused kernel) over the
     same 1,000 (review, background) rows, parameters requiring grad as in training;
 ratio a/b (target <= 1.0, must stay <= 2.0). Repetitions are interleaved and the medians
 compared, since this machine is shared and noisy. Then Captum's DeepLiftShap and shap's
@@ -11,6 +12,7 @@ with their completeness errors; and peak RSS for 1,000 reviews x 100 background 
 process, so the figure is that job's alone).
 
     python benchmarks/explain_speed.py --reps 5 --json benchmarks/explain_speed.json
+    python benchmarks/explain_speed.py --model runs/tf80 --reps 5 --json benchmarks/explain_speed_transformer.json
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ import numpy as np
 import torch
 
 
-def seed_job(n: int, k: int):
+def seed_job(n: int, k: int, model_dir: str | None = None):
     import seqshap
     from seqshap.data import load_imdb
 
-    model = seqshap.load()
+    model = seqshap.load(model_dir)
     data = load_imdb()
     return model, model.encode(data["train"].texts[:k]), model.encode(data["test"].texts[:n])
 
@@ -120,11 +122,11 @@ def vm_hwm_kb() -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 
 
-def peak_rss_child(n: int, k: int) -> dict:
+def peak_rss_child(n: int, k: int, model_dir: str | None = None) -> dict:
     code = (
         "import time, sys; sys.path.insert(0, 'benchmarks');"
         "from explain_speed import seed_job, vm_hwm_kb;"
-        f"model, bg, x = seed_job({n}, {k});"
+        f"model, bg, x = seed_job({n}, {k}, {model_dir!r});"
         "from seqshap.attribution import DeepExplainer;"
         "before = vm_hwm_kb();"
         "t = time.perf_counter(); ex = DeepExplainer(model.net, bg); phi = ex.shap_values(x);"
@@ -143,6 +145,7 @@ def peak_rss_child(n: int, k: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="model directory (default: the shipped imdb-lstm)")
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--reps", type=int, default=5)
@@ -150,11 +153,12 @@ def main() -> None:
     ap.add_argument("--no-compare", action="store_true", help="skip Captum and shap")
     ap.add_argument("--json", help="write the figures here")
     a = ap.parse_args()
-    model, bg, x = seed_job(a.n, a.k)
+    model, bg, x = seed_job(a.n, a.k, a.model)
     res = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d"),
         "job": f"{a.n} reviews x {a.k} background, T={x.shape[1]}",
+        "model": f"{model.name} ({model.config['arch']})",
     }
     res["ours"] = time_ours_vs_plain(model, bg, x, a.reps)
     print(
@@ -171,7 +175,7 @@ def main() -> None:
             print(name, dict(r.items()))
     res["ours"].pop("phi")
     if a.memory_n:
-        res["memory"] = peak_rss_child(a.memory_n, a.k)
+        res["memory"] = peak_rss_child(a.memory_n, a.k, a.model)
         print("memory", res["memory"])
     if a.json:
         with open(a.json, "w") as f:
