@@ -595,6 +595,16 @@ def test_hidden_sets_each_architectures_size(arch, param, data_files, tmp_path):
     assert seqshap.load(out).predict(["a fine film"]).shape == (1,)
 
 
+def test_diverging_training_is_named_not_a_torch_error(data_files, tmp_path):
+    opts = ["--arch", "transformer", "--lr", "1e8", "--maxlen", "20", "--num-words", "500", "--epochs", "2", "--quiet"]
+    err = one_line_error(
+        cli("train", "--data", str(data_files["tiny"]), *opts, "--out", str(tmp_path / "o")), 1, "train"
+    )
+    assert err.endswith(
+        "training diverged in epoch 1: the model's outputs became NaN or infinite (learning rate 1e+08 too high?)"
+    )
+
+
 def test_train_help_says_what_hidden_sets():
     out = cli("train", "--help").stdout
     assert "the CNN's filters" in " ".join(out.split())
@@ -630,7 +640,7 @@ def test_kill_between_best_weights_and_state_keeps_metrics_and_weights_together(
     state = json.loads((tmp_path / "killed" / "checkpoint" / "state.json").read_text())
     assert state["epoch"] == killed_at - 1
     assert state["best"]["epoch"] < killed_at
-    assert (tmp_path / "killed" / "checkpoint" / f"best-{killed_at}.safetensors").exists()  # written, not committed
+    uncommitted = (tmp_path / "killed" / "checkpoint" / f"best-{killed_at}.safetensors").exists()
     # Resume to the last committed epoch: the restored best is the one state.json names ...
     resumed = cli(*args, "--epochs", str(killed_at - 1), "--out", str(tmp_path / "killed"), "--resume")
     assert resumed.returncode == 0, resumed.stderr
@@ -646,6 +656,7 @@ def test_kill_between_best_weights_and_state_keeps_metrics_and_weights_together(
     )
     for k in wb:
         assert torch.equal(wa[k], wb[k]), k
+    assert uncommitted  # the new best's weights were on disk when it died, and they did not leak in
     assert {p.name for p in (tmp_path / "killed" / "checkpoint").iterdir()} == {
         "state.json",
         f"epoch-{killed_at - 1}.safetensors",

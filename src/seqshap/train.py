@@ -401,7 +401,8 @@ def _train_epoch(
                 raise
             raise TrainingDivergedError(
                 f"training diverged in epoch {epoch}: the model's outputs became NaN or infinite "
-                f"(learning rate {opt.param_groups[0]['lr']:g} too high?); the last finished epoch's checkpoint is kept"
+                f"(learning rate {opt.param_groups[0]['lr']:g} too high?)"
+                + ("; the checkpoint keeps the epochs before it" if epoch > 1 else "")
             ) from None
         loss.backward()
         opt.step()

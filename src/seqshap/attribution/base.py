@@ -50,6 +50,9 @@ class NonFiniteError(AdditivityError):
         super().__init__(message)
         self.row = row
 
+    def __reduce__(self):  # crosses process boundaries (seqshap.distributed) whole
+        return type(self), (str(self), self.row)
+
 
 class NoWordsError(ValueError):
     """A text to explain has no word the model reads (only punctuation, symbols or ``<br />``).
@@ -58,7 +61,10 @@ class NoWordsError(ValueError):
     def __init__(self, index: int, n: int):
         which = "the text" if n == 1 else f"text {index}"
         super().__init__(f"{which} has no words (only punctuation or symbols); nothing to explain")
-        self.index = index
+        self.index, self.n = index, n
+
+    def __reduce__(self):
+        return type(self), (self.index, self.n)
 
 
 def _snippet(texts: Sequence[str] | None, i: int) -> str:
