@@ -43,15 +43,16 @@ class NonFiniteError(AdditivityError):
 
     Raised by every method's ``explain``/``attribute`` and by ``shap_values`` (whether or not
     additivity is checked): a NaN is a wrong number, never an answer. ``row`` is the input
-    (or background row) concerned, ``None`` for the base value.
+    (or background row) concerned, ``None`` for the base value; ``reason`` says what was not
+    finite without naming the row (``"its output is nan"``), for callers that name it their way.
     """
 
-    def __init__(self, message: str, row: int | None = None):
+    def __init__(self, message: str, row: int | None = None, reason: str = ""):
         super().__init__(message)
-        self.row = row
+        self.row, self.reason = row, reason or message
 
     def __reduce__(self):  # crosses process boundaries (seqshap.distributed) whole
-        return type(self), (str(self), self.row)
+        return type(self), (str(self), self.row, self.reason)
 
 
 class NoWordsError(ValueError):
@@ -97,6 +98,7 @@ def check_finite(
                 "produces NaN or infinity here (NaN weights, weights so large the arithmetic overflows, or "
                 "an input it cannot handle); nothing to explain",
                 row=i,
+                reason=f"its output{col} is {out[i, c]}",
             )
     if base is not None:
         b = np.atleast_1d(np.asarray(base, dtype=np.float64))
@@ -120,6 +122,7 @@ def check_finite(
                 f"the attributions of {name} {i}{_snippet(texts, i)} are not finite ({v[tuple(bad[0])]} at "
                 f"position {t}{col}) {why}; nothing trustworthy to show",
                 row=i,
+                reason=f"its attributions are not finite ({v[tuple(bad[0])]} at position {t}{col})",
             )
 
 

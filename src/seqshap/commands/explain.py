@@ -31,7 +31,8 @@ def read_text(text: str | None, file: str | None, stdin=None) -> str:
             )
         try:
             text = stream.read()
-        except UnicodeDecodeError:
+            text.encode("utf-8")  # a C locale reads undecodable bytes as lone surrogates
+        except (UnicodeDecodeError, UnicodeEncodeError):
             raise UsageError("stdin is not UTF-8 text") from None
     elif text is None:
         raise UsageError('no text: give it as an argument, with --file PATH, or "-" to read stdin')

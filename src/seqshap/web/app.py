@@ -515,7 +515,9 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any]) -> 
             raise ApiError(422, str(e)) from None
         except NonFiniteError as e:  # a broken model: never a 200 with nulls
             log.error("non-finite model output: %s", e)
-            raise ApiError(500, f"the model produced NaN or infinity for {field(e.row)}: {e}") from None
+            raise ApiError(
+                500, f"the model produced NaN or infinity for {field(e.row)} ({e.reason}); nothing to explain"
+            ) from None
         return [explanation_json(e, include_html) for e in exps]
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
