@@ -370,6 +370,14 @@ def _resume(
     return _Run(state["history"], state["best"], best_state, state["epoch"] + 1)
 
 
+def _diverged(epoch: int, opt: torch.optim.Optimizer) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"training diverged in epoch {epoch}: the model's outputs became NaN or infinite "
+        f"(learning rate {opt.param_groups[0]['lr']:g} too high?)"
+        + ("; the checkpoint keeps the epochs before it" if epoch > 1 else "")
+    )
+
+
 def _train_epoch(
     net: nn.Module, opt: torch.optim.Optimizer, data: _Data, cfg: TrainConfig, epoch: int, device: str, progress: bool
 ) -> tuple[float, float, float]:
@@ -394,16 +402,16 @@ def _train_epoch(
         xb, yb = data.x_tr[idx].to(device), data.y_tr[idx].float().to(device)
         opt.zero_grad(set_to_none=True)
         p = net(xb)[:, 0]
+        # On CUDA, BCELoss meets NaN with a device-side assert that kills the process: look first there.
+        # On the CPU it raises, which costs nothing until it happens.
+        if p.is_cuda and not bool(torch.isfinite(p).all()):
+            raise _diverged(epoch, opt)
         try:
             loss = loss_fn(p, yb)
-        except RuntimeError:  # BCELoss refuses outputs outside [0, 1], NaN included
+        except RuntimeError:
             if torch.isfinite(p).all():
                 raise
-            raise TrainingDivergedError(
-                f"training diverged in epoch {epoch}: the model's outputs became NaN or infinite "
-                f"(learning rate {opt.param_groups[0]['lr']:g} too high?)"
-                + ("; the checkpoint keeps the epochs before it" if epoch > 1 else "")
-            ) from None
+            raise _diverged(epoch, opt) from None
         loss.backward()
         opt.step()
         run_loss += float(loss.detach()) * len(idx)
