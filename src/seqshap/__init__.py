@@ -2,7 +2,15 @@
 
 __version__ = "0.1.0"
 
-from .attribution import AdditivityError, DeepExplainer, DeepLift, Explanation, UnsupportedLayerError
+from .attribution import (
+    AdditivityError,
+    DeepExplainer,
+    DeepLift,
+    Explanation,
+    NonFiniteError,
+    NoWordsError,
+    UnsupportedLayerError,
+)
 from .store import ModelLoadError, SeqshapModel, load
 
 __all__ = [
@@ -11,6 +19,8 @@ __all__ = [
     "DeepLift",
     "Explanation",
     "ModelLoadError",
+    "NoWordsError",
+    "NonFiniteError",
     "SeqshapModel",
     "UnsupportedLayerError",
     "__version__",

@@ -91,6 +91,13 @@ class KerasFile:
 # --------------------------------------------------------------------------- reading files
 
 _ZIP_MAGIC, _HDF5_MAGIC = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"
+# Sizes are checked before anything is read into memory. Trained weights barely compress (about
+# 1.1x; a mostly-zero model perhaps 10x), a zip or HDF5 compression bomb inflates ~1000x: past a
+# small size, a member or dataset that declares more than MAX_RATIO times what it stores is refused.
+MAX_JSON_BYTES = 64 << 20  # config.json / metadata.json in a .keras archive
+MAX_WEIGHTS_BYTES = 4 << 30  # model.weights.h5 in a .keras archive, and any one weight array
+MAX_RATIO = 50
+RATIO_FREE_BYTES = 16 << 20  # below this, any compression is fine
 
 
 def read_keras_file(path: str | Path) -> KerasFile:
@@ -121,9 +128,11 @@ def _read_dot_keras(path: Path) -> KerasFile:
                     f"{path}: corrupt .keras file: the archive lacks "
                     f"{'config.json' if 'config.json' not in names else 'model.weights.h5'}"
                 )
-            config = json.loads(z.read("config.json"))
-            meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
-            weights_bytes = z.read("model.weights.h5")
+            config = json.loads(_read_member(path, z, "config.json", MAX_JSON_BYTES))
+            meta = (
+                json.loads(_read_member(path, z, "metadata.json", MAX_JSON_BYTES)) if "metadata.json" in names else {}
+            )
+            weights_bytes = _read_member(path, z, "model.weights.h5", MAX_WEIGHTS_BYTES)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as e:
         raise KerasImportError(f"{path}: corrupt or truncated .keras archive ({e})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -139,6 +148,35 @@ def _read_dot_keras(path: Path) -> KerasFile:
     return KerasFile(path, "keras", str(meta.get("keras_version", "3")), config, layers)
 
 
+def _too_big(declared: int, stored: int, limit: int) -> bool:
+    return declared > limit or (declared > RATIO_FREE_BYTES and declared > MAX_RATIO * max(stored, 1))
+
+
+def _read_member(path: Path, z: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """One archive member, its declared size checked first (zipfile never inflates past it)."""
+    info = z.getinfo(name)
+    if _too_big(info.file_size, info.compress_size, limit):
+        raise KerasImportError(
+            f"{path}: {name} would inflate from {info.compress_size:,} to {info.file_size:,} bytes "
+            f"(at most {limit:,}, and {MAX_RATIO}x its stored size past {RATIO_FREE_BYTES:,}); "
+            "not reading it (a corrupt or malicious archive)"
+        )
+    return z.read(info)
+
+
+def _array(path: Path, ds) -> np.ndarray:
+    """One HDF5 dataset as an array, its size checked against what the file stores first
+    (HDF5 compresses datasets too)."""
+    declared, stored = int(ds.size) * ds.dtype.itemsize, int(ds.id.get_storage_size())
+    if _too_big(declared, stored, MAX_WEIGHTS_BYTES):
+        raise KerasImportError(
+            f"{path}: weight {ds.name} declares shape {ds.shape} ({declared:,} bytes) but stores {stored:,} "
+            f"bytes (at most {MAX_WEIGHTS_BYTES:,}, and {MAX_RATIO}x its stored size); not reading it "
+            "(a corrupt or malicious file)"
+        )
+    return np.asarray(ds)
+
+
 def _snake(name: str) -> str:
     """Keras' ``naming.to_snake_case``: how ``.keras`` weight files name a layer's group."""
     name = re.sub(r"\W+", "", name)
@@ -146,12 +184,12 @@ def _snake(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _vars(group) -> list[np.ndarray]:
+def _vars(path: Path, group) -> list[np.ndarray]:
     """Datasets ``vars/0``, ``vars/1``, ... of a ``.keras`` weights group, in index order."""
     if group is None or "vars" not in group:
         return []
     v = group["vars"]
-    return [np.asarray(v[k]) for k in sorted(v, key=int)]
+    return [_array(path, v[k]) for k in sorted(v, key=int)]
 
 
 def _attach_keras3_weights(path: Path, h5, layers: list[KerasLayer]) -> None:
@@ -168,11 +206,11 @@ def _attach_keras3_weights(path: Path, h5, layers: list[KerasLayer]) -> None:
         if g is None:
             continue
         if layer.cls == "Bidirectional":
-            layer.weights = _vars(g.get("forward_layer/cell")) + _vars(g.get("backward_layer/cell"))
+            layer.weights = _vars(path, g.get("forward_layer/cell")) + _vars(path, g.get("backward_layer/cell"))
         elif layer.cls in ("LSTM", "GRU"):
-            layer.weights = _vars(g.get("cell"))
+            layer.weights = _vars(path, g.get("cell"))
         else:
-            layer.weights = _vars(g)
+            layer.weights = _vars(path, g)
 
 
 def _read_h5(path: Path) -> KerasFile:
@@ -197,7 +235,7 @@ def _read_h5(path: Path) -> KerasFile:
                     continue
                 names = [n.decode() if isinstance(n, bytes) else str(n) for n in g.attrs.get("weight_names", [])]
                 try:
-                    layer.weights = [np.asarray(g[n]) for n in names]
+                    layer.weights = [_array(path, g[n]) for n in names]
                 except KeyError as e:
                     raise KerasImportError(
                         f"{path}: corrupt .h5 file: {layer.label} lists weight {e} that is not in the file"

@@ -2,7 +2,10 @@
 
 Every file is written atomically (temp file in the same folder, then rename), and
 loading checks everything it can before torch sees a tensor, so a broken directory
-gives one clear sentence instead of a traceback from deep inside torch.
+gives one clear sentence instead of a traceback from deep inside torch. Nothing is
+allocated from a number in ``config.json`` before the weights file's header (read
+without loading a tensor) confirms it: a crafted config cannot make seqshap allocate
+more than the weights file itself holds.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from . import atomic
 from .data.tokenize import Encoding
@@ -23,6 +27,9 @@ from .models import build_model
 CONFIG, VOCAB, WEIGHTS, METRICS = "config.json", "vocab.json", "model.safetensors", "metrics.json"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 DEFAULT_CLASSES = ("negative", "positive")  # labels 0 and 1 of a two-class model
+MAX_MAXLEN = 100_000  # tokens a model reads per text; encoding allocates [n, maxlen], so more is refused
+MAX_SIZE = 2**31 - 1  # any size in config.json's "model" settings
+MAX_COUNT = 1024  # layers or heads: each is a module built before a shape can be checked
 
 
 class ModelLoadError(RuntimeError):
@@ -112,26 +119,26 @@ def load(path: str | Path | None = None) -> SeqshapModel:
     directory = Path(path) if path is not None else DEFAULT_MODEL_DIR
     if not directory.is_dir():
         raise ModelLoadError(f"{directory}: not a model directory (expected {CONFIG}, {VOCAB}, {WEIGHTS})")
-    config = _read_json(directory / CONFIG)
+    config = _check_config(directory / CONFIG, _read_json(directory / CONFIG))
     try:
         vocab = Vocab.from_json(_read_json(directory / VOCAB))
     except ValueError as e:
         raise ModelLoadError(f"{directory / VOCAB}: {e}") from None
     metrics = _read_json(directory / METRICS) if (directory / METRICS).exists() else {}
-    if not isinstance(config, dict) or "arch" not in config or "maxlen" not in config:
-        raise ModelLoadError(f"{directory / CONFIG}: needs at least 'arch' and 'maxlen'")
-    try:
-        net = build_model(config["arch"], **config.get("model", {}))
-    except (TypeError, ValueError) as e:
-        raise ModelLoadError(f"{directory / CONFIG}: cannot build the model ({e})") from None
-    emb = getattr(net, "embedding", None)
-    if emb is not None and emb.num_embeddings != vocab.num_words:
-        raise ModelLoadError(
-            f"{directory}: vocabulary has {vocab.num_words} ids but the model's embedding has {emb.num_embeddings} rows"
-        )
+    if not isinstance(metrics, dict):
+        raise ModelLoadError(f"{directory / METRICS}: expected a JSON object, got {_json_kind(metrics)}")
     weights = directory / WEIGHTS
     if not weights.exists():
         raise ModelLoadError(f"{directory}: missing {WEIGHTS}")
+    expected = _shapes(directory / CONFIG, config)
+    emb_rows = expected.get("embedding.weight", (None,))[0]
+    if emb_rows is not None and emb_rows != vocab.num_words:
+        raise ModelLoadError(
+            f"{directory}: vocabulary has {vocab.num_words} ids but the model's embedding has {emb_rows} rows "
+            f"({VOCAB} 'num_words' against {CONFIG} 'model.vocab_size')"
+        )
+    _check_shapes(weights, directory / CONFIG, config, expected, _header_shapes(weights))
+    net = _build(directory / CONFIG, config)
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -139,19 +146,105 @@ def load(path: str | Path | None = None) -> SeqshapModel:
         state = load_file(str(weights))
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:
         raise ModelLoadError(f"{weights}: corrupt or truncated safetensors file ({e})") from None
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
+    net.load_state_dict(state)
+    net.eval()
+    return SeqshapModel(net, vocab, config, metrics, directory)
+
+
+def _json_kind(v: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
+        type(v), "a number"
+    )
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_config(path: Path, config: Any) -> dict:
+    """``config.json`` checked field by field before anything is built from it."""
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, got {_json_kind(config)}")
+    if "arch" not in config or "maxlen" not in config:
+        raise ModelLoadError(f"{path}: needs at least 'arch' and 'maxlen'")
+    if not isinstance(config["arch"], str):
+        raise ModelLoadError(f"{path}: 'arch' must be a string, got {_json_kind(config['arch'])}")
+    maxlen = config["maxlen"]
+    if not _whole(maxlen) or not 1 <= maxlen <= MAX_MAXLEN:
+        raise ModelLoadError(f"{path}: 'maxlen' must be a whole number from 1 to {MAX_MAXLEN:,}, got {maxlen!r}")
+    settings = config.get("model", {})
+    if not isinstance(settings, dict):
+        raise ModelLoadError(
+            f"{path}: 'model' must be a JSON object of the architecture's settings, got {_json_kind(settings)}"
+        )
+    for key, v in settings.items():
+        if _whole(v) and not 0 <= v <= MAX_SIZE:
+            raise ModelLoadError(f"{path}: 'model.{key}' must be a whole number from 0 to {MAX_SIZE:,}, got {v!r}")
+        if _whole(v) and key in ("layers", "num_layers", "heads") and v > MAX_COUNT:
+            raise ModelLoadError(f"{path}: 'model.{key}' is {v:,}; at most {MAX_COUNT:,} are supported")
+    classes = config.get("classes")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise ModelLoadError(f"{path}: 'classes' must be a list of class names, got {_json_kind(classes)}")
+    return config
+
+
+def _build(path: Path, config: dict) -> nn.Module:
+    try:
+        return build_model(config["arch"], **config.get("model", {}))
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError) as e:
+        raise ModelLoadError(f"{path}: cannot build the model ({type(e).__name__}: {e})") from None
+
+
+# Random initialisation does nothing on the meta device but cost time (normal_ alone imports
+# torch._dynamo there, seconds at every start): skipped while shapes are taken.
+_INIT_OPS = frozenset(
+    {"normal_", "uniform_", "trunc_normal_", "random_", "bernoulli_", "fill_", "zero_", "orthogonal_"}
+    | {f"{k}_{d}_" for k in ("kaiming", "xavier") for d in ("uniform", "normal")}
+)
+
+
+class _SkipInit(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        t = args[0] if args else kwargs.get("tensor")
+        if getattr(func, "__name__", "") in _INIT_OPS and isinstance(t, torch.Tensor) and t.is_meta:
+            return t
+        return func(*args, **kwargs)
+
+
+def _shapes(path: Path, config: dict) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor the model ``config`` describes, built on the meta device:
+    no memory, so a crafted size is caught by the comparison with the weights file, not by the allocator."""
+    with torch.device("meta"), _SkipInit():
+        return {k: tuple(v.shape) for k, v in _build(path, config).state_dict().items()}
+
+
+def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from the safetensors header, without reading a tensor."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+        raise ModelLoadError(f"{weights}: corrupt or truncated safetensors file ({e})") from None
+
+
+def _check_shapes(
+    weights: Path, config_path: Path, config: dict, expected: dict[str, tuple], found: dict[str, tuple]
+) -> None:
+    """The weights file holds exactly the tensors ``config.json`` describes, shape for shape."""
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
     if missing or extra:
         raise ModelLoadError(
             f"{weights}: tensors do not match architecture {config['arch']!r} "
             f"(missing {missing[:4]}, unexpected {extra[:4]})"
         )
-    for name, t in state.items():
-        if tuple(t.shape) != tuple(expected[name].shape):
+    for name, shape in found.items():
+        if shape != expected[name]:
+            settings = ", ".join(f"{k}={v}" for k, v in config.get("model", {}).items() if _whole(v))
             raise ModelLoadError(
-                f"{weights}: tensor {name!r} has shape {tuple(t.shape)}, the config says {tuple(expected[name].shape)}"
+                f"{weights}: tensor {name!r} has shape {shape}, but {config_path.name} "
+                f"(arch {config['arch']!r}{', ' + settings if settings else ''}) makes it {expected[name]}"
             )
-    net.load_state_dict(state)
-    net.eval()
-    return SeqshapModel(net, vocab, config, metrics, directory)

@@ -1,10 +1,18 @@
 """Training loop: validation split from the training data, early stopping with the best
-epoch restored, a checkpoint after every epoch and ``resume`` that picks up from it."""
+epoch restored, a checkpoint after every epoch and ``resume`` that picks up from it.
+
+A run records what it was trained on (the data's checksum and source, the vocabulary's
+checksum, every option that shapes the model) in its checkpoint and ``metrics.json``; a
+resume with anything else is refused, naming the difference. A directory holding a model or
+a checkpoint is never overwritten unless asked (``overwrite``).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,9 +25,18 @@ from . import atomic
 from .data.imdb import Split
 from .data.vocab import Vocab
 from .models import build_model
-from .store import SeqshapModel, save_model
+from .store import CONFIG, WEIGHTS, SeqshapModel, save_model
 
 CKPT = "checkpoint"
+STATE = "state.json"  # the checkpoint's commit point
+
+
+class OutputExistsError(FileExistsError):
+    """The output directory already holds a model or a checkpoint that a new run would overwrite."""
+
+
+class TrainingDivergedError(ArithmeticError):
+    """The model's outputs became NaN or infinite during training."""
 
 
 @dataclass
@@ -62,6 +79,54 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def data_record(split: Split, source: str | None = None, path: str | Path | None = None) -> dict:
+    """What a run was trained on: ``source`` (where it came from), ``n`` rows and ``sha256`` of the
+    texts and labels in order (the data as read, whatever the file layout); ``file_sha256`` of ``path``."""
+    h = hashlib.sha256()
+    for text, label in zip(split.texts, np.asarray(split.labels).tolist(), strict=True):
+        b = text.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little") + b + int(label).to_bytes(8, "little", signed=True))
+    record = {"source": source or "texts given in Python", "n": len(split), "sha256": h.hexdigest()}
+    if path is not None:
+        from .data.imdb import sha256_file
+
+        record["file_sha256"] = sha256_file(Path(path))
+    return record
+
+
+def vocab_sha256(vocab: Vocab) -> str:
+    """Checksum of a vocabulary (its JSON form, keys sorted)."""
+    return hashlib.sha256(json.dumps(vocab.to_json(), sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def existing_run(out: str | Path) -> str | None:
+    """What in ``out`` a new run would overwrite: a trained model, an interrupted run's checkpoint, or nothing."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: exists and is not a directory")
+    if (out / CONFIG).exists() or (out / WEIGHTS).exists():
+        return "a trained model"
+    if (out / CKPT / STATE).exists():
+        return "the checkpoint of an interrupted run"
+    return None
+
+
+def check_output_dir(
+    out: str | Path, resume: bool, overwrite: bool, flags: tuple[str, str, str] = ("resume=True", "overwrite=True", "")
+) -> None:
+    """Refuse to train into ``out`` when that would overwrite a model or checkpoint by accident.
+    ``flags``: how the message names resume, overwrite and the output (the CLI passes its options)."""
+    resume_flag, overwrite_flag, out_flag = flags
+    if resume and overwrite:
+        raise ValueError(f"{resume_flag} continues the run in {out} and {overwrite_flag} replaces it; choose one")
+    what = existing_run(out)
+    if what and not resume and not overwrite:
+        raise OutputExistsError(
+            f"{out} already holds {what}; {resume_flag} continues its training, {overwrite_flag} replaces it, "
+            f"or choose another {out_flag or 'output directory'}"
+        )
+
+
 @torch.no_grad()
 def evaluate_ids(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
     """(mean binary cross-entropy, accuracy) of ``net`` on ids ``[n, T]``, labels ``[n]``."""
@@ -69,7 +134,13 @@ def evaluate_ids(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: i
     device = next(net.parameters()).device
     loss = correct = 0.0
     for i in range(0, len(x), batch_size):
-        p = net(x[i : i + batch_size].to(device))[:, 0].double().cpu().clamp(1e-7, 1 - 1e-7)
+        p = net(x[i : i + batch_size].to(device))[:, 0].double().cpu()
+        if not torch.isfinite(p).all():
+            row = i + int((~torch.isfinite(p)).nonzero()[0])
+            raise TrainingDivergedError(
+                f"the model's output for review {row} is {float(p[row - i])}: its weights are broken"
+            )
+        p = p.clamp(1e-7, 1 - 1e-7)
         t = y[i : i + batch_size].double()
         loss += float(nn.functional.binary_cross_entropy(p, t, reduction="sum"))
         correct += float(((p > 0.5).long() == y[i : i + batch_size]).sum())
@@ -94,22 +165,40 @@ def _load_opt(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def _best_file(state: dict) -> str:
+    """The file holding the best epoch's weights (checkpoints before best-EPOCH files used one name)."""
+    return state.get("best_file", "best.safetensors")
+
+
 def _save_checkpoint(ckpt: Path, net, opt, state: dict, best_state: dict) -> None:
-    """One checkpoint per epoch, named by epoch; ``state.json`` is written last and is
-    the commit point, so a kill at any moment leaves the previous checkpoint usable."""
+    """One checkpoint per epoch. Weights go to files named by epoch (``epoch-E``, ``best-B``)
+    first; ``state.json``, which names them, is written last and is the commit point: a kill at
+    any moment leaves the previous checkpoint whole, its best weights included."""
     from safetensors.torch import save
 
-    epoch = state["epoch"]
+    epoch, best_epoch = state["epoch"], state["best"]["epoch"]
     opt_t, opt_meta = _opt_tensors(opt)
     tensors = {f"model.{k}": v.detach().cpu().clone().contiguous() for k, v in net.state_dict().items()}
     tensors.update(opt_t)
     tensors["rng.torch"] = torch.get_rng_state()
+    keep = {f"epoch-{epoch}.safetensors", f"best-{best_epoch}.safetensors"}
     atomic.write_bytes(ckpt / f"epoch-{epoch}.safetensors", save(tensors))
-    atomic.write_bytes(ckpt / "best.safetensors", save({k: v.contiguous() for k, v in best_state.items()}))
-    atomic.write_json(ckpt / "state.json", {**state, "optimizer": opt_meta})
-    for old in ckpt.glob("epoch-*.safetensors"):
-        if old.name != f"epoch-{epoch}.safetensors":
+    # The best file changes only with a new best (a file left by a killed attempt at this epoch
+    # is not committed, so it is rewritten) or when an older checkpoint named it best.safetensors.
+    best = ckpt / f"best-{best_epoch}.safetensors"
+    if best_epoch == epoch or not best.exists():
+        atomic.write_bytes(best, save({k: v.contiguous() for k, v in best_state.items()}))
+    atomic.write_json(ckpt / STATE, {**state, "best_file": best.name, "optimizer": opt_meta})
+    for old in ckpt.glob("*.safetensors"):
+        if old.name not in keep:
             old.unlink(missing_ok=True)
+
+
+def _clear_checkpoint(ckpt: Path) -> None:
+    """Forget a checkpoint: its commit point first, so a kill midway leaves nothing to resume."""
+    (ckpt / STATE).unlink(missing_ok=True)
+    for old in ckpt.glob("*.safetensors"):
+        old.unlink(missing_ok=True)
 
 
 @dataclass
@@ -141,28 +230,39 @@ def train(
     progress: bool = True,
     vocab: Vocab | None = None,
     device: str = "cpu",
+    overwrite: bool = False,
+    data_records: dict[str, dict] | None = None,
 ) -> SeqshapModel:
     """Train ``cfg.arch`` on ``train_split`` and write a model directory to ``out``.
 
+    ``resume`` continues the run checkpointed in ``out`` (same data, vocabulary and options,
+    more epochs allowed); ``overwrite`` replaces a model or checkpoint already there (without
+    either, one there is an :class:`OutputExistsError`). ``data_records``: :func:`data_record`
+    of the ``"train"`` (and ``"test"``) data, from a caller who knows where they came from.
     ``device`` ("cpu", "cuda") only changes where the arithmetic runs; the model directory
     is the same (weights are saved from CPU copies)."""
     out = Path(out)
     ckpt = out / CKPT
     cfg = cfg or TrainConfig()
+    check_output_dir(out, resume, overwrite)
     torch.manual_seed(cfg.seed)
     vocab = vocab or Vocab.build(train_split.texts, cfg.num_words)
+    records = data_records or {}
+    trained_on = {"train": records.get("train") or data_record(train_split), "vocab_sha256": vocab_sha256(vocab)}
     data = _prepare_data(train_split, vocab, cfg)
     net = build_model(cfg.arch, vocab_size=vocab.num_words, **cfg.model).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, fused=True)
     run = _Run([], {"epoch": 0, "val_accuracy": -1.0}, _cpu_copy(net))
     if resume:
-        run = _resume(ckpt, cfg, net, opt, device)
+        run = _resume(ckpt, cfg, trained_on, net, opt, device)
         if progress:
             print(
                 f"resuming {out} after epoch {run.start_epoch - 1} (best so far: epoch {run.best['epoch']}, "
                 f"val acc {run.best['val_accuracy']:.4f})",
                 flush=True,
             )
+    elif overwrite:
+        _clear_checkpoint(ckpt)
     stale = run.start_epoch - 1 - run.best["epoch"]
     for epoch in range(run.start_epoch, cfg.epochs + 1):
         if stale >= cfg.patience:
@@ -198,10 +298,12 @@ def train(
             ckpt,
             net,
             opt,
-            {"epoch": epoch, "history": run.history, "best": run.best, "config": asdict(cfg)},
+            {"epoch": epoch, "history": run.history, "best": run.best, "config": asdict(cfg), "trained_on": trained_on},
             run.best_state,
         )
-    return _finish(out, net, vocab, cfg, run, data, test_split, device, progress)
+    if test_split is not None:  # recorded in metrics.json: it scores the model, it does not shape it
+        trained_on = {**trained_on, "test": records.get("test") or data_record(test_split)}
+    return _finish(out, net, vocab, cfg, run, data, test_split, device, progress, trained_on)
 
 
 def _cpu_copy(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -215,25 +317,65 @@ def _prepare_data(train_split: Split, vocab: Vocab, cfg: TrainConfig) -> _Data:
     return _Data(x_all[tr], y_all[tr], x_all[va], y_all[va])
 
 
-def _resume(ckpt: Path, cfg: TrainConfig, net: nn.Module, opt: torch.optim.Optimizer, device: str) -> _Run:
-    """Load the last checkpoint into ``net`` and ``opt`` (and torch's RNG); the run so far."""
+def _differences(old: dict, new: dict) -> list[str]:
+    """``--option: A in the checkpoint, B now`` for every option that differs (epochs may grow)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        if key != "epochs" and old.get(key) != new.get(key):
+            out.append(f"--{key.replace('_', '-')}: {old.get(key)!r} in the checkpoint, {new.get(key)!r} now")
+    return out
+
+
+def _resume(
+    ckpt: Path, cfg: TrainConfig, trained_on: dict, net: nn.Module, opt: torch.optim.Optimizer, device: str
+) -> _Run:
+    """Load the last checkpoint into ``net`` and ``opt`` (and torch's RNG); the run so far.
+    Refused, naming the difference, when the data, vocabulary or options differ from the checkpoint's."""
     from safetensors.torch import load_file
 
-    if not (ckpt / "state.json").exists():
-        raise FileNotFoundError(f"{ckpt / 'state.json'}: nothing to resume")
-    state = json.loads((ckpt / "state.json").read_text())
+    if not (ckpt / STATE).exists():
+        raise FileNotFoundError(f"{ckpt / STATE}: nothing to resume")
+    state = json.loads((ckpt / STATE).read_text())
     # More epochs than first planned is fine; anything else would silently mix two runs.
-    if {**state["config"], "epochs": cfg.epochs} != asdict(cfg):
+    diff = _differences(state["config"], asdict(cfg))
+    if diff:
         raise ValueError(
-            f"{ckpt}: the checkpoint was made with a different configuration "
-            f"({state['config']}); start a new --out or pass the same options"
+            f"{ckpt}: the checkpoint was made with a different configuration ({'; '.join(diff)}); "
+            "pass the same options, or train into a new output directory"
+        )
+    before = state.get("trained_on")
+    if before is None:  # a checkpoint written before runs recorded their data
+        print(f"note: {ckpt} does not record its training data; resuming without checking it", file=sys.stderr)
+    elif before["train"]["sha256"] != trained_on["train"]["sha256"]:
+        old, new = before["train"], trained_on["train"]
+        raise ValueError(
+            f"{ckpt}: the checkpoint was trained on other data: {old['source']} ({old['n']} rows, sha256 "
+            f"{old['sha256'][:12]}…), this run has {new['source']} ({new['n']} rows, sha256 {new['sha256'][:12]}…); "
+            "resume with the same data, or train into a new output directory"
+        )
+    elif before["vocab_sha256"] != trained_on["vocab_sha256"]:
+        raise ValueError(
+            f"{ckpt}: the checkpoint was trained with another vocabulary (sha256 {before['vocab_sha256'][:12]}…, "
+            f"this run's is {trained_on['vocab_sha256'][:12]}…); resume with the same vocabulary"
         )
     tensors = load_file(str(ckpt / f"epoch-{state['epoch']}.safetensors"))
     net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     tensors = {k: (v.to(device) if k.startswith("opt.") and v.dim() else v) for k, v in tensors.items()}
     _load_opt(opt, tensors, state["optimizer"])
     torch.set_rng_state(tensors["rng.torch"])
-    return _Run(state["history"], state["best"], load_file(str(ckpt / "best.safetensors")), state["epoch"] + 1)
+    best_state = load_file(str(ckpt / _best_file(state)))
+    for old in ckpt.glob("*.safetensors"):  # written by an attempt killed before its commit point
+        if old.name not in (f"epoch-{state['epoch']}.safetensors", _best_file(state)):
+            old.unlink(missing_ok=True)
+    return _Run(state["history"], state["best"], best_state, state["epoch"] + 1)
+
+
+def _diverged(epoch: int, opt: torch.optim.Optimizer) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"training diverged in epoch {epoch}: the model's outputs became NaN or infinite "
+        f"(learning rate {opt.param_groups[0]['lr']:g} too high?)"
+        + ("; the checkpoint keeps the epochs before it" if epoch > 1 else "")
+    )
 
 
 def _train_epoch(
@@ -260,7 +402,16 @@ def _train_epoch(
         xb, yb = data.x_tr[idx].to(device), data.y_tr[idx].float().to(device)
         opt.zero_grad(set_to_none=True)
         p = net(xb)[:, 0]
-        loss = loss_fn(p, yb)
+        # On CUDA, BCELoss meets NaN with a device-side assert that kills the process: look first there.
+        # On the CPU it raises, which costs nothing until it happens.
+        if p.is_cuda and not bool(torch.isfinite(p).all()):
+            raise _diverged(epoch, opt)
+        try:
+            loss = loss_fn(p, yb)
+        except RuntimeError:
+            if torch.isfinite(p).all():
+                raise
+            raise _diverged(epoch, opt) from None
         loss.backward()
         opt.step()
         run_loss += float(loss.detach()) * len(idx)
@@ -281,6 +432,7 @@ def _finish(
     test_split: Split | None,
     device: str,
     progress: bool,
+    trained_on: dict,
 ) -> SeqshapModel:
     """Restore the best epoch, score it on ``test_split`` and write the model directory."""
     net.load_state_dict(run.best_state)
@@ -297,6 +449,7 @@ def _finish(
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "config": asdict(cfg),
+        "trained_on": dict(trained_on),
         "versions": _versions(),
     }
     if test_split is not None:

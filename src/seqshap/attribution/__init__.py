@@ -1,8 +1,8 @@
 """Attribution methods behind one interface (:class:`Attribution`), led by exact DeepSHAP / DeepLIFT
 for recurrent text models; every method gives the same :class:`Explanation`."""
 
-from .base import OUTPUT_SPACES, Attribution, visible_mask
-from .explainer import AdditivityError, DeepExplainer, DeepLift, summarize_background
+from .base import OUTPUT_SPACES, AdditivityError, Attribution, NonFiniteError, NoWordsError, check_finite, visible_mask
+from .explainer import DeepExplainer, DeepLift, summarize_background
 from .explanation import Explanation
 from .gradients import GradXInput, IntegratedGradients
 from .perturbation import Occlusion, RandomBaseline
@@ -23,12 +23,15 @@ __all__ = [
     "Explanation",
     "GradXInput",
     "IntegratedGradients",
+    "NoWordsError",
+    "NonFiniteError",
     "Occlusion",
     "ProductRule",
     "RandomBaseline",
     "SamplingShapley",
     "TooManyPlayersError",
     "UnsupportedLayerError",
+    "check_finite",
     "make_method",
     "parse_methods",
     "summarize_background",

@@ -23,13 +23,108 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.tokenize import PAD, START
+from ..data.tokenize import PAD, START, Encoding
 from ..data.vocab import check_ids
 from .explanation import Explanation
 from .tracer import SquashRecorder
 
 # "probability": the model's sigmoid/softmax output; "logit": that squash's input; "raw": whatever it returns.
 OUTPUT_SPACES = ("probability", "logit", "raw")
+# Inputs named so are references (a background, a baseline): a text of no words is a fine one.
+REFERENCE_INPUTS = ("background", "reference")
+
+
+class AdditivityError(AssertionError):
+    """The attributions do not add up to f(x) - E[f(background)]."""
+
+
+class NonFiniteError(AdditivityError):
+    """The model's output, the base value or the attributions hold NaN or infinity.
+
+    Raised by every method's ``explain``/``attribute`` and by ``shap_values`` (whether or not
+    additivity is checked): a NaN is a wrong number, never an answer. ``row`` is the input
+    (or background row) concerned, ``None`` for the base value; ``reason`` says what was not
+    finite without naming the row (``"its output is nan"``), for callers that name it their way.
+    """
+
+    def __init__(self, message: str, row: int | None = None, reason: str = ""):
+        super().__init__(message)
+        self.row, self.reason = row, reason or message
+
+    def __reduce__(self):  # crosses process boundaries (seqshap.distributed) whole
+        return type(self), (str(self), self.row, self.reason)
+
+
+class NoWordsError(ValueError):
+    """A text to explain has no word the model reads (only punctuation, symbols or ``<br />``).
+    ``index`` is its position in the list given."""
+
+    def __init__(self, index: int, n: int):
+        which = "the text" if n == 1 else f"text {index}"
+        super().__init__(f"{which} has no words (only punctuation or symbols); nothing to explain")
+        self.index, self.n = index, n
+
+    def __reduce__(self):
+        return type(self), (self.index, self.n)
+
+
+def _snippet(texts: Sequence[str] | None, i: int) -> str:
+    """`` ("the start of text i…")`` to name an input in a message; empty without texts."""
+    if not texts:
+        return ""
+    t = " ".join(texts[i].split())
+    return f" ({t[:40]!r}{'…' if len(t) > 40 else ''})"
+
+
+def check_finite(
+    values: np.ndarray | None,
+    outputs: np.ndarray | None = None,
+    base: np.ndarray | float | None = None,
+    name: str = "input",
+    texts: Sequence[str] | None = None,
+) -> None:
+    """Raise :class:`NonFiniteError` naming the first NaN or infinity: the model's output
+    ``outputs`` ``[n]``/``[n, C]`` first (when the model itself breaks, that is the cause),
+    then the base value ``base`` (scalar, ``[n]`` or ``[C]``), then the attributions ``values``
+    ``[n, T]``/``[n, T, C]``. Rows are called ``{name} i`` (with the start of ``texts[i]``)."""
+    if outputs is not None:
+        out = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+        bad = np.argwhere(~np.isfinite(out))
+        if len(bad):
+            i, c = (int(v) for v in bad[0])
+            col = f" (output {c})" if out.shape[1] > 1 else ""
+            raise NonFiniteError(
+                f"the model's output for {name} {i}{_snippet(texts, i)}{col} is {out[i, c]}: the model itself "
+                "produces NaN or infinity here (NaN weights, weights so large the arithmetic overflows, or "
+                "an input it cannot handle); nothing to explain",
+                row=i,
+                reason=f"its output{col} is {out[i, c]}",
+            )
+    if base is not None:
+        b = np.atleast_1d(np.asarray(base, dtype=np.float64))
+        if not np.isfinite(b).all():
+            raise NonFiniteError(
+                f"the base value (the mean output over the background) is {b[~np.isfinite(b)][0]}: the model "
+                "produces NaN or infinity for the background"
+            )
+    if values is not None:
+        v = np.asarray(values, dtype=np.float64)
+        bad = np.argwhere(~np.isfinite(v))
+        if len(bad):
+            i, t = int(bad[0][0]), int(bad[0][1])
+            col = f", output {int(bad[0][2])}" if v.ndim > 2 and v.shape[2] > 1 else ""
+            why = (
+                "although the model's output is: the arithmetic overflows (weights too large for this dtype?)"
+                if outputs is not None
+                else "(the model's output is NaN or infinite, or the arithmetic overflows)"
+            )
+            raise NonFiniteError(
+                f"the attributions of {name} {i}{_snippet(texts, i)} are not finite ({v[tuple(bad[0])]} at "
+                f"position {t}{col}) {why}; nothing trustworthy to show",
+                row=i,
+                reason=f"its attributions are not finite ({v[tuple(bad[0])]} at position {t}{col})",
+            )
+
 
 # Explaining rewrites the model's module tree for the duration of a call, so every explainer
 # of the same nn.Module (the web server may hold several) must take turns on it.
@@ -98,10 +193,17 @@ def as_inputs(x, name: str = "ids", embeddings: bool = False) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be {kinds}or a list of texts; got {type(x).__name__}")
     if x.is_floating_point():
-        if not embeddings:
-            raise TypeError(f"{name} must be integer token ids [n, T]; got float {tuple(x.shape)}")
+        if not embeddings or x.dim() == 2:
+            raise TypeError(
+                f"{name}: got {str(x.dtype).replace('torch.', '')} numbers of shape {tuple(x.shape)}; token ids "
+                "must be integers [n, T] (convert them with .long() / .astype('int64'))"
+                + ("; float inputs must be embeddings [n, T, E]" if embeddings else "")
+            )
         if x.dim() != 3:
             raise ValueError(f"{name}: float embeddings must be [n, T, E], got shape {tuple(x.shape)}")
+        if x.numel() and not torch.isfinite(x).all():
+            row = int((~torch.isfinite(x)).flatten(1).any(1).nonzero()[0])
+            raise ValueError(f"{name}: the embeddings of row {row} hold NaN or infinity")
     else:
         if x.dim() != 2:
             raise ValueError(f"{name}: token ids must be [n, T], got shape {tuple(x.shape)}")
@@ -109,6 +211,15 @@ def as_inputs(x, name: str = "ids", embeddings: bool = False) -> torch.Tensor:
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty")
     return x
+
+
+def model_dtype(net: nn.Module) -> torch.dtype:
+    """The floating dtype ``net`` computes in (its token embedding's, else its first float parameter's)."""
+    emb = token_embedding(net)
+    if emb is not None:
+        return emb.weight.dtype
+    p = next((p for p in net.parameters() if p.is_floating_point()), None)
+    return p.dtype if p is not None else torch.get_default_dtype()
 
 
 def visible_mask(ids: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -153,8 +264,11 @@ class Attribution:
         raise NotImplementedError
 
     def attribute_with_base(self, inputs, output_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """``(values [n, T], base values [n])`` for ids, embeddings (where accepted) or texts."""
-        return self._values(self._prepare(inputs, "inputs"), output_index)
+        """``(values [n, T], base values [n])`` for ids, embeddings (where accepted) or texts;
+        :class:`NonFiniteError` if any is NaN or infinite (base values only for additive methods)."""
+        values, base = self._values(self._prepare(inputs, "inputs"), output_index)
+        check_finite(values, base=base if self.additive else None)
+        return values, base
 
     def attribute(self, inputs, output_index: int = 0) -> np.ndarray:
         """Per-token attributions ``[n, T]`` (float64)."""
@@ -182,9 +296,8 @@ class Attribution:
         )
         if texts is None or self.model is None:
             return self._prepare(texts_or_ids, "texts_or_ids"), texts, None
-        self._check_texts(texts, "texts_or_ids")
-        encodings = self.model.encodings(texts)
-        return self._prepare(torch.tensor([e.ids for e in encodings]), "texts_or_ids"), texts, encodings
+        ids, encodings = self._encode_texts(texts, "texts_or_ids")
+        return self._prepare(ids, "texts_or_ids"), texts, encodings
 
     def _explanations(
         self, x: torch.Tensor, values: np.ndarray, base: np.ndarray, output_index: int, texts, encodings, labels
@@ -192,6 +305,8 @@ class Attribution:
         """Explanations from values ``[n, T]`` and base values ``[n]`` of inputs ``x``."""
         outputs = self._outputs(x)
         fx = outputs[:, output_index].numpy()
+        # The one place every method's explanations pass: no NaN or infinity gets out as data.
+        check_finite(values, fx, base if self.additive else None, texts=texts)
         err = np.abs(values.sum(1) - (fx - base)) if self.additive else np.full(len(x), np.nan)
         classes = self.model.classes if self.model is not None else None
         # A one-output model in probability/logit space explains its positive (last) class.
@@ -229,7 +344,9 @@ class Attribution:
         return out
 
     # -- inputs ---------------------------------------------------------------------------
-    def _check_texts(self, texts: list[str], name: str) -> None:
+    def _encode_texts(self, texts: list[str], name: str) -> tuple[torch.Tensor, list[Encoding]]:
+        """Texts -> (ids ``[n, T]``, one Encoding each). The one check of texts for every method,
+        the CLI and the web API: none empty, and (except references) each with a word the model reads."""
         if self.model is None:
             raise TypeError(
                 f"{name} given as texts needs a seqshap model (seqshap.load(...)), "
@@ -238,16 +355,23 @@ class Attribution:
         empty = [i for i, t in enumerate(texts) if not t.strip()]
         if empty:
             raise ValueError(f"{name}: text {empty[0]} is empty")
+        encodings = self.model.encodings(texts)
+        if name not in REFERENCE_INPUTS:
+            blank = [i for i, e in enumerate(encodings) if all(s is None for s in e.spans)]
+            if blank:
+                raise NoWordsError(blank[0], len(texts))
+        return torch.tensor([e.ids for e in encodings], dtype=torch.long), encodings
 
     def _prepare(self, x, name: str) -> torch.Tensor:
         """Texts, ids or (where accepted) embeddings -> the checked input tensor."""
         if isinstance(x, str):
             raise TypeError(f"{name}: pass a list of texts, not a single str")
         if isinstance(x, (list, tuple)) and x and all(isinstance(t, str) for t in x):
-            self._check_texts(list(x), name)
-            x = self.model.encode(list(x))
+            x = self._encode_texts(list(x), name)[0]
         x = as_inputs(x, name, embeddings=self.accepts_embeddings)
-        if not x.is_floating_point():
+        if x.is_floating_point():
+            x = self._match_dtype(x, name)
+        else:
             emb = token_embedding(self.net)
             if emb is None:
                 raise TypeError(
@@ -256,6 +380,24 @@ class Attribution:
                 )
             check_ids(x, emb.num_embeddings, name, "the model's embedding")
         return x
+
+    def _match_dtype(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """Float embeddings in the model's dtype: widened (float16 -> float32) without loss, never narrowed."""
+        want = model_dtype(self.net)
+        if x.dtype == want:
+            return x
+        if torch.finfo(x.dtype).bits < torch.finfo(want).bits:
+            return x.to(want)
+        have, model = str(x.dtype).replace("torch.", ""), str(want).replace("torch.", "")
+        raise TypeError(
+            f"{name}: the embeddings are {have} but the model computes in {model}, and narrowing them would "
+            f"lose precision: convert them (.to(torch.{model}))"
+            + (
+                ", or explain a float64 copy of the model (DeepExplainer(..., dtype=torch.float64))"
+                if have == "float64"
+                else ""
+            )
+        )
 
     # -- the model --------------------------------------------------------------------------
     @property

@@ -17,14 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Attribution, model_lock, select_space, token_embedding
+from .base import AdditivityError, Attribution, NonFiniteError, check_finite, model_lock, select_space, token_embedding
 from .pairs import Pairing, TokenSink
 from .rules import ProductRule
 from .tracer import check_modules, explain_forward, feature_modules
 
-
-class AdditivityError(AssertionError):
-    """The attributions do not add up to f(x) - E[f(background)]."""
+__all__ = ["AdditivityError", "DeepExplainer", "DeepLift", "NonFiniteError", "summarize_background"]
 
 
 class DeepExplainer(Attribution):
@@ -78,6 +76,9 @@ class DeepExplainer(Attribution):
             bg, self.weights = summarize_background(self.net, bg, summarize, weights=self.weights)
         self.background = bg
         self.bg_outputs = self._outputs(bg)  # [k, C] float64
+        given = list(background) if summarize is None and isinstance(background, (list, tuple)) else []
+        texts = given if given and all(isinstance(t, str) for t in given) else None
+        check_finite(None, self.bg_outputs.numpy(), name="background row", texts=texts)
         self.expected_value = (self.weights[:, None] * self.bg_outputs).sum(0).numpy()
         self.n_outputs = self.bg_outputs.shape[1]
         # Dry run on one pair: an unsupported operation fails here, before any real work.
@@ -171,10 +172,12 @@ class DeepExplainer(Attribution):
     def shap_values(self, X, check_additivity: bool = True) -> np.ndarray:
         """Per-token attributions, ``np.ndarray [n, T, outputs]`` (shap 0.51's layout for one
         input: outputs last, also when there is one output). ``check_additivity`` raises
-        :class:`AdditivityError` with the size of the miss when they do not add up."""
+        :class:`AdditivityError` with the size of the miss when they do not add up; NaN or
+        infinity in f(x) or the attributions raises :class:`NonFiniteError` either way."""
         x = self._prepare(X, "X")
         phi = self._attribute(x)
-        self.last_errors_ = self.completeness_errors(x, phi)
+        fx, self.last_errors_ = self._outputs_and_errors(x, phi)
+        check_finite(phi, fx, self.expected_value)
         if check_additivity:
             tol = 1e-5 if (self.dtype == torch.float64 or x.dtype == torch.float64) else 1e-4
             worst = float(self.last_errors_.max())

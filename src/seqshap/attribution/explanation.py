@@ -13,6 +13,15 @@ from ..data.tokenize import HIDDEN_TOKENS, UNKNOWN_TOKENS
 Span = tuple[int, int]
 
 
+def _finite_or_none(x: float) -> float | None:
+    """JSON has no NaN: a number a method does not define (NaN) is written as null."""
+    return float(x) if math.isfinite(x) else None
+
+
+def _float_or_nan(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
 @dataclass(frozen=True)
 class Word:
     """One word of the text: the positions read from it and their summed value."""
@@ -153,9 +162,13 @@ class Explanation:
     def to_dict(self, top: int = 10) -> dict[str, Any]:
         """The JSON form used by the CLI, the web API, the corpus runner and the report.
 
-        Every number is finite (an explanation with NaN or infinity is refused at its source).
-        ``top`` lists the ``top`` words with the largest |value|, each with its positions.
+        Every number is finite, so it is JSON: an explanation with NaN or infinity is refused
+        at its source, and here too. ``base_value`` and ``completeness_error`` are ``None`` for
+        methods that have none (gradient x input, occlusion, random). ``top`` lists the ``top``
+        words with the largest |value|, each with its positions.
         """
+        if not (np.all(np.isfinite(self.values)) and math.isfinite(self.output_value)):
+            raise ValueError("this explanation holds NaN or infinity (values or prediction); it has no JSON form")
         words = self.word_list()
         ranked = sorted(words, key=lambda w: -abs(w.value))[: max(0, top)]
         return {
@@ -171,9 +184,9 @@ class Explanation:
             "visible": self.visible.tolist(),
             "spans": None if self.spans is None else [None if s is None else list(s) for s in self.spans],
             "word_ids": None if self.word_ids is None else list(self.word_ids),
-            "base_value": float(self.base_value),
+            "base_value": _finite_or_none(self.base_value),
             "prediction": float(self.output_value),
-            "completeness_error": float(self.completeness_error),
+            "completeness_error": _finite_or_none(self.completeness_error),
             "label": self.predicted_name,
             "true_label": self.class_name(self.label),
             "classes": None if self.classes is None else list(self.classes),
@@ -194,9 +207,9 @@ class Explanation:
             tokens=d["tokens"],
             ids=d["ids"],
             values=np.asarray(d["values"], dtype=np.float64),
-            base_value=float(d["base_value"]),
+            base_value=_float_or_nan(d["base_value"]),
             output_value=float(d["prediction"]),
-            completeness_error=float(d["completeness_error"]),
+            completeness_error=_float_or_nan(d["completeness_error"]),
             output_space=d.get("output", "probability"),
             model_name=d.get("model", "model"),
             method=d.get("method", "deepshap"),

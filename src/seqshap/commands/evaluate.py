@@ -18,7 +18,7 @@ def run(args) -> int:
     split = read_labeled(args.data, args.text_column, args.label_column) if args.data else load_imdb(args.imdb)["test"]
     _, acc = evaluate_ids(model.net, model.encode(split.texts), torch.from_numpy(split.labels))
     if args.json:
-        print(json.dumps({"test_accuracy": acc, "n": len(split), "model": str(model.path)}))
+        print(json.dumps({"test_accuracy": acc, "n": len(split), "model": str(model.path)}, allow_nan=False))
     else:
         print(f"test accuracy {acc:.4f} on {len(split)} reviews ({model.path})")
     return 0

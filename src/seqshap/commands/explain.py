@@ -24,7 +24,16 @@ def read_text(text: str | None, file: str | None, stdin=None) -> str:
         except UnicodeDecodeError:
             raise UsageError(f"--file {file}: not UTF-8 text") from None
     elif text == "-":
-        text = (stdin or sys.stdin).read()
+        stream = stdin or sys.stdin
+        if stream is None or stream.closed:  # started with stdin closed (`<&-`)
+            raise UsageError(
+                '"-" reads the text from stdin, but stdin is closed; pipe the text in or give it as an argument'
+            )
+        try:
+            text = stream.read()
+            text.encode("utf-8")  # a C locale reads undecodable bytes as lone surrogates
+        except (UnicodeDecodeError, UnicodeEncodeError):
+            raise UsageError("stdin is not UTF-8 text") from None
     elif text is None:
         raise UsageError('no text: give it as an argument, with --file PATH, or "-" to read stdin')
     if not text.strip():
@@ -46,13 +55,16 @@ def run(args) -> int:
     if args.background < 1:
         raise UsageError("--background must be at least 1")
     from .. import load
-    from ..attribution import DeepExplainer
+    from ..attribution import DeepExplainer, NoWordsError
     from ..background import default_background
 
     model = load(args.model)
     args.output = resolve_output(args, model)
     background = default_background(args.background, args.imdb)
-    exp = DeepExplainer(model, list(background.texts), output=args.output).explain([text])[0]
+    try:
+        exp = DeepExplainer(model, list(background.texts), output=args.output).explain([text])[0]
+    except NoWordsError as e:  # the explainer's one check of texts, as the web API's 422
+        raise UsageError(str(e)) from None
     written = []
     if args.html:
         from .. import atomic

@@ -74,7 +74,8 @@ def run(args) -> int:
                     "top_positive": [r.word for r in table.top_positive(args.top)],
                     "top_negative": [r.word for r in table.top_negative(args.top)],
                     **({"run": summary} if summary else {}),
-                }
+                },
+                allow_nan=False,
             )
         )
         return 0

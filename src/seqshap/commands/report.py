@@ -33,7 +33,8 @@ def run(args) -> int:
     if args.json:
         print(
             json.dumps(
-                {"index": str(index), "files": sorted(p.name for p in out.iterdir() if not p.name.startswith("."))}
+                {"index": str(index), "files": sorted(p.name for p in out.iterdir() if not p.name.startswith("."))},
+                allow_nan=False,
             )
         )
     else:

@@ -2,12 +2,48 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .common import UsageError, add_command, add_data_options
+
+FLAGS = ("--resume", "--overwrite", "--out")
+
+
+def _check_numbers(args) -> None:
+    from ..store import MAX_MAXLEN
+
+    for flag, value, low in (
+        ("--epochs", args.epochs, 1),
+        ("--batch-size", args.batch_size, 1),
+        ("--maxlen", args.maxlen, 1),
+        ("--num-words", args.num_words, 4),
+        ("--patience", args.patience, 1),
+        ("--hidden", args.hidden, 1),
+    ):
+        if value is not None and value < low:
+            raise UsageError(f"{flag} must be at least {low}, got {value}")
+    if args.maxlen > MAX_MAXLEN:
+        raise UsageError(f"--maxlen must be at most {MAX_MAXLEN:,}, got {args.maxlen:,}")
+    if not args.lr > 0:
+        raise UsageError(f"--lr must be positive, got {args.lr}")
+    if not 0 < args.val_fraction < 1:
+        raise UsageError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    if not args.lr_decay > 0:
+        raise UsageError(f"--lr-decay must be positive, got {args.lr_decay}")
 
 
 def run(args) -> int:
+    _check_numbers(args)
+    from ..models import SIZE_PARAMETER
+    from ..train import OutputExistsError, TrainConfig, check_output_dir, data_record, train
+
+    try:  # before the data are read: a model already in --out is refused at once
+        check_output_dir(args.out, args.resume, args.overwrite, FLAGS)
+    except (OutputExistsError, ValueError, NotADirectoryError) as e:
+        raise UsageError(str(e)) from None
+    if args.test_data and not args.data:
+        raise UsageError("--test-data needs --data (otherwise the IMDB test split is used)")
     from ..data import load_imdb, read_labeled
-    from ..train import TrainConfig, train
 
     cfg = TrainConfig(
         arch=args.arch,
@@ -20,16 +56,22 @@ def run(args) -> int:
         patience=args.patience,
         seed=args.seed,
         lr_decay=args.lr_decay,
-        model={"hidden": args.hidden} if args.hidden else {},
+        model={SIZE_PARAMETER[args.arch]: args.hidden} if args.hidden else {},
     )
     if args.data:
         train_split = read_labeled(args.data, args.text_column, args.label_column)
+        records = {"train": data_record(train_split, str(Path(args.data).resolve()), args.data)}
         test_split = read_labeled(args.test_data, args.text_column, args.label_column) if args.test_data else None
+        if test_split is not None:
+            records["test"] = data_record(test_split, str(Path(args.test_data).resolve()), args.test_data)
     else:
-        if args.test_data:
-            raise UsageError("--test-data needs --data (otherwise the IMDB test split is used)")
         imdb = load_imdb(args.imdb)
         train_split, test_split = imdb["train"], imdb["test"]
+        archive = str(Path(args.imdb).resolve()) if args.imdb else "the shipped archive"
+        records = {
+            "train": data_record(train_split, f"IMDB train split ({archive})"),
+            "test": data_record(test_split, f"IMDB test split ({archive})"),
+        }
     model = train(
         train_split,
         args.out,
@@ -38,6 +80,8 @@ def run(args) -> int:
         resume=args.resume,
         progress=not args.quiet,
         device=args.device,
+        overwrite=args.overwrite,
+        data_records=records,
     )
     print(f"model written to {model.path}")
     return 0
@@ -51,7 +95,8 @@ def register(sub) -> None:
         "train",
         "train a classifier on IMDB (or your CSV/JSONL) and write a model directory",
         "seqshap train --arch lstm --epochs 15 --out runs/lstm\n"
-        "  seqshap train --data reviews.csv --text-column review --label-column sentiment --out runs/mine",
+        "  seqshap train --data reviews.csv --text-column review --label-column sentiment --out runs/mine\n"
+        "  seqshap train --arch lstm --epochs 20 --out runs/lstm --resume   # continue an interrupted or finished run",
         run,
     )
     p.add_argument("--arch", choices=TRAINABLE, default="lstm")
@@ -60,7 +105,14 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--maxlen", type=int, default=80)
     p.add_argument("--num-words", type=int, default=20000)
-    p.add_argument("--hidden", type=int, default=None, help="hidden size / filters (default 128)")
+    p.add_argument(
+        "--hidden",
+        type=int,
+        default=None,
+        help="the architecture's size (seqshap.models.SIZE_PARAMETER): the recurrent state of lstm, gru, bilstm "
+        "and lstm2 (hidden, default 128), the CNN's filters (default 128), the Transformer's feed-forward "
+        "width (ff_dim, default 512)",
+    )
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument(
         "--patience", type=int, default=3, help="stop after this many epochs without a better validation accuracy"
@@ -75,7 +127,17 @@ def register(sub) -> None:
         "is not the best so far (default 1: off)",
     )
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (interrupted, or finished with fewer --epochs); "
+        "refused if the data or options differ",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the model or checkpoint already in --out (without it, a model there is never overwritten)",
+    )
     p.add_argument("--test-data", help="CSV/JSONL test file (with --data)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--device", default="cpu", help="where to compute: cpu (default) or cuda")

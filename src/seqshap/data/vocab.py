@@ -106,10 +106,21 @@ class Vocab:
 
     @classmethod
     def from_json(cls, obj: dict) -> Vocab:
-        try:
-            return cls(obj["word_index"], int(obj["num_words"]))
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"vocabulary JSON is missing or has a malformed field: {e}") from None
+        """The vocabulary from :meth:`to_json`'s form; a ``ValueError`` naming the key that is wrong."""
+        if not isinstance(obj, dict):
+            raise ValueError(f"expected a JSON object with 'word_index' and 'num_words', got {type(obj).__name__}")
+        for key in ("word_index", "num_words"):
+            if key not in obj:
+                raise ValueError(f"missing key {key!r}")
+        wi, n = obj["word_index"], obj["num_words"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < FIRST_WORD_ID:
+            raise ValueError(f"'num_words' must be a whole number of at least {FIRST_WORD_ID}, got {n!r}")
+        if not isinstance(wi, dict):
+            raise ValueError(f"'word_index' must be an object mapping words to ids, got {type(wi).__name__}")
+        bad = next(((w, i) for w, i in wi.items() if not isinstance(i, int) or isinstance(i, bool)), None)
+        if bad is not None:
+            raise ValueError(f"'word_index': the id of {bad[0]!r} is {bad[1]!r}, not a whole number")
+        return cls(wi, n)
 
     def save(self, path: str | Path) -> None:
         atomic.write_text(path, json.dumps(self.to_json(), ensure_ascii=False))

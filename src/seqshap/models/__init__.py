@@ -25,6 +25,17 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 # The architectures `seqshap train` can build from scratch ("keras" needs an imported layer list).
 TRAINABLE = ("lstm", "gru", "bilstm", "lstm2", "cnn", "transformer")
 
+# The one size each architecture's `--hidden` sets: the recurrent state, the CNN's filters, the
+# Transformer's feed-forward layer (its width embed_dim must divide by the heads, so it is left alone).
+SIZE_PARAMETER = {
+    "lstm": "hidden",
+    "gru": "hidden",
+    "bilstm": "hidden",
+    "lstm2": "hidden",
+    "cnn": "filters",
+    "transformer": "ff_dim",
+}
+
 
 def build_model(arch: str, **kwargs) -> nn.Module:
     """Build an architecture by name; ``kwargs`` go to its constructor (vocab_size, ...)."""
@@ -35,6 +46,7 @@ def build_model(arch: str, **kwargs) -> nn.Module:
 
 __all__ = [
     "ARCHITECTURES",
+    "SIZE_PARAMETER",
     "TRAINABLE",
     "CNNClassifier",
     "RecurrentClassifier",

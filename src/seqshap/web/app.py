@@ -11,7 +11,8 @@ probability and logit explainers share that one network, so explanations cannot 
 anyway; a single thread also leaves torch's own intra-op threads the whole CPU.
 
 Every error is JSON ``{"error": "<one sentence saying what is wrong>"}`` with a 4xx
-status for bad requests (``errors`` lists each field problem for validation errors).
+status for bad requests (``errors`` lists each field problem for validation errors), and
+500 when the model produces NaN or infinity for a text (never a 200 with nulls).
 """
 
 from __future__ import annotations
@@ -36,9 +37,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..attribution import OUTPUT_SPACES, DeepExplainer, Explanation
+from ..attribution import OUTPUT_SPACES, DeepExplainer, Explanation, NonFiniteError, NoWordsError
 from ..background import Background, resolve_background
-from ..data.tokenize import words
 from ..store import SeqshapModel, load
 
 # The page explains a sigmoid model's probability or its logit; "raw" is for imported linear heads.
@@ -167,8 +167,6 @@ def check_text(text: str, max_chars: int, name: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError as e:  # JSON allows lone surrogates ("\ud800"); UTF-8 cannot carry them
         raise ApiError(422, f"{name} contains invalid Unicode (an unpaired surrogate at character {e.start})") from None
-    if not words(text):
-        raise ApiError(422, f"{name} has no words (only punctuation or symbols); nothing to explain")
 
 
 class BodyLimit:
@@ -503,11 +501,23 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any]) -> 
     page = render_page(info)
     max_chars, max_batch = info["max_chars"], info["max_batch"]
 
-    async def run(texts: list[str], output: str, include_html: bool) -> list[dict[str, Any]]:
+    async def run(texts: list[str], output: str, include_html: bool, batch: bool = False) -> list[dict[str, Any]]:
+        def field(i: int | None) -> str:
+            return f"texts[{i}]" if batch and i is not None else "text"
+
         try:
             exps = await service.explain(texts, output)
+        except NoWordsError as e:  # the explainer's one check of texts (the CLI and Python refuse them too)
+            raise ApiError(
+                422, f"{field(e.index)} has no words (only punctuation or symbols); nothing to explain"
+            ) from None
         except ValueError as e:  # the explainer refused this input; say why
             raise ApiError(422, str(e)) from None
+        except NonFiniteError as e:  # a broken model: never a 200 with nulls
+            log.error("non-finite model output: %s", e)
+            raise ApiError(
+                500, f"the model produced NaN or infinity for {field(e.row)} ({e.reason}); nothing to explain"
+            ) from None
         return [explanation_json(e, include_html) for e in exps]
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -529,7 +539,8 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any]) -> 
         responses={
             400: {"description": "body is not a JSON object"},
             413: {"description": "text over the character limit"},
-            422: {"description": "empty text, wrong types, unknown output"},
+            422: {"description": "empty text, a text without words, wrong types, unknown output"},
+            500: {"description": "the model produced NaN or infinity for this text (a broken model)"},
             503: {"description": "busy: too many explanations waiting"},
         },
     )
@@ -545,7 +556,8 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any]) -> 
         responses={
             400: {"description": "body is not a JSON object"},
             413: {"description": "too many texts, or a text over the character limit"},
-            422: {"description": "empty text, wrong types, unknown output"},
+            422: {"description": "empty text, a text without words, wrong types, unknown output"},
+            500: {"description": "the model produced NaN or infinity for one of the texts (a broken model)"},
             503: {"description": "busy: too many explanations waiting"},
         },
     )
@@ -555,7 +567,7 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any]) -> 
             raise ApiError(413, f"the batch has {len(req.texts)} texts; the limit is {max_batch} per request")
         for i, text in enumerate(req.texts):
             check_text(text, max_chars, f"texts[{i}]")
-        return {"explanations": await run(req.texts, req.output, req.html)}
+        return {"explanations": await run(req.texts, req.output, req.html, batch=True)}
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
