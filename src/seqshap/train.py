@@ -69,7 +69,11 @@ def evaluate_ids(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: i
     device = next(net.parameters()).device
     loss = correct = 0.0
     for i in range(0, len(x), batch_size):
-        p = net(x[i : i + batch_size].to(device))[:, 0].double().cpu().clamp(1e-7, 1 - 1e-7)
+        out = net(x[i : i + batch_size].to(device))
+        if out.shape[1] > 2:
+            raise ValueError(f"accuracy here is for two classes; the model has {out.shape[1]} outputs")
+        # the positive class: a sigmoid model's one output, class 1 of a two-class softmax
+        p = out[:, -1].double().cpu().clamp(1e-7, 1 - 1e-7)
         t = y[i : i + batch_size].double()
         loss += float(nn.functional.binary_cross_entropy(p, t, reduction="sum"))
         correct += float(((p > 0.5).long() == y[i : i + batch_size]).sum())
