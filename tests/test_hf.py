@@ -374,6 +374,9 @@ def test_refuses_missing_weights_and_single_output_heads(hf_dirs, tmp_path):
     save_file({k: v for k, v in state.items() if "layer.1." not in k}, str(d / "model.safetensors"))
     with pytest.raises(ModelLoadError, match=r"lacks .* tensors.*random"):
         seqshap.load(d)
+    (d / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")  # a truncated header
+    with pytest.raises(ModelLoadError, match="corrupt or truncated"):
+        seqshap.load(d)
     r = copy_dir(hf_dirs["bert"], tmp_path / "regression")
     edit_config(r, id2label={"0": "score"}, label2id={"score": 0})
     with pytest.raises(ModelLoadError, match="2\\+ labels"):

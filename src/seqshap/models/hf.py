@@ -185,22 +185,21 @@ def _head_rows(directory: Path, kind: str) -> int | None:
     from safetensors import safe_open
 
     name = HEAD_WEIGHT[kind]
-    prefixed = [name, f"{kind}.{name}"]
-    files = [directory / WEIGHTS]
-    if not files[0].is_file():
+    path = directory / WEIGHTS
+    if not path.is_file():  # sharded: the index says which file holds the head
         try:
             weight_map = json.loads((directory / WEIGHTS_INDEX).read_text(encoding="utf-8"))["weight_map"]
-            files = [directory / weight_map[n] for n in prefixed if n in weight_map]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise HFLoadError(f"{directory / WEIGHTS_INDEX}: cannot read it ({e})") from None
-    for path in files:
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                for n in prefixed:
-                    if n in f.keys():  # noqa: SIM118  (safe_open is not a mapping)
-                        return int(f.get_slice(n).get_shape()[0])
-        except Exception as e:  # safetensors raises its own error types for a broken header
-            raise HFLoadError(f"{path}: corrupt or truncated safetensors file ({e})") from None
+        if not isinstance(weight_map, dict) or name not in weight_map:
+            return None
+        path = directory / str(weight_map[name])
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if name in f.keys():  # noqa: SIM118  (safe_open is not a mapping)
+                return int(f.get_slice(name).get_shape()[0])
+    except Exception as e:  # safetensors raises its own error types for a broken header
+        raise HFLoadError(f"{path}: corrupt or truncated safetensors file ({e})") from None
     return None
 
 
