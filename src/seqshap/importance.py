@@ -7,8 +7,11 @@ review), so every occurrence of a word is pooled instead. For each word:
 - ``mean_abs``  mean absolute attribution per occurrence (strength regardless of sign),
 - ``count``     number of occurrences, ``n_reviews`` number of reviews containing it.
 
-``<pad>``, ``<start>`` and ``<oov>`` are skipped: they are not words (every unknown word
-shares the one ``<oov>`` id, so pooling them would mix unrelated words).
+A word is the word as written, lowercased: a subword tokenizer's pieces of one word
+(``"un" "##believ" "##able"``) are pooled as that one word, with their summed value (for the
+native tokenizer a word is one token, so nothing changes there). ``<pad>``, ``<start>``,
+special tokens (``[CLS]``, ``<s>``, ...) and unknown words (``<oov>``, ``[UNK]``) are skipped:
+they are not words (every unknown word shares one id, so pooling them would mix unrelated words).
 
 Only numbers live here (the accumulator, the table, running an explainer over texts);
 the table's HTML, plot and folder of files are drawn by :mod:`seqshap.viz.importance`.
@@ -100,11 +103,18 @@ class WordImportance:
             raise ValueError(f"{len(tokens)} tokens but {len(values)} values")
         if not np.all(np.isfinite(values)):
             raise ValueError("attributions contain NaN or inf")
+        pairs = zip(tokens, values.tolist(), strict=True)
+        self._add_words(
+            [(None if t in UNKNOWN_TOKENS else t, v) for t, v in pairs if t not in HIDDEN_TOKENS], output_space
+        )
+
+    def _add_words(self, words: list[tuple[str | None, float]], output_space: str | None) -> None:
+        """Add one text's ``(word, value)`` pairs; word ``None`` is an unknown word (counted, not pooled)."""
         self._space(output_space)
         seen = set()
-        for tok, v in zip(tokens, values.tolist(), strict=True):
-            if tok in SKIP:
-                self.n_skipped += tok in UNKNOWN_TOKENS
+        for tok, v in words:
+            if tok is None:
+                self.n_skipped += 1
                 continue
             if tok not in self._count:
                 self._sum[tok], self._abs[tok], self._count[tok], self._reviews[tok] = [], [], 0, 0
@@ -117,8 +127,10 @@ class WordImportance:
         self.n_explanations += 1
 
     def add(self, exp: Explanation) -> WordImportance:
-        """Add one :class:`Explanation`."""
-        self.add_tokens(exp.tokens, exp.values, exp.output_space)
+        """Add one :class:`Explanation`, word by word (:meth:`Explanation.word_list`)."""
+        if not np.all(np.isfinite(exp.values)):
+            raise ValueError("attributions contain NaN or inf")
+        self._add_words([(None if w.unknown else w.text.lower(), w.value) for w in exp.word_list()], exp.output_space)
         return self
 
     def update(self, exps: Iterable[Explanation]) -> WordImportance:

@@ -153,7 +153,7 @@ def write_report(
             ],
             exps,
             acc,
-            float(explainer.expected_value[0]),
+            float(explainer.expected_value[exps[0].output_index]),
         ),
         _training_section(model.metrics or {}, out, files),
         _reviews_section(exps, shown, out, files),
@@ -192,7 +192,8 @@ def _data_section(
     classes: tuple[str, ...], sets: list, exps: list[Explanation], acc: WordImportance, base_value: float
 ) -> str:
     """What was read: ``sets`` is ``(name, prefix, Split)`` per row, then the explanations' facts."""
-    expl_acc = np.mean([e.predicted_label == e.label for e in exps]) if exps else float("nan")
+    # by class name: a softmax model's logit says nothing about the class on its own
+    expl_acc = np.mean([e.predicted_name == e.class_name(e.label) for e in exps]) if exps else float("nan")
     return '<h2 id="data">Data</h2>' + _kv_table(
         [(name, prefix + _label_counts(split.labels, classes)) for name, prefix, split in sets]
         + [

@@ -20,6 +20,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from . import atomic
+from .data.hf_tokenizer import HFTokenizer
 from .data.tokenize import Encoding
 from .data.vocab import Vocab, check_ids
 from .models import build_model
@@ -45,10 +46,18 @@ def save_weights(path: Path, net: nn.Module) -> None:
 
 class SeqshapModel:
     """A trained classifier with its vocabulary: ``.net`` (the ``nn.Module``),
-    ``.encode(texts) -> LongTensor [n, maxlen]``, ``.predict(texts) -> float64 [n]``."""
+    ``.encode(texts) -> LongTensor [n, maxlen]``, ``.predict(texts) -> float64 [n]``.
+
+    ``vocab`` is the native word vocabulary, or for a Hugging Face model its subword tokenizer
+    (:class:`~seqshap.data.hf_tokenizer.HFTokenizer`) behind the same interface."""
 
     def __init__(
-        self, net: nn.Module, vocab: Vocab, config: dict, metrics: dict | None = None, path: Path | None = None
+        self,
+        net: nn.Module,
+        vocab: Vocab | HFTokenizer,
+        config: dict,
+        metrics: dict | None = None,
+        path: Path | None = None,
     ):
         self.net, self.vocab, self.config = net, vocab, config
         self.metrics = metrics or {}
@@ -80,17 +89,23 @@ class SeqshapModel:
 
     @torch.no_grad()
     def predict_ids(self, ids: torch.Tensor, batch_size: int = 512) -> np.ndarray:
-        """Positive-class probability for ids ``[n, T]`` -> ``[n]``."""
+        """Positive-class probability for ids ``[n, T]`` -> ``[n]`` (class 1 of a two-class
+        softmax model; every class's probability ``[n, classes]`` for more classes)."""
         ids = torch.as_tensor(ids)
         check_ids(ids, self.vocab.num_words)
         self.net.eval()
-        out = [self.net(ids[i : i + batch_size])[:, 0] for i in range(0, len(ids), batch_size)]
-        return torch.cat(out).double().numpy() if out else np.zeros(0)
+        out = [self.net(ids[i : i + batch_size]) for i in range(0, len(ids), batch_size)]
+        if not out:
+            return np.zeros(0)
+        probs = torch.cat(out).double()
+        return probs[:, -1].numpy() if probs.shape[1] <= 2 else probs.numpy()
 
     def predict(self, texts: list[str]) -> np.ndarray:
         return self.predict_ids(self.encode(texts))
 
     def save(self, directory: str | Path) -> Path:
+        if isinstance(self.vocab, HFTokenizer):
+            self.vocab.save(directory)  # raises: transformers' save_pretrained writes those
         return save_model(directory, self.net, self.vocab, self.config, self.metrics)
 
 
@@ -115,10 +130,15 @@ def _read_json(path: Path) -> Any:
 
 
 def load(path: str | Path | None = None) -> SeqshapModel:
-    """Load a model directory; no path loads the shipped default model."""
+    """Load a model directory; no path loads the shipped default model. A Hugging Face
+    directory (``config.json`` with ``architectures``) loads with its own tokenizer."""
     directory = Path(path) if path is not None else DEFAULT_MODEL_DIR
     if not directory.is_dir():
         raise ModelLoadError(f"{directory}: not a model directory (expected {CONFIG}, {VOCAB}, {WEIGHTS})")
+    from .models.hf import is_hf_directory
+
+    if is_hf_directory(directory):
+        return _load_hf(directory)
     config = _check_config(directory / CONFIG, _read_json(directory / CONFIG))
     try:
         vocab = Vocab.from_json(_read_json(directory / VOCAB))
@@ -248,3 +268,17 @@ def _check_shapes(
                 f"{weights}: tensor {name!r} has shape {shape}, but {config_path.name} "
                 f"(arch {config['arch']!r}{', ' + settings if settings else ''}) makes it {expected[name]}"
             )
+
+
+def _load_hf(directory: Path) -> SeqshapModel:
+    """A saved ``transformers`` sequence classifier, offline, weights from safetensors only."""
+    from .models.hf import HFLoadError, load_pretrained
+
+    try:
+        net, tokenizer, config = load_pretrained(directory)
+    except HFLoadError as e:
+        raise ModelLoadError(str(e)) from None
+    metrics = _read_json(directory / METRICS) if (directory / METRICS).exists() else {}
+    if not isinstance(metrics, dict):
+        raise ModelLoadError(f"{directory / METRICS}: expected a JSON object, got {_json_kind(metrics)}")
+    return SeqshapModel(net, tokenizer, config, metrics, directory)

@@ -134,7 +134,11 @@ def evaluate_ids(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: i
     device = next(net.parameters()).device
     loss = correct = 0.0
     for i in range(0, len(x), batch_size):
-        p = net(x[i : i + batch_size].to(device))[:, 0].double().cpu()
+        out = net(x[i : i + batch_size].to(device))
+        if out.shape[1] > 2:
+            raise ValueError(f"accuracy here is for two classes; the model has {out.shape[1]} outputs")
+        # the positive class: a sigmoid model's one output, class 1 of a two-class softmax
+        p = out[:, -1].double().cpu()
         if not torch.isfinite(p).all():
             row = i + int((~torch.isfinite(p)).nonzero()[0])
             raise TrainingDivergedError(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -301,4 +301,78 @@ def block_params(block: EncoderBlock) -> EncoderLayerParams:
         heads=a.heads,
         activation="gelu_tanh" if block.act.approximate == "tanh" else "gelu",
         norm_first=block.norm_first,
+    )
+
+
+# Hugging Face activation modules (by class name: transformers is an optional extra) -> ours.
+HF_ACTIVATIONS = {
+    "GELUActivation": "gelu",  # erf GELU ("gelu", "gelu_python")
+    "GELUTanh": "gelu_tanh",  # "gelu_pytorch_tanh", "gelu_python_tanh"
+    "PytorchGELUTanh": "gelu_tanh",
+    "NewGELUActivation": "gelu_tanh",  # "gelu_new": the same tanh formula written out
+    "FastGELUActivation": "gelu_tanh",  # "gelu_fast": ditto
+    "ReLU": "relu",
+}
+
+
+def _hf_activation(module: nn.Module) -> str:
+    name = type(module).__name__
+    if name not in HF_ACTIVATIONS:
+        raise ValueError(
+            f"activation {name} has no exact rule here; supported: gelu, gelu_new, gelu_fast, gelu_pytorch_tanh, relu"
+        )
+    return HF_ACTIVATIONS[name]
+
+
+def _ln(norm: Any) -> tuple[torch.Tensor | None, torch.Tensor | None, float]:
+    return (norm.weight, norm.bias, float(norm.eps))
+
+
+def hf_layer_params(layer: Any) -> EncoderLayerParams:
+    """:class:`EncoderLayerParams` of a Hugging Face encoder layer: ``BertLayer``/``RobertaLayer``
+    (``attention.self.query/key/value``, ``attention.output.dense`` + ``LayerNorm``,
+    ``intermediate``, ``output``) or DistilBERT's ``TransformerBlock`` (``q_lin/k_lin/v_lin/out_lin``,
+    ``sa_layer_norm``, ``ffn.lin1/lin2``, ``output_layer_norm``). All three are post-LN."""
+    if hasattr(layer, "sa_layer_norm"):  # DistilBERT
+        a, ffn = layer.attention, layer.ffn
+        return EncoderLayerParams(
+            a.q_lin.weight,
+            a.q_lin.bias,
+            a.k_lin.weight,
+            a.k_lin.bias,
+            a.v_lin.weight,
+            a.v_lin.bias,
+            a.out_lin.weight,
+            a.out_lin.bias,
+            ffn.lin1.weight,
+            ffn.lin1.bias,
+            ffn.lin2.weight,
+            ffn.lin2.bias,
+            _ln(layer.sa_layer_norm),
+            _ln(layer.output_layer_norm),
+            heads=int(a.n_heads),
+            activation=_hf_activation(ffn.activation),
+            scale=float(a.scaling),
+        )
+    if getattr(layer, "is_decoder", False) or getattr(layer, "add_cross_attention", False):
+        raise ValueError(f"{type(layer).__name__}: decoder layers (cross-attention) are not supported")
+    s, o = layer.attention.self, layer.attention.output
+    return EncoderLayerParams(
+        s.query.weight,
+        s.query.bias,
+        s.key.weight,
+        s.key.bias,
+        s.value.weight,
+        s.value.bias,
+        o.dense.weight,
+        o.dense.bias,
+        layer.intermediate.dense.weight,
+        layer.intermediate.dense.bias,
+        layer.output.dense.weight,
+        layer.output.dense.bias,
+        _ln(o.LayerNorm),
+        _ln(layer.output.LayerNorm),
+        heads=int(s.num_attention_heads),
+        activation=_hf_activation(layer.intermediate.intermediate_act_fn),
+        scale=float(s.scaling),
     )

@@ -279,13 +279,37 @@ class Attribution:
         """What :attr:`Explanation.method` says."""
         return self.name
 
-    def explain(self, texts_or_ids, labels: Sequence[int] | None = None, output_index: int = 0) -> list[Explanation]:
-        """One :class:`Explanation` per input (texts need a SeqshapModel)."""
+    def explain(
+        self, texts_or_ids, labels: Sequence[int] | None = None, output_index: int | None = None
+    ) -> list[Explanation]:
+        """One :class:`Explanation` per input (texts need a SeqshapModel).
+
+        ``output_index``: the output (class) explained. By default a one-output model's output,
+        class 1 of a two-class model (the positive class, as for a sigmoid model), and for more
+        classes each input's predicted class.
+        """
         x, texts, encodings = self._explain_inputs(texts_or_ids)
         if labels is not None and len(labels) != len(x):
             raise ValueError(f"labels: got {len(labels)} for {len(x)} inputs")
-        values, base = self._values(x, output_index)
-        return self._explanations(x, values, base, output_index, texts, encodings, labels)
+        outputs = self._outputs(x)
+        which = self._explained_outputs(outputs, output_index)
+        values, base = np.zeros(tuple(x.shape[:2])), np.zeros(len(x))
+        for c in np.unique(which).tolist():  # one pass per explained class (usually one)
+            rows = np.flatnonzero(which == c)
+            values[rows], base[rows] = self._values(x[torch.from_numpy(rows)], c)
+        return self._explanations(x, values, base, which, texts, encodings, labels, outputs)
+
+    @staticmethod
+    def _explained_outputs(outputs: torch.Tensor, output_index: int | None) -> np.ndarray:
+        """The explained output column per input ``[n]`` (see :meth:`explain`)."""
+        n, C = outputs.shape
+        if output_index is not None:
+            if not 0 <= output_index < C:
+                raise ValueError(f"output_index {output_index} is out of range: the model has {C} outputs")
+            return np.full(n, int(output_index))
+        if C <= 2:
+            return np.full(n, C - 1)
+        return outputs.argmax(1).numpy()
 
     def _explain_inputs(self, texts_or_ids):
         """(inputs, texts or None, one Encoding per text or None): texts keep where each token came from."""
@@ -300,17 +324,27 @@ class Attribution:
         return self._prepare(ids, "texts_or_ids"), texts, encodings
 
     def _explanations(
-        self, x: torch.Tensor, values: np.ndarray, base: np.ndarray, output_index: int, texts, encodings, labels
+        self,
+        x: torch.Tensor,
+        values: np.ndarray,
+        base: np.ndarray,
+        which: np.ndarray,
+        texts,
+        encodings,
+        labels,
+        outputs: torch.Tensor,
     ) -> list[Explanation]:
-        """Explanations from values ``[n, T]`` and base values ``[n]`` of inputs ``x``."""
-        outputs = self._outputs(x)
-        fx = outputs[:, output_index].numpy()
+        """Explanations from values ``[n, T]`` and base values ``[n]`` of inputs ``x``, explaining
+        output column ``which[i]`` of ``outputs`` ``[n, C]`` for input ``i``."""
+        fx = outputs.numpy()[np.arange(len(x)), which]
         # The one place every method's explanations pass: no NaN or infinity gets out as data.
         check_finite(values, fx, base if self.additive else None, texts=texts)
         err = np.abs(values.sum(1) - (fx - base)) if self.additive else np.full(len(x), np.nan)
         classes = self.model.classes if self.model is not None else None
-        # A one-output model in probability/logit space explains its positive (last) class.
-        name = classes[-1] if classes and outputs.shape[1] == 1 and self.output != "raw" else None
+        C = outputs.shape[1]
+        # A one-output model in probability/logit space explains its positive (last) class; a
+        # model with one output per class explains the class of its column.
+        named = bool(classes) and self.output != "raw" and C in (1, len(classes or ()))
         out = []
         for i in range(len(x)):
             ids = x[i].tolist() if not x.is_floating_point() else list(range(x.shape[1]))
@@ -332,13 +366,14 @@ class Attribution:
                     output_space=self.output,
                     model_name=self.model.name if self.model is not None else type(self.net).__name__,
                     method=self.method_name,
-                    output_index=output_index,
+                    output_index=int(which[i]),
                     text=texts[i] if texts else None,
                     label=None if labels is None else int(labels[i]),
                     spans=enc.spans if enc is not None else None,
                     word_ids=enc.word_ids if enc is not None else None,
-                    classes=classes if name is not None else None,
-                    output_name=name,
+                    classes=classes if named else None,
+                    output_name=None if not named or classes is None else classes[-1 if C == 1 else int(which[i])],
+                    predicted=classes[int(outputs[i].argmax())] if named and classes and C > 1 else None,
                 )
             )
         return out

@@ -206,7 +206,9 @@ class DeepLift(DeepExplainer):
     """Single-reference DeepLIFT: one reference row (default: all padding, id 0).
 
     Without ``reference`` the all-padding row has the model's ``maxlen`` (or ``maxlen``); a bare
-    ``nn.Module`` without either gets the all-padding row of the first input's length.
+    ``nn.Module`` without either gets the all-padding row of the first input's length. A model
+    whose tokenizer knows its empty text (a Hugging Face model: ``[CLS] [SEP]``, then padding)
+    gets that instead: a row with no token at all is no text to it.
     """
 
     name = "deeplift"
@@ -214,7 +216,8 @@ class DeepLift(DeepExplainer):
     def __init__(self, model, reference=None, maxlen: int | None = None, **kwargs):
         T = maxlen or getattr(model, "maxlen", None)
         if reference is None and T is not None:
-            reference = torch.zeros(1, T, dtype=torch.long)
+            empty = getattr(getattr(model, "vocab", None), "empty_ids", None)
+            reference = torch.as_tensor(empty(T)) if callable(empty) else torch.zeros(1, T, dtype=torch.long)
         self._deferred: tuple | None = None
         super().__init__(model, reference, **kwargs)
 
@@ -254,7 +257,7 @@ def summarize_background(
         emb = token_embedding(net)
         if emb is None:
             raise TypeError("summarizing a background of token ids needs a model with an nn.Embedding")
-        mask = (background != 0).unsqueeze(-1).double()
+        mask = (background != getattr(net, "pad_id", 0)).unsqueeze(-1).double()
         feats = (emb(background).double() * mask).sum(1) / mask.sum(1).clamp(min=1)
     g = torch.Generator().manual_seed(seed)
     centers = feats[torch.randperm(n, generator=g)[:k]].clone()

@@ -196,7 +196,9 @@ class CenteredSoftmax(torch.autograd.Function):
     """Softmax over classes. ``Delta p_c`` is spread over the logits along their centred
     difference ``u = Delta z - mean(Delta z)``: ``m_cj = Delta p_c * u_j / |u|^2``. This is exact
     (``sum_j m_cj Delta z_j = Delta p_c``), ignores a shift common to all logits (softmax does
-    too), and for two classes equals the sigmoid rescale rule on ``z_1 - z_0``."""
+    too), and for two classes equals the sigmoid rescale rule on ``z_1 - z_0``. Where ``|u|`` is
+    below :func:`tolerance` the multipliers are the softmax's gradient at the midpoint logits (exact
+    up to third order in ``Delta z``, as the secant's fallback)."""
 
     @staticmethod
     def forward(ctx, z, dim: int):
@@ -214,8 +216,12 @@ class CenteredSoftmax(torch.autograd.Function):
         norm = (u * u).sum(dim=dim, keepdim=True)
         tiny = norm <= tolerance(z.dtype) ** 2
         # g_c * Delta p_c summed over classes c, spread along u
-        s = (_halves(g)[0] * (px - pr)).sum(dim=dim, keepdim=True)
-        m = torch.where(tiny, torch.zeros_like(u), s * u / torch.where(tiny, torch.ones_like(norm), norm))
+        gx = _halves(g)[0]
+        s = (gx * (px - pr)).sum(dim=dim, keepdim=True)
+        m = s * u / torch.where(tiny, torch.ones_like(norm), norm)
+        if bool(tiny.any()):
+            pm = torch.softmax((zx + zr) * 0.5, dim=dim)
+            m = torch.where(tiny, pm * (gx - (gx * pm).sum(dim=dim, keepdim=True)), m)
         return _both(m), None
 
 

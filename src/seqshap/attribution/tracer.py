@@ -19,8 +19,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
+from ..models.hf import HFEncoderLayer
 from ..models.transformer import EncoderBlock, PaddingMask
-from .attention import ExplicitEncoderLayer, block_params
+from .attention import ExplicitEncoderLayer, block_params, hf_layer_params
 from .pairs import Pairing
 from .recurrent import _ExplicitRNN
 from .rules import Bilinear, CenteredSoftmax, LayerNorm, MaxOverDim, Product, ProductRule, Rescale
@@ -54,6 +55,11 @@ def _encoder_block(module: nn.Module, pairing: Pairing, rule: ProductRule) -> nn
     return ExplicitEncoderLayer(module, block_params(module), pairing)
 
 
+def _hf_encoder_layer(module: nn.Module, pairing: Pairing, rule: ProductRule) -> nn.Module:
+    assert isinstance(module, HFEncoderLayer)  # the table binds this canonizer to HFEncoderLayer only
+    return ExplicitEncoderLayer(module, hf_layer_params(module.layer), pairing)
+
+
 _ATTENTION_HINT = (
     "build the encoder from seqshap.models.transformer.EncoderBlock (its attention, softmax, "
     "LayerNorm and padding mask have exact rules)"
@@ -68,6 +74,7 @@ MODULE_RULES: dict[type, object] = {
     nn.LSTM: Canonize(_ExplicitRNN),
     nn.GRU: Canonize(_ExplicitRNN),
     EncoderBlock: Canonize(_encoder_block),
+    HFEncoderLayer: Canonize(_hf_encoder_layer),
     nn.Embedding: "feature",
     PaddingMask: "feature",
     nn.Linear: "ops",

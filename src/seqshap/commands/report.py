@@ -19,6 +19,13 @@ def run(args) -> int:
     from ..data import load_imdb
     from ..report import write_report
 
+    if args.data and args.imdb:
+        raise UsageError("give either --data or --imdb, not both")
+    reviews = background = data = None
+    if args.data:
+        reviews, background = _own_data(args.data, args.text_column, args.label_column, args.n)
+    else:
+        data = load_imdb(args.imdb)
     index = write_report(
         args.model,
         out,
@@ -27,7 +34,9 @@ def run(args) -> int:
         importance_n=args.importance_n,
         min_count=args.min_count,
         output=args.output,
-        data=load_imdb(args.imdb),
+        data=data,
+        reviews=reviews,
+        background=background,
         progress=not args.quiet,
     )
     if args.json:
@@ -42,13 +51,26 @@ def run(args) -> int:
     return 0
 
 
+def _own_data(path: str, text_column: str, label_column: str, n: int):
+    """(reviews, background) from a CSV/JSONL file: its first ``n`` rows are explained, the
+    rows after them are the background (all rows when there are no more)."""
+    from ..data import Split, read_labeled
+
+    split = read_labeled(path, text_column, label_column)
+    if len(split) <= n:
+        return split, split
+    rest = Split(split.texts[n:], split.labels[n:], split.ratings[n:], split.ids[n:])
+    return split, rest
+
+
 def register(sub) -> None:
     p = add_command(
         sub,
         "report",
         "write a self-contained HTML report: model, data, training curves, "
         "explanations of the first test reviews, global word importance",
-        "seqshap report --out report/\n  seqshap report --model runs/lstm --n 10 --importance-n 1000 --out report/",
+        "seqshap report --out report/\n  seqshap report --model runs/lstm --n 10 --importance-n 1000 --out report/\n"
+        "  seqshap report --model my-distilbert --data reviews.csv --out report/",
         run,
     )
     add_model_option(p)
@@ -69,3 +91,11 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help='print {"index": ..., "files": [...]}')
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--imdb", metavar="PATH", help="IMDB archive (default: the shipped copy)")
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="your own labeled texts (CSV or JSONL) instead of IMDB: the first --n rows are explained, "
+        "the next --background rows are the background (all rows when there are no more)",
+    )
+    p.add_argument("--text-column", default="text", help="--data: the text column (default text)")
+    p.add_argument("--label-column", default="label", help="--data: the 0/1 label column (default label)")

@@ -25,15 +25,22 @@ from .classifiers import TextClassifier
 
 
 class PaddingMask(nn.Module):
-    """ids ``[B, T]`` -> float ``[B, T]``: 1 at real tokens, 0 at padding. For embeddings
-    ``[B, T, E]``, 0 where a row is exactly the padding embedding ``pad_row`` ``[E]``."""
+    """ids ``[B, T]`` -> float ``[B, T]``: 1 at real tokens, 0 at padding (id ``pad_id``). For
+    embeddings ``[B, T, E]``, 0 where a row is exactly the padding embedding ``pad_row`` ``[E]``."""
+
+    def __init__(self, pad_id: int = PAD):
+        super().__init__()
+        self.pad_id = int(pad_id)
+
+    def extra_repr(self) -> str:
+        return f"pad_id={self.pad_id}"
 
     def forward(self, x: torch.Tensor, pad_row: torch.Tensor | None = None) -> torch.Tensor:
         with torch.no_grad():  # a comparison: nothing to differentiate, nothing to rule
             if x.is_floating_point():
                 real = ~(x == pad_row).all(-1) if pad_row is not None else torch.ones(x.shape[:2], dtype=torch.bool)
                 return real.to(x.dtype)
-            return (x != PAD).to(pad_row.dtype if pad_row is not None else torch.get_default_dtype())
+            return (x != self.pad_id).to(pad_row.dtype if pad_row is not None else torch.get_default_dtype())
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
