@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from .attribution import AdditivityError, DeepExplainer, DeepLift, Explanation, UnsupportedLayerError
+from .interop import to_shap
 from .store import ModelLoadError, SeqshapModel, load
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "UnsupportedLayerError",
     "__version__",
     "load",
+    "to_shap",
 ]
