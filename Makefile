@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup browser lint clean
+.PHONY: demo test setup browser lint clean notebook notebooks
 
 setup: $(STAMP)
 
@@ -35,6 +35,18 @@ lint: $(STAMP)
 
 test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -q
+
+# The notebooks' stored outputs: every notebook run top to bottom from a clean kernel, written in place.
+notebooks: $(STAMP)
+	$(BIN)/python notebooks/run.py
+
+# JupyterLab on the seed notebook (the notebook extra: jupyterlab and shap); --allow-root only as root.
+notebook: $(VENV)/.notebook
+	$(BIN)/jupyter lab notebooks/imdb_lstm.ipynb $(if $(filter 0,$(shell id -u)),--allow-root)
+
+$(VENV)/.notebook: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,notebook]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) runs/demo report

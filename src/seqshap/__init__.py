@@ -1,4 +1,4 @@
-"""seqshap: exact DeepSHAP attributions for recurrent text classifiers."""
+"""seqshap: exact DeepSHAP attributions for text classifiers (recurrent, convolutional, Transformer)."""
 
 __version__ = "0.1.0"
 
@@ -11,6 +11,7 @@ from .attribution import (
     NoWordsError,
     UnsupportedLayerError,
 )
+from .interop import to_shap
 from .store import ModelLoadError, SeqshapModel, load
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "UnsupportedLayerError",
     "__version__",
     "load",
+    "to_shap",
 ]
