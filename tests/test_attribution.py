@@ -389,6 +389,24 @@ def test_chunking_gives_the_same_numbers():
     big = DeepExplainer(net, bg, dtype=torch.float64, batch_pairs=10_000).shap_values(x)
     tiny = DeepExplainer(net, bg, dtype=torch.float64, batch_pairs=6).shap_values(x)
     assert np.allclose(big, tiny, atol=1e-12)
+    # fewer pairs per chunk than background rows: each input against slices of the background
+    sliced = DeepExplainer(net, bg, dtype=torch.float64, batch_pairs=2).shap_values(x)
+    assert np.allclose(big, sliced, atol=1e-12)
+
+
+def test_default_chunk_fits_the_memory_budget():
+    from seqshap.attribution import explainer as E
+
+    net = small("lstm2")
+    x, bg = data(4, 5)
+    ex = DeepExplainer(net, bg, dtype=torch.float64)
+    assert ex.pair_bytes_ > 0
+    assert ex._pairs_per_chunk() * ex.pair_bytes_ <= E.MEMORY_BUDGET
+    # a budget smaller than one input's pairs slices the background, with the same numbers
+    full = ex.shap_values(x)
+    ex.pair_bytes_ = E.MEMORY_BUDGET // 2
+    assert ex._pairs_per_chunk() == 2 < len(bg)
+    assert np.allclose(ex.shap_values(x), full, atol=1e-12)
 
 
 def test_expected_value_is_mean_background_output():

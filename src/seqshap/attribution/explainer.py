@@ -11,6 +11,7 @@ and attributions are summed over the embedding dimension, one value per token.
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,6 +24,12 @@ from .rules import ProductRule
 from .tracer import check_modules, explain_forward, feature_modules
 
 __all__ = ["AdditivityError", "DeepExplainer", "DeepLift", "NonFiniteError", "summarize_background"]
+
+# Activation memory one chunk of (input, reference) pairs may use when ``batch_pairs`` is not given.
+MEMORY_BUDGET = 1 << 30
+# Module outputs seen in the forward pass, times this, estimate a pair's memory: the backward
+# pass holds gradients of the same size, and the rules' temporaries come on top.
+ACTIVATION_FACTOR = 4
 
 
 class DeepExplainer(Attribution):
@@ -38,7 +45,11 @@ class DeepExplainer(Attribution):
     dtype: ``torch.float64`` explains a float64 copy of the model (the user's model is untouched).
     summarize: explain against ``summarize`` weighted k-means representatives of the background
         instead of all of it (faster, approximate; see :func:`summarize_background`).
-    batch_pairs: how many (input, background) pairs go through the model at once (bounds memory).
+    batch_pairs: how many (input, background) pairs go through the model at once. By default as
+        many as fit :data:`MEMORY_BUDGET` (1 GiB) of activations, measured on the dry run: a
+        DistilBERT-size model gets a few dozen, a small LSTM thousands. When the background has
+        more rows than that, each input is explained against it in slices (exact: the sum over
+        references is linear).
     """
 
     name, additive, accepts_embeddings = "deepshap", True, True
@@ -52,11 +63,14 @@ class DeepExplainer(Attribution):
         dtype: torch.dtype | None = None,
         summarize: int | None = None,
         weights: Sequence[float] | None = None,
-        batch_pairs: int = 2000,
+        batch_pairs: int | None = None,
     ):
         super().__init__(model, output, batch_size=1024)
         check_modules(self.net)
-        self.rule, self.batch_pairs = ProductRule(product_rule), int(batch_pairs)
+        if batch_pairs is not None and int(batch_pairs) < 1:
+            raise ValueError(f"batch_pairs must be >= 1, got {batch_pairs}")
+        self.rule = ProductRule(product_rule)
+        self.batch_pairs = None if batch_pairs is None else int(batch_pairs)
         self.dtype = dtype
         if dtype is not None:
             self.net = copy.deepcopy(self.net).to(dtype)
@@ -81,8 +95,9 @@ class DeepExplainer(Attribution):
         check_finite(None, self.bg_outputs.numpy(), name="background row", texts=texts)
         self.expected_value = (self.weights[:, None] * self.bg_outputs).sum(0).numpy()
         self.n_outputs = self.bg_outputs.shape[1]
-        # Dry run on one pair: an unsupported operation fails here, before any real work.
-        self._attribute(bg[:1])
+        # Dry run of one input: an unsupported operation fails here, before any real work; it
+        # also measures how much memory a pair takes.
+        self.pair_bytes_ = self._measure(bg[:1])
 
     @property
     def method_name(self) -> str:
@@ -104,17 +119,53 @@ class DeepExplainer(Attribution):
         return self.background
 
     # -- the work ---------------------------------------------------------------------------
+    def _measure(self, x: torch.Tensor, refs: int = 16) -> int:
+        """Explain ``x`` ``[1, T]`` against the first ``refs`` background rows, counting the bytes
+        of every module output over the stacked rows; returns the estimated bytes per pair."""
+        bg = self.background[:refs]
+        rows, me, seen = 2 * len(bg), threading.get_ident(), [0]
+
+        def count(_m, _inp, out):
+            if threading.get_ident() != me:
+                return
+            with torch._C.DisableTorchFunction():  # sizes, not operations for the op checker
+                for t in torch.utils._pytree.tree_leaves(out):
+                    if isinstance(t, torch.Tensor) and t.dim() >= 1 and t.shape[0] == rows:
+                        seen[0] += t.numel() * t.element_size()
+
+        # A global hook: the explained modules are swapped for explicit ones during the pass.
+        handle = nn.modules.module.register_module_forward_hook(count)
+        try:
+            self._attribute_chunk(x, bg, self.weights[: len(bg)])
+        finally:
+            handle.remove()
+        return max(1, ACTIVATION_FACTOR * seen[0] // len(bg))
+
+    def _pairs_per_chunk(self) -> int:
+        if self.batch_pairs is not None:
+            return self.batch_pairs
+        return max(1, MEMORY_BUDGET // getattr(self, "pair_bytes_", 1))
+
     def _attribute(self, x: torch.Tensor) -> np.ndarray:
-        """DeepSHAP values ``[n, T, C]`` (float64) for prepared inputs ``x``."""
-        k = len(self.background)
-        chunk = max(1, self.batch_pairs // k)
+        """DeepSHAP values ``[n, T, C]`` (float64) for prepared inputs ``x``: chunks of whole
+        inputs when the background fits a chunk, else one input at a time against slices of it."""
+        bg, w = self.background, self.weights
+        k, pairs = len(bg), self._pairs_per_chunk()
+        if k <= pairs:
+            step = pairs // k
+            return np.concatenate([self._attribute_chunk(x[i : i + step], bg, w) for i in range(0, len(x), step)])
         out = []
-        for i in range(0, len(x), chunk):
-            out.append(self._attribute_chunk(x[i : i + chunk]))
+        for i in range(len(x)):
+            out.append(
+                sum(
+                    self._attribute_chunk(x[i : i + 1], bg[j : j + pairs], w[j : j + pairs]) for j in range(0, k, pairs)
+                )
+            )
         return np.concatenate(out)
 
-    def _attribute_chunk(self, x: torch.Tensor) -> np.ndarray:
-        n, k, bg = len(x), len(self.background), self.background
+    def _attribute_chunk(self, x: torch.Tensor, bg: torch.Tensor, weights: torch.Tensor) -> np.ndarray:
+        """``sum_j weights[j] * DeepLIFT(x_i; bg[j])`` ``[n, T, C]`` for inputs ``x`` ``[n, ...]``."""
+        n, k = len(x), len(bg)
         P = n * k
         stacked = torch.cat([x.repeat_interleave(k, 0), bg.repeat(n, *[1] * (bg.dim() - 1))], 0)
         captured: list[torch.Tensor] = []
@@ -145,7 +196,7 @@ class DeepExplainer(Attribution):
                 y = select_space(y, mode.log.logit_of, self.output)
                 if not captured or not y.requires_grad:
                     raise RuntimeError("the model output does not depend on its input embeddings")
-                w = self.weights.to(captured[0].dtype).view(1, k, 1)
+                w = weights.to(captured[0].dtype).view(1, k, 1)
                 phis = []
                 for c in range(y.shape[1]):
                     grads = torch.autograd.grad(
