@@ -111,7 +111,7 @@ def register(sub) -> None:
         default=None,
         help="the architecture's size (seqshap.models.SIZE_PARAMETER): the recurrent state of lstm, gru, bilstm "
         "and lstm2 (hidden, default 128), the CNN's filters (default 128), the Transformer's feed-forward "
-        "width (ff_dim, default 512)",
+        "width (ff_dim, default 128)",
     )
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument(

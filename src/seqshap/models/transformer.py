@@ -110,12 +110,12 @@ class TransformerClassifier(TextClassifier):
     def __init__(
         self,
         vocab_size: int = 20000,
-        embed_dim: int = 128,
+        embed_dim: int = 64,
         heads: int = 2,
-        layers: int = 2,
-        ff_dim: int = 512,
+        layers: int = 1,
+        ff_dim: int = 128,
         max_positions: int = 512,
-        dropout: float = 0.1,
+        dropout: float = 0.2,
         norm_first: bool = False,
     ):
         super().__init__(vocab_size, embed_dim, dropout)
