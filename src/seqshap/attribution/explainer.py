@@ -144,7 +144,7 @@ class DeepExplainer(Attribution):
     def _pairs_per_chunk(self) -> int:
         if self.batch_pairs is not None:
             return self.batch_pairs
-        return max(1, MEMORY_BUDGET // getattr(self, "pair_bytes_", 1))
+        return max(1, MEMORY_BUDGET // self.pair_bytes_)
 
     def _attribute(self, x: torch.Tensor) -> np.ndarray:
         """DeepSHAP values ``[n, T, C]`` (float64) for prepared inputs ``x``: chunks of whole
