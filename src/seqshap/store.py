@@ -21,13 +21,13 @@ from torch.overrides import TorchFunctionMode
 
 from . import atomic
 from .data.hf_tokenizer import HFTokenizer
+from .data.labels import DEFAULT_CLASSES
 from .data.tokenize import Encoding
 from .data.vocab import Vocab, check_ids
 from .models import build_model
 
 CONFIG, VOCAB, WEIGHTS, METRICS = "config.json", "vocab.json", "model.safetensors", "metrics.json"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
-DEFAULT_CLASSES = ("negative", "positive")  # labels 0 and 1 of a two-class model
 MAX_MAXLEN = 100_000  # tokens a model reads per text; encoding allocates [n, maxlen], so more is refused
 MAX_SIZE = 2**31 - 1  # any size in config.json's "model" settings
 MAX_COUNT = 1024  # layers or heads: each is a module built before a shape can be checked
