@@ -104,16 +104,17 @@ class DeepExplainer(Attribution):
         return self.background
 
     # -- the work ---------------------------------------------------------------------------
-    def _attribute(self, x: torch.Tensor) -> np.ndarray:
-        """DeepSHAP values ``[n, T, C]`` (float64) for prepared inputs ``x``."""
+    def _attribute(self, x: torch.Tensor, columns: Sequence[int] | None = None) -> np.ndarray:
+        """DeepSHAP values ``[n, T, C]`` (float64) for prepared inputs ``x``: every output, or
+        only the output ``columns`` (one backward pass each; the forward pass is shared)."""
         k = len(self.background)
         chunk = max(1, self.batch_pairs // k)
         out = []
         for i in range(0, len(x), chunk):
-            out.append(self._attribute_chunk(x[i : i + chunk]))
+            out.append(self._attribute_chunk(x[i : i + chunk], columns))
         return np.concatenate(out)
 
-    def _attribute_chunk(self, x: torch.Tensor) -> np.ndarray:
+    def _attribute_chunk(self, x: torch.Tensor, columns: Sequence[int] | None = None) -> np.ndarray:
         n, k, bg = len(x), len(self.background), self.background
         P = n * k
         stacked = torch.cat([x.repeat_interleave(k, 0), bg.repeat(n, *[1] * (bg.dim() - 1))], 0)
@@ -147,11 +148,12 @@ class DeepExplainer(Attribution):
                     raise RuntimeError("the model output does not depend on its input embeddings")
                 w = self.weights.to(captured[0].dtype).view(1, k, 1)
                 phis = []
-                for c in range(y.shape[1]):
+                wanted = list(range(y.shape[1])) if columns is None else list(columns)
+                for j, c in enumerate(wanted):
                     grads = torch.autograd.grad(
                         y[:P, c].sum(),
                         captured,
-                        retain_graph=c < y.shape[1] - 1,
+                        retain_graph=j < len(wanted) - 1,
                         allow_unused=True,
                         materialize_grads=False,
                     )
@@ -198,7 +200,7 @@ class DeepExplainer(Attribution):
         return fx, np.abs(phi.sum(1) - (fx - self.expected_value[None, :]))
 
     def _values(self, x: torch.Tensor, output_index: int) -> tuple[np.ndarray, np.ndarray]:
-        phi = self._attribute(x)[:, :, output_index]
+        phi = self._attribute(x, [output_index])[:, :, 0]
         return phi, np.full(len(x), float(self.expected_value[output_index]))
 
 
