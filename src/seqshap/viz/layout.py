@@ -139,9 +139,14 @@ def predicted_name(exp: Explanation) -> str | None:
     return name
 
 
+def quantity(output_space: str, name: str) -> str:
+    """What an explained number is for class ``name``: ``P(9)``, ``logit(9)`` or ``output(9)``."""
+    return {"probability": "P", "logit": "logit"}.get(output_space, "output") + f"({name})"
+
+
 def output_of(exp: Explanation, name: str) -> str:
-    """What the explained number is for class ``name``: ``P(9)``, ``logit(9)`` or ``output(9)``."""
-    return {"probability": "P", "logit": "logit"}.get(exp.output_space, "output") + f"({name})"
+    """:func:`quantity` of ``exp``'s output space."""
+    return quantity(exp.output_space, name)
 
 
 def describe_prediction(exp: Explanation) -> str:
