@@ -663,7 +663,7 @@ def read_classes(spec: str | Path | Sequence[str]) -> tuple[str, ...]:
     """Class names from ``--classes``: names (a list, or ``"a,b,c"``), or a file of them: a JSON
     list, a JSON object ``{"name": index}`` (a label encoder's mapping, indices 0..n-1), or one
     name per line."""
-    if isinstance(spec, (list, tuple)):
+    if not isinstance(spec, (str, Path)):
         names = [str(c) for c in spec]
     elif Path(spec).is_file():
         path = Path(spec)

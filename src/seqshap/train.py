@@ -26,6 +26,7 @@ from .data.imdb import Split
 from .data.labels import DEFAULT_CLASSES
 from .data.vocab import Vocab
 from .models import build_model
+from .models.classifiers import TextClassifier
 from .store import CONFIG, WEIGHTS, SeqshapModel, save_model
 
 CKPT = "checkpoint"
@@ -431,7 +432,7 @@ def _train_epoch(
     from tqdm import tqdm
 
     loss_fn = nn.BCELoss()
-    softmax = getattr(net, "outputs", 1) > 1
+    softmax = net if isinstance(net, TextClassifier) and net.outputs > 1 else None
     net.train()
     # The shuffle depends on (seed, epoch) only, so a resumed run sees the same order.
     order = torch.randperm(len(data.x_tr), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
@@ -448,8 +449,8 @@ def _train_epoch(
         idx = order[i : i + cfg.batch_size]
         xb, yb = data.x_tr[idx].to(device), data.y_tr[idx].float().to(device)
         opt.zero_grad(set_to_none=True)
-        if softmax:
-            z = net.logits(xb)
+        if softmax is not None:
+            z = softmax.logits(xb)
             loss = nn.functional.cross_entropy(z, yb.long())
             if not bool(torch.isfinite(loss)):  # cross-entropy passes NaN on silently
                 raise _diverged(epoch, opt)

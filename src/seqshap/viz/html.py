@@ -97,13 +97,14 @@ def force_plot_svg(exp: Explanation, width: int = DEFAULT_WIDTH, max_labels: int
         f"{' for ' + esc(exp.model_name) if exp.model_name else ''}</title>",
     ]
     # Legend
+    named = f"{why(exp)} · " if why(exp) is not None else ""
     out.append(
         f'<g class="legend" font-size="12"><rect x="{ml}" y="8" width="12" height="12" '
         f'fill="{RED_HEX}"/><text x="{ml + 17}" y="18" fill="{RED_HEX}">pushes higher</text>'
         f'<rect x="{ml + 120}" y="8" width="12" height="12" fill="{BLUE_HEX}"/>'
         f'<text x="{ml + 137}" y="18" fill="{BLUE_HEX}">pushes lower</text>'
         f'<text x="{width - mr}" y="18" text-anchor="end" fill="#666">'
-        f"{esc(why(exp) + ' · ' if why(exp) else '')}{esc(exp.output_space)} · {esc(exp.method)}</text></g>"
+        f"{esc(named)}{esc(exp.output_space)} · {esc(exp.method)}</text></g>"
     )
     # Axis with ticks
     out.append(
