@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from contextvars import ContextVar
 
 import numpy as np
 import torch
@@ -104,17 +105,16 @@ class DeepExplainer(Attribution):
         return self.background
 
     # -- the work ---------------------------------------------------------------------------
-    def _attribute(self, x: torch.Tensor, columns: Sequence[int] | None = None) -> np.ndarray:
-        """DeepSHAP values ``[n, T, C]`` (float64) for prepared inputs ``x``: every output, or
-        only the output ``columns`` (one backward pass each; the forward pass is shared)."""
+    def _attribute(self, x: torch.Tensor) -> np.ndarray:
+        """DeepSHAP values ``[n, T, C]`` (float64) for prepared inputs ``x``."""
         k = len(self.background)
         chunk = max(1, self.batch_pairs // k)
         out = []
         for i in range(0, len(x), chunk):
-            out.append(self._attribute_chunk(x[i : i + chunk], columns))
+            out.append(self._attribute_chunk(x[i : i + chunk]))
         return np.concatenate(out)
 
-    def _attribute_chunk(self, x: torch.Tensor, columns: Sequence[int] | None = None) -> np.ndarray:
+    def _attribute_chunk(self, x: torch.Tensor) -> np.ndarray:
         n, k, bg = len(x), len(self.background), self.background
         P = n * k
         stacked = torch.cat([x.repeat_interleave(k, 0), bg.repeat(n, *[1] * (bg.dim() - 1))], 0)
@@ -148,7 +148,7 @@ class DeepExplainer(Attribution):
                     raise RuntimeError("the model output does not depend on its input embeddings")
                 w = self.weights.to(captured[0].dtype).view(1, k, 1)
                 phis = []
-                wanted = list(range(y.shape[1])) if columns is None else list(columns)
+                wanted = _COLUMNS.get() or range(y.shape[1])  # one backward pass per explained output
                 for j, c in enumerate(wanted):
                     grads = torch.autograd.grad(
                         y[:P, c].sum(),
@@ -200,8 +200,17 @@ class DeepExplainer(Attribution):
         return fx, np.abs(phi.sum(1) - (fx - self.expected_value[None, :]))
 
     def _values(self, x: torch.Tensor, output_index: int) -> tuple[np.ndarray, np.ndarray]:
-        phi = self._attribute(x, [output_index])[:, :, 0]
+        token = _COLUMNS.set((output_index,))  # only the explained class's backward pass
+        try:
+            phi = self._attribute(x)[:, :, 0]
+        finally:
+            _COLUMNS.reset(token)
         return phi, np.full(len(x), float(self.expected_value[output_index]))
+
+
+# The outputs `_attribute` differentiates, in this thread/context: all (None) for shap_values, one
+# for an explanation of one class. A context variable, not an argument, keeps the chunking code as is.
+_COLUMNS: ContextVar[tuple[int, ...] | None] = ContextVar("seqshap_explained_columns", default=None)
 
 
 class DeepLift(DeepExplainer):
