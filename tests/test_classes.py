@@ -153,6 +153,16 @@ def test_csv_with_three_labels_trains_a_softmax_model_with_its_classes(topic_mod
     assert topic_model.metrics["test_accuracy"] > 0.9  # easy data: the model learned the topics
 
 
+def test_a_model_directory_whose_classes_do_not_fit_its_head_is_refused(topic_model, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(topic_model.path, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["classes"] = ["politics", "sports"]
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(seqshap.ModelLoadError, match="'classes' names 2 classes, but the model has 3 output"):
+        seqshap.load(bad)
+
+
 def test_test_label_the_training_data_lacks_is_an_error_naming_row_and_label(topic_files, tmp_path):
     train_csv, _ = topic_files
     rows = topic_rows(5, 2)
