@@ -176,10 +176,10 @@ def resolve_target(target: int | str, classes: Sequence[str] | None, n_outputs: 
     """The output column that explains class ``target``: the one place a target is read.
 
     ``target`` is a class name (``"9"``, ``"positive"``), else a class index (an ``int``, or a
-    string of digits where no class is named by a number), for a model whose outputs are ``classes``
-    (:meth:`Attribution.output_classes`); without classes it is an output column. A one-output (sigmoid)
-    model's output is the probability of its last class, so only that class can be explained:
-    the other's attributions are the same values with the opposite sign.
+    string of digits where no class is named by a number), for a model whose outputs are
+    ``classes`` (:meth:`Attribution.output_classes`); without classes it is an output column. A
+    one-output (sigmoid) model's output is the probability of its last class, so only that class
+    can be explained: the other's attributions are the same values with the opposite sign.
     """
     names = list(classes) if classes else None
     listed = f" (classes: {', '.join(names)})" if names else ""
@@ -190,14 +190,8 @@ def resolve_target(target: int | str, classes: Sequence[str] | None, n_outputs: 
     elif isinstance(target, (int, np.integer)) and not isinstance(target, bool):
         index = int(target)
     elif isinstance(target, str):
-        raise ValueError(
-            f"unknown target {target!r}: "
-            + (
-                f"the classes are {', '.join(names)}"
-                if names
-                else (f"this model's outputs have no class names; give an output index from 0 to {n_outputs - 1}")
-            )
-        )
+        hint = f"the classes are {', '.join(names)}" if names else "this model's outputs have no class names"
+        raise ValueError(f"unknown target {target!r}: {hint}" + ("" if names else f" (outputs 0-{n_outputs - 1})"))
     else:
         raise TypeError(f"target must be a class name or index, got {type(target).__name__}")
     count = len(names) if names else n_outputs
