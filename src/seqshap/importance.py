@@ -71,11 +71,21 @@ class WordStat:
     sum: float
 
 
-class WordImportance:
-    """Mergeable accumulator of per-word attribution sums and counts."""
+# What a table explains when its explanations explained different classes (each review's predicted one).
+PREDICTED = "the predicted class"
 
-    def __init__(self, output_space: str | None = None):
+
+class WordImportance:
+    """Mergeable accumulator of per-word attribution sums and counts.
+
+    ``target`` is the class the pooled explanations explain where it must be named
+    (:attr:`Explanation.explained_class`: a model with more than two classes); ``None`` for the
+    usual two-class table, :data:`PREDICTED` when they explained different classes."""
+
+    def __init__(self, output_space: str | None = None, target: str | None = None):
         self.output_space = output_space
+        self.target = target
+        self._seen_target = target is not None
         self.n_explanations = 0
         self.n_skipped = 0  # <oov> positions seen (and left out)
         self._sum: dict[str, list[float]] = {}
@@ -95,6 +105,12 @@ class WordImportance:
             raise ValueError(
                 f"cannot pool attributions of different output spaces ({self.output_space!r} and {space!r})"
             )
+
+    def _class(self, target: str | None) -> None:
+        if not self._seen_target:
+            self.target, self._seen_target = target, True
+        elif target != self.target:
+            self.target = PREDICTED
 
     def add_tokens(self, tokens: Iterable[str], values: Iterable[float], output_space: str | None = None) -> None:
         """Add one explained text: ``tokens`` ``[T]`` with ``values`` ``[T]``."""
@@ -130,6 +146,7 @@ class WordImportance:
         """Add one :class:`Explanation`, word by word (:meth:`Explanation.word_list`)."""
         if not np.all(np.isfinite(exp.values)):
             raise ValueError("attributions contain NaN or inf")
+        self._class(exp.explained_class)
         self._add_words([(None if w.unknown else w.text.lower(), w.value) for w in exp.word_list()], exp.output_space)
         return self
 
@@ -143,6 +160,8 @@ class WordImportance:
         if not isinstance(other, WordImportance):
             raise TypeError(f"can only merge a WordImportance, got {type(other).__name__}")
         self._space(other.output_space)
+        if other._seen_target:
+            self._class(other.target)
         for w, c in other._count.items():
             if w not in self._count:
                 self._sum[w], self._abs[w], self._count[w], self._reviews[w] = [], [], 0, 0
@@ -161,8 +180,10 @@ class WordImportance:
 
     def to_state(self) -> dict:
         """JSON-able state (exact: the partial sums are kept) for shipping between workers."""
+        target = {"target": self.target} if self._seen_target else {}
         return {
             "output_space": self.output_space,
+            **target,
             "n_explanations": self.n_explanations,
             "n_skipped": self.n_skipped,
             "words": {
@@ -173,6 +194,8 @@ class WordImportance:
     @classmethod
     def from_state(cls, state: dict) -> WordImportance:
         acc = cls(state.get("output_space"))
+        if "target" in state:
+            acc.target, acc._seen_target = state["target"], True
         acc.n_explanations = int(state["n_explanations"])
         acc.n_skipped = int(state.get("n_skipped", 0))
         for w, (s, a, c, r) in state["words"].items():
@@ -191,7 +214,7 @@ class WordImportance:
             s, a = _total(self._sum[w]), _total(self._abs[w])
             rows.append(WordStat(w, s / c, a / c, c, self._reviews[w], s))
         rows.sort(key=lambda r: (-r.mean, r.word))
-        return ImportanceTable(rows, self.n_explanations, min_count, self.output_space or "probability")
+        return ImportanceTable(rows, self.n_explanations, min_count, self.output_space or "probability", self.target)
 
 
 @dataclass
@@ -202,6 +225,7 @@ class ImportanceTable:
     n_explanations: int
     min_count: int
     output_space: str = "probability"
+    target: str | None = None  # the explained class, where it is named (see WordImportance)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -228,6 +252,7 @@ class ImportanceTable:
             "n_explanations": self.n_explanations,
             "min_count": self.min_count,
             "output_space": self.output_space,
+            **({"target": self.target} if self.target is not None else {}),
             "top_positive": [r.word for r in self.top_positive(k)],
             "top_negative": [r.word for r in self.top_negative(k)],
             "words": [asdict(r) for r in self.rows],
@@ -256,24 +281,38 @@ def word_importance(exps: Iterable[Explanation], min_count: int = 5) -> Importan
 
 
 def explain_batches(
-    explainer, texts: list[str], labels=None, batch_size: int = 25, progress: bool = False, desc: str = "explain"
+    explainer,
+    texts: list[str],
+    labels=None,
+    batch_size: int = 25,
+    progress: bool = False,
+    desc: str = "explain",
+    target: int | str | None = None,
 ) -> list[Explanation]:
-    """``explainer.explain`` over ``texts`` in batches, with a tqdm bar on stderr."""
+    """``explainer.explain`` over ``texts`` in batches (class ``target``, default the explainer's),
+    with a tqdm bar on stderr."""
     from tqdm import tqdm
 
     out: list[Explanation] = []
     with tqdm(total=len(texts), desc=desc, unit="review", disable=not progress, leave=False) as bar:
         for i in range(0, len(texts), batch_size):
             lab = None if labels is None else [int(x) for x in labels[i : i + batch_size]]
-            out.extend(explainer.explain(list(texts[i : i + batch_size]), labels=lab))
+            out.extend(explainer.explain(list(texts[i : i + batch_size]), labels=lab, target=target))
             bar.update(len(texts[i : i + batch_size]))
     return out
 
 
 def importance_over(
-    explainer, texts: list[str], labels=None, batch_size: int = 25, progress: bool = False, desc: str = "importance"
+    explainer,
+    texts: list[str],
+    labels=None,
+    batch_size: int = 25,
+    progress: bool = False,
+    desc: str = "importance",
+    target: int | str | None = None,
 ) -> WordImportance:
-    """Explain ``texts`` batch by batch into a :class:`WordImportance` (explanations are not kept)."""
+    """Explain ``texts`` (for class ``target``, default the explainer's) batch by batch into a
+    :class:`WordImportance` (explanations are not kept)."""
     from tqdm import tqdm
 
     acc = WordImportance(explainer.output)
@@ -281,6 +320,6 @@ def importance_over(
         for i in range(0, len(texts), batch_size):
             chunk = list(texts[i : i + batch_size])
             lab = None if labels is None else [int(x) for x in labels[i : i + batch_size]]
-            acc.update(explainer.explain(chunk, labels=lab))
+            acc.update(explainer.explain(chunk, labels=lab, target=target))
             bar.update(len(chunk))
     return acc

@@ -14,6 +14,7 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -658,12 +659,58 @@ def output_space(specs: list[dict]) -> str:
     return "probability" if acts and acts[-1] in ("sigmoid", "softmax") else "raw"
 
 
+def read_classes(spec: str | Path | Sequence[str]) -> tuple[str, ...]:
+    """Class names from ``--classes``: names (a list, or ``"a,b,c"``), or a file of them: a JSON
+    list, a JSON object ``{"name": index}`` (a label encoder's mapping, indices 0..n-1), or one
+    name per line."""
+    if not isinstance(spec, (str, Path)):
+        names = [str(c) for c in spec]
+    elif Path(spec).is_file():
+        path = Path(spec)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as e:
+            raise KerasImportError(f"{path}: cannot read the class names ({e})") from None
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            obj = [line.strip() for line in text.splitlines() if line.strip()]
+        if isinstance(obj, dict):
+            if sorted(v for v in obj.values() if isinstance(v, int)) != list(range(len(obj))):
+                raise KerasImportError(f"{path}: a class mapping must give the indices 0..{len(obj) - 1}, once each")
+            obj = sorted(obj, key=obj.__getitem__)
+        if not isinstance(obj, list) or not all(isinstance(c, (str, int)) for c in obj):
+            raise KerasImportError(f"{path}: expected a JSON list of class names, a {{name: index}} object or lines")
+        names = [str(c) for c in obj]
+    else:
+        names = [c.strip() for c in str(spec).split(",")]
+    if any(not c for c in names) or len(set(names)) != len(names):
+        raise KerasImportError(f"class names must be distinct and not empty, got {names}")
+    return tuple(names)
+
+
+def _class_names(net: KerasSequential, T: int, classes: Sequence[str] | None) -> list[str] | None:
+    """The names saved for the model's outputs: ``classes`` (one per softmax column, or two for one
+    sigmoid output), else ``class_0, class_1, ...`` for three or more columns; ``None`` (negative,
+    positive) for one or two."""
+    with torch.no_grad():
+        columns = int(net(torch.zeros(1, T, dtype=torch.long)).shape[-1])
+    if classes is None:
+        return [f"class_{i}" for i in range(columns)] if columns > 2 else None
+    want = 2 if columns == 1 else columns
+    if len(classes) != want:
+        what = "one output (a sigmoid: two classes)" if columns == 1 else f"{columns} outputs"
+        raise KerasImportError(f"the model has {what}, but {len(classes)} class names were given: {', '.join(classes)}")
+    return list(classes)
+
+
 def import_keras(
     path: str | Path,
     out_dir: str | Path,
     word_index: str | Path | dict | None = None,
     maxlen: int | None = None,
     name: str | None = None,
+    classes: str | Path | Sequence[str] | None = None,
 ) -> SeqshapModel:
     """Convert a Keras ``.keras``/``.h5`` model into a seqshap model directory and load it.
 
@@ -671,7 +718,10 @@ def import_keras(
     (``keras.datasets.imdb.get_word_index()``; ids = rank + 3) or a ``Tokenizer.to_json()``;
     None gives a vocabulary of placeholder words ``id3``, ``id4``, ... (the model explains ids).
     ``maxlen``: required only when the file does not fix the input length.
+    ``classes``: the class names of the outputs (:func:`read_classes`); a softmax head keeps all
+    its columns, named ``class_0, class_1, ...`` when not given (``negative, positive`` for two).
     """
+    names = read_classes(classes) if classes is not None else None
     kf = read_keras_file(path)
     net, kwargs = convert(kf, maxlen)
     T = int(maxlen) if maxlen is not None else _fixed_length(kf)
@@ -699,11 +749,14 @@ def import_keras(
                 f"Keras imdb word index ({len(vocab.word_to_id)} words within the embedding's {rows} rows; "
                 f"id = rank + 3, 1 start, 2 out-of-vocabulary)"
             )
+    assert T is not None  # convert() refused a model without a length
+    class_names = _class_names(net, T, names)
     config = {
         "name": name or Path(path).stem,
         "arch": "keras",
         "maxlen": T,
         "model": kwargs,
+        **({"classes": class_names} if class_names is not None else {}),
         "output_space": output_space(kwargs["layers"]),
         "imported_from": {
             "file": Path(path).name,

@@ -82,6 +82,9 @@ def _cell(v) -> str:
 
 def _label_counts(labels, classes: tuple[str, ...]) -> str:
     labels = np.asarray(labels)
+    if len(classes) > 2:  # "1: 5,022; 2: 2,302; ..." reads for numbered classes too
+        per_class = "; ".join(f"{c}: {int((labels == i).sum()):,}" for i, c in enumerate(classes))
+        return f"{len(labels):,} reviews ({per_class})"
     counts = [f"{int((labels == i).sum()):,} {name}" for i, name in enumerate(classes)]
     return f"{len(labels):,} reviews ({', '.join(reversed(counts))})"  # the explained (last) class first
 
@@ -110,7 +113,7 @@ def write_report(
     path of ``index.html``.
     """
     from .attribution import DeepExplainer
-    from .data import load_imdb
+    from .data import load_task
 
     if n_explain < 1 or n_background < 1:
         raise ValueError("n_explain and n_background must be at least 1")
@@ -125,7 +128,7 @@ def write_report(
         raise ValueError(f"{out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     if data is None and (reviews is None or background is None):
-        data = load_imdb()
+        data = load_task(model.config.get("task") or "imdb")  # sentiment, or star ratings
     splits = data or {}
     test = reviews if reviews is not None else splits["test"]
     train = background if background is not None else splits["train"]
@@ -153,7 +156,7 @@ def write_report(
             ],
             exps,
             acc,
-            float(explainer.expected_value[exps[0].output_index]),
+            _base_values(explainer, model.classes, exps[0]),
         ),
         _training_section(model.metrics or {}, out, files),
         _reviews_section(exps, shown, out, files),
@@ -188,8 +191,16 @@ def _explain(explainer, shown, pooled, batch_size: int, progress: bool) -> tuple
     return exps, acc
 
 
+def _base_values(explainer, classes: tuple[str, ...], first: Explanation) -> str:
+    """The base value of the explained output; for one output per class of more than two, each class's."""
+    base = explainer.expected_value
+    if first.explained_class is None or len(base) != len(classes):
+        return f"{float(base[first.output_index]):.4f}"
+    return ", ".join(f"{c}: {float(v):.4f}" for c, v in zip(classes, base, strict=True))
+
+
 def _data_section(
-    classes: tuple[str, ...], sets: list, exps: list[Explanation], acc: WordImportance, base_value: float
+    classes: tuple[str, ...], sets: list, exps: list[Explanation], acc: WordImportance, base_value: str
 ) -> str:
     """What was read: ``sets`` is ``(name, prefix, Split)`` per row, then the explanations' facts."""
     # by class name: a softmax model's logit says nothing about the class on its own
@@ -198,7 +209,7 @@ def _data_section(
         [(name, prefix + _label_counts(split.labels, classes)) for name, prefix, split in sets]
         + [
             ("word importance pooled over", f"first {acc.n_explanations} test reviews"),
-            ("base value (mean output over the background)", f"{base_value:.4f}"),
+            ("base value (mean output over the background)", base_value),
             ("largest completeness error", f"{max(e.completeness_error for e in exps):.2e}"),
             ("accuracy on the explained reviews", f"{expl_acc:.2f}"),
         ]
@@ -227,10 +238,16 @@ def _training_section(m: dict, out: Path, files: list[str]) -> str:
 def _reviews_section(exps: list[Explanation], shown, out: Path, files: list[str]) -> str:
     """One section per explained review, its pictures as files beside the page, and
     ``explanations.json`` (the explanations' one JSON form)."""
+    named = any(e.explained_class is not None for e in exps)
     parts = [
         f'<h2 id="explanations">Explanations of the first {len(exps)} test reviews</h2>'
-        '<p class="muted">Red words push the prediction towards positive, blue towards '
-        "negative. Hover a word for its value.</p>"
+        + (
+            '<p class="muted">Each review is explained for the class the model predicts (its "why" line): red '
+            "words push that class's probability up, blue down. Hover a word for its value.</p>"
+            if named
+            else '<p class="muted">Red words push the prediction towards positive, blue towards '
+            "negative. Hover a word for its value.</p>"
+        )
     ]
     width = max(2, len(str(len(exps))))
     for i, e in enumerate(exps, 1):

@@ -21,13 +21,13 @@ from torch.overrides import TorchFunctionMode
 
 from . import atomic
 from .data.hf_tokenizer import HFTokenizer
+from .data.labels import DEFAULT_CLASSES
 from .data.tokenize import Encoding
 from .data.vocab import Vocab, check_ids
-from .models import build_model
+from .models import TRAINABLE, build_model
 
 CONFIG, VOCAB, WEIGHTS, METRICS = "config.json", "vocab.json", "model.safetensors", "metrics.json"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
-DEFAULT_CLASSES = ("negative", "positive")  # labels 0 and 1 of a two-class model
 MAX_MAXLEN = 100_000  # tokens a model reads per text; encoding allocates [n, maxlen], so more is refused
 MAX_SIZE = 2**31 - 1  # any size in config.json's "model" settings
 MAX_COUNT = 1024  # layers or heads: each is a module built before a shape can be checked
@@ -205,6 +205,14 @@ def _check_config(path: Path, config: Any) -> dict:
     classes = config.get("classes")
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
         raise ModelLoadError(f"{path}: 'classes' must be a list of class names, got {_json_kind(classes)}")
+    outputs = settings.get("outputs", 1)
+    if classes is not None and config["arch"] in TRAINABLE and _whole(outputs):
+        want = 2 if outputs == 1 else outputs  # one sigmoid output is two classes
+        if len(classes) != want:
+            raise ModelLoadError(
+                f"{path}: 'classes' names {len(classes)} classes, but the model has {outputs} output(s), "
+                f"that is {want} classes ('model.outputs')"
+            )
     return config
 
 

@@ -23,8 +23,10 @@ from torch import nn
 
 from . import atomic
 from .data.imdb import Split
+from .data.labels import DEFAULT_CLASSES
 from .data.vocab import Vocab
 from .models import build_model
+from .models.classifiers import TextClassifier
 from .store import CONFIG, WEIGHTS, SeqshapModel, save_model
 
 CKPT = "checkpoint"
@@ -81,11 +83,14 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
 
 def data_record(split: Split, source: str | None = None, path: str | Path | None = None) -> dict:
     """What a run was trained on: ``source`` (where it came from), ``n`` rows and ``sha256`` of the
-    texts and labels in order (the data as read, whatever the file layout); ``file_sha256`` of ``path``."""
+    texts and labels in order (the data as read, whatever the file layout), and of the class names
+    when they are not the two sentiment classes; ``file_sha256`` of ``path``."""
     h = hashlib.sha256()
     for text, label in zip(split.texts, np.asarray(split.labels).tolist(), strict=True):
         b = text.encode("utf-8")
         h.update(len(b).to_bytes(8, "little") + b + int(label).to_bytes(8, "little", signed=True))
+    if split.classes is not None and tuple(split.classes) != DEFAULT_CLASSES:
+        h.update(json.dumps(list(split.classes), ensure_ascii=False).encode("utf-8"))
     record = {"source": source or "texts given in Python", "n": len(split), "sha256": h.hexdigest()}
     if path is not None:
         from .data.imdb import sha256_file
@@ -127,27 +132,41 @@ def check_output_dir(
         )
 
 
+def model_outputs(classes: tuple[str, ...], head: str = "auto") -> int:
+    """How many outputs a trained model has: 1 (a sigmoid) for two classes, one per class (a
+    softmax) for more, or for two with ``head="softmax"``."""
+    if head not in ("auto", "sigmoid", "softmax"):
+        raise ValueError(f"unknown head {head!r}; choose auto, sigmoid or softmax")
+    if len(classes) < 2:
+        raise ValueError(f"a classifier needs at least two classes, got {len(classes)}")
+    if head == "sigmoid" and len(classes) > 2:
+        raise ValueError(f"a sigmoid head has two classes; this data has {len(classes)}: use a softmax head")
+    return 1 if len(classes) == 2 and head != "softmax" else len(classes)
+
+
 @torch.no_grad()
 def evaluate_ids(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
-    """(mean binary cross-entropy, accuracy) of ``net`` on ids ``[n, T]``, labels ``[n]``."""
+    """(mean cross-entropy, accuracy) of ``net`` on ids ``[n, T]``, class indices ``[n]``: binary
+    cross-entropy on the positive class of a two-class model, else over all classes (argmax)."""
     net.eval()
     device = next(net.parameters()).device
     loss = correct = 0.0
     for i in range(0, len(x), batch_size):
-        out = net(x[i : i + batch_size].to(device))
-        if out.shape[1] > 2:
-            raise ValueError(f"accuracy here is for two classes; the model has {out.shape[1]} outputs")
+        out = net(x[i : i + batch_size].to(device)).double().cpu()
         # the positive class: a sigmoid model's one output, class 1 of a two-class softmax
-        p = out[:, -1].double().cpu()
+        p = out[:, -1] if out.shape[1] <= 2 else out
         if not torch.isfinite(p).all():
-            row = i + int((~torch.isfinite(p)).nonzero()[0])
-            raise TrainingDivergedError(
-                f"the model's output for review {row} is {float(p[row - i])}: its weights are broken"
-            )
-        p = p.clamp(1e-7, 1 - 1e-7)
-        t = y[i : i + batch_size].double()
-        loss += float(nn.functional.binary_cross_entropy(p, t, reduction="sum"))
-        correct += float(((p > 0.5).long() == y[i : i + batch_size]).sum())
+            row = i + int((~torch.isfinite(p)).reshape(len(p), -1).any(1).nonzero()[0])
+            shown = float(p[row - i]) if p.dim() == 1 else p[row - i].tolist()
+            raise TrainingDivergedError(f"the model's output for review {row} is {shown}: its weights are broken")
+        t = y[i : i + batch_size]
+        if out.shape[1] <= 2:
+            p = p.clamp(1e-7, 1 - 1e-7)
+            loss += float(nn.functional.binary_cross_entropy(p, t.double(), reduction="sum"))
+            correct += float(((p > 0.5).long() == t).sum())
+        else:
+            loss += float(nn.functional.nll_loss(p.clamp_min(1e-12).log(), t, reduction="sum"))
+            correct += float((p.argmax(1) == t).sum())
     return loss / max(1, len(x)), correct / max(1, len(x))
 
 
@@ -236,8 +255,14 @@ def train(
     device: str = "cpu",
     overwrite: bool = False,
     data_records: dict[str, dict] | None = None,
+    task: str | None = None,
 ) -> SeqshapModel:
     """Train ``cfg.arch`` on ``train_split`` and write a model directory to ``out``.
+
+    The classes are ``train_split.classes`` (the two sentiment classes when ``None``), saved in
+    the model's ``config.json``; two classes make a sigmoid model, more a softmax over them
+    (``cfg.model["outputs"]`` = the number of classes asks for a softmax over two). ``task``
+    (e.g. ``"imdb-rating"``) is recorded in the config so that other commands read the same labels.
 
     ``resume`` continues the run checkpointed in ``out`` (same data, vocabulary and options,
     more epochs allowed); ``overwrite`` replaces a model or checkpoint already there (without
@@ -250,11 +275,16 @@ def train(
     cfg = cfg or TrainConfig()
     check_output_dir(out, resume, overwrite)
     torch.manual_seed(cfg.seed)
+    classes = _classes(train_split, test_split)
+    outputs = int(cfg.model.get("outputs", model_outputs(classes)))
+    if outputs not in (1 if len(classes) == 2 else len(classes), len(classes)):
+        raise ValueError(f"model outputs {outputs} do not fit {len(classes)} classes (1 for a sigmoid, else one each)")
     vocab = vocab or Vocab.build(train_split.texts, cfg.num_words)
     records = data_records or {}
     trained_on = {"train": records.get("train") or data_record(train_split), "vocab_sha256": vocab_sha256(vocab)}
     data = _prepare_data(train_split, vocab, cfg)
-    net = build_model(cfg.arch, vocab_size=vocab.num_words, **cfg.model).to(device)
+    settings = {**cfg.model, **({"outputs": outputs} if outputs > 1 else {})}
+    net = build_model(cfg.arch, vocab_size=vocab.num_words, **settings).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, fused=True)
     run = _Run([], {"epoch": 0, "val_accuracy": -1.0}, _cpu_copy(net))
     if resume:
@@ -307,7 +337,19 @@ def train(
         )
     if test_split is not None:  # recorded in metrics.json: it scores the model, it does not shape it
         trained_on = {**trained_on, "test": records.get("test") or data_record(test_split)}
-    return _finish(out, net, vocab, cfg, run, data, test_split, device, progress, trained_on)
+    label_config = {"classes": list(classes), **({"task": task} if task else {})}
+    return _finish(out, net, vocab, cfg, settings, label_config, run, data, test_split, device, progress, trained_on)
+
+
+def _classes(train_split: Split, test_split: Split | None) -> tuple[str, ...]:
+    """The training data's classes; test data must have the same ones, in the same order."""
+    classes = tuple(train_split.classes or DEFAULT_CLASSES)
+    if test_split is not None and tuple(test_split.classes or DEFAULT_CLASSES) != classes:
+        raise ValueError(
+            f"the test data's classes ({', '.join(test_split.classes or DEFAULT_CLASSES)}) are not the training "
+            f"data's ({', '.join(classes)}); read it with the training classes"
+        )
+    return classes
 
 
 def _cpu_copy(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -385,10 +427,12 @@ def _diverged(epoch: int, opt: torch.optim.Optimizer) -> TrainingDivergedError:
 def _train_epoch(
     net: nn.Module, opt: torch.optim.Optimizer, data: _Data, cfg: TrainConfig, epoch: int, device: str, progress: bool
 ) -> tuple[float, float, float]:
-    """One pass over the training rows: (mean loss, accuracy, seconds)."""
+    """One pass over the training rows: (mean loss, accuracy, seconds). Binary cross-entropy on a
+    sigmoid model's one output; cross-entropy on the logits of a softmax head."""
     from tqdm import tqdm
 
     loss_fn = nn.BCELoss()
+    softmax = net if isinstance(net, TextClassifier) and net.outputs > 1 else None
     net.train()
     # The shuffle depends on (seed, epoch) only, so a resumed run sees the same order.
     order = torch.randperm(len(data.x_tr), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
@@ -405,21 +449,29 @@ def _train_epoch(
         idx = order[i : i + cfg.batch_size]
         xb, yb = data.x_tr[idx].to(device), data.y_tr[idx].float().to(device)
         opt.zero_grad(set_to_none=True)
-        p = net(xb)[:, 0]
-        # On CUDA, BCELoss meets NaN with a device-side assert that kills the process: look first there.
-        # On the CPU it raises, which costs nothing until it happens.
-        if p.is_cuda and not bool(torch.isfinite(p).all()):
-            raise _diverged(epoch, opt)
-        try:
-            loss = loss_fn(p, yb)
-        except RuntimeError:
-            if torch.isfinite(p).all():
-                raise
-            raise _diverged(epoch, opt) from None
+        if softmax is not None:
+            z = softmax.logits(xb)
+            loss = nn.functional.cross_entropy(z, yb.long())
+            if not bool(torch.isfinite(loss)):  # cross-entropy passes NaN on silently
+                raise _diverged(epoch, opt)
+            hits = (z.argmax(1) == yb.long()).sum()
+        else:
+            p = net(xb)[:, 0]
+            # On CUDA, BCELoss meets NaN with a device-side assert that kills the process: look first there.
+            # On the CPU it raises, which costs nothing until it happens.
+            if p.is_cuda and not bool(torch.isfinite(p).all()):
+                raise _diverged(epoch, opt)
+            try:
+                loss = loss_fn(p, yb)
+            except RuntimeError:
+                if torch.isfinite(p).all():
+                    raise
+                raise _diverged(epoch, opt) from None
+            hits = ((p > 0.5).float() == yb).sum()
         loss.backward()
         opt.step()
         run_loss += float(loss.detach()) * len(idx)
-        run_correct += float(((p > 0.5).float() == yb).sum())
+        run_correct += float(hits)
         seen += len(idx)
         if (i // cfg.batch_size) % 20 == 0:
             bar.set_postfix(loss=f"{run_loss / seen:.4f}", acc=f"{run_correct / seen:.4f}")
@@ -431,6 +483,8 @@ def _finish(
     net: nn.Module,
     vocab: Vocab,
     cfg: TrainConfig,
+    settings: dict,
+    label_config: dict,
     run: _Run,
     data: _Data,
     test_split: Split | None,
@@ -469,7 +523,8 @@ def _finish(
         "name": out.name,
         "arch": cfg.arch,
         "maxlen": cfg.maxlen,
-        "model": {"vocab_size": vocab.num_words, **cfg.model},
+        "model": {"vocab_size": vocab.num_words, **settings},
+        **label_config,
     }
     save_model(out, net, vocab, config, metrics)
     return SeqshapModel(net, vocab, config, metrics, out)

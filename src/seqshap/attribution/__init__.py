@@ -1,7 +1,16 @@
 """Attribution methods behind one interface (:class:`Attribution`), led by exact DeepSHAP / DeepLIFT
 for recurrent text models; every method gives the same :class:`Explanation`."""
 
-from .base import OUTPUT_SPACES, AdditivityError, Attribution, NonFiniteError, NoWordsError, check_finite, visible_mask
+from .base import (
+    OUTPUT_SPACES,
+    AdditivityError,
+    Attribution,
+    NonFiniteError,
+    NoWordsError,
+    check_finite,
+    resolve_target,
+    visible_mask,
+)
 from .explainer import DeepExplainer, DeepLift, summarize_background
 from .explanation import Explanation
 from .gradients import GradXInput, IntegratedGradients
@@ -34,6 +43,7 @@ __all__ = [
     "check_finite",
     "make_method",
     "parse_methods",
+    "resolve_target",
     "summarize_background",
     "supported_layers",
     "visible_mask",

@@ -172,6 +172,43 @@ def select_space(out: torch.Tensor, lookup, space: str) -> torch.Tensor:
     return out.unsqueeze(1) if out.dim() == 1 else out
 
 
+def resolve_target(target: int | str, classes: Sequence[str] | None, n_outputs: int) -> int:
+    """The output column that explains class ``target``: the one place a target is read.
+
+    ``target`` is a class name (``"9"``, ``"positive"``), else a class index (an ``int``, or a
+    string of digits where no class is named by a number), for a model whose outputs are
+    ``classes`` (:meth:`Attribution.output_classes`); without classes it is an output column. A
+    one-output (sigmoid) model's output is the probability of its last class, so only that class
+    can be explained: the other's attributions are the same values with the opposite sign.
+    """
+    names = list(classes) if classes else None
+    listed = f" (classes: {', '.join(names)})" if names else ""
+    if isinstance(target, str) and names and target in names:
+        index = names.index(target)
+    elif isinstance(target, str) and target.strip().isdigit() and not any(n.strip().isdigit() for n in names or ()):
+        index = int(target)  # "2" is a class index only where no class is named by a number
+    elif isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        index = int(target)
+    elif isinstance(target, str):
+        hint = f"the classes are {', '.join(names)}" if names else "this model's outputs have no class names"
+        raise ValueError(f"unknown target {target!r}: {hint}" + ("" if names else f" (outputs 0-{n_outputs - 1})"))
+    else:
+        raise TypeError(f"target must be a class name or index, got {type(target).__name__}")
+    count = len(names) if names else n_outputs
+    if not 0 <= index < count:
+        raise ValueError(
+            f"target {target!r} is out of range: the model has {count} {'classes' if names else 'outputs'}{listed}"
+        )
+    if names and n_outputs == 1:
+        if index != len(names) - 1:
+            raise ValueError(
+                f"this model has one output, the probability of {names[-1]!r}; {names[index]!r} is explained by "
+                f"the same attributions with the opposite sign (explain {names[-1]!r}, or train with --head softmax)"
+            )
+        return 0
+    return index
+
+
 def token_embedding(net: nn.Module) -> nn.Embedding | None:
     """The embedding that token ids index: ``net.embedding``, a Hugging Face model's input
     embeddings, else the first ``nn.Embedding`` (position and type embeddings are not indexed
@@ -280,24 +317,42 @@ class Attribution:
         return self.name
 
     def explain(
-        self, texts_or_ids, labels: Sequence[int] | None = None, output_index: int | None = None
+        self,
+        texts_or_ids,
+        labels: Sequence[int] | None = None,
+        output_index: int | None = None,
+        target: int | str | None = None,
     ) -> list[Explanation]:
         """One :class:`Explanation` per input (texts need a SeqshapModel).
 
-        ``output_index``: the output (class) explained. By default a one-output model's output,
-        class 1 of a two-class model (the positive class, as for a sigmoid model), and for more
-        classes each input's predicted class.
+        ``target``: the class explained, by name (``"9"``, ``"positive"``) or class index (see
+        :func:`resolve_target`). By default a one-output model's output, class 1 of a two-class
+        model (the positive class, as for a sigmoid model), and for more classes each input's
+        predicted class. ``output_index`` names the output column instead (the same thing for a
+        model with one output per class).
         """
         x, texts, encodings = self._explain_inputs(texts_or_ids)
         if labels is not None and len(labels) != len(x):
             raise ValueError(f"labels: got {len(labels)} for {len(x)} inputs")
         outputs = self._outputs(x)
+        if target is not None and output_index is not None:
+            raise ValueError("give target (a class) or output_index (an output column), not both")
+        if target is not None:
+            output_index = resolve_target(target, self.output_classes(outputs.shape[1]), outputs.shape[1])
         which = self._explained_outputs(outputs, output_index)
         values, base = np.zeros(tuple(x.shape[:2])), np.zeros(len(x))
         for c in np.unique(which).tolist():  # one pass per explained class (usually one)
             rows = np.flatnonzero(which == c)
             values[rows], base[rows] = self._values(x[torch.from_numpy(rows)], c)
         return self._explanations(x, values, base, which, texts, encodings, labels, outputs)
+
+    def output_classes(self, n_outputs: int) -> tuple[str, ...] | None:
+        """The model's class names when its outputs are classes: one output (a sigmoid: the last
+        class's probability) or one per class, in probability or logit space; else ``None``."""
+        classes = self.model.classes if self.model is not None else None
+        if not classes or self.output == "raw" or n_outputs not in (1, len(classes)):
+            return None
+        return tuple(classes)
 
     @staticmethod
     def _explained_outputs(outputs: torch.Tensor, output_index: int | None) -> np.ndarray:
@@ -340,11 +395,11 @@ class Attribution:
         # The one place every method's explanations pass: no NaN or infinity gets out as data.
         check_finite(values, fx, base if self.additive else None, texts=texts)
         err = np.abs(values.sum(1) - (fx - base)) if self.additive else np.full(len(x), np.nan)
-        classes = self.model.classes if self.model is not None else None
         C = outputs.shape[1]
         # A one-output model in probability/logit space explains its positive (last) class; a
         # model with one output per class explains the class of its column.
-        named = bool(classes) and self.output != "raw" and C in (1, len(classes or ()))
+        classes = self.output_classes(C)
+        named = classes is not None
         out = []
         for i in range(len(x)):
             ids = x[i].tolist() if not x.is_floating_point() else list(range(x.shape[1]))

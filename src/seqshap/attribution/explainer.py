@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Sequence
+from contextvars import ContextVar
 
 import numpy as np
 import torch
@@ -198,11 +199,12 @@ class DeepExplainer(Attribution):
                     raise RuntimeError("the model output does not depend on its input embeddings")
                 w = weights.to(captured[0].dtype).view(1, k, 1)
                 phis = []
-                for c in range(y.shape[1]):
+                wanted = _COLUMNS.get() or range(y.shape[1])  # one backward pass per explained output
+                for j, c in enumerate(wanted):
                     grads = torch.autograd.grad(
                         y[:P, c].sum(),
                         captured,
-                        retain_graph=c < y.shape[1] - 1,
+                        retain_graph=j < len(wanted) - 1,
                         allow_unused=True,
                         materialize_grads=False,
                     )
@@ -249,8 +251,17 @@ class DeepExplainer(Attribution):
         return fx, np.abs(phi.sum(1) - (fx - self.expected_value[None, :]))
 
     def _values(self, x: torch.Tensor, output_index: int) -> tuple[np.ndarray, np.ndarray]:
-        phi = self._attribute(x)[:, :, output_index]
+        token = _COLUMNS.set((output_index,))  # only the explained class's backward pass
+        try:
+            phi = self._attribute(x)[:, :, 0]
+        finally:
+            _COLUMNS.reset(token)
         return phi, np.full(len(x), float(self.expected_value[output_index]))
+
+
+# The outputs `_attribute` differentiates, in this thread/context: all (None) for shap_values, one
+# for an explanation of one class. A context variable, not an argument, keeps the chunking code as is.
+_COLUMNS: ContextVar[tuple[int, ...] | None] = ContextVar("seqshap_explained_columns", default=None)
 
 
 class DeepLift(DeepExplainer):

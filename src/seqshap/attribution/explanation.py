@@ -105,7 +105,10 @@ class Explanation:
 
     @property
     def predicted_label(self) -> int | None:
-        """The predicted class index of a one-output (sigmoid) model: 1 above 0.5, else 0."""
+        """The predicted class index: ``predicted``'s position in ``classes``, else read off a
+        one-output (sigmoid) model: 1 above 0.5, else 0."""
+        if self.predicted is not None and self.classes is not None and self.predicted in self.classes:
+            return self.classes.index(self.predicted)
         if self.output_space == "probability":
             return int(self.output_value > 0.5)
         if self.output_space == "logit":
@@ -150,6 +153,15 @@ class Explanation:
         if index is None:
             return None
         return self.classes[index] if self.classes is not None and 0 <= index < len(self.classes) else str(index)
+
+    @property
+    def explained_class(self) -> str | None:
+        """The explained class's name where a picture must say it ("why *9*"): a model with more
+        than two classes, or a two-class model explained for its first class. ``None`` for the
+        usual two-class explanation (the positive class), whose pictures speak of positive/negative."""
+        if self.classes is None or self.output_name is None:
+            return None
+        return self.output_name if len(self.classes) > 2 or self.output_name != self.classes[-1] else None
 
     @property
     def predicted_name(self) -> str | None:

@@ -59,3 +59,50 @@ def add_output_option(p: argparse.ArgumentParser) -> None:
 def resolve_output(args, model) -> str:
     """--output if given, else the model directory's own output space (probability by default)."""
     return args.output or model.config.get("output_space", "probability")
+
+
+def check_target(explainer, target: str | None) -> None:
+    """``--target`` names one of the explained model's classes (or an index), before any work."""
+    if target is None:
+        return
+    from ..attribution import resolve_target
+
+    try:
+        resolve_target(target, explainer.output_classes(explainer.n_outputs), explainer.n_outputs)
+    except ValueError as e:
+        raise UsageError(f"--target {target}: {e}") from None
+
+
+def add_task_option(p: argparse.ArgumentParser) -> None:
+    from ..data import TASKS
+
+    p.add_argument(
+        "--task",
+        choices=TASKS,
+        default=None,
+        help="how to label the IMDB reviews: imdb (sentiment) or imdb-rating (star ratings); "
+        "default: the task the model was trained on",
+    )
+
+
+def model_data(args, model, split: str = "test"):
+    """The labelled texts a command scores or explains: ``--data`` read with the model's classes,
+    else the IMDB ``split`` labelled for ``--task`` (default: the model's own task, from its config)."""
+    from ..data import DEFAULT_CLASSES, DataFileError, load_task, read_labeled
+
+    if getattr(args, "data", None):
+        if getattr(args, "task", None):
+            raise UsageError("give either --data or --task, not both")
+        try:
+            return read_labeled(args.data, args.text_column, args.label_column, classes=model.classes)
+        except DataFileError as e:
+            raise UsageError(f"--data: {e}") from None
+    task = getattr(args, "task", None) or model.config.get("task") or "imdb"
+    data = load_task(task, args.imdb)[split]
+    have = data.classes or DEFAULT_CLASSES
+    if len(have) != len(model.classes):
+        raise UsageError(
+            f"the {task} task has {len(have)} classes but the model has {len(model.classes)} "
+            f"({', '.join(model.classes)}); pass --task or --data with the model's labels"
+        )
+    return data

@@ -6,7 +6,15 @@ import json
 import sys
 from pathlib import Path
 
-from .common import UsageError, add_background_option, add_command, add_model_option, add_output_option, resolve_output
+from .common import (
+    UsageError,
+    add_background_option,
+    add_command,
+    add_model_option,
+    add_output_option,
+    check_target,
+    resolve_output,
+)
 
 PICTURES = ("html", "svg", "png", "waterfall")
 
@@ -61,8 +69,10 @@ def run(args) -> int:
     model = load(args.model)
     args.output = resolve_output(args, model)
     background = default_background(args.background, args.imdb)
+    explainer = DeepExplainer(model, list(background.texts), output=args.output)
+    check_target(explainer, args.target)
     try:
-        exp = DeepExplainer(model, list(background.texts), output=args.output).explain([text])[0]
+        exp = explainer.explain([text], target=args.target)[0]
     except NoWordsError as e:  # the explainer's one check of texts, as the web API's 422
         raise UsageError(str(e)) from None
     written = []
@@ -108,7 +118,8 @@ def register(sub) -> None:
         "explain one prediction word by word (exact DeepSHAP)",
         'seqshap explain "the acting was great but the plot was awful" --html out.html --png out.png\n'
         "  seqshap explain --file review.txt --json\n"
-        "  echo 'a dull, lifeless film' | seqshap explain -",
+        "  echo 'a dull, lifeless film' | seqshap explain -\n"
+        '  seqshap explain --model runs/rating "a solid 8/10, great cast" --target 9   # why 9 stars?',
         run,
     )
     p.add_argument("text", nargs="?", help='the text to explain ("-" reads stdin)')
@@ -126,6 +137,13 @@ def register(sub) -> None:
     p.add_argument("--svg", metavar="FILE.svg", help="write the force plot as SVG")
     p.add_argument("--png", metavar="FILE.png", help="write the force plot as PNG (matplotlib)")
     p.add_argument("--waterfall", metavar="FILE.png|svg", help="write a waterfall of the top words")
+    p.add_argument(
+        "--target",
+        metavar="CLASS",
+        default=None,
+        help="the class to explain, by name (e.g. 9 for an imdb-rating model) or index (default: the positive "
+        "class of a two-class model, the predicted class for more classes)",
+    )
     p.add_argument("--top", type=int, default=10, help="how many words to list (default 10)")
     add_background_option(p)
     add_output_option(p)

@@ -8,9 +8,12 @@ from .common import add_command
 def run(args) -> int:
     from ..keras_import import import_keras
 
-    model = import_keras(args.model_file, args.out, word_index=args.word_index, maxlen=args.maxlen, name=args.name)
+    model = import_keras(
+        args.model_file, args.out, word_index=args.word_index, maxlen=args.maxlen, name=args.name, classes=args.classes
+    )
     layers = ", ".join(model.config["imported_from"]["layers"])
     print(f"model written to {model.path} ({layers}; maxlen {model.maxlen}, output: {model.config['output_space']})")
+    print(f"classes: {', '.join(model.classes)}")
     print(f"vocabulary: {model.config['imported_from']['vocabulary']}")
     return 0
 
@@ -22,7 +25,8 @@ def register(sub) -> None:
         "convert a trained Keras text classifier (.keras or legacy .h5; TensorFlow not needed) "
         "into a model directory every other command accepts",
         "seqshap import-keras model.keras --word-index word_index.json --out runs/from_keras\n"
-        "  seqshap import-keras model.h5 --tokenizer tokenizer.json --maxlen 100 --out runs/mine",
+        "  seqshap import-keras model.h5 --tokenizer tokenizer.json --maxlen 100 --out runs/mine\n"
+        "  seqshap import-keras topics.keras --classes sports,politics,tech --out runs/topics",
         run,
     )
     p.add_argument("model_file", metavar="MODEL", help="the Keras file saved with model.save(...)")
@@ -42,4 +46,13 @@ def register(sub) -> None:
         help="length the texts were padded to (needed only if the model does not fix it)",
     )
     p.add_argument("--name", default=None, help="model name (default: the file name)")
+    p.add_argument(
+        "--classes",
+        metavar="A,B,C|FILE",
+        default=None,
+        help="the class names of the model's outputs, in column order: a,b,c or a file (a JSON list, a JSON "
+        '{"name": index} object, or one name per line); default class_0, class_1, ... for a softmax over '
+        "three or more classes, negative,positive for one or two outputs. A two-class softmax explains "
+        "column 1 by default",
+    )
     p.add_argument("--out", required=True, metavar="DIR")

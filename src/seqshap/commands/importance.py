@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
-from .common import UsageError, add_background_option, add_command, add_model_option, add_output_option, resolve_output
+from .common import (
+    UsageError,
+    add_background_option,
+    add_command,
+    add_data_options,
+    add_model_option,
+    add_output_option,
+    add_task_option,
+    check_target,
+    model_data,
+    resolve_output,
+)
 
 
 def run(args) -> int:
@@ -23,14 +35,23 @@ def run(args) -> int:
     from .. import load
     from ..attribution import DeepExplainer
     from ..background import default_background
-    from ..data import load_imdb
     from ..importance import importance_over
     from ..viz.importance import write_outputs
+    from ..viz.layout import quantity
 
     model = load(args.model)
     args.output = resolve_output(args, model)
-    test = load_imdb(args.imdb)["test"].head(args.n)
+    test = model_data(args, model).head(args.n)
     background = list(default_background(args.background, args.imdb).texts)
+    # One table for a two-class model (its positive class) or the one --target; one per class for more.
+    targets: list[str | None] = [args.target] if args.target is not None else [None]
+    if args.target is None and len(model.classes) > 2:
+        targets = list(model.classes)
+    if chunked and targets != [None]:
+        raise UsageError(
+            "--scheduler explains each review's default class; word importance per class (--target, or a model "
+            "with more than two classes) runs in one process: drop --scheduler and --chunk-size/--workers/--resume"
+        )
     summary = None
     if chunked:
         from ..distributed import explain_corpus, format_summary
@@ -51,43 +72,65 @@ def run(args) -> int:
             batch_size=args.batch_size,
         )
         print(format_summary(summary), file=sys.stderr)
+        accs = [acc]
     else:
         explainer = DeepExplainer(model, background, output=args.output)
-        acc = importance_over(
-            explainer,
-            list(test.texts),
-            test.labels,
-            batch_size=args.batch_size,
-            progress=not args.quiet,
-            desc="explaining test reviews",
-        )
-    table = acc.table(args.min_count)
-    paths = write_outputs(table, args.out, k=args.top)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "n_explanations": table.n_explanations,
-                    "min_count": table.min_count,
-                    "words": len(table),
-                    "files": {k: str(v) for k, v in paths.items()},
-                    "top_positive": [r.word for r in table.top_positive(args.top)],
-                    "top_negative": [r.word for r in table.top_negative(args.top)],
-                    **({"run": summary} if summary else {}),
-                },
-                allow_nan=False,
+        check_target(explainer, args.target)
+        accs = [
+            importance_over(
+                explainer,
+                list(test.texts),
+                test.labels,
+                batch_size=args.batch_size,
+                progress=not args.quiet,
+                desc="explaining test reviews" + (f" for {t}" if t is not None and len(targets) > 1 else ""),
+                target=t,
             )
-        )
+            for t in targets
+        ]
+    tables = [acc.table(args.min_count) for acc in accs]
+    stems = file_stems([t.target for t in tables])
+    written = [write_outputs(table, args.out, k=args.top, stem=stem) for table, stem in zip(tables, stems, strict=True)]
+    if args.json:
+        rows = [
+            {
+                **({"target": table.target} if table.target is not None else {}),
+                "words": len(table),
+                "files": {k: str(v) for k, v in paths.items()},
+                "top_positive": [r.word for r in table.top_positive(args.top)],
+                "top_negative": [r.word for r in table.top_negative(args.top)],
+            }
+            for table, paths in zip(tables, written, strict=True)
+        ]
+        head = {"n_explanations": tables[0].n_explanations, "min_count": tables[0].min_count}
+        body = rows[0] if len(rows) == 1 else {"classes": [t.target for t in tables], "tables": rows}
+        print(json.dumps({**head, **body, **({"run": summary} if summary else {})}, allow_nan=False))
         return 0
-    print(f"{len(table)} words seen at least {args.min_count} times in {table.n_explanations} reviews")
-    for title, rows in (("top positive", table.top_positive(args.top)), ("top negative", table.top_negative(args.top))):
-        print(f"\n{title}:   {'mean':>9} {'mean|.|':>9} {'count':>6} {'reviews':>7}")
-        for r in rows:
-            print(f"  {r.word:<14}{r.mean:+9.4f} {r.mean_abs:9.4f} {r.count:6d} {r.n_reviews:7d}")
+    for table in tables:
+        pushed = "" if table.target is None else f" pushing {quantity(table.output_space, table.target)}"
+        title = "" if table.target is None else f"why {table.target}: "
+        print(f"{title}{len(table)} words seen at least {args.min_count} times in {table.n_explanations} reviews")
+        for name, rows_ in (("up", table.top_positive(args.top)), ("down", table.top_negative(args.top))):
+            heading = f"top {'positive' if name == 'up' else 'negative'}" if not pushed else f"words{pushed} {name}"
+            print(f"\n{heading}:   {'mean':>9} {'mean|.|':>9} {'count':>6} {'reviews':>7}")
+            for r in rows_:
+                print(f"  {r.word:<14}{r.mean:+9.4f} {r.mean_abs:9.4f} {r.count:6d} {r.n_reviews:7d}")
+        print()
     print("", file=sys.stderr)
-    for p in paths.values():
-        print(f"wrote {p}", file=sys.stderr)
+    for paths in written:
+        for p in paths.values():
+            print(f"wrote {p}", file=sys.stderr)
     return 0
+
+
+def file_stems(targets: list[str | None]) -> list[str]:
+    """``word_importance`` for the two-class table; ``word_importance_<class>`` (the class name made
+    safe for a file name, numbered if two come out the same) per named class."""
+    stems: list[str] = []
+    for t in targets:
+        stem = "word_importance" if t is None else "word_importance_" + (re.sub(r"[^A-Za-z0-9._-]+", "_", t) or "_")
+        stems.append(stem if stem not in stems else f"{stem}_{len(stems)}")
+    return stems
 
 
 def register(sub) -> None:
@@ -97,11 +140,19 @@ def register(sub) -> None:
         "global word importance: explain the first N test reviews and "
         "pool the attributions by word (table CSV/JSON + plot PNG/SVG)",
         "seqshap importance --n 1000 --out importance/\n"
-        "  seqshap importance --n 200 --min-count 3 --out /tmp/imp --json",
+        "  seqshap importance --n 200 --min-count 3 --out /tmp/imp --json\n"
+        "  seqshap importance --model runs/rating --n 300 --target 10 --out /tmp/imp10   # why 10 stars?",
         run,
     )
     add_model_option(p)
     p.add_argument("--n", type=int, default=1000, help="how many test reviews to explain (default 1000)")
+    p.add_argument(
+        "--target",
+        metavar="CLASS",
+        default=None,
+        help="the class whose word importance to compute, by name or index (default: the positive class of a "
+        "two-class model; every class, one table and plot each, for more classes)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="folder for word_importance.{csv,json,png,svg}")
     add_background_option(p)
     p.add_argument("--min-count", type=int, default=10, help="keep words seen at least this often (default 10)")
@@ -110,7 +161,8 @@ def register(sub) -> None:
     add_output_option(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of tables")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--imdb", metavar="PATH", help="IMDB archive (default: the shipped copy)")
+    add_data_options(p)
+    add_task_option(p)
     p.add_argument(
         "--scheduler",
         metavar="WHERE",

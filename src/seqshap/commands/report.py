@@ -16,18 +16,20 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
-    from ..data import load_imdb
+    from .. import load
+    from ..data import load_task
     from ..report import write_report
 
     if args.data and args.imdb:
         raise UsageError("give either --data or --imdb, not both")
+    model = load(args.model)
     reviews = background = data = None
-    if args.data:
-        reviews, background = _own_data(args.data, args.text_column, args.label_column, args.n)
-    else:
-        data = load_imdb(args.imdb)
+    if args.data:  # labels read as the model's classes
+        reviews, background = _own_data(args.data, args.text_column, args.label_column, args.n, model.classes)
+    else:  # the IMDB reviews labelled as the model learned them (sentiment, or star ratings)
+        data = load_task(model.config.get("task") or "imdb", args.imdb)
     index = write_report(
-        args.model,
+        model,
         out,
         n_explain=args.n,
         n_background=args.background,
@@ -51,16 +53,15 @@ def run(args) -> int:
     return 0
 
 
-def _own_data(path: str, text_column: str, label_column: str, n: int):
+def _own_data(path: str, text_column: str, label_column: str, n: int, classes=None):
     """(reviews, background) from a CSV/JSONL file: its first ``n`` rows are explained, the
     rows after them are the background (all rows when there are no more)."""
-    from ..data import Split, read_labeled
+    from ..data import read_labeled
 
-    split = read_labeled(path, text_column, label_column)
+    split = read_labeled(path, text_column, label_column, classes=classes)
     if len(split) <= n:
         return split, split
-    rest = Split(split.texts[n:], split.labels[n:], split.ratings[n:], split.ids[n:])
-    return split, rest
+    return split, split.rows(slice(n, None))
 
 
 def register(sub) -> None:
@@ -98,4 +99,4 @@ def register(sub) -> None:
         "the next --background rows are the background (all rows when there are no more)",
     )
     p.add_argument("--text-column", default="text", help="--data: the text column (default text)")
-    p.add_argument("--label-column", default="label", help="--data: the 0/1 label column (default label)")
+    p.add_argument("--label-column", default="label", help="--data: the label column (default label)")

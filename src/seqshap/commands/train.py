@@ -43,7 +43,10 @@ def run(args) -> int:
         raise UsageError(str(e)) from None
     if args.test_data and not args.data:
         raise UsageError("--test-data needs --data (otherwise the IMDB test split is used)")
-    from ..data import load_imdb, read_labeled
+    if args.data and args.task:
+        raise UsageError("--task picks what to learn from the IMDB archive; with --data the labels are your file's")
+    from ..data import DEFAULT_CLASSES, load_task, read_labeled
+    from ..train import model_outputs
 
     cfg = TrainConfig(
         arch=args.arch,
@@ -58,20 +61,32 @@ def run(args) -> int:
         lr_decay=args.lr_decay,
         model={SIZE_PARAMETER[args.arch]: args.hidden} if args.hidden else {},
     )
+    task = args.task or ("imdb" if not args.data else None)
     if args.data:
         train_split = read_labeled(args.data, args.text_column, args.label_column)
         records = {"train": data_record(train_split, str(Path(args.data).resolve()), args.data)}
-        test_split = read_labeled(args.test_data, args.text_column, args.label_column) if args.test_data else None
+        test_split = (
+            read_labeled(args.test_data, args.text_column, args.label_column, classes=train_split.classes)
+            if args.test_data
+            else None
+        )
         if test_split is not None:
             records["test"] = data_record(test_split, str(Path(args.test_data).resolve()), args.test_data)
     else:
-        imdb = load_imdb(args.imdb)
+        imdb = load_task(task or "imdb", args.imdb)
         train_split, test_split = imdb["train"], imdb["test"]
         archive = str(Path(args.imdb).resolve()) if args.imdb else "the shipped archive"
+        what = "" if task == "imdb" else f", labelled by {task}"
         records = {
-            "train": data_record(train_split, f"IMDB train split ({archive})"),
-            "test": data_record(test_split, f"IMDB test split ({archive})"),
+            "train": data_record(train_split, f"IMDB train split ({archive}{what})"),
+            "test": data_record(test_split, f"IMDB test split ({archive}{what})"),
         }
+    try:
+        outputs = model_outputs(tuple(train_split.classes or DEFAULT_CLASSES), args.head)
+    except ValueError as e:
+        raise UsageError(f"--head {args.head}: {e}") from None
+    if args.head == "softmax":  # two classes default to a sigmoid; say so in the model settings
+        cfg.model["outputs"] = outputs
     model = train(
         train_split,
         args.out,
@@ -82,6 +97,7 @@ def run(args) -> int:
         device=args.device,
         overwrite=args.overwrite,
         data_records=records,
+        task=task if task != "imdb" else None,
     )
     print(f"model written to {model.path}")
     return 0
@@ -96,6 +112,7 @@ def register(sub) -> None:
         "train a classifier on IMDB (or your CSV/JSONL) and write a model directory",
         "seqshap train --arch lstm --epochs 15 --out runs/lstm\n"
         "  seqshap train --data reviews.csv --text-column review --label-column sentiment --out runs/mine\n"
+        "  seqshap train --task imdb-rating --arch cnn --maxlen 400 --out runs/rating   # 8 star ratings, a softmax\n"
         "  seqshap train --arch lstm --epochs 20 --out runs/lstm --resume   # continue an interrupted or finished run",
         run,
     )
@@ -138,7 +155,23 @@ def register(sub) -> None:
         action="store_true",
         help="replace the model or checkpoint already in --out (without it, a model there is never overwritten)",
     )
-    p.add_argument("--test-data", help="CSV/JSONL test file (with --data)")
+    p.add_argument("--test-data", help="CSV/JSONL test file (with --data); its labels must be among --data's")
+    from ..data import TASKS
+
+    p.add_argument(
+        "--task",
+        choices=TASKS,
+        default=None,
+        help="what to learn from the IMDB archive: imdb (sentiment, 2 classes; the default) or imdb-rating "
+        "(the star rating in each file name: 1, 2, 3, 4, 7, 8, 9, 10 — 8 classes)",
+    )
+    p.add_argument(
+        "--head",
+        choices=("auto", "sigmoid", "softmax"),
+        default="auto",
+        help="auto (default): a sigmoid for two classes, a softmax over the classes for more; softmax forces "
+        "one output per class for two classes too",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--device", default="cpu", help="where to compute: cpu (default) or cuda")
     add_data_options(p)

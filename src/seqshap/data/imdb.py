@@ -28,6 +28,11 @@ OFFICIAL_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d165
 KNOWN_SHA256 = {SHIPPED_NAME: SHIPPED_SHA256, OFFICIAL_NAME: OFFICIAL_SHA256}
 SHUFFLE_SEED = 113  # keras.datasets.imdb's seed: the first 100 train reviews mix both labels
 
+# `seqshap train --task`: what a model learns from the archive. "imdb-rating" predicts the star
+# rating in each file name (ID_RATING.txt): the archive holds 1-4 (negative) and 7-10 (positive).
+TASKS = ("imdb", "imdb-rating")
+RATING_CLASSES = ("1", "2", "3", "4", "7", "8", "9", "10")
+
 _MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 
 
@@ -37,18 +42,25 @@ class ChecksumError(RuntimeError):
 
 @dataclass(frozen=True)
 class Split:
-    """One split: ``texts[i]`` with ``labels[i]`` (1 = positive) and star ``ratings[i]``."""
+    """One split: ``texts[i]`` with class index ``labels[i]`` and star ``ratings[i]`` (-1 when
+    unknown). ``classes`` names the classes in index order; ``None`` means the two sentiment
+    classes (0 negative, 1 positive)."""
 
     texts: list[str]
     labels: np.ndarray
     ratings: np.ndarray
     ids: list[str]
+    classes: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def head(self, n: int) -> Split:
-        return Split(self.texts[:n], self.labels[:n], self.ratings[:n], self.ids[:n])
+        return self.rows(slice(n))
+
+    def rows(self, which: slice) -> Split:
+        """The rows ``which`` selects, classes kept."""
+        return Split(self.texts[which], self.labels[which], self.ratings[which], self.ids[which], self.classes)
 
 
 def repo_data_dir() -> Path:
@@ -162,6 +174,28 @@ def read_archive(path: Path) -> dict[str, Split]:
             ids=[r[0] for r in items],
         )
     return out
+
+
+def rating_split(split: Split) -> Split:
+    """``split`` labelled by star rating: ``labels[i]`` indexes :data:`RATING_CLASSES`."""
+    index = {int(c): i for i, c in enumerate(RATING_CLASSES)}
+    labels = np.empty(len(split), dtype=np.int64)
+    for i, r in enumerate(split.ratings.tolist()):
+        if r not in index:
+            raise ValueError(f"review {split.ids[i]} has rating {r}; the IMDB ratings are {', '.join(RATING_CLASSES)}")
+        labels[i] = index[r]
+    return Split(split.texts, labels, split.ratings, split.ids, RATING_CLASSES)
+
+
+def load_task(task: str = "imdb", path: str | Path | None = None, download_missing: bool = True) -> dict[str, Split]:
+    """:func:`load_imdb`'s splits labelled for ``task`` (one of :data:`TASKS`): sentiment, or
+    the star rating (same reviews, same order)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    data = load_imdb(path, download_missing=download_missing)
+    if task == "imdb":
+        return data
+    return {name: rating_split(split) for name, split in data.items()}
 
 
 _CACHE: dict[tuple, dict[str, Split]] = {}

@@ -1,40 +1,33 @@
-"""Users' own labeled text: CSV or JSONL with a text column and a binary label column."""
+"""Users' own labeled text: CSV or JSONL with a text column and a label column (any number of classes)."""
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .imdb import Split
-
-POSITIVE = {"1", "pos", "positive", "true", "yes"}
-NEGATIVE = {"0", "neg", "negative", "false", "no"}
+from .labels import MAX_CLASSES, class_index, infer_classes, label_key, unknown_label_message
 
 
 class DataFileError(ValueError):
     """A user data file is malformed; the message names the file and row."""
 
 
-def _label(value, path: Path, row: int, column: str) -> int:
-    key = str(value).strip().lower()
-    if isinstance(value, bool):
-        return int(value)
-    if key in POSITIVE or key == "1.0":
-        return 1
-    if key in NEGATIVE or key == "0.0":
-        return 0
-    raise DataFileError(
-        f"{path}, row {row}: label {value!r} in column {column!r} is not binary "
-        f"(use 0/1, neg/pos, negative/positive or false/true)"
-    )
-
-
-def read_labeled(path: str | Path, text_column: str = "text", label_column: str = "label") -> Split:
+def read_labeled(
+    path: str | Path, text_column: str = "text", label_column: str = "label", classes: Sequence[str] | None = None
+) -> Split:
     """Read ``path`` (``.csv`` or ``.jsonl``/``.json`` lines). Rows are numbered from 1
-    as a person counts data rows (the CSV header is not a row)."""
+    as a person counts data rows (the CSV header is not a row).
+
+    Labels may be any strings or numbers. Without ``classes`` (training data) the classes are
+    the file's sorted distinct labels (:func:`seqshap.data.labels.infer_classes`); with them (a
+    model's classes, for test data) a label outside them is an error naming the row and label.
+    ``Split.classes`` holds the class names and ``Split.labels`` each row's index among them.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"data file not found: {path}")
@@ -65,7 +58,7 @@ def read_labeled(path: str | Path, text_column: str = "text", label_column: str 
         records = list(reader)
     if not records:
         raise DataFileError(f"{path}: no data rows")
-    texts, labels = [], []
+    texts, keys = [], []
     for row, rec in enumerate(records, 1):
         for col in (text_column, label_column):
             if col not in rec or rec[col] is None:
@@ -73,14 +66,40 @@ def read_labeled(path: str | Path, text_column: str = "text", label_column: str 
         text = rec[text_column]
         if not isinstance(text, str) or not text.strip():
             raise DataFileError(f"{path}, row {row}: empty text in column {text_column!r}")
+        key = label_key(rec[label_column])
+        if key is None:
+            raise DataFileError(
+                f"{path}, row {row}: label {rec[label_column]!r} in column {label_column!r} is not a class name "
+                "(give a word or a number)"
+            )
         texts.append(text)
-        labels.append(_label(rec[label_column], path, row, label_column))
-    if len(set(labels)) < 2:
-        raise DataFileError(f"{path}: every row has label {labels[0]}; training needs both classes")
+        keys.append(key)
+    training = classes is None
+    if classes is None:
+        classes = infer_classes(keys)
+        if len(classes) > MAX_CLASSES:
+            raise DataFileError(
+                f"{path}: column {label_column!r} has {len(classes):,} different labels (at most {MAX_CLASSES:,} "
+                "classes); is it the label column?"
+            )
+    index = class_index(classes)
+    labels = []
+    for row, key in enumerate(keys, 1):
+        i = index(key)
+        if i is None:
+            raise DataFileError(
+                f"{path}, row {row}: label {key!r} in column {label_column!r} {unknown_label_message(key, classes)}"
+            )
+        labels.append(i)
+    if training and len(set(labels)) < 2:  # "1" and "yes" are one class
+        raise DataFileError(
+            f"{path}: every row has label {keys[0]}; training needs both classes (at least two different labels)"
+        )
     n = len(texts)
     return Split(
         texts,
         np.array(labels, dtype=np.int64),
         np.full(n, -1, dtype=np.int64),
         [f"{path.name}:{i}" for i in range(1, n + 1)],
+        classes=tuple(classes),
     )

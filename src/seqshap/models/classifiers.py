@@ -1,8 +1,11 @@
-"""The five text classifiers: ids ``[batch, time]`` -> positive-class probability ``[batch, 1]``.
+"""The five text classifiers: ids ``[batch, time]`` -> positive-class probability ``[batch, 1]``
+(a sigmoid head, ``outputs=1``: two classes) or every class's probability ``[batch, outputs]``
+(a softmax head, ``outputs >= 2``).
 
 Only standard PyTorch layers, so the explainer's rule table covers them. Every model
 also accepts float embeddings ``[batch, time, embed]`` in place of ids (the embedding
-lookup is then skipped), which is what embedding-level explainers feed it.
+lookup is then skipped), which is what embedding-level explainers feed it. ``logits(x)`` is
+the head's input (what the sigmoid/softmax squashes), which training's losses read.
 """
 
 from __future__ import annotations
@@ -18,14 +21,30 @@ def variational_mask(shape: tuple[int, ...], p: float, like: torch.Tensor) -> to
 
 
 class TextClassifier(nn.Module):
-    """Shared front (embedding + input dropout) and back (linear + sigmoid)."""
+    """Shared front (embedding + input dropout) and back (linear + sigmoid, or softmax over
+    ``outputs`` classes)."""
 
-    def __init__(self, vocab_size: int, embed_dim: int, dropout: float):
+    def __init__(self, vocab_size: int, embed_dim: int, dropout: float, outputs: int = 1):
         super().__init__()
+        if outputs < 1:
+            raise ValueError(f"outputs must be at least 1, got {outputs}")
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         self.dropout = float(dropout)
+        self.outputs = int(outputs)
         # Keras' default Embedding init (uniform +-0.05) trains better here than N(0, 1).
         nn.init.uniform_(self.embedding.weight, -0.05, 0.05)
+
+    def head(self, features: int) -> None:
+        """The last layer: ``fc`` ``[features -> outputs]`` and the squash ``out``."""
+        self.fc = nn.Linear(features, self.outputs)
+        self.out = nn.Sigmoid() if self.outputs == 1 else nn.Softmax(dim=-1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, outputs]``: what :attr:`out` squashes into probabilities."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.logits(x))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """ids ``[B, T]`` (or embeddings ``[B, T, E]``) -> ``[B, T, E]``, with Keras-style
@@ -37,7 +56,7 @@ class TextClassifier(nn.Module):
 
 
 class RecurrentClassifier(TextClassifier):
-    """Embedding -> LSTM/GRU -> last hidden state(s) -> Linear -> sigmoid.
+    """Embedding -> LSTM/GRU -> last hidden state(s) -> Linear -> sigmoid (softmax).
 
     ``recurrent_dropout`` drops units of h_{t-1} on their way into the recurrent kernel,
     with one mask per mini-batch that holds for all time steps (variational dropout on
@@ -55,8 +74,9 @@ class RecurrentClassifier(TextClassifier):
         bidirectional: bool = False,
         dropout: float = 0.2,
         recurrent_dropout: float = 0.2,
+        outputs: int = 1,
     ):
-        super().__init__(vocab_size, embed_dim, dropout)
+        super().__init__(vocab_size, embed_dim, dropout, outputs)
         rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
         self.rnn = rnn(
             embed_dim,
@@ -67,8 +87,7 @@ class RecurrentClassifier(TextClassifier):
             dropout=dropout if num_layers > 1 else 0.0,
         )
         self.recurrent_dropout = float(recurrent_dropout)
-        self.fc = nn.Linear(hidden * (2 if bidirectional else 1), 1)
-        self.out = nn.Sigmoid()
+        self.head(hidden * (2 if bidirectional else 1))
 
     def _run_rnn(self, e: torch.Tensor):
         if not (self.training and self.recurrent_dropout > 0):
@@ -81,15 +100,15 @@ class RecurrentClassifier(TextClassifier):
         }
         return functional_call(self.rnn, masked, (e,))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
         _, state = self._run_rnn(self.embed(x))
         h_n = state[0] if isinstance(state, tuple) else state  # LSTM gives (h_n, c_n)
         last = torch.cat([h_n[-2], h_n[-1]], dim=1) if self.rnn.bidirectional else h_n[-1]
-        return self.out(self.fc(last))
+        return self.fc(last)
 
 
 class CNNClassifier(TextClassifier):
-    """Embedding -> Conv1d -> ReLU -> global max pool over time -> Linear -> sigmoid."""
+    """Embedding -> Conv1d -> ReLU -> global max pool over time -> Linear -> sigmoid (softmax)."""
 
     def __init__(
         self,
@@ -98,15 +117,15 @@ class CNNClassifier(TextClassifier):
         filters: int = 128,
         kernel_size: int = 5,
         dropout: float = 0.2,
+        outputs: int = 1,
     ):
-        super().__init__(vocab_size, embed_dim, dropout)
+        super().__init__(vocab_size, embed_dim, dropout, outputs)
         self.conv = nn.Conv1d(embed_dim, filters, kernel_size, padding=kernel_size // 2)
         self.act = nn.ReLU()
         self.pool = nn.AdaptiveMaxPool1d(1)
-        self.fc = nn.Linear(filters, 1)
-        self.out = nn.Sigmoid()
+        self.head(filters)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
         e = self.embed(x).transpose(1, 2)  # [B, E, T]
         pooled = self.pool(self.act(self.conv(e)))  # [B, F, 1]
-        return self.out(self.fc(pooled.squeeze(-1)))
+        return self.fc(pooled.squeeze(-1))

@@ -1,7 +1,8 @@
-"""A Transformer encoder text classifier: ids ``[batch, time]`` -> positive-class probability ``[batch, 1]``.
+"""A Transformer encoder text classifier: ids ``[batch, time]`` -> positive-class probability ``[batch, 1]``
+(or every class's probability ``[batch, outputs]`` with a softmax head).
 
 token embedding + learned position embedding -> N encoder blocks (multi-head self-attention,
-residual, LayerNorm, feed-forward with GELU) -> mean over the real tokens -> Linear -> sigmoid.
+residual, LayerNorm, feed-forward with GELU) -> mean over the real tokens -> Linear -> sigmoid/softmax.
 
 Padding never matters: padded keys get no attention (a multiplicative mask on the softmax,
 so a key is in or out, never "almost"), padded positions are left out of the pooling, and
@@ -103,7 +104,7 @@ class EncoderBlock(nn.Module):
 
 
 class TransformerClassifier(TextClassifier):
-    """Embedding (+ position) -> ``layers`` encoder blocks -> masked mean -> Linear -> sigmoid."""
+    """Embedding (+ position) -> ``layers`` encoder blocks -> masked mean -> Linear -> sigmoid (softmax)."""
 
     # Defaults: trains in minutes on 2 CPU cores at maxlen 80, and explaining costs less than a plain
     # forward+backward pass (attention's per-pair cost grows with heads x T^2, so 2 wide heads).
@@ -117,17 +118,17 @@ class TransformerClassifier(TextClassifier):
         max_positions: int = 512,
         dropout: float = 0.2,
         norm_first: bool = False,
+        outputs: int = 1,
     ):
-        super().__init__(vocab_size, embed_dim, dropout)
+        super().__init__(vocab_size, embed_dim, dropout, outputs)
         self.position = nn.Embedding(max_positions, embed_dim)
         nn.init.normal_(self.position.weight, std=0.02)
         self.mask = PaddingMask()
         self.blocks = nn.ModuleList(EncoderBlock(embed_dim, heads, ff_dim, dropout, norm_first) for _ in range(layers))
         self.final_norm = nn.LayerNorm(embed_dim) if norm_first else nn.Identity()
-        self.fc = nn.Linear(embed_dim, 1)
-        self.out = nn.Sigmoid()
+        self.head(embed_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
         T = x.shape[1]
         if self.position.num_embeddings < T:
             raise ValueError(
@@ -139,4 +140,4 @@ class TransformerClassifier(TextClassifier):
         h = self.embed(x) + pos
         for block in self.blocks:
             h = block(h, mask)
-        return self.out(self.fc(masked_mean(self.final_norm(h), mask)))
+        return self.fc(masked_mean(self.final_norm(h), mask))

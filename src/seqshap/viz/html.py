@@ -24,10 +24,12 @@ from .layout import (
     fmt,
     fmt_out,
     force_layout,
+    output_of,
     passage,
     ranked_words,
     scale,
     text_colour,
+    why,
 )
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', Arial, sans-serif"
@@ -95,13 +97,14 @@ def force_plot_svg(exp: Explanation, width: int = DEFAULT_WIDTH, max_labels: int
         f"{' for ' + esc(exp.model_name) if exp.model_name else ''}</title>",
     ]
     # Legend
+    named = f"{why(exp)} · " if why(exp) is not None else ""
     out.append(
         f'<g class="legend" font-size="12"><rect x="{ml}" y="8" width="12" height="12" '
         f'fill="{RED_HEX}"/><text x="{ml + 17}" y="18" fill="{RED_HEX}">pushes higher</text>'
         f'<rect x="{ml + 120}" y="8" width="12" height="12" fill="{BLUE_HEX}"/>'
         f'<text x="{ml + 137}" y="18" fill="{BLUE_HEX}">pushes lower</text>'
         f'<text x="{width - mr}" y="18" text-anchor="end" fill="#666">'
-        f"{esc(exp.output_space)} · {esc(exp.method)}</text></g>"
+        f"{esc(named)}{esc(exp.output_space)} · {esc(exp.method)}</text></g>"
     )
     # Axis with ticks
     out.append(
@@ -133,7 +136,7 @@ def force_plot_svg(exp: Explanation, width: int = DEFAULT_WIDTH, max_labels: int
         f'<g class="output-value" data-value="{_num(f)}"><line x1="{xf:.2f}" x2="{xf:.2f}" '
         f'y1="{y_axis - 22}" y2="{bar_bot + 4}" stroke="#111" stroke-width="2"/>'
         f'<text x="{xf:.2f}" y="{y_axis - 26 + 2}" font-size="14" font-weight="bold" '
-        f'text-anchor="{_anchor(xf, width)}" fill="#111">f(x) = {fmt_out(f)}</text></g>'
+        f'text-anchor="{_anchor(xf, width)}" fill="#111">{esc(_fx(exp))} = {fmt_out(f)}</text></g>'
     )
     # Labels
     out.append('<g class="labels">')
@@ -153,6 +156,11 @@ def force_plot_svg(exp: Explanation, width: int = DEFAULT_WIDTH, max_labels: int
         )
     out.append("</g></svg>")
     return "".join(out)
+
+
+def _fx(exp: Explanation) -> str:
+    """The output's name on the force plot: ``f(x)``, or ``P(9)`` for a named class."""
+    return "f(x)" if exp.explained_class is None else output_of(exp, exp.explained_class)
 
 
 def _anchor(x: float, width: int) -> str:
@@ -186,9 +194,14 @@ def _legend_html(vmax: float, exp: Explanation, has_oov: bool) -> str:
         f'font-size:12px;color:#444;margin-top:8px">'
         f'<span>{fmt(-vmax)}</span><span style="display:inline-block;width:160px;height:10px;'
         f'border:1px solid #ccc;background:linear-gradient(to right,{lo},#ffffff,{hi})"></span>'
-        f'<span>{fmt(vmax)}</span><span style="margin-left:6px">blue pushes {esc(exp.output_space)} '
+        f'<span>{fmt(vmax)}</span><span style="margin-left:6px">blue pushes {esc(_pushed(exp))} '
         f"down, red pushes it up; hover a word for its value</span>{oov}</div>"
     )
+
+
+def _pushed(exp: Explanation) -> str:
+    """What the words push: the output space (``probability``), or ``P(9)`` for a named class."""
+    return exp.output_space if exp.explained_class is None else output_of(exp, exp.explained_class)
 
 
 def _prose(s: str) -> str:
@@ -277,7 +290,8 @@ def top_words_html(exp: Explanation, k: int = 10) -> str:
 # ----------------------------------------------------------------------- composition
 def prediction_html(exp: Explanation) -> str:
     """One line: prediction, base value, sum of attributions, completeness error, label."""
-    bits = [
+    bits = [f'<span class="why">why <b>{esc(exp.explained_class)}</b></span>'] if why(exp) else []
+    bits += [
         f"prediction <b>{esc(describe_prediction(exp))}</b>",
         f"base value {fmt_out(exp.base_value)}",
         f"sum of attributions {fmt(float(exp.values.sum()))}",

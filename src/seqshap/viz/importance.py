@@ -12,7 +12,7 @@ from matplotlib import rc_context
 
 from ..importance import ImportanceTable, WordStat
 from .html import esc
-from .layout import BLUE_HEX, RED_HEX, clean, fmt
+from .layout import BLUE_HEX, RED_HEX, clean, fmt, quantity
 from .plots import RC, new_figure, picture_format, save_figure
 
 
@@ -36,10 +36,15 @@ def importance_html(table: ImportanceTable, k: int = 20) -> str:
             f"</table></div>"
         )
 
+    up, down, target = "Top positive words", "Top negative words", ""
+    if table.target is not None:  # name the class: "words pushing P(9) up"
+        pushed = esc(quantity(table.output_space, table.target))
+        up, down = f"Words pushing {pushed} up", f"Words pushing {pushed} down"
+        target = f' data-target="{esc(table.target)}"'
     return (
-        f'<div class="seqshap-importance" style="display:flex;gap:24px;flex-wrap:wrap">'
-        f"{block('Top positive words', table.top_positive(k), RED_HEX)}"
-        f"{block('Top negative words', table.top_negative(k), BLUE_HEX)}</div>"
+        f'<div class="seqshap-importance"{target} style="display:flex;gap:24px;flex-wrap:wrap">'
+        f"{block(up, table.top_positive(k), RED_HEX)}"
+        f"{block(down, table.top_negative(k), BLUE_HEX)}</div>"
     )
 
 
@@ -79,10 +84,15 @@ def importance_plot(table: ImportanceTable, path: str | Path, k: int = 20) -> Pa
         lim = max(abs(r.mean) for r in rows if r is not None) * 1.25
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-0.7, len(rows) - 0.3)
-        ax.set_xlabel(f"mean attribution per occurrence ({table.output_space})", fontsize=9)
+        pushed = table.output_space if table.target is None else quantity(table.output_space, table.target)
+        ax.set_xlabel(clean(f"mean attribution per occurrence ({pushed})"), fontsize=9, parse_math=False)
         ax.set_title(
-            f"word importance over {table.n_explanations} reviews (words seen at least {table.min_count} times)",
+            clean(
+                ("word importance" if table.target is None else f"why {table.target}: word importance")
+                + f" over {table.n_explanations} reviews (words seen at least {table.min_count} times)"
+            ),
             fontsize=10,
+            parse_math=False,
         )
         ax.tick_params(labelsize=8)
         return save_figure(fig, path)

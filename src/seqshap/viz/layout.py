@@ -139,10 +139,29 @@ def predicted_name(exp: Explanation) -> str | None:
     return name
 
 
+def quantity(output_space: str, name: str) -> str:
+    """What an explained number is for class ``name``: ``P(9)``, ``logit(9)`` or ``output(9)``."""
+    return {"probability": "P", "logit": "logit"}.get(output_space, "output") + f"({name})"
+
+
+def output_of(exp: Explanation, name: str) -> str:
+    """:func:`quantity` of ``exp``'s output space."""
+    return quantity(exp.output_space, name)
+
+
 def describe_prediction(exp: Explanation) -> str:
-    """``"0.9123 (positive)"`` in the output space of the explanation."""
+    """``"0.9123 (positive)"`` in the output space of the explanation; for a named class
+    (:attr:`Explanation.explained_class`) ``"P(9) = 0.4123 (predicted 8)"``."""
     name = predicted_name(exp)
+    target = exp.explained_class
+    if target is not None:
+        return f"{output_of(exp, target)} = {fmt_out(exp.output_value)}" + (f" (predicted {name})" if name else "")
     return f"{fmt_out(exp.output_value)} ({name})" if name else fmt_out(exp.output_value)
+
+
+def why(exp: Explanation) -> str | None:
+    """``"why 9"`` for an explanation of a named class; ``None`` keeps the two-class wording."""
+    return None if exp.explained_class is None else f"why {exp.explained_class}"
 
 
 _CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")

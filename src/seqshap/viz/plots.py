@@ -19,7 +19,19 @@ from matplotlib.patches import Polygon, Rectangle
 
 from .. import atomic
 from ..attribution.explanation import Explanation
-from .layout import BLUE_HEX, RED_HEX, check, clean, describe_prediction, fmt, fmt_out, force_layout, ranked_words
+from .layout import (
+    BLUE_HEX,
+    RED_HEX,
+    check,
+    clean,
+    describe_prediction,
+    fmt,
+    fmt_out,
+    force_layout,
+    output_of,
+    ranked_words,
+    why,
+)
 
 FORMATS = {".png": "png", ".svg": "svg"}
 # svg.fonttype "none" keeps words as <text> in SVG files (searchable, selectable, testable).
@@ -99,8 +111,17 @@ def force_plot_png(exp: Explanation, path: str | Path, max_labels: int = 12) -> 
         ax.plot([base, base], [-0.1, 1.1], color="#555555", lw=1.2, ls=(0, (3, 2)))
         ax.text(base, -0.22, f"base value {fmt_out(base)}", ha="center", va="top", fontsize=8, color="#555555")
         ax.plot([f, f], [-0.1, 1.95], color="#111111", lw=2)
+        fx = "f(x)" if exp.explained_class is None else output_of(exp, exp.explained_class)
         ax.text(
-            f, 2.0, f"f(x) = {fmt_out(f)}", ha="center", va="bottom", fontsize=11, fontweight="bold", color="#111111"
+            f,
+            2.0,
+            clean(f"{fx} = {fmt_out(f)}"),
+            ha="center",
+            va="bottom",
+            fontsize=11,
+            fontweight="bold",
+            color="#111111",
+            parse_math=False,
         )
         for lab in lay.labels:
             s = lay.segments[lab.segment]
@@ -114,7 +135,10 @@ def force_plot_png(exp: Explanation, path: str | Path, max_labels: int = 12) -> 
         fig.text(
             0.97,
             0.97,
-            clean(f"{exp.model_name} · {exp.output_space} · prediction {describe_prediction(exp)}"),
+            clean(
+                (f"{why(exp)} · " if why(exp) else "")
+                + f"{exp.model_name} · {exp.output_space} · prediction {describe_prediction(exp)}"
+            ),
             ha="right",
             va="top",
             fontsize=9,
@@ -167,7 +191,11 @@ def waterfall(exp: Explanation, path: str | Path, k: int = 10) -> Path:
         ax.set_xlabel(
             f"base value {fmt_out(base)}  →  f(x) = {fmt_out(exp.output_value)}  ({exp.output_space})", fontsize=9
         )
-        ax.set_title(clean(f"{exp.model_name}: prediction {describe_prediction(exp)}"), fontsize=10, parse_math=False)
+        ax.set_title(
+            clean((f"{why(exp)}: " if why(exp) else "") + f"{exp.model_name}: prediction {describe_prediction(exp)}"),
+            fontsize=10,
+            parse_math=False,
+        )
         ax.tick_params(labelsize=9)
         return save_figure(fig, path, tight=False)
 

@@ -14,7 +14,19 @@ import textwrap
 
 from ..attribution.explanation import Explanation
 from ..data.tokenize import BR_TAGS
-from .layout import clean, colour, dark, describe_prediction, fmt, fmt_out, passage, ranked_words, scale
+from .layout import (
+    clean,
+    colour,
+    dark,
+    describe_prediction,
+    fmt,
+    fmt_out,
+    output_of,
+    passage,
+    ranked_words,
+    scale,
+    why,
+)
 
 RESET = "\x1b[0m"
 
@@ -52,8 +64,9 @@ def render(exp: Explanation, colour_on: bool = False, k: int = 10, width: int = 
     top = ranked_words(exp, k)
     top_pos = {w.positions for w in top}
     lines = [
-        f"prediction {describe_prediction(exp)}   base value {fmt_out(exp.base_value)}   "
-        f"completeness error {exp.completeness_error:.1e}   ({exp.model_name}, {exp.output_space})"
+        (f"{_safe(why(exp) or '')}: " if why(exp) else "")
+        + f"prediction {_safe(describe_prediction(exp))}   base value {fmt_out(exp.base_value)}   "
+        f"completeness error {exp.completeness_error:.1e}   ({_safe(exp.model_name)}, {exp.output_space})"
     ]
     if exp.label is not None:
         lines.append(f"true label {exp.class_name(int(exp.label))}")
@@ -78,7 +91,8 @@ def render(exp: Explanation, colour_on: bool = False, k: int = 10, width: int = 
         for para in body.split("\n"):
             lines.extend(textwrap.wrap(para, width=width) or [""])
     lines.append("")
-    lines.append(f"top {len(top)} words (value = push on the {exp.output_space}):")
+    pushed = f"the {exp.output_space}" if exp.explained_class is None else output_of(exp, exp.explained_class)
+    lines.append(f"top {len(top)} words (value = push on {_safe(pushed)}):")
     wmax = max((len(_safe(w.text)) for w in top), default=4)
     bar_max = max((abs(w.value) for w in top), default=0.0) or 1.0
     for w in top:

@@ -31,7 +31,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -129,7 +129,11 @@ def describe_validation(errors: Sequence[dict], fields: Sequence[str]) -> tuple[
             if isinstance(value, (bytes, str)):
                 return 400, ("the request body is not JSON; send a JSON object with Content-Type: application/json"), []
             return 400, f"the request body must be a JSON object, got {_json_type(value)}", []
-        if kind == "missing":
+        if name.startswith("target."):  # one message for the str | int union, not one per member
+            name, msg = "target", f"target must be a class name or index, got {_json_type(value)}"
+            if any(i["field"] == name for i in items):
+                continue
+        elif kind == "missing":
             msg = f"missing field '{name}'"
         elif kind == "extra_forbidden":
             msg = f"unknown field '{name}' (allowed: {', '.join(fields)})"
@@ -249,16 +253,23 @@ class ExplainService:
         """Requests admitted and not finished (running + waiting)."""
         return self._admitted
 
-    def explain_now(self, texts: Sequence[str], output: str) -> list[Explanation]:
-        """Explain in the calling thread (blocks while another explanation runs)."""
+    def explain_now(self, texts: Sequence[str], output: str, target: int | str | None = None) -> list[Explanation]:
+        """Explain in the calling thread (blocks while another explanation runs); ``target``: the class."""
         with self.lock:
-            return self.explainers[output].explain(list(texts))
+            return self.explainers[output].explain(list(texts), target=target)
+
+    @property
+    def targets(self) -> list[str]:
+        """The classes a request may name as its ``target`` (a sigmoid model's output is its last class)."""
+        explainer = next(iter(self.explainers.values()))
+        classes = list(explainer.output_classes(explainer.n_outputs) or ())
+        return classes[-1:] if explainer.n_outputs == 1 else classes
 
     def _release(self, _future: Any = None) -> None:
         with self._count_lock:
             self._admitted -= 1
 
-    async def explain(self, texts: Sequence[str], output: str) -> list[Explanation]:
+    async def explain(self, texts: Sequence[str], output: str, target: int | str | None = None) -> list[Explanation]:
         """Explain on the worker thread; :class:`Overloaded` when the queue is full."""
         if output not in self.explainers:
             raise ApiError(
@@ -270,7 +281,7 @@ class ExplainService:
                 raise Overloaded(self.queue_limit)
             self._admitted += 1
         try:
-            future = self._executor.submit(self.explain_now, list(texts), output)
+            future = self._executor.submit(self.explain_now, list(texts), output, target)
         except RuntimeError:  # executor already shut down
             self._release()
             raise ApiError(503, "the server is shutting down") from None
@@ -293,6 +304,11 @@ class ExplainRequest(BaseModel):
     )
     text: StrictStr = Field(description="the review to explain")
     output: OutputSpace = Field("probability", description="explain the positive-class probability or its logit")
+    target: StrictStr | StrictInt | None = Field(
+        None,
+        description="the class to explain, by name or index (GET /api/model lists them); default: the "
+        "positive class of a two-class model, the predicted class for more",
+    )
     html: StrictBool = Field(False, description="also return the rendered pictures as an HTML fragment")
 
 
@@ -302,6 +318,7 @@ class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     texts: list[StrictStr] = Field(min_length=1, description="the reviews to explain")
     output: OutputSpace = "probability"
+    target: StrictStr | StrictInt | None = None
     html: StrictBool = False
 
 
@@ -376,6 +393,20 @@ def render_page(info: dict[str, Any]) -> str:
         facts.append(f"test accuracy {acc:.1%}")
     facts.append(f"background: {esc(info['background'])}")
     options = "".join(f'<option value="{esc(o)}">{esc(o)}</option>' for o in info["outputs"])
+    targets = info.get("targets") or []
+    choose = ""
+    if len(targets) > 1:  # a model with one output per class: pick the class to explain
+        first = '<option value="" selected>the predicted class</option>' if len(targets) > 2 else ""
+        last = len(targets) - 1 if len(targets) == 2 else -1  # two classes: the positive one, as the API
+        choose = (
+            '<label class="muted">why <select id="target" name="target">'
+            + first
+            + "".join(
+                f'<option value="{esc(c)}"{" selected" if i == last else ""}>{esc(c)}</option>'
+                for i, c in enumerate(targets)
+            )
+            + "</select></label>"
+        )
     body = f"""
 <h1>seqshap — why did the model decide?</h1>
 <p class="muted" id="model-info">{" · ".join(facts)}</p>
@@ -390,6 +421,7 @@ def render_page(info: dict[str, Any]) -> str:
       style="font-size:15px;padding:7px 18px;border-radius:6px;border:1px solid #0b62c4;background:#0b62c4;
              color:#fff;cursor:pointer">Explain</button>
     <label class="muted">explain the <select id="output" name="output">{options}</select></label>
+    {choose}
     <span class="muted" id="char-count">0 / {int(info["max_chars"]):,} characters</span>
     <span class="muted">Ctrl+Enter explains too</span>
   </div>
@@ -462,6 +494,8 @@ def describe_model(
         "background_size": service.background_size,
         "background": background.source,
         "outputs": list(service.explainers),
+        "classes": list(model.classes),
+        "targets": service.targets,
         "max_chars": max_chars,
         "max_batch": max_batch,
         "queue_limit": service.queue_limit,
@@ -501,12 +535,14 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any]) -> 
     page = render_page(info)
     max_chars, max_batch = info["max_chars"], info["max_batch"]
 
-    async def run(texts: list[str], output: str, include_html: bool, batch: bool = False) -> list[dict[str, Any]]:
+    async def run(
+        texts: list[str], output: str, include_html: bool, batch: bool = False, target: int | str | None = None
+    ) -> list[dict[str, Any]]:
         def field(i: int | None) -> str:
             return f"texts[{i}]" if batch and i is not None else "text"
 
         try:
-            exps = await service.explain(texts, output)
+            exps = await service.explain(texts, output, target)
         except NoWordsError as e:  # the explainer's one check of texts (the CLI and Python refuse them too)
             raise ApiError(
                 422, f"{field(e.index)} has no words (only punctuation or symbols); nothing to explain"
@@ -547,7 +583,7 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any]) -> 
     async def explain(req: ExplainRequest) -> dict[str, Any]:
         """Explain one text word by word."""
         check_text(req.text, max_chars, "text")
-        return (await run([req.text], req.output, req.html))[0]
+        return (await run([req.text], req.output, req.html, target=req.target))[0]
 
     @app.post(
         "/api/explain/batch",
@@ -567,7 +603,7 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any]) -> 
             raise ApiError(413, f"the batch has {len(req.texts)} texts; the limit is {max_batch} per request")
         for i, text in enumerate(req.texts):
             check_text(text, max_chars, f"texts[{i}]")
-        return {"explanations": await run(req.texts, req.output, req.html, batch=True)}
+        return {"explanations": await run(req.texts, req.output, req.html, batch=True, target=req.target)}
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
@@ -582,5 +618,6 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any]) -> 
 
     @app.get("/api/model")
     async def model_info() -> dict[str, Any]:
-        """Architecture, vocabulary size, maxlen, test accuracy, background and the server's limits."""
+        """Architecture, vocabulary size, maxlen, test accuracy, the classes (``targets``: those a request
+        may name as its ``target``), background and the server's limits."""
         return dict(info)

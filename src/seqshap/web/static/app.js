@@ -7,6 +7,7 @@
   const form = document.getElementById("explain-form");
   const text = document.getElementById("review");
   const output = document.getElementById("output");
+  const target = document.getElementById("target");  // only for a model with one output per class
   const button = document.getElementById("explain-button");
   const status = document.getElementById("status");
   const result = document.getElementById("result");
@@ -42,7 +43,10 @@
         resp = await fetch("/api/explain", {
           method: "POST",
           headers: {"Content-Type": "application/json"},
-          body: JSON.stringify({text: text.value, output: output.value, html: true}),
+          body: JSON.stringify(Object.assign(
+            {text: text.value, output: output.value, html: true},
+            target && target.value !== "" ? {target: target.value} : {},  // "": the predicted class
+          )),
         });
       } catch (_) {
         throw new Error("could not reach the server (is `seqshap serve` still running?)");
@@ -54,7 +58,8 @@
       }
       result.innerHTML = data.html;  // escaped on the server (seqshap.viz.html.esc)
       const seconds = ((performance.now() - started) / 1000).toFixed(2);
-      setStatus(`Predicted ${data.label} — explained in ${seconds} s`, "done");
+      const why = target ? ` — why ${data.output_name}:` : " —";
+      setStatus(`Predicted ${data.label}${why} explained in ${seconds} s`, "done");
     } catch (err) {
       result.textContent = "";
       setStatus(`Error: ${err.message}`, "error");
