@@ -1,0 +1,282 @@
+"""Dynamic batching: concurrent requests share one explainer call.
+
+Explaining 8 reviews in one call costs about 3x one review (the background pairs go
+through the network together), so requests that arrive together are gathered: up to
+``max_batch`` texts with the same key (output space, target), waiting at most ``wait_s``
+after the oldest one arrived for companions. Calls run one at a time on one worker thread
+(the explainer rewrites the network's module tree while it works, so calls cannot
+overlap), and while one runs the next batch fills up by itself, so under load nobody waits
+``wait_s`` on top.
+
+Every caller gets exactly what it would get alone: its own slice of the batch's
+explanations, or its own error. When a merged call fails, the request that caused it (the
+row named by :class:`~seqshap.NonFiniteError` or :class:`~seqshap.NoWordsError`) is run
+alone for its own error and the others again without it; an error that names no row gets
+every request run alone.
+
+State lives on the event loop (submit, the dispatch task, futures); the worker thread only
+runs the blocking call, so there are no locks here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.types import Receive
+
+from ..attribution import NonFiniteError, NoWordsError
+
+# A call of the explainer: (key, texts) -> one result per text, run on the worker thread.
+Runner = Callable[[Hashable, list[str]], Sequence[Any]]
+# Told after each explainer call: (texts, requests, seconds, whether it succeeded).
+BatchObserver = Callable[[int, int, float, bool], None]
+
+
+class QueueFull(Exception):
+    """``queue_limit`` requests are admitted already (running or waiting)."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"{limit} requests are running or waiting")
+        self.limit = limit
+
+
+class ShuttingDown(Exception):
+    """The server is draining: admitted requests finish, new ones are refused."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One request's texts, waiting for (or in) an explainer call."""
+
+    texts: list[str]
+    key: Hashable
+    future: asyncio.Future
+    arrived: float
+    state: str = field(default="waiting")  # "waiting" -> "running" -> "done"
+
+    def cancel(self) -> None:
+        """Drop it: a waiting job never runs; a running one's result is thrown away."""
+        self.future.cancel()
+
+
+class Batcher:
+    """Gathers :class:`Job` s into explainer calls; a bounded number admitted at a time."""
+
+    def __init__(
+        self,
+        run: Runner,
+        max_batch: int = 32,
+        wait_s: float = 0.01,
+        queue_limit: int = 32,
+        observer: BatchObserver | None = None,
+    ):
+        if max_batch < 1 or queue_limit < 1 or wait_s < 0:
+            raise ValueError(
+                f"max_batch and queue_limit must be at least 1 and wait_s at least 0, "
+                f"got {max_batch}, {queue_limit} and {wait_s}"
+            )
+        self.run, self.max_batch, self.wait_s, self.queue_limit = run, int(max_batch), float(wait_s), int(queue_limit)
+        self.observer = observer
+        self.draining = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqshap-explain")
+        self._waiting: deque[Job] = deque()
+        self._admitted = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------------ counts
+    @property
+    def pending(self) -> int:
+        """Requests admitted and not finished (running + waiting)."""
+        return self._admitted
+
+    @property
+    def waiting(self) -> int:
+        """Requests admitted and not yet in an explainer call."""
+        return len(self._waiting)
+
+    # ------------------------------------------------------------------------ public
+    def submit(self, texts: Sequence[str], key: Hashable) -> Job:
+        """Admit one request; :class:`QueueFull` or :class:`ShuttingDown` when it cannot be."""
+        if self.draining or self._closed:
+            raise ShuttingDown
+        if self._admitted >= self.queue_limit:
+            raise QueueFull(self.queue_limit)
+        loop = asyncio.get_running_loop()
+        self._start(loop)
+        job = Job(list(texts), key, loop.create_future(), loop.time())
+        self._admitted += 1
+        job.future.add_done_callback(functools.partial(self._settled, job))
+        self._waiting.append(job)
+        assert self._wake is not None
+        self._wake.set()
+        return job
+
+    async def explain(self, texts: Sequence[str], key: Hashable, receive: Receive | None = None) -> list[Any] | None:
+        """The results for ``texts``, or ``None`` when the client (``receive``) hung up first,
+        in which case the request is dropped before its turn."""
+        job = self.submit(texts, key)
+        if receive is None:
+            return await job.future  # a cancelled caller cancels the future: the job is dropped
+        watcher = asyncio.ensure_future(_disconnected(receive))
+        try:
+            done, _ = await asyncio.wait({job.future, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
+        finally:
+            watcher.cancel()
+        if job.future in done:
+            return job.future.result()
+        job.cancel()
+        return None
+
+    def drain(self) -> None:
+        """Refuse new requests from now on; admitted ones still run."""
+        self.draining = True
+
+    def close(self) -> None:
+        """Stop: waiting requests are told the server is shutting down; a running call ends on its own."""
+        self._closed = True
+        for job in list(self._waiting):
+            if not job.future.done():
+                job.future.set_exception(ShuttingDown())
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ---------------------------------------------------------------------- internals
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is loop and self._task is not None and not self._task.done():
+            return
+        # First use, or a new event loop (an app served again): start over on this loop.
+        self._loop, self._wake = loop, asyncio.Event()
+        self._waiting.clear()
+        self._admitted = 0
+        self._task = loop.create_task(self._dispatch(), name="seqshap-batcher")
+
+    def _settled(self, job: Job, _future: asyncio.Future | None = None) -> None:
+        """A job's future is done: a waiting one (its client went away) leaves the queue now;
+        a running one's slot is given back when its call ends (the worker is still busy)."""
+        if job.state == "waiting":
+            job.state = "done"
+            with contextlib.suppress(ValueError):  # close() may have emptied the queue already
+                self._waiting.remove(job)
+            self._admitted -= 1
+
+    def _batch_for(self, head: Job) -> list[Job]:
+        """The oldest job and the next ones of its key, up to ``max_batch`` texts in all."""
+        jobs, size = [head], len(head.texts)
+        for job in self._waiting:
+            if job is head or job.key != head.key or job.future.done():
+                continue
+            if size + len(job.texts) <= self.max_batch:
+                jobs.append(job)
+                size += len(job.texts)
+            if size >= self.max_batch:
+                break
+        return jobs
+
+    async def _dispatch(self) -> None:
+        assert self._loop is not None
+        assert self._wake is not None
+        loop, wake = self._loop, self._wake
+        while True:
+            if not self._waiting:
+                wake.clear()
+                await wake.wait()
+                continue
+            head = self._waiting[0]
+            jobs = self._batch_for(head)
+            remaining = head.arrived + self.wait_s - loop.time()
+            if sum(len(j.texts) for j in jobs) < self.max_batch and remaining > 0:
+                wake.clear()  # set again by the next submit
+                try:
+                    async with asyncio.timeout(remaining):
+                        await wake.wait()
+                except TimeoutError:
+                    pass
+                continue  # look again: more jobs, or the head's client went away
+            for job in jobs:
+                job.state = "running"
+                self._waiting.remove(job)
+            try:
+                await self._execute(head.key, jobs)
+            finally:
+                for job in jobs:
+                    job.state = "done"
+                self._admitted -= len(jobs)
+
+    async def _execute(self, key: Hashable, jobs: list[Job]) -> None:
+        """One explainer call for ``jobs``; each gets its slice or its own error."""
+        live = [j for j in jobs if not j.future.done()]
+        if not live:
+            return
+        texts = [t for j in live for t in j.texts]
+        assert self._loop is not None
+        t0, ok = self._loop.time(), False
+        try:
+            results = await self._loop.run_in_executor(self._executor, self.run, key, texts)
+            ok = True
+        except asyncio.CancelledError:
+            for j in live:
+                if not j.future.done():
+                    j.future.set_exception(ShuttingDown())
+            raise
+        except Exception as e:  # handed to the request(s) it belongs to
+            if len(live) == 1:
+                if not live[0].future.done():
+                    live[0].future.set_exception(e)
+                return
+            culprit = _culprit(e, live)
+            if culprit is None:  # no row named: each request alone gets its own answer
+                for j in live:
+                    await self._execute(key, [j])
+            else:
+                await self._execute(key, [live[culprit]])
+                await self._execute(key, live[:culprit] + live[culprit + 1 :])
+            return
+        finally:
+            if self.observer is not None:
+                self.observer(len(texts), len(live), self._loop.time() - t0, ok)
+        start = 0
+        for j in live:
+            part = list(results[start : start + len(j.texts)])
+            start += len(j.texts)
+            if not j.future.done():
+                j.future.set_result(part)
+
+
+def _culprit(error: Exception, jobs: list[Job]) -> int | None:
+    """Which job holds the row an explainer error names (``None``: it names none)."""
+    if isinstance(error, NonFiniteError):
+        row = error.row
+    elif isinstance(error, NoWordsError):
+        row = error.index
+    else:
+        return None
+    if row is None:
+        return None
+    start = 0
+    for i, job in enumerate(jobs):
+        if start <= row < start + len(job.texts):
+            return i
+        start += len(job.texts)
+    return None
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return when the client hangs up (the request body has been read already)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
