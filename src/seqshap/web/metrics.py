@@ -26,49 +26,53 @@ class Metrics:
             "seqshap_http_requests",
             "HTTP requests answered, by route, method and status",
             ["route", "method", "status"],
+            registry=r,
         )
         self.latency = Histogram(
             "seqshap_http_request_duration_seconds",
             "time from a request's arrival to the end of its answer, by route",
             ["route"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
         )
-        self.pending = Gauge("seqshap_queue_pending", "explain requests admitted and not finished (running + waiting)")
+        self.pending = Gauge(
+            "seqshap_queue_pending", "explain requests admitted and not finished (running + waiting)", registry=r
+        )
         self.pending.set_function(lambda: float(pending()))
-        self.waiting = Gauge("seqshap_queue_depth", "explain requests waiting for their turn at the explainer")
+        self.waiting = Gauge(
+            "seqshap_queue_depth", "explain requests waiting for their turn at the explainer", registry=r
+        )
         self.waiting.set_function(lambda: float(waiting()))
         self.batch_texts = Histogram(
-            "seqshap_batch_size_texts", "texts per explainer call", buckets=(1, 2, 4, 8, 12, 16, 24, 32, 64, 128)
+            "seqshap_batch_size_texts",
+            "texts per explainer call",
+            buckets=(1, 2, 4, 8, 12, 16, 24, 32, 64, 128),
+            registry=r,
         )
         self.batch_requests = Histogram(
-            "seqshap_batch_size_requests", "requests served by one explainer call", buckets=(1, 2, 4, 8, 16, 32, 64)
+            "seqshap_batch_size_requests",
+            "requests served by one explainer call",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
         )
         self.call_seconds = Histogram(
             "seqshap_explainer_call_seconds",
             "time of one explainer call (a batch)",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
         )
-        self.explanations = Counter("seqshap_explanations", "texts explained (one per explanation answered)")
-        self.failed_calls = Counter("seqshap_explainer_errors", "explainer calls that raised (e.g. a NaN output)")
+        self.explanations = Counter(
+            "seqshap_explanations", "texts explained (one per explanation answered)", registry=r
+        )
+        self.failed_calls = Counter(
+            "seqshap_explainer_errors", "explainer calls that raised (e.g. a NaN output)", registry=r
+        )
         self.rate = Gauge(
-            "seqshap_explanations_per_second", f"explanations per second over the last {RATE_WINDOW_S:g} s"
+            "seqshap_explanations_per_second", f"explanations per second over the last {RATE_WINDOW_S:g} s", registry=r
         )
         self._recent: deque[tuple[float, int]] = deque()
         self._started = time.monotonic()
         self.rate.set_function(self._rate)
-        for m in (
-            self.requests,
-            self.latency,
-            self.pending,
-            self.waiting,
-            self.batch_texts,
-            self.batch_requests,
-            self.call_seconds,
-            self.explanations,
-            self.failed_calls,
-            self.rate,
-        ):
-            r.register(m)
 
     def observe_batch(self, texts: int, requests: int, seconds: float, ok: bool) -> None:
         """One explainer call of ``texts`` texts for ``requests`` requests (the batcher's observer)."""
