@@ -335,6 +335,26 @@ class BatchResponse(BaseModel):
     explanations: list[ExplainResponse]
 
 
+class FieldProblem(BaseModel):
+    field: str = Field(description='the field, e.g. "texts[2]"')
+    message: str = Field(description="what is wrong with it")
+
+
+class ErrorResponse(BaseModel):
+    """Every error: one sentence saying what is wrong (and, for invalid fields, each one)."""
+
+    error: str = Field(description="what is wrong, in one sentence")
+    errors: list[FieldProblem] | None = Field(None, description="each invalid field (validation errors only)")
+
+
+def documented(errors: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """FastAPI ``responses`` for error statuses, each with the one error shape."""
+    return {status: {"model": ErrorResponse, "description": why} for status, why in errors.items()}
+
+
+UNAUTHORISED = "the server has an API key and the request did not carry it (Authorization: Bearer <key>)"
+
+
 def explanation_json(exp: Explanation, include_html: bool = False) -> dict[str, Any]:
     """The API's view of one explanation: its one JSON form, plus the page's HTML fragment when asked."""
     d = exp.to_dict()
@@ -553,14 +573,17 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any], met
         "/api/explain",
         response_model=ExplainResponse,
         response_model_exclude_unset=True,
-        responses={
-            400: {"description": "body is not a JSON object"},
-            408: {"description": "the request body did not arrive in time"},
-            413: {"description": "text over the character limit"},
-            422: {"description": "empty text, a text without words, wrong types, unknown output"},
-            500: {"description": "the model produced NaN or infinity for this text (a broken model)"},
-            503: {"description": "busy (too many explanations waiting) or shutting down; see Retry-After"},
-        },
+        responses=documented(
+            {
+                400: "body is not a JSON object",
+                401: UNAUTHORISED,
+                408: "the request body did not arrive in time",
+                413: "text over the character limit",
+                422: "empty text, a text without words, wrong types, unknown output",
+                500: "the model produced NaN or infinity for this text (a broken model)",
+                503: "busy (too many explanations waiting) or shutting down; see Retry-After",
+            }
+        ),
     )
     async def explain(req: ExplainRequest, request: Request) -> Any:
         """Explain one text word by word."""
@@ -572,14 +595,17 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any], met
         "/api/explain/batch",
         response_model=BatchResponse,
         response_model_exclude_unset=True,
-        responses={
-            400: {"description": "body is not a JSON object"},
-            408: {"description": "the request body did not arrive in time"},
-            413: {"description": "too many texts, or a text over the character limit"},
-            422: {"description": "empty text, a text without words, wrong types, unknown output"},
-            500: {"description": "the model produced NaN or infinity for one of the texts (a broken model)"},
-            503: {"description": "busy (too many explanations waiting) or shutting down; see Retry-After"},
-        },
+        responses=documented(
+            {
+                400: "body is not a JSON object",
+                401: UNAUTHORISED,
+                408: "the request body did not arrive in time",
+                413: "too many texts, or a text over the character limit",
+                422: "empty text, a text without words, wrong types, unknown output",
+                500: "the model produced NaN or infinity for one of the texts (a broken model)",
+                503: "busy (too many explanations waiting) or shutting down; see Retry-After",
+            }
+        ),
     )
     async def explain_batch(req: BatchRequest, request: Request) -> Any:
         """Explain up to ``max_batch`` texts (one queue slot for the whole batch)."""
@@ -602,13 +628,13 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any], met
         }
         return JSONResponse(body, status_code=503) if service.draining else body
 
-    @app.get("/api/model")
+    @app.get("/api/model", responses=documented({401: UNAUTHORISED}))
     async def model_info() -> dict[str, Any]:
         """Architecture, vocabulary size, maxlen, test accuracy, background and the server's limits."""
         return dict(info)
 
-    @app.get("/metrics", response_class=PlainTextResponse)
-    async def prometheus() -> Response:
+    @app.get("/metrics", response_class=PlainTextResponse, responses=documented({401: UNAUTHORISED}))
+    async def metrics_text() -> Response:
         """Prometheus metrics: requests by route and status, latency, queue depth, batch sizes,
         explanations per second."""
         body, content_type = metrics.render()
