@@ -10,8 +10,10 @@ so the client's event loop does not share a GIL with it):
    moment, then how long until the server's queue is empty and how long one fresh request
    takes (a server that drops the abandoned work answers at once).
 
-Texts cycle through the IMDB test reviews. The machine's load average is recorded before
-and after, since on a shared machine the ratios measured in one run are what compare.
+Texts cycle through the IMDB test reviews. Where the server has ``/metrics``, each level
+also reports the mean texts per explainer call (how well requests were batched). The
+machine's load average is recorded before and after, since on a shared machine the ratios
+measured in one run are what compare.
 Exits 1 when any request of the load phases failed, so it can gate a release.
 
     python benchmarks/web_load.py                          # shipped model, 100 background reviews
@@ -91,10 +93,20 @@ def quantiles(latencies: list[float]) -> dict[str, float]:
     }
 
 
+async def calls_so_far(client: httpx.AsyncClient) -> tuple[float, float] | None:
+    """(explainer calls, texts explained) from the server's /metrics (None: a server without it)."""
+    r = await client.get("metrics")
+    if r.status_code != 200:
+        return None
+    found = dict(re.findall(r"^(seqshap_batch_size_texts_(?:count|sum)) ([0-9.e+]+)$", r.text, re.M))
+    return float(found["seqshap_batch_size_texts_count"]), float(found["seqshap_batch_size_texts_sum"])
+
+
 async def closed_loop(
     client: httpx.AsyncClient, texts: list[str], start: int, n: int, concurrency: int, output: str
 ) -> dict:
     """``concurrency`` clients, each sending its next request when its last one is answered."""
+    calls_before = await calls_so_far(client)
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     next_i = 0
@@ -117,6 +129,10 @@ async def closed_loop(
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall = time.perf_counter() - t0
     ok = statuses.get("200", 0)
+    calls_after = await calls_so_far(client)
+    per_call = None
+    if calls_before is not None and calls_after is not None and calls_after[0] > calls_before[0]:
+        per_call = round((calls_after[1] - calls_before[1]) / (calls_after[0] - calls_before[0]), 2)
     return {
         "concurrency": concurrency,
         "requests": n,
@@ -127,6 +143,7 @@ async def closed_loop(
         "errors": n - ok,
         "5xx": sum(c for s, c in statuses.items() if s.startswith("5")),
         "statuses": statuses,
+        "texts_per_call": per_call,
     }
 
 
@@ -235,11 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  load average before {result['load_average_before']}, after {result['load_average_after']}")
     print(f"  sequential: {s['requests']} requests, median {s['median_ms']:.0f} ms, {s['requests_per_s']:.2f}/s")
-    print("  concurrency | requests/s | x sequential | p50 ms | p90 ms | p99 ms | errors")
+    print("  concurrency | requests/s | x sequential | p50 ms | p90 ms | p99 ms | texts/call | errors")
     for lv in result["levels"]:
+        per_call = "-" if lv["texts_per_call"] is None else f"{lv['texts_per_call']:.1f}"
         print(
             f"  {lv['concurrency']:>11} | {lv['requests_per_s']:>10.2f} | {lv['vs_sequential']:>12.2f} | "
-            f"{lv['p50_ms']:>6.0f} | {lv['p90_ms']:>6.0f} | {lv['p99_ms']:>6.0f} | {lv['errors']} {lv['statuses']}"
+            f"{lv['p50_ms']:>6.0f} | {lv['p90_ms']:>6.0f} | {lv['p99_ms']:>6.0f} | {per_call:>10} | "
+            f"{lv['errors']} {lv['statuses']}"
         )
     if "abandon" in result:
         a = result["abandon"]

@@ -191,6 +191,8 @@ class Batcher:
         assert self._wake is not None
         loop, wake = self._loop, self._wake
         while True:
+            while self._waiting and self._waiting[0].future.done():  # hung up; its callback has not run yet
+                self._settled(self._waiting[0])
             if not self._waiting:
                 wake.clear()
                 await wake.wait()
