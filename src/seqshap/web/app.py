@@ -536,15 +536,16 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any], met
     max_chars, max_batch = info["max_chars"], info["max_batch"]
 
     async def run(
-        texts: list[str], output: str, include_html: bool, request: Request, batch: bool = False
+        texts: list[str], output: str, include_html: bool, request: Request, batch: bool = False, target: Any = None
     ) -> list[dict[str, Any]] | None:
-        """The explanations' JSON, or ``None`` when the client went away before its turn."""
+        """The explanations' JSON, or ``None`` when the client went away before its turn.
+        Requests share explainer calls by (``output``, ``target``)."""
 
         def field(i: int | None) -> str:
             return f"texts[{i}]" if batch and i is not None else "text"
 
         try:
-            exps = await service.explain(texts, output, receive=request.receive)
+            exps = await service.explain(texts, output, target=target, receive=request.receive)
         except NoWordsError as e:  # the explainer's one check of texts (the CLI and Python refuse them too)
             raise ApiError(
                 422, f"{field(e.index)} has no words (only punctuation or symbols); nothing to explain"
@@ -588,7 +589,7 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any], met
     async def explain(req: ExplainRequest, request: Request) -> Any:
         """Explain one text word by word."""
         check_text(req.text, max_chars, "text")
-        out = await run([req.text], req.output, req.html, request)
+        out = await run([req.text], req.output, req.html, request, target=getattr(req, "target", None))
         return gone if out is None else out[0]
 
     @app.post(
@@ -613,7 +614,7 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any], met
             raise ApiError(413, f"the batch has {len(req.texts)} texts; the limit is {max_batch} per request")
         for i, text in enumerate(req.texts):
             check_text(text, max_chars, f"texts[{i}]")
-        out = await run(req.texts, req.output, req.html, request, batch=True)
+        out = await run(req.texts, req.output, req.html, request, batch=True, target=getattr(req, "target", None))
         return gone if out is None else {"explanations": out}
 
     @app.get("/api/health", responses={503: {"description": "shutting down: finishing admitted explanations"}})

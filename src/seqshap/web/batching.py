@@ -3,10 +3,9 @@
 Explaining 8 reviews in one call costs about 3x one review (the background pairs go
 through the network together), so requests that arrive together are gathered: up to
 ``max_batch`` texts with the same key (output space, target), waiting at most ``wait_s``
-after the oldest one arrived for companions. Calls run one at a time on one worker thread
-(the explainer rewrites the network's module tree while it works, so calls cannot
-overlap), and while one runs the next batch fills up by itself, so under load nobody waits
-``wait_s`` on top.
+for companions after the oldest one arrived or the last call ended. Calls run one at a
+time on one worker thread (the explainer rewrites the network's module tree while it
+works, so calls cannot overlap), and while one runs the next batch fills up by itself.
 
 Every caller gets exactly what it would get alone: its own slice of the batch's
 explanations, or its own error. When a merged call fails, the request that caused it (the
@@ -92,6 +91,7 @@ class Batcher:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._closed = False
+        self._last_done = float("-inf")  # when the last explainer call ended (loop time)
 
     # ------------------------------------------------------------------------ counts
     @property
@@ -199,7 +199,11 @@ class Batcher:
                 continue
             head = self._waiting[0]
             jobs = self._batch_for(head)
-            remaining = head.arrived + self.wait_s - loop.time()
+            # Wait for companions from the head's arrival, or from the end of the last call if
+            # later: the clients that call just answered come back a moment later, and without
+            # this pause the requests that queued during the call would leave without them —
+            # concurrent clients would settle into two half-size batches taking turns.
+            remaining = max(head.arrived, self._last_done) + self.wait_s - loop.time()
             if sum(len(j.texts) for j in jobs) < self.max_batch and remaining > 0:
                 wake.clear()  # set again by the next submit
                 try:
@@ -217,6 +221,7 @@ class Batcher:
                 for job in jobs:
                     job.state = "done"
                 self._admitted -= len(jobs)
+                self._last_done = loop.time()
 
     async def _execute(self, key: Hashable, jobs: list[Job]) -> None:
         """One explainer call for ``jobs``; each gets its slice or its own error."""
