@@ -44,7 +44,7 @@ from .. import __version__
 from ..attribution import OUTPUT_SPACES, DeepExplainer, Explanation, NonFiniteError, NoWordsError
 from ..background import Background, resolve_background
 from ..store import SeqshapModel, load
-from .batching import Batcher, BatchObserver, QueueFull, ShuttingDown
+from .batching import Batcher, BatchObserver, Finisher, QueueFull, ShuttingDown
 from .docs import add_docs
 from .metrics import Metrics, MetricsMiddleware
 from .security import DEFAULT_CSP, SECURITY_HEADERS, ApiKeyAuth, BodyLimit, SecurityHeaders, check_key
@@ -242,18 +242,24 @@ class ExplainService:
             return self.explainers[output].explain(list(texts), output_index=target)
 
     async def explain(
-        self, texts: Sequence[str], output: str, target: Any = None, receive: Receive | None = None
-    ) -> list[Explanation] | None:
+        self,
+        texts: Sequence[str],
+        output: str,
+        target: Any = None,
+        receive: Receive | None = None,
+        finish: Finisher | None = None,
+    ) -> Any:
         """Explain through the batcher, grouped with other requests of the same output and
-        target; ``None`` when the client (``receive``) hung up before its turn came.
-        :class:`Overloaded` when the queue is full."""
+        target: the explanations (passed through ``finish`` on the worker thread), or ``None``
+        when the client (``receive``) hung up before its turn came. :class:`Overloaded` when
+        the queue is full."""
         if output not in self.explainers:
             raise ApiError(
                 422,
                 f"output {output!r} is not available for this model ({self.unavailable.get(output, 'unknown output')})",
             )
         try:
-            return await self.batcher.explain(list(texts), (output, target), receive)
+            return await self.batcher.explain(list(texts), (output, target), receive, finish)
         except QueueFull:
             raise Overloaded(self.queue_limit) from None
         except ShuttingDown:
@@ -545,7 +551,14 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any], met
             return f"texts[{i}]" if batch and i is not None else "text"
 
         try:
-            exps = await service.explain(texts, output, target=target, receive=request.receive)
+            # The JSON (and pictures) are made on the worker thread, off the event loop.
+            answers = await service.explain(
+                texts,
+                output,
+                target=target,
+                receive=request.receive,
+                finish=lambda exps: [explanation_json(e, include_html) for e in exps],
+            )
         except NoWordsError as e:  # the explainer's one check of texts (the CLI and Python refuse them too)
             raise ApiError(
                 422, f"{field(e.index)} has no words (only punctuation or symbols); nothing to explain"
@@ -557,9 +570,7 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any], met
             raise ApiError(
                 500, f"the model produced NaN or infinity for {field(e.row)} ({e.reason}); nothing to explain"
             ) from None
-        if exps is None:
-            return None
-        return [explanation_json(e, include_html) for e in exps]
+        return answers
 
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:

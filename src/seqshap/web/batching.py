@@ -34,6 +34,8 @@ from ..attribution import NonFiniteError, NoWordsError
 
 # A call of the explainer: (key, texts) -> one result per text, run on the worker thread.
 Runner = Callable[[Hashable, list[str]], Sequence[Any]]
+# Turns one request's results into its answer; runs on the worker thread, off the event loop.
+Finisher = Callable[[list[Any]], Any]
 # Told after each explainer call: (texts, requests, seconds, whether it succeeded).
 BatchObserver = Callable[[int, int, float, bool], None]
 
@@ -58,6 +60,7 @@ class Job:
     key: Hashable
     future: asyncio.Future
     arrived: float
+    finish: Finisher | None = None
     state: str = field(default="waiting")  # "waiting" -> "running" -> "done"
 
     def cancel(self) -> None:
@@ -92,6 +95,7 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._closed = False
         self._last_done = float("-inf")  # when the last explainer call ended (loop time)
+        self._last_size = 0  # and how many texts it had
 
     # ------------------------------------------------------------------------ counts
     @property
@@ -105,15 +109,16 @@ class Batcher:
         return len(self._waiting)
 
     # ------------------------------------------------------------------------ public
-    def submit(self, texts: Sequence[str], key: Hashable) -> Job:
-        """Admit one request; :class:`QueueFull` or :class:`ShuttingDown` when it cannot be."""
+    def submit(self, texts: Sequence[str], key: Hashable, finish: Finisher | None = None) -> Job:
+        """Admit one request; :class:`QueueFull` or :class:`ShuttingDown` when it cannot be.
+        ``finish`` turns the request's results into its answer on the worker thread."""
         if self.draining or self._closed:
             raise ShuttingDown
         if self._admitted >= self.queue_limit:
             raise QueueFull(self.queue_limit)
         loop = asyncio.get_running_loop()
         self._start(loop)
-        job = Job(list(texts), key, loop.create_future(), loop.time())
+        job = Job(list(texts), key, loop.create_future(), loop.time(), finish)
         self._admitted += 1
         job.future.add_done_callback(functools.partial(self._settled, job))
         self._waiting.append(job)
@@ -121,10 +126,12 @@ class Batcher:
         self._wake.set()
         return job
 
-    async def explain(self, texts: Sequence[str], key: Hashable, receive: Receive | None = None) -> list[Any] | None:
-        """The results for ``texts``, or ``None`` when the client (``receive``) hung up first,
-        in which case the request is dropped before its turn."""
-        job = self.submit(texts, key)
+    async def explain(
+        self, texts: Sequence[str], key: Hashable, receive: Receive | None = None, finish: Finisher | None = None
+    ) -> Any:
+        """The results for ``texts`` (passed through ``finish``), or ``None`` when the client
+        (``receive``) hung up first, in which case the request is dropped before its turn."""
+        job = self.submit(texts, key, finish)
         if receive is None:
             return await job.future  # a cancelled caller cancels the future: the job is dropped
         watcher = asyncio.ensure_future(_disconnected(receive))
@@ -204,7 +211,10 @@ class Batcher:
             # this pause the requests that queued during the call would leave without them —
             # concurrent clients would settle into two half-size batches taking turns.
             remaining = max(head.arrived, self._last_done) + self.wait_s - loop.time()
-            if sum(len(j.texts) for j in jobs) < self.max_batch and remaining > 0:
+            size = sum(len(j.texts) for j in jobs)
+            # The clients of the last call are back when as many texts wait as it had.
+            expected = min(self.max_batch, max(self._last_size, 1))
+            if size < expected and remaining > 0:
                 wake.clear()  # set again by the next submit
                 try:
                     async with asyncio.timeout(remaining):
@@ -221,7 +231,7 @@ class Batcher:
                 for job in jobs:
                     job.state = "done"
                 self._admitted -= len(jobs)
-                self._last_done = loop.time()
+                self._last_done, self._last_size = loop.time(), sum(len(j.texts) for j in jobs)
 
     async def _execute(self, key: Hashable, jobs: list[Job]) -> None:
         """One explainer call for ``jobs``; each gets its slice or its own error."""
@@ -232,7 +242,7 @@ class Batcher:
         assert self._loop is not None
         t0, ok = self._loop.time(), False
         try:
-            results = await self._loop.run_in_executor(self._executor, self.run, key, texts)
+            answers = await self._loop.run_in_executor(self._executor, self._call, key, texts, live)
             ok = True
         except asyncio.CancelledError:
             for j in live:
@@ -255,12 +265,29 @@ class Batcher:
         finally:
             if self.observer is not None:
                 self.observer(len(texts), len(live), self._loop.time() - t0, ok)
+        # All answers at once: the clients of one call come back together for the next one.
+        for j, (answer, error) in zip(live, answers, strict=True):
+            if j.future.done():
+                continue
+            if error is not None:
+                j.future.set_exception(error)
+            else:
+                j.future.set_result(answer)
+
+    def _call(self, key: Hashable, texts: list[str], jobs: list[Job]) -> list[tuple[Any, Exception | None]]:
+        """On the worker thread: one explainer call, then each job's answer (or the error its
+        finisher raised), so the event loop only sends them."""
+        results = self.run(key, texts)
+        out: list[tuple[Any, Exception | None]] = []
         start = 0
-        for j in live:
+        for j in jobs:
             part = list(results[start : start + len(j.texts)])
             start += len(j.texts)
-            if not j.future.done():
-                j.future.set_result(part)
+            try:
+                out.append((j.finish(part) if j.finish is not None else part, None))
+            except Exception as e:  # this request's own failure, e.g. a renderer error
+                out.append((None, e))
+        return out
 
 
 def _culprit(error: Exception, jobs: list[Job]) -> int | None:
