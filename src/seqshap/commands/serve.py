@@ -177,10 +177,10 @@ def register(sub) -> None:
     p.add_argument(
         "--batch-wait-ms",
         type=float,
-        default=10.0,
+        default=50.0,
         metavar="MS",
-        help="how long a request waits for others to share its explainer call when the explainer "
-        "is idle (default 10; 0 never waits)",
+        help="how long the next explainer call waits for more requests to share it (after the last "
+        "call ended or its first request came; default 50; 0 never waits)",
     )
     p.add_argument(
         "--queue-limit",

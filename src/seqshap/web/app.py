@@ -64,9 +64,11 @@ PAGE_CSP = (
 PAGE_CSP_HEADER = PAGE_CSP + "; frame-ancestors 'none'"
 DEFAULT_QUEUE_LIMIT = 32
 DEFAULT_MAX_BATCH = 32
-# Long enough for the clients answered by one batch to send their next requests in time for
-# the next one, short next to one explanation (~0.2-0.4 s for the shipped model).
-DEFAULT_BATCH_WAIT_MS = 10.0
+# Long enough for the clients one call answered to send their next requests in time for the
+# next call on a busy machine (10 ms was not: they settled into two half batches taking
+# turns), short next to one call (~0.2-1 s for the shipped model). A lone request after a
+# lone request does not wait at all.
+DEFAULT_BATCH_WAIT_MS = 50.0
 log = logging.getLogger("seqshap.web")
 
 

@@ -95,7 +95,7 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._closed = False
         self._last_done = float("-inf")  # when the last explainer call ended (loop time)
-        self._last_size = 0  # and how many texts it had
+        self._expected = 1  # texts worth waiting for (up to wait_s) before the next call
 
     # ------------------------------------------------------------------------ counts
     @property
@@ -212,9 +212,7 @@ class Batcher:
             # concurrent clients would settle into two half-size batches taking turns.
             remaining = max(head.arrived, self._last_done) + self.wait_s - loop.time()
             size = sum(len(j.texts) for j in jobs)
-            # The clients of the last call are back when as many texts wait as it had.
-            expected = min(self.max_batch, max(self._last_size, 1))
-            if size < expected and remaining > 0:
+            if size < self._expected and remaining > 0:
                 wake.clear()  # set again by the next submit
                 try:
                     async with asyncio.timeout(remaining):
@@ -231,7 +229,11 @@ class Batcher:
                 for job in jobs:
                     job.state = "done"
                 self._admitted -= len(jobs)
-                self._last_done, self._last_size = loop.time(), sum(len(j.texts) for j in jobs)
+                self._last_done = loop.time()
+                # Who may join the next call: those waiting now, and the clients just answered
+                # if they come straight back (as clients in a loop do). Never wait for more.
+                waiting = sum(len(j.texts) for j in self._waiting if not j.future.done())
+                self._expected = max(1, min(self.max_batch, waiting + sum(len(j.texts) for j in jobs)))
 
     async def _execute(self, key: Hashable, jobs: list[Job]) -> None:
         """One explainer call for ``jobs``; each gets its slice or its own error."""
