@@ -11,7 +11,7 @@ most ``queue_limit`` requests may be admitted (running plus waiting) — the nex
 Why one thread: the explainer rewrites the network's module tree while it works and the
 probability and logit explainers share that one network, so explanations cannot overlap
 anyway; a single thread also leaves torch's own intra-op threads the whole CPU. Batching
-is where the speed comes from: 8 reviews in one call cost about 3x one review.
+is where the speed comes from: 8 reviews in one call cost a few times one review, not 8x.
 
 Every error is JSON ``{"error": "<one sentence saying what is wrong>"}`` with a 4xx status
 for bad requests (``errors`` lists each field problem for validation errors), 401 without

@@ -1,6 +1,6 @@
 """Dynamic batching: concurrent requests share one explainer call.
 
-Explaining 8 reviews in one call costs about 3x one review (the background pairs go
+Explaining 8 reviews in one call costs a few times one review, not 8x (the background pairs go
 through the network together), so requests that arrive together are gathered: up to
 ``max_batch`` texts with the same key (output space, target), waiting at most ``wait_s``
 for companions after the oldest one arrived or the last call ended. Calls run one at a
