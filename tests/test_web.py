@@ -24,10 +24,10 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from seqshap.cli import main
 from seqshap.web import create_app
+from seqshap.web.server import make_server
 
 BACKGROUND = 20  # fewer reviews than the default 100: the same code path, quicker tests
 MAX_CHARS, MAX_BATCH, QUEUE_LIMIT = 2000, 3, 2
@@ -38,11 +38,12 @@ REVIEW = (
 
 
 class LiveServer:
-    """uvicorn serving ``app`` on 127.0.0.1 in a background thread (port chosen by the OS)."""
+    """uvicorn serving ``app`` on 127.0.0.1 in a background thread (port chosen by the OS),
+    set up as ``seqshap serve`` sets it up (``options``: :func:`seqshap.web.server.make_server`'s)."""
 
-    def __init__(self, app):
+    def __init__(self, app, **options):
         self.app = app
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.server = make_server(app, host="127.0.0.1", port=0, log_level="warning", **options)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LiveServer:

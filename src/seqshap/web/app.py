@@ -2,44 +2,52 @@
 decided, and a JSON API for the same explanations.
 
 Concurrency model (one sentence for the README): the model and its explainers are
-loaded once in :func:`create_app`; every explanation runs on **one worker thread**
-under one lock, and at most ``queue_limit`` requests may be admitted (running plus
-waiting) — the next one gets ``503`` with ``Retry-After`` at once instead of piling up.
+loaded once in :func:`create_app`; concurrent requests are gathered into explainer calls
+(:mod:`.batching`: up to ``max_batch`` texts of the same output, waiting at most
+``batch_wait_ms`` for companions) that run one at a time on **one worker thread**, and at
+most ``queue_limit`` requests may be admitted (running plus waiting) — the next one gets
+``503`` with ``Retry-After`` at once instead of piling up.
 
 Why one thread: the explainer rewrites the network's module tree while it works and the
 probability and logit explainers share that one network, so explanations cannot overlap
-anyway; a single thread also leaves torch's own intra-op threads the whole CPU.
+anyway; a single thread also leaves torch's own intra-op threads the whole CPU. Batching
+is where the speed comes from: 8 reviews in one call cost a few times one review, not 8x.
 
-Every error is JSON ``{"error": "<one sentence saying what is wrong>"}`` with a 4xx
-status for bad requests (``errors`` lists each field problem for validation errors), and
-500 when the model produces NaN or infinity for a text (never a 200 with nulls).
+Every error is JSON ``{"error": "<one sentence saying what is wrong>"}`` with a 4xx status
+for bad requests (``errors`` lists each field problem for validation errors), 401 without
+the API key when one is set, 503 when busy or shutting down, and 500 when the model
+produces NaN or infinity for a text (never a 200 with nulls). The other defences (security
+headers, body limits, the API key) are in :mod:`.security`; ``/metrics`` in :mod:`.metrics`;
+the offline ``/docs`` in :mod:`.docs`; uvicorn's settings in :mod:`.server`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive
 
 from .. import __version__
 from ..attribution import OUTPUT_SPACES, DeepExplainer, Explanation, NonFiniteError, NoWordsError
 from ..background import Background, resolve_background
 from ..store import SeqshapModel, load
+from .batching import Batcher, BatchObserver, Finisher, QueueFull, ShuttingDown
+from .docs import add_docs
+from .metrics import Metrics, MetricsMiddleware
+from .security import DEFAULT_CSP, SECURITY_HEADERS, ApiKeyAuth, BodyLimit, SecurityHeaders, check_key
 
 # The page explains a sigmoid model's probability or its logit; "raw" is for imported linear heads.
 OUTPUTS = tuple(o for o in OUTPUT_SPACES if o != "raw")
@@ -55,6 +63,12 @@ PAGE_CSP = (
 # Browsers honour frame-ancestors only from the header (and warn about it in a <meta>).
 PAGE_CSP_HEADER = PAGE_CSP + "; frame-ancestors 'none'"
 DEFAULT_QUEUE_LIMIT = 32
+DEFAULT_MAX_BATCH = 32
+# Long enough for the clients one call answered to send their next requests in time for the
+# next call on a busy machine (10 ms was not: they settled into two half batches taking
+# turns), short next to one call (~0.2-1 s for the shipped model). A lone request after a
+# lone request does not wait at all.
+DEFAULT_BATCH_WAIT_MS = 50.0
 log = logging.getLogger("seqshap.web")
 
 
@@ -173,67 +187,25 @@ def check_text(text: str, max_chars: int, name: str) -> None:
         raise ApiError(422, f"{name} contains invalid Unicode (an unpaired surrogate at character {e.start})") from None
 
 
-class BodyLimit:
-    """Answer 413 to request bodies over ``max_bytes`` before they are read into memory."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        too_big = _error(413, f"the request body is over {self.max_bytes:,} bytes")
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await too_big(scope, receive, send)
-            return
-        seen, started, overflow = 0, False, False
-
-        async def limited_receive() -> Message:
-            nonlocal seen, overflow
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:  # chunked body without (or lying about) Content-Length
-                    overflow = True
-                    raise _BodyTooLarge
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if overflow:
-                # FastAPI turns any error while reading the body into its own 400; answer
-                # what really happened instead, and drop the app's reply.
-                if message["type"] == "http.response.start" and not started:
-                    started = True
-                    await too_big(scope, receive, send)
-                return
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, guarded_send)
-        except _BodyTooLarge:
-            if not started:
-                await too_big(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
 # ----------------------------------------------------------------------------- service
 class ExplainService:
-    """The loaded model, one explainer per output space, one worker thread, a bounded queue."""
+    """The loaded model, one explainer per output space, and the batcher that feeds them."""
 
-    def __init__(self, model: SeqshapModel, background_texts: Sequence[str], queue_limit: int = DEFAULT_QUEUE_LIMIT):
+    def __init__(
+        self,
+        model: SeqshapModel,
+        background_texts: Sequence[str],
+        queue_limit: int = DEFAULT_QUEUE_LIMIT,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+        observer: BatchObserver | None = None,
+    ):
         if queue_limit < 1:
             raise ValueError(f"queue_limit must be at least 1, got {queue_limit}")
         background = list(background_texts)
         if not background:
             raise ValueError("the explainer needs at least one background text")
-        self.model, self.queue_limit, self.background_size = model, int(queue_limit), len(background)
+        self.model, self.background_size = model, len(background)
         self.explainers: dict[str, DeepExplainer] = {}
         self.unavailable: dict[str, str] = {}
         for output in OUTPUTS:
@@ -244,19 +216,27 @@ class ExplainService:
         if not self.explainers:
             raise ValueError(f"this model cannot be explained: {self.unavailable}")
         self.lock = threading.Lock()  # held while anything runs the network
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqshap-explain")
-        self._count_lock = threading.Lock()
-        self._admitted = 0
+        self.batcher = Batcher(
+            self.explain_now,
+            max_batch=max_batch,
+            wait_s=batch_wait_ms / 1000,
+            queue_limit=queue_limit,
+            observer=observer,
+        )
+
+    @property
+    def queue_limit(self) -> int:
+        return self.batcher.queue_limit
 
     @property
     def pending(self) -> int:
         """Requests admitted and not finished (running + waiting)."""
-        return self._admitted
+        return self.batcher.pending
 
-    def explain_now(self, texts: Sequence[str], output: str, target: int | str | None = None) -> list[Explanation]:
-        """Explain in the calling thread (blocks while another explanation runs); ``target``: the class."""
-        with self.lock:
-            return self.explainers[output].explain(list(texts), target=target)
+    @property
+    def draining(self) -> bool:
+        """True once a stop signal came: new explanations get 503."""
+        return self.batcher.draining
 
     @property
     def targets(self) -> list[str]:
@@ -265,33 +245,44 @@ class ExplainService:
         classes = list(explainer.output_classes(explainer.n_outputs) or ())
         return classes[-1:] if explainer.n_outputs == 1 else classes
 
-    def _release(self, _future: Any = None) -> None:
-        with self._count_lock:
-            self._admitted -= 1
+    def explain_now(self, key: Hashable, texts: Sequence[str]) -> list[Explanation]:
+        """Explain in the calling thread (blocks while another explanation runs). ``key`` is
+        the batch key ``(output, target)``: ``target`` ``None`` explains the default output."""
+        output, target = key if isinstance(key, tuple) else (key, None)
+        with self.lock:
+            return self.explainers[output].explain(list(texts), target=target)
 
-    async def explain(self, texts: Sequence[str], output: str, target: int | str | None = None) -> list[Explanation]:
-        """Explain on the worker thread; :class:`Overloaded` when the queue is full."""
+    async def explain(
+        self,
+        texts: Sequence[str],
+        output: str,
+        target: Any = None,
+        receive: Receive | None = None,
+        finish: Finisher | None = None,
+    ) -> Any:
+        """Explain through the batcher, grouped with other requests of the same output and
+        target: the explanations (passed through ``finish`` on the worker thread), or ``None``
+        when the client (``receive``) hung up before its turn came. :class:`Overloaded` when
+        the queue is full."""
+
         if output not in self.explainers:
             raise ApiError(
                 422,
                 f"output {output!r} is not available for this model ({self.unavailable.get(output, 'unknown output')})",
             )
-        with self._count_lock:
-            if self._admitted >= self.queue_limit:
-                raise Overloaded(self.queue_limit)
-            self._admitted += 1
         try:
-            future = self._executor.submit(self.explain_now, list(texts), output, target)
-        except RuntimeError:  # executor already shut down
-            self._release()
-            raise ApiError(503, "the server is shutting down") from None
-        # Released when the work really ends (also if the client went away and the
-        # awaiting task was cancelled), so the bound holds for the worker, not just the handler.
-        future.add_done_callback(self._release)
-        return await asyncio.wrap_future(future)
+            return await self.batcher.explain(list(texts), (output, target), receive, finish)
+        except QueueFull:
+            raise Overloaded(self.queue_limit) from None
+        except ShuttingDown:
+            raise ApiError(503, "the server is shutting down; try again in a moment", {"Retry-After": "5"}) from None
+
+    def drain(self) -> None:
+        """Refuse new explanations from now on (503); admitted ones finish."""
+        self.batcher.drain()
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.batcher.close()
 
 
 # ---------------------------------------------------------------------------- schemas
@@ -368,6 +359,26 @@ class BatchResponse(BaseModel):
     explanations: list[ExplainResponse]
 
 
+class FieldProblem(BaseModel):
+    field: str = Field(description='the field, e.g. "texts[2]"')
+    message: str = Field(description="what is wrong with it")
+
+
+class ErrorResponse(BaseModel):
+    """Every error: one sentence saying what is wrong (and, for invalid fields, each one)."""
+
+    error: str = Field(description="what is wrong, in one sentence")
+    errors: list[FieldProblem] | None = Field(None, description="each invalid field (validation errors only)")
+
+
+def documented(errors: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """FastAPI ``responses`` for error statuses, each with the one error shape."""
+    return {status: {"model": ErrorResponse, "description": why} for status, why in errors.items()}
+
+
+UNAUTHORISED = "the server has an API key and the request did not carry it (Authorization: Bearer <key>)"
+
+
 def explanation_json(exp: Explanation, include_html: bool = False) -> dict[str, Any]:
     """The API's view of one explanation: its one JSON form, plus the page's HTML fragment when asked."""
     d = exp.to_dict()
@@ -439,44 +450,72 @@ base value (the mean prediction over the background). JSON API: <code>POST /api/
 def create_app(
     model_dir: str | Path | None = None,
     max_chars: int = 20000,
-    max_batch: int = 32,
+    max_batch: int = DEFAULT_MAX_BATCH,
     queue_limit: int = DEFAULT_QUEUE_LIMIT,
     background_texts: Sequence[str] | Background | None = None,
     background: int = 100,
     imdb: str | Path | None = None,
     model: SeqshapModel | None = None,
+    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+    api_key: str | None = None,
+    body_timeout_s: float = 30.0,
 ) -> FastAPI:
     """The FastAPI app; loads the model and builds the explainers now (once).
 
     ``background_texts`` defaults to :func:`seqshap.background.default_background` of
     ``background`` reviews (from ``imdb``, default the shipped archive). ``model`` skips
-    loading ``model_dir``.
+    loading ``model_dir``. ``max_batch`` bounds both a batch request and one explainer call;
+    ``batch_wait_ms`` is how long a lone request waits for others to share its call.
+    ``api_key``: every route but ``/api/health`` then needs it (see :mod:`.security`).
     """
     if max_chars < 1 or max_batch < 1:
         raise ValueError(f"max_chars and max_batch must be at least 1, got {max_chars} and {max_batch}")
+    if batch_wait_ms < 0 or body_timeout_s <= 0:
+        raise ValueError(f"batch_wait_ms must be >= 0 and body_timeout_s > 0, got {batch_wait_ms}, {body_timeout_s}")
+    if api_key is not None:
+        check_key(api_key, "api_key")
     model = model if model is not None else load(model_dir)  # first: a bad --model fails fast
     chosen = resolve_background(background_texts, background, imdb)
-    service = ExplainService(model, chosen.texts, queue_limit=queue_limit)
+    metrics: Metrics | None = None
+    service = ExplainService(
+        model,
+        chosen.texts,
+        queue_limit=queue_limit,
+        max_batch=max_batch,
+        batch_wait_ms=batch_wait_ms,
+        observer=lambda *call: metrics.observe_batch(*call) if metrics is not None else None,
+    )
+    metrics = Metrics(pending=lambda: service.pending, waiting=lambda: service.batcher.waiting)
     info = describe_model(model, service, chosen, max_chars, max_batch)
+    info["batch_wait_ms"] = batch_wait_ms
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        service.close()  # queued work is dropped; the running explanation finishes on its own
+        service.close()  # waiting work is told the server stops; the running call finishes on its own
 
     app = FastAPI(
         title="seqshap",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their assets from a CDN; .docs serves them itself
+        redoc_url=None,
         description="Exact DeepSHAP explanations of a recurrent text classifier, word by word. "
-        'Errors are JSON `{"error": "..."}` with a 4xx status; 503 means busy.',
+        'Errors are JSON `{"error": "..."}` with a 4xx status; 401 without the API key (when the server has '
+        "one: `Authorization: Bearer <key>`); 503 means busy or shutting down (see `Retry-After`).",
     )
-    app.state.service, app.state.info = service, info
+    app.state.service, app.state.info, app.state.metrics = service, info, metrics
+    # Outermost last: headers on every answer (401s and 413s too), each answer counted,
+    # then the key, then the body limits.
     # JSON escapes make one character up to 6 bytes ("\u00e9"); anything bigger is refused unread.
-    app.add_middleware(BodyLimit, max_bytes=6 * max_chars * max_batch + 64 * 1024)
+    app.add_middleware(BodyLimit, max_bytes=6 * max_chars * max_batch + 64 * 1024, timeout_s=body_timeout_s)
+    app.add_middleware(ApiKeyAuth, key=api_key)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    add_docs(app)
     _add_error_handlers(app)
-    _add_routes(app, service, info)
+    _add_routes(app, service, info, metrics)
     return app
 
 
@@ -527,22 +566,34 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _crash(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
-        return _error(500, f"internal error ({type(exc).__name__}); see the server log")
+        # Answered outside the middleware (by Starlette's outermost error handler): headers added here.
+        headers = {**SECURITY_HEADERS, "Content-Security-Policy": DEFAULT_CSP}
+        return _error(500, f"internal error ({type(exc).__name__}); see the server log", headers)
 
 
-def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any]) -> None:
-    """The page, the explain endpoints, health and model info."""
+def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any], metrics: Metrics) -> None:
+    """The page, the explain endpoints, health, model info and metrics."""
     page = render_page(info)
     max_chars, max_batch = info["max_chars"], info["max_batch"]
 
     async def run(
-        texts: list[str], output: str, include_html: bool, batch: bool = False, target: int | str | None = None
-    ) -> list[dict[str, Any]]:
+        texts: list[str], output: str, include_html: bool, request: Request, batch: bool = False, target: Any = None
+    ) -> list[dict[str, Any]] | None:
+        """The explanations' JSON, or ``None`` when the client went away before its turn.
+        Requests share explainer calls by (``output``, ``target``)."""
+
         def field(i: int | None) -> str:
             return f"texts[{i}]" if batch and i is not None else "text"
 
         try:
-            exps = await service.explain(texts, output, target)
+            # The JSON (and pictures) are made on the worker thread, off the event loop.
+            answers = await service.explain(
+                texts,
+                output,
+                target=target,
+                receive=request.receive,
+                finish=lambda exps: [explanation_json(e, include_html) for e in exps],
+            )
         except NoWordsError as e:  # the explainer's one check of texts (the CLI and Python refuse them too)
             raise ApiError(
                 422, f"{field(e.index)} has no words (only punctuation or symbols); nothing to explain"
@@ -554,70 +605,85 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any]) -> 
             raise ApiError(
                 500, f"the model produced NaN or infinity for {field(e.row)} ({e.reason}); nothing to explain"
             ) from None
-        return [explanation_json(e, include_html) for e in exps]
+        return answers
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
-        return HTMLResponse(
-            page,
-            headers={
-                "Content-Security-Policy": PAGE_CSP_HEADER,
-                "X-Content-Type-Options": "nosniff",
-                "Referrer-Policy": "no-referrer",
-            },
-        )
+        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP_HEADER})
+
+    # Answered to nobody: the client hung up before its turn, so its work was dropped
+    # (nginx's "client closed request"; it shows in /metrics).
+    gone = Response(status_code=499)
 
     # exclude_unset: "html" is left out unless asked for; the form's nulls (label, true_label) stay.
     @app.post(
         "/api/explain",
         response_model=ExplainResponse,
         response_model_exclude_unset=True,
-        responses={
-            400: {"description": "body is not a JSON object"},
-            413: {"description": "text over the character limit"},
-            422: {"description": "empty text, a text without words, wrong types, unknown output"},
-            500: {"description": "the model produced NaN or infinity for this text (a broken model)"},
-            503: {"description": "busy: too many explanations waiting"},
-        },
+        responses=documented(
+            {
+                400: "body is not a JSON object",
+                401: UNAUTHORISED,
+                408: "the request body did not arrive in time",
+                413: "text over the character limit",
+                422: "empty text, a text without words, wrong types, unknown output",
+                500: "the model produced NaN or infinity for this text (a broken model)",
+                503: "busy (too many explanations waiting) or shutting down; see Retry-After",
+            }
+        ),
     )
-    async def explain(req: ExplainRequest) -> dict[str, Any]:
+    async def explain(req: ExplainRequest, request: Request) -> Any:
         """Explain one text word by word."""
         check_text(req.text, max_chars, "text")
-        return (await run([req.text], req.output, req.html, target=req.target))[0]
+        out = await run([req.text], req.output, req.html, request, target=req.target)
+        return gone if out is None else out[0]
 
     @app.post(
         "/api/explain/batch",
         response_model=BatchResponse,
         response_model_exclude_unset=True,
-        responses={
-            400: {"description": "body is not a JSON object"},
-            413: {"description": "too many texts, or a text over the character limit"},
-            422: {"description": "empty text, a text without words, wrong types, unknown output"},
-            500: {"description": "the model produced NaN or infinity for one of the texts (a broken model)"},
-            503: {"description": "busy: too many explanations waiting"},
-        },
+        responses=documented(
+            {
+                400: "body is not a JSON object",
+                401: UNAUTHORISED,
+                408: "the request body did not arrive in time",
+                413: "too many texts, or a text over the character limit",
+                422: "empty text, a text without words, wrong types, unknown output",
+                500: "the model produced NaN or infinity for one of the texts (a broken model)",
+                503: "busy (too many explanations waiting) or shutting down; see Retry-After",
+            }
+        ),
     )
-    async def explain_batch(req: BatchRequest) -> dict[str, Any]:
+    async def explain_batch(req: BatchRequest, request: Request) -> Any:
         """Explain up to ``max_batch`` texts (one queue slot for the whole batch)."""
         if len(req.texts) > max_batch:
             raise ApiError(413, f"the batch has {len(req.texts)} texts; the limit is {max_batch} per request")
         for i, text in enumerate(req.texts):
             check_text(text, max_chars, f"texts[{i}]")
-        return {"explanations": await run(req.texts, req.output, req.html, batch=True, target=req.target)}
+        out = await run(req.texts, req.output, req.html, request, batch=True, target=req.target)
+        return gone if out is None else {"explanations": out}
 
-    @app.get("/api/health")
-    async def health() -> dict[str, Any]:
-        """Liveness plus the queue: explanations admitted now and the limit."""
-        return {
-            "status": "ok",
+    @app.get("/api/health", responses={503: {"description": "shutting down: finishing admitted explanations"}})
+    async def health() -> Any:
+        """Liveness plus the queue: explanations admitted now and the limit (503 while shutting down)."""
+        body = {
+            "status": "draining" if service.draining else "ok",
             "model": info["name"],
             "version": __version__,
             "pending": service.pending,
             "queue_limit": service.queue_limit,
         }
+        return JSONResponse(body, status_code=503) if service.draining else body
 
-    @app.get("/api/model")
+    @app.get("/api/model", responses=documented({401: UNAUTHORISED}))
     async def model_info() -> dict[str, Any]:
         """Architecture, vocabulary size, maxlen, test accuracy, the classes (``targets``: those a request
         may name as its ``target``), background and the server's limits."""
         return dict(info)
+
+    @app.get("/metrics", response_class=PlainTextResponse, responses=documented({401: UNAUTHORISED}))
+    async def metrics_text() -> Response:
+        """Prometheus metrics: requests by route and status, latency, queue depth, batch sizes,
+        explanations per second."""
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
