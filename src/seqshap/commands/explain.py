@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from .common import UsageError, add_background_option, add_command, add_model_option, add_output_option, resolve_output
+from .common import (
+    UsageError,
+    add_background_option,
+    add_command,
+    add_model_option,
+    add_output_option,
+    background_for,
+    resolve_output,
+)
 
 PICTURES = ("html", "svg", "png", "waterfall")
 
@@ -56,15 +65,15 @@ def run(args) -> int:
         raise UsageError("--background must be at least 1")
     from .. import load
     from ..attribution import DeepExplainer, NoWordsError
-    from ..background import default_background
 
     model = load(args.model)
     args.output = resolve_output(args, model)
-    background = default_background(args.background, args.imdb)
+    background = background_for(args, model)
     try:
         exp = DeepExplainer(model, list(background.texts), output=args.output).explain([text])[0]
     except NoWordsError as e:  # the explainer's one check of texts, as the web API's 422
         raise UsageError(str(e)) from None
+    exp = replace(exp, meta={**exp.meta, "background": background.source})  # which background, in --json too
     written = []
     if args.html:
         from .. import atomic

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import UsageError, add_background_option, add_command, add_model_option, add_output_option, resolve_output
+from .common import (
+    UsageError,
+    add_background_option,
+    add_command,
+    add_model_option,
+    add_output_option,
+    background_for,
+    resolve_output,
+)
 
 
 def run(args) -> int:
@@ -22,7 +30,6 @@ def run(args) -> int:
         )
     from .. import load
     from ..attribution import DeepExplainer
-    from ..background import default_background
     from ..data import load_imdb
     from ..importance import importance_over
     from ..viz.importance import write_outputs
@@ -30,7 +37,7 @@ def run(args) -> int:
     model = load(args.model)
     args.output = resolve_output(args, model)
     test = load_imdb(args.imdb)["test"].head(args.n)
-    background = list(default_background(args.background, args.imdb).texts)
+    background = list(background_for(args, model).texts)
     summary = None
     if chunked:
         from ..distributed import explain_corpus, format_summary

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import UsageError, add_background_option, add_command, add_model_option, add_output_option
+from .common import UsageError, add_background_option, add_command, add_model_option, add_output_option, background_for
 
 
 def run(args) -> int:
@@ -21,6 +21,7 @@ def run(args) -> int:
 
     if args.data and args.imdb:
         raise UsageError("give either --data or --imdb, not both")
+    own = background_for(args) if args.background_file else None  # read (and checked) before the data
     reviews = background = data = None
     if args.data:
         reviews, background = _own_data(args.data, args.text_column, args.label_column, args.n)
@@ -36,7 +37,7 @@ def run(args) -> int:
         output=args.output,
         data=data,
         reviews=reviews,
-        background=background,
+        background=own if own is not None else background,
         progress=not args.quiet,
     )
     if args.json:

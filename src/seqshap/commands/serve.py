@@ -6,7 +6,7 @@ import contextlib
 import socket
 import sys
 
-from .common import UsageError, add_background_option, add_command, add_model_option
+from .common import UsageError, add_background_option, add_command, add_model_option, background_for
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -41,16 +41,17 @@ def run(args) -> int:
         raise UsageError(f"--port must be 0..65535, got {args.port}")
     import uvicorn
 
+    from .. import load
     from ..web import create_app
 
     print("loading the model and the explainer background…", file=sys.stderr, flush=True)
+    model = load(args.model)
     app = create_app(
-        args.model,
+        model=model,
+        background_texts=background_for(args, model),
         max_chars=args.max_chars,
         max_batch=args.max_batch,
         queue_limit=args.queue_limit,
-        background=args.background,
-        imdb=args.imdb,
     )
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
