@@ -417,13 +417,13 @@ def create_app(
     """The FastAPI app; loads the model and builds the explainers now (once).
 
     ``background_texts`` defaults to :func:`seqshap.background.default_background` of
-    ``background`` reviews (from ``imdb``, default the shipped archive). ``model`` skips
-    loading ``model_dir``.
+    ``background`` texts (the model's ``background.json``, or IMDB reviews from ``imdb``).
+    ``model`` skips loading ``model_dir``.
     """
     if max_chars < 1 or max_batch < 1:
         raise ValueError(f"max_chars and max_batch must be at least 1, got {max_chars} and {max_batch}")
     model = model if model is not None else load(model_dir)  # first: a bad --model fails fast
-    chosen = resolve_background(background_texts, background, imdb)
+    chosen = resolve_background(background_texts, background, imdb, model)
     service = ExplainService(model, chosen.texts, queue_limit=queue_limit)
     info = describe_model(model, service, chosen, max_chars, max_batch)
 
