@@ -3,9 +3,12 @@
 Where the archive comes from, first match wins:
 1. an explicit ``path``;
 2. ``$SEQSHAP_IMDB`` (a path to either archive);
-3. the copy shipped with the repository (``data/aclImdb-labeled.tar.gz``);
+3. the copy shipped with the repository (``data/aclImdb-labeled.tar.gz``), in a checkout;
 4. the user cache (``$SEQSHAP_CACHE`` or ``~/.cache/seqshap``), downloading the
    official archive there when ``download=True``.
+
+Without a network the download is a :class:`DownloadError` that names the archive, its
+address and the way to a local copy (``$SEQSHAP_IMDB``, ``--imdb PATH``, the cache folder).
 """
 
 from __future__ import annotations
@@ -161,7 +164,9 @@ def find_archive(path: str | Path | None = None, download_missing: bool = True, 
     if not path and os.environ.get("SEQSHAP_IMDB"):
         candidates.append(Path(os.environ["SEQSHAP_IMDB"]))
     if not path:
-        candidates += [repo_data_dir() / SHIPPED_NAME, cache_dir() / SHIPPED_NAME, cache_dir() / OFFICIAL_NAME]
+        repo = repo_data_dir()  # only in a checkout: an installed package has no repository around it
+        candidates += [repo / SHIPPED_NAME] if (repo.parent / "pyproject.toml").exists() else []
+        candidates += [cache_dir() / SHIPPED_NAME, cache_dir() / OFFICIAL_NAME]
     for cand in candidates:
         if cand.exists():
             expected = KNOWN_SHA256.get(cand.name)
