@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic
-from .data.imdb import DownloadError
+from .data.imdb import DownloadError, Split
 from .data.tabular import DataFileError
 from .store import BACKGROUND, MAX_BACKGROUND_BYTES, SeqshapModel, read_background
 
@@ -147,11 +147,12 @@ def save_background(
     return atomic.write_json(Path(directory) / BACKGROUND, record, indent=1)
 
 
-def save_training_background(directory: str | Path, split, data_source: str, n: int = DEFAULT_SIZE) -> Path:
+def save_training_background(directory: str | Path, split: Split, trained_on: dict, n: int = DEFAULT_SIZE) -> Path:
     """The first ``n`` training texts of ``split`` (a :class:`~seqshap.data.Split`) as the model
-    directory's default background; ``data_source`` says where the training data came from."""
+    directory's default background; ``trained_on`` is the run's record of its data (metrics.json's
+    ``trained_on``), whose ``["train"]["source"]`` says where they came from."""
     k = min(n, len(split.texts))
-    source = f"the first {k} training text{'s' if k != 1 else ''}: {data_source}"
+    source = f"the first {k} training text{'s' if k != 1 else ''}: {trained_on['train']['source']}"
     return save_background(directory, Background(tuple(split.texts[:k]), source), split.ids, split.labels)
 
 

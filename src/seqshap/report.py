@@ -131,13 +131,15 @@ def write_report(
         data = load_imdb()
     splits = data or {}
     test = reviews if reviews is not None else splits["test"]
-    train = background if background is not None else splits.get("train")
+    train = background if background is not None else splits.get("train")  # None: --data and --background-file
     shown = test.head(n_explain)
-    bg_split = train.head(n_background) if chosen is None else None
-    bg_texts = list(chosen.texts[:n_background]) if chosen is not None else list(bg_split.texts)
+    if chosen is None:
+        bg = (background if background is not None else splits["train"]).head(n_background)
+        bg_texts, bg_set = list(bg.texts), (f"first {len(bg)} training reviews: ", bg)
+    else:
+        bg_texts, bg_set = list(chosen.texts[:n_background]), (chosen.source, None)
     if len(shown) == 0 or len(bg_texts) == 0:
         raise ValueError("no reviews to explain or no background reviews")
-    bg_set = (chosen.source, None) if chosen is not None else (f"first {len(bg_texts)} training reviews: ", bg_split)
 
     explainer = DeepExplainer(model, bg_texts, output=output)
     exps, acc = _explain(explainer, shown, test.head(importance_n), batch_size, progress)

@@ -308,7 +308,7 @@ def train(
         )
     if test_split is not None:  # recorded in metrics.json: it scores the model, it does not shape it
         trained_on = {**trained_on, "test": records.get("test") or data_record(test_split)}
-    save_training_background(out, train_split, trained_on["train"]["source"])  # the default for explain/serve
+    save_training_background(out, train_split, trained_on)  # background.json: the default for explain and serve
     return _finish(out, net, vocab, cfg, run, data, test_split, device, progress, trained_on)
 
 
