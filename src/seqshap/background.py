@@ -153,7 +153,8 @@ def save_training_background(directory: str | Path, split: Split, trained_on: di
     ``trained_on``), whose ``["train"]["source"]`` says where they came from."""
     k = min(n, len(split.texts))
     source = f"the first {k} training text{'s' if k != 1 else ''}: {trained_on['train']['source']}"
-    return save_background(directory, Background(tuple(split.texts[:k]), source), split.ids, split.labels)
+    labels = [int(v) for v in split.labels[:k]]
+    return save_background(directory, Background(tuple(split.texts[:k]), source), split.ids[:k], labels)
 
 
 # ------------------------------------------------------------------ --background-file
