@@ -131,21 +131,20 @@ def test_oversized_background_json_is_refused_unread(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ the order
-def test_order_file_then_imdb_then_model_then_archive(tiny_model, imdb, tmp_path):
+def test_order_file_then_model_then_archive(tiny_model, imdb, tmp_path):
     f = tmp_path / "bg.txt"
     f.write_text("one\ntwo\n", encoding="utf-8")
     assert choose_background(5, file=f, model=tiny_model, imdb=ARCHIVE).source == f"the 2 texts of {f}"
-    explicit = choose_background(5, model=tiny_model, imdb=ARCHIVE)
-    assert explicit.source == "the first 5 IMDB training reviews"
-    own = choose_background(5, model=tiny_model)
+    own = choose_background(5, model=tiny_model, imdb=ARCHIVE)  # an archive does not replace the model's own
     where = f"({tiny_model.path.name}/background.json)"
     assert own.source == f"the first 5 of the first 100 training texts: texts given in Python {where}"
     assert own.texts == tuple(imdb["train"].texts[:5])
     bare = tmp_path / "old-model"  # a directory from before background.json
     bare.mkdir()
-    fallback = choose_background(5, model=bare)
-    assert fallback.source == "the first 5 IMDB training reviews"
-    assert fallback.texts == tuple(imdb["train"].texts[:5])
+    for archive in (None, ARCHIVE):
+        fallback = choose_background(5, model=bare, imdb=archive)
+        assert fallback.source == "the first 5 IMDB training reviews"
+        assert fallback.texts == tuple(imdb["train"].texts[:5])
 
 
 def test_a_model_with_fewer_texts_gives_all_of_them(tmp_path):

@@ -4,12 +4,14 @@ Where the background comes from, first match wins (:func:`choose_background`):
 
 1. ``file``: texts the user gave (``--background-file FILE``): one per line, or CSV/JSONL/JSON
    with a text column (a model's ``background.json`` works too);
-2. ``imdb``: an IMDB archive the user named (``--imdb PATH``): its first training reviews;
-3. the model directory's own ``background.json`` (``seqshap train`` writes the first 100
+2. the model directory's own ``background.json`` (``seqshap train`` writes the first 100
    training texts there; the shipped model carries the first 100 IMDB training reviews), so an
    installed seqshap explains with no network and no archive;
-4. the IMDB training reviews from the archive :func:`seqshap.data.load_imdb` finds
-   (``$SEQSHAP_IMDB``, the repository's copy, the cache, else a download).
+3. the IMDB training reviews, from the archive ``imdb`` (``--imdb PATH``) or the one
+   :func:`seqshap.data.load_imdb` finds (``$SEQSHAP_IMDB``, the repository's copy, the cache,
+   else a download): for model directories that carry no background.
+
+``imdb`` only says where the archive is; it never replaces a model's own background.
 
 Each source gives its first ``n`` texts (all of them when it holds fewer), and
 :attr:`Background.source` says which, so reports and the web page can show it.
@@ -53,19 +55,17 @@ def choose_background(
     imdb: str | Path | None = None,
     text_column: str = "text",
 ) -> Background:
-    """The background for a run: ``file``, else the archive ``imdb``, else ``model``'s
-    ``background.json`` (a model or its directory), else the IMDB training reviews;
-    the first ``n`` texts of it. See the module docstring."""
+    """The background for a run: ``file``, else ``model``'s ``background.json`` (a model or its
+    directory), else the IMDB training reviews (from the archive ``imdb``); the first ``n``
+    texts of it. See the module docstring."""
     if n < 1:
         raise ValueError(f"the background needs at least 1 text, got {n}")
     if file is not None:
         return read_background_file(file, n, text_column)
-    if imdb is not None:
-        return imdb_background(n, imdb)
     if (own := model_background(model, n)) is not None:
         return own
     try:
-        return imdb_background(n)
+        return imdb_background(n, imdb)
     except DownloadError as e:
         directory = _directory(model)
         if directory is None:
@@ -79,8 +79,8 @@ def choose_background(
 def default_background(
     n: int = DEFAULT_SIZE, imdb: str | Path | None = None, model: SeqshapModel | str | Path | None = None
 ) -> Background:
-    """``model``'s own background (``background.json``) or the first ``n`` IMDB training reviews
-    (from ``imdb``); :func:`choose_background` without a file."""
+    """``model``'s own background (``background.json``), else the first ``n`` IMDB training
+    reviews (from ``imdb``); :func:`choose_background` without a file."""
     return choose_background(n, model=model, imdb=imdb)
 
 

@@ -37,8 +37,8 @@ def add_background_option(p: argparse.ArgumentParser) -> None:
         default=100,
         metavar="N",
         help="explain against the first N texts of the DeepSHAP background (default 100, as the seed notebook): "
-        "those of --background-file, else of --imdb PATH, else of the model directory's background.json (the "
-        "shipped model's: the first 100 IMDB training reviews), else the IMDB training reviews",
+        "those of --background-file, else of the model directory's background.json (the shipped model's: the "
+        "first 100 IMDB training reviews), else the IMDB training reviews",
     )
     p.add_argument(
         "--background-file",
@@ -50,7 +50,7 @@ def add_background_option(p: argparse.ArgumentParser) -> None:
 
 def background_for(args, model=None) -> Background:
     """The run's :class:`~seqshap.background.Background`, picked by :func:`seqshap.background.choose_background`
-    from --background-file, --imdb, ``model``'s (default: --model's) background.json, IMDB."""
+    from --background-file, ``model``'s (default: --model's) background.json, IMDB (--imdb)."""
     from ..background import choose_background
     from ..data import DataFileError
     from ..store import DEFAULT_MODEL_DIR

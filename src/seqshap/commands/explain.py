@@ -144,4 +144,4 @@ def register(sub) -> None:
         default="auto",
         help="colour the terminal output (auto: when stdout is a terminal and NO_COLOR is unset)",
     )
-    p.add_argument("--imdb", metavar="PATH", help="IMDB archive for the background (default: the shipped copy)")
+    p.add_argument("--imdb", metavar="PATH", help="IMDB archive for the background of a model without background.json")

@@ -107,7 +107,7 @@ def register(sub) -> None:
         help="most requests running or waiting for the explainer; more get 503 (default 32)",
     )
     add_background_option(p)
-    p.add_argument("--imdb", metavar="PATH", help="IMDB archive for the background (default: the shipped copy)")
+    p.add_argument("--imdb", metavar="PATH", help="IMDB archive for the background of a model without background.json")
     p.add_argument(
         "--log-level",
         choices=["critical", "error", "warning", "info", "debug"],
