@@ -103,7 +103,7 @@ def model_background(model: SeqshapModel | str | Path | None, n: int = DEFAULT_S
     if found is None:
         return None
     texts, source = found
-    where = f"{Path(directory).name}/{BACKGROUND}"
+    where = f"{directory.name}/{BACKGROUND}"
     if n < len(texts):
         return Background(tuple(texts[:n]), f"the first {n} of {source} ({where})")
     return Background(tuple(texts), f"{source} ({where})")
