@@ -175,8 +175,9 @@ def test_train_command_writes_background_json_and_explain_uses_it(capsys, imdb, 
     assert source == f"the first 60 training texts: {data.resolve()}"
     capsys.readouterr()
     assert main(["explain", TEXT, "--model", str(out), "--json"]) == 0
-    d = json.loads(capsys.readouterr().out)
-    assert d["meta"]["background"] == f"{source} (mine/background.json)"
+    captured = capsys.readouterr()
+    d = json.loads(captured.out)
+    assert captured.err == f"background: {source} (mine/background.json)\n"
     assert sum(d["values"]) == pytest.approx(d["prediction"] - d["base_value"], abs=1e-5)
 
 
@@ -184,8 +185,9 @@ def test_explain_background_file_overrides_and_is_recorded(capsys, tiny_model, t
     f = tmp_path / "bg.txt"
     f.write_text("a dull film\nan excellent story\n", encoding="utf-8")
     assert main(["explain", TEXT, "--model", str(tiny_model.path), "--json", "--background-file", str(f)]) == 0
-    d = json.loads(capsys.readouterr().out)
-    assert d["meta"]["background"] == f"the 2 texts of {f}"
+    captured = capsys.readouterr()
+    d = json.loads(captured.out)
+    assert captured.err == f"background: the 2 texts of {f}\n"
     mean = float(tiny_model.predict(["a dull film", "an excellent story"]).mean())
     assert d["base_value"] == pytest.approx(mean, abs=1e-6)
 

@@ -193,7 +193,9 @@ def test_explain_offline_with_the_shipped_background(venv, sandbox):
     d = json.loads(r.stdout)
     adds_up(d)
     assert d["model"] == "imdb-lstm"
-    assert d["meta"]["background"] == "the first 100 IMDB training reviews (default_model/background.json)"
+    assert (
+        r.stderr.splitlines()[-1] == "background: the first 100 IMDB training reviews (default_model/background.json)"
+    )
     assert d["base_value"] == pytest.approx(0.5802, abs=1e-4)  # the README's number: the same 100 reviews
 
 
@@ -202,9 +204,8 @@ def test_explain_offline_with_a_background_file(venv, sandbox, tmp_path):
     bg.write_text("a dull film\n\nan excellent, moving story\nit was fine\n", encoding="utf-8")
     r = offline(sandbox, venv / "bin" / "python", "-m", "seqshap", "explain", TEXT, "--json", "--background-file", bg)
     assert r.returncode == 0, r.stderr
-    d = json.loads(r.stdout)
-    adds_up(d)
-    assert d["meta"]["background"] == f"the 3 texts of {bg}"
+    adds_up(json.loads(r.stdout))
+    assert r.stderr.splitlines()[-1] == f"background: the 3 texts of {bg}"
 
 
 def test_offline_failure_names_imdb_where_from_and_what_to_do(venv, sandbox, tmp_path):

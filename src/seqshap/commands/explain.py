@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from .common import (
@@ -73,7 +72,6 @@ def run(args) -> int:
         exp = DeepExplainer(model, list(background.texts), output=args.output).explain([text])[0]
     except NoWordsError as e:  # the explainer's one check of texts, as the web API's 422
         raise UsageError(str(e)) from None
-    exp = replace(exp, meta={**exp.meta, "background": background.source})  # which background, in --json too
     written = []
     if args.html:
         from .. import atomic
@@ -107,6 +105,8 @@ def run(args) -> int:
         print(render(exp, colour_on=supports_colour() if colour is None else colour, k=args.top))
     for w in written:
         print(f"wrote {w}", file=sys.stderr)
+    # stderr, after success: stdout stays the one JSON form, the same as POST /api/explain answers
+    print(f"background: {background.source}", file=sys.stderr)
     return 0
 
 
