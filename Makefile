@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup browser lint clean notebook notebooks
+.PHONY: demo test setup browser lint clean notebook notebooks dist
 
 setup: $(STAMP)
 
@@ -33,8 +33,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
+# tests/test_install.py builds the sdist and wheel too, installs the wheel into a fresh venv
+# outside the checkout and runs seqshap there with no network: a packaging mistake fails here.
 test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -q
+
+# The sdist and the wheel (it carries the shipped model and its background): dist/.
+# --no-isolation builds with the pinned setuptools of .venv, offline.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
 
 # The notebooks' stored outputs: every notebook run top to bottom from a clean kernel, written in place.
 notebooks: $(STAMP)
@@ -49,4 +57,4 @@ $(VENV)/.notebook: $(STAMP)
 	touch $@
 
 clean:
-	rm -rf $(VENV) runs/demo report
+	rm -rf $(VENV) runs/demo report dist build

@@ -1,12 +1,39 @@
-"""The one place that picks the DeepSHAP background (the reference texts) for a run."""
+"""The one place that picks the DeepSHAP background (the reference texts) for a run.
+
+Where the background comes from, first match wins (:func:`choose_background`):
+
+1. ``file``: texts the user gave (``--background-file FILE``): one per line, or CSV/JSONL/JSON
+   with a text column (a model's ``background.json`` works too);
+2. the model directory's own ``background.json`` (``seqshap train`` writes the first 100
+   training texts there; the shipped model carries the first 100 IMDB training reviews), so an
+   installed seqshap explains with no network and no archive;
+3. the IMDB training reviews, from the archive ``imdb`` (``--imdb PATH``) or the one
+   :func:`seqshap.data.load_imdb` finds (``$SEQSHAP_IMDB``, the repository's copy, the cache,
+   else a download): for model directories that carry no background.
+
+``imdb`` only says where the archive is; it never replaces a model's own background.
+
+Each source gives its first ``n`` texts (all of them when it holds fewer), and
+:attr:`Background.source` says which, so reports and the web page can show it.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from . import atomic
+from .data.imdb import DownloadError, Split
+from .data.tabular import DataFileError
+from .store import BACKGROUND, MAX_BACKGROUND_BYTES, SeqshapModel, read_background
 
 DEFAULT_SIZE = 100  # the seed notebook explains against the first 100 training reviews
+JSON_LINES = (".jsonl", ".ndjson")
 
 
 @dataclass(frozen=True)
@@ -20,7 +47,44 @@ class Background:
         return len(self.texts)
 
 
-def default_background(n: int = DEFAULT_SIZE, imdb: str | Path | None = None) -> Background:
+def choose_background(
+    n: int = DEFAULT_SIZE,
+    *,
+    file: str | Path | None = None,
+    model: SeqshapModel | str | Path | None = None,
+    imdb: str | Path | None = None,
+    text_column: str = "text",
+) -> Background:
+    """The background for a run: ``file``, else ``model``'s ``background.json`` (a model or its
+    directory), else the IMDB training reviews (from the archive ``imdb``); the first ``n``
+    texts of it. See the module docstring."""
+    if n < 1:
+        raise ValueError(f"the background needs at least 1 text, got {n}")
+    if file is not None:
+        return read_background_file(file, n, text_column)
+    if (own := model_background(model, n)) is not None:
+        return own
+    try:
+        return imdb_background(n, imdb)
+    except DownloadError as e:
+        directory = _directory(model)
+        if directory is None:
+            raise
+        raise DownloadError(
+            f"{directory} has no {BACKGROUND}, so the background is the first {n} IMDB training reviews; {e}. "
+            "Or give the background texts yourself: --background-file FILE"
+        ) from None
+
+
+def default_background(
+    n: int = DEFAULT_SIZE, imdb: str | Path | None = None, model: SeqshapModel | str | Path | None = None
+) -> Background:
+    """``model``'s own background (``background.json``), else the first ``n`` IMDB training
+    reviews (from ``imdb``); :func:`choose_background` without a file."""
+    return choose_background(n, model=model, imdb=imdb)
+
+
+def imdb_background(n: int = DEFAULT_SIZE, imdb: str | Path | None = None) -> Background:
     """The first ``n`` IMDB training reviews (after Keras' shuffle), as the seed notebook uses."""
     if n < 1:
         raise ValueError(f"the background needs at least 1 text, got {n}")
@@ -30,12 +94,35 @@ def default_background(n: int = DEFAULT_SIZE, imdb: str | Path | None = None) ->
     return Background(tuple(texts), f"the first {len(texts)} IMDB training reviews")
 
 
+def model_background(model: SeqshapModel | str | Path | None, n: int = DEFAULT_SIZE) -> Background | None:
+    """The first ``n`` texts of the model directory's ``background.json``; None without one."""
+    directory = _directory(model)
+    if directory is None:
+        return None
+    found = read_background(directory)
+    if found is None:
+        return None
+    texts, source = found
+    where = f"{directory.name}/{BACKGROUND}"
+    if n < len(texts):
+        return Background(tuple(texts[:n]), f"the first {n} of {source} ({where})")
+    return Background(tuple(texts), f"{source} ({where})")
+
+
+def _directory(model: SeqshapModel | str | Path | None) -> Path | None:
+    directory = model.path if isinstance(model, SeqshapModel) else model
+    return None if directory is None else Path(directory)
+
+
 def resolve_background(
-    given: Background | Sequence[str] | None, n: int = DEFAULT_SIZE, imdb: str | Path | None = None
+    given: Background | Sequence[str] | None,
+    n: int = DEFAULT_SIZE,
+    imdb: str | Path | None = None,
+    model: SeqshapModel | str | Path | None = None,
 ) -> Background:
     """``given`` as a :class:`Background` (texts a caller chose), or :func:`default_background` when ``None``."""
     if given is None:
-        return default_background(n, imdb)
+        return default_background(n, imdb, model)
     if isinstance(given, Background):
         return given
     if isinstance(given, str):  # one text would silently become a background of single characters
@@ -44,3 +131,121 @@ def resolve_background(
     if not texts:
         raise ValueError("the background needs at least 1 text, got none")
     return Background(texts, f"{len(texts)} given background text{'s' if len(texts) != 1 else ''}")
+
+
+# ------------------------------------------------------------------ a model's background.json
+def save_background(
+    directory: str | Path, background: Background, ids: Sequence[str] | None = None, labels: Sequence[int] | None = None
+) -> Path:
+    """Write ``directory/background.json`` atomically: ``{"source", "texts"}`` plus, where
+    known, each text's ``ids`` and ``labels`` in the data it came from (provenance only)."""
+    record: dict[str, Any] = {"source": background.source, "n": len(background), "texts": list(background.texts)}
+    if ids is not None:
+        record["ids"] = [str(i) for i in ids][: len(background)]
+    if labels is not None:
+        record["labels"] = [int(v) for v in labels][: len(background)]
+    return atomic.write_json(Path(directory) / BACKGROUND, record, indent=1)
+
+
+def save_training_background(directory: str | Path, split: Split, trained_on: dict, n: int = DEFAULT_SIZE) -> Path:
+    """The first ``n`` training texts of ``split`` (a :class:`~seqshap.data.Split`) as the model
+    directory's default background; ``trained_on`` is the run's record of its data (metrics.json's
+    ``trained_on``), whose ``["train"]["source"]`` says where they came from."""
+    k = min(n, len(split.texts))
+    source = f"the first {k} training text{'s' if k != 1 else ''}: {trained_on['train']['source']}"
+    labels = [int(v) for v in split.labels[:k]]
+    return save_background(directory, Background(tuple(split.texts[:k]), source), split.ids[:k], labels)
+
+
+# ------------------------------------------------------------------ --background-file
+def read_background_file(path: str | Path, n: int | None = None, text_column: str = "text") -> Background:
+    """The first ``n`` (default all) texts of a file: ``.csv`` with a ``text_column`` column;
+    ``.jsonl``/``.ndjson`` with one JSON object (``{text_column: ...}``) or string per line;
+    ``.json``: a list of strings or objects, an object with ``"texts"`` (a model's
+    ``background.json``), or JSON lines; anything else: one text per line, blank lines skipped.
+    Errors are :class:`~seqshap.data.DataFileError` naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    size = path.stat().st_size
+    if size > MAX_BACKGROUND_BYTES:
+        raise DataFileError(
+            f"{path}: {size:,} bytes; a background file may hold at most {MAX_BACKGROUND_BYTES:,} "
+            "(a background needs tens to hundreds of texts)"
+        )
+    data = path.read_bytes()
+    try:
+        raw = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataFileError(f"{path}, line {line}: not UTF-8 text; re-save the file as UTF-8") from None
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        texts = _csv_texts(path, raw, text_column)
+    elif suffix in JSON_LINES:
+        texts = _json_lines_texts(path, raw, text_column)
+    elif suffix == ".json":
+        texts = _json_texts(path, raw, text_column)
+    else:
+        texts = [line.rstrip("\r") for line in raw.split("\n") if line.strip()]
+    if not texts:
+        raise DataFileError(f"{path}: no texts in it")
+    k = len(texts) if n is None else min(n, len(texts))
+    what = f"text{'s' if k != 1 else ''} of {path}"
+    source = f"the first {k} {what}" if k < len(texts) else f"the {k} {what}"
+    return Background(tuple(texts[:k]), source)
+
+
+def _text(path: Path, where: str, value: Any, text_column: str) -> str:
+    """The text of one record: a string, or an object's ``text_column`` field."""
+    if isinstance(value, dict):
+        if text_column not in value:
+            raise DataFileError(f"{path}, {where}: no field {text_column!r} (fields: {', '.join(map(str, value))})")
+        value = value[text_column]
+    if not isinstance(value, str):
+        raise DataFileError(f"{path}, {where}: the text must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise DataFileError(f"{path}, {where}: empty text")
+    return value
+
+
+def _csv_texts(path: Path, raw: str, text_column: str) -> list[str]:
+    reader = csv.DictReader(io.StringIO(raw, newline=""))
+    texts = []
+    try:
+        if reader.fieldnames is None:
+            return []
+        if text_column not in reader.fieldnames:
+            raise DataFileError(f"{path}: no column {text_column!r} (columns: {', '.join(reader.fieldnames)})")
+        for row in reader:  # line_num: the line a record ends on (a quoted text may span lines)
+            texts.append(_text(path, f"line {reader.line_num}", row.get(text_column) or "", text_column))
+    except csv.Error as e:
+        raise DataFileError(f"{path}, line {reader.line_num}: not valid CSV ({e})") from None
+    return texts
+
+
+def _json_lines_texts(path: Path, raw: str, text_column: str) -> list[str]:
+    texts = []
+    for number, line in enumerate(raw.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataFileError(f"{path}, line {number}: not valid JSON ({e.msg})") from None
+        texts.append(_text(path, f"line {number}", value, text_column))
+    return texts
+
+
+def _json_texts(path: Path, raw: str, text_column: str) -> list[str]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as e:
+        if raw.lstrip().startswith("["):
+            raise DataFileError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+        return _json_lines_texts(path, raw, text_column)  # JSON lines in a .json file
+    if isinstance(value, dict) and "texts" in value:  # a model's background.json
+        value = value["texts"]
+    if not isinstance(value, list):
+        raise DataFileError(f'{path}: expected a JSON list of texts or an object with "texts"')
+    return [_text(path, f"item {i}", v, text_column) for i, v in enumerate(value, 1)]

@@ -15,10 +15,13 @@ from .commands.common import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="seqshap",
         description="Train recurrent text classifiers and explain their predictions with exact DeepSHAP.",
     )
+    parser.add_argument("--version", action="version", version=f"seqshap {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:

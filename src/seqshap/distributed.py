@@ -505,7 +505,7 @@ def explain_corpus(
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     texts, labels, ids = _checked_inputs(texts, labels, ids, scheduler, chunk_size, batch_size, background_n, n_workers)
     if background is None:
-        background = default_background(background_n, imdb).texts
+        background = default_background(background_n, imdb, model_dir or DEFAULT_MODEL_DIR).texts
 
     payload = make_payload(model_dir, background, output, batch_size, torch_threads)
     chunks = _chunks(len(texts), chunk_size, ids)

@@ -109,10 +109,12 @@ def write_report(
 
     ``importance_n`` (default ``n_explain``) test reviews are pooled for the global word
     importance (words seen at least ``min_count`` times). ``reviews``/``background`` (a
-    ``Split``) replace the IMDB test/train heads, e.g. for your own data. Returns the
+    ``Split``) replace the IMDB test/train heads, e.g. for your own data; ``background`` may
+    also be a :class:`~seqshap.background.Background` (``--background-file``). Returns the
     path of ``index.html``.
     """
     from .attribution import DeepExplainer
+    from .background import Background
     from .data import load_task
 
     if n_explain < 1 or n_background < 1:
@@ -127,16 +129,22 @@ def write_report(
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    if data is None and (reviews is None or background is None):
+    chosen, background = (background, None) if isinstance(background, Background) else (None, background)
+    if data is None and (reviews is None or (background is None and chosen is None)):
         data = load_task(model.config.get("task") or "imdb")  # sentiment, or star ratings
     splits = data or {}
     test = reviews if reviews is not None else splits["test"]
-    train = background if background is not None else splits["train"]
-    shown, bg = test.head(n_explain), train.head(n_background)
-    if len(shown) == 0 or len(bg) == 0:
+    train = background if background is not None else splits.get("train")  # None: --data and --background-file
+    shown = test.head(n_explain)
+    if chosen is None:
+        bg = (background if background is not None else splits["train"]).head(n_background)
+        bg_texts, bg_set = list(bg.texts), (f"first {len(bg)} training reviews: ", bg)
+    else:
+        bg_texts, bg_set = list(chosen.texts[:n_background]), (chosen.source, None)
+    if len(shown) == 0 or len(bg_texts) == 0:
         raise ValueError("no reviews to explain or no background reviews")
 
-    explainer = DeepExplainer(model, list(bg.texts), output=output)
+    explainer = DeepExplainer(model, bg_texts, output=output)
     exps, acc = _explain(explainer, shown, test.head(importance_n), batch_size, progress)
 
     # The page, section by section; each writes its pictures beside it and names them.
@@ -150,8 +158,12 @@ def write_report(
             model.classes,
             [
                 ("test set" if reviews is None else "reviews", "", test),
-                ("training set" if background is None else "background source", "", train),
-                ("background (reference) for DeepSHAP", f"first {len(bg)} training reviews: ", bg),
+                *(
+                    [("training set" if background is None else "background source", "", train)]
+                    if train is not None
+                    else []
+                ),
+                ("background (reference) for DeepSHAP", *bg_set),
                 ("explained", f"first {len(shown)} test reviews: ", shown),
             ],
             exps,
@@ -202,11 +214,14 @@ def _base_values(explainer, classes: tuple[str, ...], first: Explanation) -> str
 def _data_section(
     classes: tuple[str, ...], sets: list, exps: list[Explanation], acc: WordImportance, base_value: str
 ) -> str:
-    """What was read: ``sets`` is ``(name, prefix, Split)`` per row, then the explanations' facts."""
+    """What was read: ``sets`` is ``(name, prefix, Split or None)`` per row, then the explanations' facts."""
     # by class name: a softmax model's logit says nothing about the class on its own
     expl_acc = np.mean([e.predicted_name == e.class_name(e.label) for e in exps]) if exps else float("nan")
     return '<h2 id="data">Data</h2>' + _kv_table(
-        [(name, prefix + _label_counts(split.labels, classes)) for name, prefix, split in sets]
+        [
+            (name, prefix + (_label_counts(split.labels, classes) if split is not None else ""))
+            for name, prefix, split in sets
+        ]
         + [
             ("word importance pooled over", f"first {acc.n_explanations} test reviews"),
             ("base value (mean output over the background)", base_value),

@@ -1,4 +1,5 @@
-"""Model directory: ``config.json`` + ``vocab.json`` + ``model.safetensors`` (+ ``metrics.json``).
+"""Model directory: ``config.json`` + ``vocab.json`` + ``model.safetensors`` (+ ``metrics.json``,
++ ``background.json``: the model's default DeepSHAP background texts, see :mod:`seqshap.background`).
 
 Every file is written atomically (temp file in the same folder, then rename), and
 loading checks everything it can before torch sees a tensor, so a broken directory
@@ -27,6 +28,8 @@ from .data.vocab import Vocab, check_ids
 from .models import TRAINABLE, build_model
 
 CONFIG, VOCAB, WEIGHTS, METRICS = "config.json", "vocab.json", "model.safetensors", "metrics.json"
+BACKGROUND = "background.json"
+MAX_BACKGROUND_BYTES = 64 * 2**20  # read whole: a background is tens to hundreds of texts, well under this
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 MAX_MAXLEN = 100_000  # tokens a model reads per text; encoding allocates [n, maxlen], so more is refused
 MAX_SIZE = 2**31 - 1  # any size in config.json's "model" settings
@@ -169,6 +172,27 @@ def load(path: str | Path | None = None) -> SeqshapModel:
     net.load_state_dict(state)
     net.eval()
     return SeqshapModel(net, vocab, config, metrics, directory)
+
+
+def read_background(directory: str | Path) -> tuple[list[str], str] | None:
+    """``(texts, source)`` from the model directory's ``background.json`` (``{"source": str,
+    "texts": [str, ...]}``), or None when it has none."""
+    path = Path(directory) / BACKGROUND
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: not a file")
+    if (size := path.stat().st_size) > MAX_BACKGROUND_BYTES:
+        raise ModelLoadError(f"{path}: {size:,} bytes, more than the {MAX_BACKGROUND_BYTES:,} a background may hold")
+    record = _read_json(path)
+    if not isinstance(record, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, got {_json_kind(record)}")
+    texts, source = record.get("texts"), record.get("source", f"the background texts in {path}")
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise ModelLoadError(f"{path}: 'texts' must be a non-empty list of strings")
+    if not isinstance(source, str):
+        raise ModelLoadError(f"{path}: 'source' must be a string, got {_json_kind(source)}")
+    return texts, source
 
 
 def _json_kind(v: Any) -> str:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from . import atomic
+from .background import save_training_background
 from .data.imdb import Split
 from .data.labels import DEFAULT_CLASSES
 from .data.vocab import Vocab
@@ -337,6 +338,7 @@ def train(
         )
     if test_split is not None:  # recorded in metrics.json: it scores the model, it does not shape it
         trained_on = {**trained_on, "test": records.get("test") or data_record(test_split)}
+    save_training_background(out, train_split, trained_on)  # background.json: the default for explain and serve
     label_config = {"classes": list(classes), **({"task": task} if task else {})}
     return _finish(out, net, vocab, cfg, settings, label_config, run, data, test_split, device, progress, trained_on)
 

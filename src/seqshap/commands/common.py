@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..background import Background
 
 
 class UsageError(Exception):
@@ -32,9 +36,34 @@ def add_background_option(p: argparse.ArgumentParser) -> None:
         type=int,
         default=100,
         metavar="N",
-        help="explain against the first N IMDB training reviews, the DeepSHAP background "
-        "(default 100, as the seed notebook)",
+        help="explain against the first N texts of the DeepSHAP background (default 100, as the seed notebook): "
+        "those of --background-file, else of the model directory's background.json (the shipped model's: the "
+        "first 100 IMDB training reviews), else the IMDB training reviews",
     )
+    p.add_argument(
+        "--background-file",
+        metavar="FILE",
+        help="the background texts: one per line, or a CSV/JSONL file with a 'text' column "
+        "(or a JSON list, or a model's background.json)",
+    )
+
+
+def background_for(args, model=None) -> Background:
+    """The run's :class:`~seqshap.background.Background`, picked by :func:`seqshap.background.choose_background`
+    from --background-file, ``model``'s (default: --model's) background.json, IMDB (--imdb)."""
+    from ..background import choose_background
+    from ..data import DataFileError
+    from ..store import DEFAULT_MODEL_DIR
+
+    try:
+        return choose_background(
+            args.background,
+            file=args.background_file,
+            model=model if model is not None else (args.model or DEFAULT_MODEL_DIR),
+            imdb=getattr(args, "imdb", None),
+        )
+    except DataFileError as e:  # the message names the file and line
+        raise UsageError(f"--background-file {e}") from None
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:

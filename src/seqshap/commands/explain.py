@@ -12,6 +12,7 @@ from .common import (
     add_command,
     add_model_option,
     add_output_option,
+    background_for,
     check_target,
     resolve_output,
 )
@@ -64,11 +65,10 @@ def run(args) -> int:
         raise UsageError("--background must be at least 1")
     from .. import load
     from ..attribution import DeepExplainer, NoWordsError
-    from ..background import default_background
 
     model = load(args.model)
     args.output = resolve_output(args, model)
-    background = default_background(args.background, args.imdb)
+    background = background_for(args, model)
     explainer = DeepExplainer(model, list(background.texts), output=args.output)
     check_target(explainer, args.target)
     try:
@@ -108,6 +108,8 @@ def run(args) -> int:
         print(render(exp, colour_on=supports_colour() if colour is None else colour, k=args.top))
     for w in written:
         print(f"wrote {w}", file=sys.stderr)
+    # stderr, after success: stdout stays the one JSON form, the same as POST /api/explain answers
+    print(f"background: {background.source}", file=sys.stderr)
     return 0
 
 
@@ -153,4 +155,4 @@ def register(sub) -> None:
         default="auto",
         help="colour the terminal output (auto: when stdout is a terminal and NO_COLOR is unset)",
     )
-    p.add_argument("--imdb", metavar="PATH", help="IMDB archive for the background (default: the shipped copy)")
+    p.add_argument("--imdb", metavar="PATH", help="IMDB archive for the background of a model without background.json")

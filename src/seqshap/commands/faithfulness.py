@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import UsageError, add_background_option, add_command, add_model_option
+from .common import UsageError, add_background_option, add_command, add_model_option, background_for
 
 DEFAULT_METHODS = "deepshap,ig,gradxinput,occlusion,random"
 
@@ -28,7 +28,6 @@ def run(args) -> int:
     import torch
 
     from .. import load
-    from ..background import default_background
     from ..data import load_imdb, read_labeled
     from ..faithfulness.evaluate import run_on_imdb
     from ..faithfulness.report import to_markdown, write_outputs
@@ -36,7 +35,7 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.model)
-    background = default_background(args.background, args.imdb)
+    background = background_for(args, model)
     texts = (
         read_labeled(args.data, args.text_column, args.label_column).texts
         if args.data

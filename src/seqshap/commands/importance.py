@@ -14,6 +14,7 @@ from .common import (
     add_model_option,
     add_output_option,
     add_task_option,
+    background_for,
     check_target,
     model_data,
     resolve_output,
@@ -34,7 +35,6 @@ def run(args) -> int:
         )
     from .. import load
     from ..attribution import DeepExplainer
-    from ..background import default_background
     from ..importance import importance_over
     from ..viz.importance import write_outputs
     from ..viz.layout import quantity
@@ -42,7 +42,7 @@ def run(args) -> int:
     model = load(args.model)
     args.output = resolve_output(args, model)
     test = model_data(args, model).head(args.n)
-    background = list(default_background(args.background, args.imdb).texts)
+    background = list(background_for(args, model).texts)
     # One table for a two-class model (its positive class) or the one --target; one per class for more.
     targets: list[str | None] = [args.target] if args.target is not None else [None]
     if args.target is None and len(model.classes) > 2:

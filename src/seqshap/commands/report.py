@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import UsageError, add_background_option, add_command, add_model_option, add_output_option
+from .common import UsageError, add_background_option, add_command, add_model_option, add_output_option, background_for
 
 
 def run(args) -> int:
@@ -23,6 +23,7 @@ def run(args) -> int:
     if args.data and args.imdb:
         raise UsageError("give either --data or --imdb, not both")
     model = load(args.model)
+    own = background_for(args, model) if args.background_file else None  # read (and checked) before the data
     reviews = background = data = None
     if args.data:  # labels read as the model's classes
         reviews, background = _own_data(args.data, args.text_column, args.label_column, args.n, model.classes)
@@ -38,7 +39,7 @@ def run(args) -> int:
         output=args.output,
         data=data,
         reviews=reviews,
-        background=background,
+        background=own if own is not None else background,
         progress=not args.quiet,
     )
     if args.json:

@@ -8,7 +8,7 @@ import os
 import socket
 import sys
 
-from .common import UsageError, add_background_option, add_command, add_model_option
+from .common import UsageError, add_background_option, add_command, add_model_option, background_for
 
 KEY_ENV = "SEQSHAP_API_KEY"
 
@@ -100,17 +100,18 @@ def run(args) -> int:
 
 
 def serve(args, sock: socket.socket, key: str | None) -> int:
+    from .. import load
     from ..web import create_app
     from ..web.server import make_server
 
     print("loading the model and the explainer background…", file=sys.stderr, flush=True)
+    model = load(args.model)
     app = create_app(
-        args.model,
+        model=model,
+        background_texts=background_for(args, model),
         max_chars=args.max_chars,
         max_batch=args.max_batch,
         queue_limit=args.queue_limit,
-        background=args.background,
-        imdb=args.imdb,
         batch_wait_ms=args.batch_wait_ms,
         api_key=key,
     )
@@ -215,7 +216,7 @@ def register(sub) -> None:
         help="close a connection whose request head has not all arrived after S seconds (default 10)",
     )
     add_background_option(p)
-    p.add_argument("--imdb", metavar="PATH", help="IMDB archive for the background (default: the shipped copy)")
+    p.add_argument("--imdb", metavar="PATH", help="IMDB archive for the background of a model without background.json")
     p.add_argument(
         "--log-level",
         choices=["critical", "error", "warning", "info", "debug"],

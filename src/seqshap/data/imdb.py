@@ -3,17 +3,22 @@
 Where the archive comes from, first match wins:
 1. an explicit ``path``;
 2. ``$SEQSHAP_IMDB`` (a path to either archive);
-3. the copy shipped with the repository (``data/aclImdb-labeled.tar.gz``);
+3. the copy shipped with the repository (``data/aclImdb-labeled.tar.gz``), in a checkout;
 4. the user cache (``$SEQSHAP_CACHE`` or ``~/.cache/seqshap``), downloading the
    official archive there when ``download=True``.
+
+Without a network the download is a :class:`DownloadError` that names the archive, its
+address and the way to a local copy (``$SEQSHAP_IMDB``, ``--imdb PATH``, the cache folder).
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import tarfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +43,31 @@ _MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 
 class ChecksumError(RuntimeError):
     """A data file does not have the bytes it should."""
+
+
+class DownloadError(RuntimeError):
+    """A download failed (no network, a proxy or server error); the message says what was being
+    fetched, from where, and how to point seqshap at a local copy instead."""
+
+
+def local_copy_hint() -> str:
+    """What to do instead of downloading the IMDB archive."""
+    return (
+        f"point $SEQSHAP_IMDB (or --imdb PATH) at a local copy of {OFFICIAL_NAME} or {SHIPPED_NAME}, "
+        f"or put one in {cache_dir()}"
+    )
+
+
+def _reason(url: str, e: BaseException) -> str:
+    """The network error in words, naming the proxy when one is set (a wrong proxy is a common cause)."""
+    if isinstance(e, urllib.error.HTTPError):
+        why = f"HTTP {e.code} {e.reason}"
+    elif isinstance(e, urllib.error.URLError):
+        why = str(e.reason)
+    else:
+        why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    proxy = urllib.request.getproxies().get(url.split(":", 1)[0].lower())
+    return f"{why} (through the proxy {proxy})" if proxy else why
 
 
 @dataclass(frozen=True)
@@ -87,9 +117,13 @@ def verify(path: Path, expected: str) -> None:
         )
 
 
-def download(url: str, dest: Path, sha256: str, progress: bool = True, timeout: float = 60) -> Path:
+def download(
+    url: str, dest: Path, sha256: str, progress: bool = True, timeout: float = 60, what: str = "", instead: str = ""
+) -> Path:
     """Download ``url`` to ``dest``: resumable (``dest.part`` + HTTP Range), checksummed,
-    then renamed into place, so ``dest`` is either complete and verified or absent."""
+    then renamed into place, so ``dest`` is either complete and verified or absent.
+    A network failure is a :class:`DownloadError` naming ``what`` was fetched, ``url``, and
+    what to do ``instead``."""
     dest = Path(dest)
     if dest.exists():
         verify(dest, sha256)
@@ -98,22 +132,35 @@ def download(url: str, dest: Path, sha256: str, progress: bool = True, timeout: 
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        if have and resp.status != 206:  # server ignored Range: start over
-            have = 0
-        total = resp.headers.get("Content-Length")
-        total = int(total) + have if total is not None else None
-        from tqdm import tqdm
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            if have and resp.status != 206:  # server ignored Range: start over
+                have = 0
+            total = resp.headers.get("Content-Length")
+            total = int(total) + have if total is not None else None
+            from tqdm import tqdm
 
-        with (
-            open(part, "ab" if have else "wb") as f,
-            tqdm(
-                total=total, initial=have, unit="B", unit_scale=True, disable=not progress, desc=f"download {dest.name}"
-            ) as bar,
-        ):
-            while block := resp.read(1 << 16):
-                f.write(block)
-                bar.update(len(block))
+            with (
+                open(part, "ab" if have else "wb") as f,
+                tqdm(
+                    total=total,
+                    initial=have,
+                    unit="B",
+                    unit_scale=True,
+                    disable=not progress,
+                    desc=f"download {dest.name}",
+                ) as bar,
+            ):
+                while block := resp.read(1 << 16):
+                    f.write(block)
+                    bar.update(len(block))
+    # network errors only: a full disk (a plain OSError from the write) keeps its own message
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as e:
+        kept = f"; the {part.stat().st_size:,} bytes received are kept in {part} to resume" if part.exists() else ""
+        raise DownloadError(
+            f"cannot download {what or dest.name} from {url}: {_reason(url, e)}{kept}"
+            + (f". {instead}" if instead else "")
+        ) from None
     try:
         verify(part, sha256)
     except ChecksumError:
@@ -129,7 +176,9 @@ def find_archive(path: str | Path | None = None, download_missing: bool = True, 
     if not path and os.environ.get("SEQSHAP_IMDB"):
         candidates.append(Path(os.environ["SEQSHAP_IMDB"]))
     if not path:
-        candidates += [repo_data_dir() / SHIPPED_NAME, cache_dir() / SHIPPED_NAME, cache_dir() / OFFICIAL_NAME]
+        repo = repo_data_dir()  # only in a checkout: an installed package has no repository around it
+        candidates += [repo / SHIPPED_NAME] if (repo.parent / "pyproject.toml").exists() else []
+        candidates += [cache_dir() / SHIPPED_NAME, cache_dir() / OFFICIAL_NAME]
     for cand in candidates:
         if cand.exists():
             expected = KNOWN_SHA256.get(cand.name)
@@ -139,8 +188,16 @@ def find_archive(path: str | Path | None = None, download_missing: bool = True, 
     if path:
         raise FileNotFoundError(f"IMDB archive not found: {path}")
     if not download_missing:
-        raise FileNotFoundError("IMDB archive not found (looked in: " + ", ".join(map(str, candidates)) + ")")
-    return download(url, cache_dir() / OFFICIAL_NAME, OFFICIAL_SHA256)
+        raise FileNotFoundError(
+            "IMDB archive not found (looked in: " + ", ".join(map(str, candidates)) + f"); {local_copy_hint()}"
+        )
+    return download(
+        url,
+        cache_dir() / OFFICIAL_NAME,
+        OFFICIAL_SHA256,
+        what=f"the IMDB reviews ({OFFICIAL_NAME}, about 80 MB; not found in " + ", ".join(map(str, candidates)) + ")",
+        instead=f"To work offline, {local_copy_hint()}",
+    )
 
 
 def read_archive(path: Path) -> dict[str, Split]:

@@ -463,10 +463,10 @@ def create_app(
     """The FastAPI app; loads the model and builds the explainers now (once).
 
     ``background_texts`` defaults to :func:`seqshap.background.default_background` of
-    ``background`` reviews (from ``imdb``, default the shipped archive). ``model`` skips
-    loading ``model_dir``. ``max_batch`` bounds both a batch request and one explainer call;
-    ``batch_wait_ms`` is how long a lone request waits for others to share its call.
-    ``api_key``: every route but ``/api/health`` then needs it (see :mod:`.security`).
+    ``background`` texts (the model's ``background.json``, or IMDB reviews from ``imdb``).
+    ``model`` skips loading ``model_dir``. ``max_batch`` bounds both a batch request and one
+    explainer call; ``batch_wait_ms`` is how long a lone request waits for others to share its
+    call. ``api_key``: every route but ``/api/health`` then needs it (see :mod:`.security`).
     """
     if max_chars < 1 or max_batch < 1:
         raise ValueError(f"max_chars and max_batch must be at least 1, got {max_chars} and {max_batch}")
@@ -475,7 +475,7 @@ def create_app(
     if api_key is not None:
         check_key(api_key, "api_key")
     model = model if model is not None else load(model_dir)  # first: a bad --model fails fast
-    chosen = resolve_background(background_texts, background, imdb)
+    chosen = resolve_background(background_texts, background, imdb, model)
     metrics: Metrics | None = None
     service = ExplainService(
         model,
