@@ -120,37 +120,42 @@ EMPTY_REFERENCE = ("deeplift", "ig", "sampling-shapley", "exact-shapley", "shap-
 
 
 def whole_reviews(model, texts: list[str]) -> list[str]:
-    """The texts the model reads whole: nothing cut by ``maxlen`` (natively the start token survives)."""
-    from seqshap.data.tokenize import START
+    """The texts the model reads whole with room to spare: some padding left in the row, so nothing is
+    cut by ``maxlen`` (natively the start token survives, even with a planted word added)."""
     from seqshap.faithfulness.evaluate import layout_of
 
-    layout = layout_of(model)
+    pad = layout_of(model).pad
     keep = []
     for i in range(0, len(texts), 2000):
-        ids = model.encode(texts[i : i + 2000]).numpy()
-        keep += ((ids == layout.pad).any(1) if layout.pad_right else (ids == START).any(1)).tolist()
+        keep += (model.encode(texts[i : i + 2000]).numpy() == pad).any(1).tolist()
     return [t for t, k in zip(texts, keep, strict=True) if k]
 
 
-def check_empty_row(model, names: list[str], a) -> None:
-    """Refuse, before hours of work, a model that gives NaN for a row of padding only when a method
-    needs that row: deeplift's reference always, the others' ("every word padded") for a review
-    that fills the row (no start token left)."""
+def empty_row_output(model) -> float:
+    """The model's output for a row of padding only (NaN for the native Transformer; a Hugging
+    Face row always keeps [CLS]/[SEP], so its "no words" row is never that row)."""
     import torch
 
     from seqshap.faithfulness.evaluate import layout_of
 
     layout = layout_of(model)
-    if layout.pad_right:  # [CLS]/[SEP] stay in every row
+    if layout.pad_right:
+        return 0.0
+    return float(np.ravel(model.predict_ids(torch.full((1, model.maxlen), layout.pad, dtype=torch.long)))[0])
+
+
+def check_empty_row(model, names: list[str], whole_reviews: bool) -> None:
+    """Refuse, before hours of work, a model that gives NaN for a row of padding only when a method
+    needs that row: deeplift's reference always, the others' ("every word padded") for a review
+    that fills the row (no start token left) unless only whole reviews are used."""
+    p = empty_row_output(model)
+    if np.isfinite(p):
         return
-    p = model.predict_ids(torch.full((1, model.maxlen), layout.pad, dtype=torch.long))
-    if np.isfinite(p).all():
-        return
-    said = f"{model.name}: the model's output for a row of padding only is {p.ravel()[0]}"
+    said = f"{model.name}: the model's output for a row of padding only is {p}"
     if "deeplift" in names:
         raise SystemExit(f"{said}, and that row is deeplift's reference; leave deeplift out of --methods")
     needs = [n for n in names if n in EMPTY_REFERENCE]
-    if needs and not a.whole_reviews:
+    if needs and not whole_reviews:
         raise SystemExit(
             f"{said}, and {', '.join(needs)} explain a review relative to it whenever the review fills all "
             f"{model.maxlen} positions (no start token left); rerun with --whole-reviews (only test "
@@ -168,7 +173,8 @@ def run_model(path: str | None, out: Path, a, progress: bool, command: str) -> t
     imdb = load_imdb(download_missing=False)
     test_texts = list(imdb["test"].texts)
     n_test = len(test_texts)
-    if a.whole_reviews:
+    whole = a.whole_reviews and not np.isfinite(empty_row_output(model))
+    if whole:
         test_texts = whole_reviews(model, test_texts)
     background = list(imdb["train"].texts[: a.background])
     peers = make_peers(
@@ -179,7 +185,7 @@ def run_model(path: str | None, out: Path, a, progress: bool, command: str) -> t
         ig_steps=a.ig_steps,
         max_evals=a.max_evals,
     )
-    check_empty_row(model, a.methods.split(",") + list(peers), a)
+    check_empty_row(model, a.methods.split(",") + list(peers), whole)
     short_words = short_words_for(model, test_texts, a)
     if peers:  # one-time costs (shap's numba compilation, Captum's hooks) out of the per-review time
         warm = model.encode(test_texts[-1:])
@@ -213,7 +219,7 @@ def run_model(path: str | None, out: Path, a, progress: bool, command: str) -> t
             "peers": list(peers),
             "max_evals": a.max_evals,
             "short_words_asked": a.short_words,
-            "whole_reviews": {"kept": len(test_texts), "of": n_test} if a.whole_reviews else None,
+            "whole_reviews": {"kept": len(test_texts), "of": n_test} if whole else None,
             "arch": model.config["arch"],
             "model_path": str(model.path),
             "wall_seconds": wall,
@@ -318,8 +324,8 @@ def sample_sentence(meta: dict) -> str:
     if not whole:
         return ""
     return (
-        f" Sample: only the {whole['kept']:,} of {whole['of']:,} test reviews the model reads whole "
-        f"(--whole-reviews: its output for a row of padding only is NaN, the reference of "
+        f" Sample: only the {whole['kept']:,} of {whole['of']:,} test reviews the model reads whole with "
+        f"padding to spare (--whole-reviews: its output for a row of padding only is NaN, the reference of "
         f"{', '.join(EMPTY_REFERENCE)} for a review that fills the row), so shorter reviews than in "
         "the other tables."
     )
@@ -389,7 +395,8 @@ def main() -> None:
     ap.add_argument(
         "--whole-reviews",
         action="store_true",
-        help="only test reviews the model reads whole (for models that give NaN on a row of padding only)",
+        help="for a model that gives NaN on a row of padding only (the native Transformer): only the test "
+        "reviews it reads whole, so that 'every word padded' keeps the start token",
     )
     ap.add_argument("--render-only", action="store_true", help="only rebuild the Markdown from OUT/*/faithfulness.json")
     ap.add_argument("--quiet", action="store_true")
