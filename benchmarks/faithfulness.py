@@ -72,7 +72,7 @@ def short_words_for(model, test_texts: list[str], a) -> int:
 
     if not a.short:
         return a.short_words
-    main = [test_texts[i] for i in np.random.default_rng(a.seed).permutation(len(test_texts))[: a.n]]
+    main = sample(test_texts, a)
     exact = ExactShapley(model, max_players=a.max_players)
     for k in range(a.short_words, 0, -1):
         if exact.supports(short_texts(model, main[: a.short], k)):
@@ -163,20 +163,107 @@ def check_empty_row(model, names: list[str], whole_reviews: bool) -> None:
         )
 
 
-def run_model(path: str | None, out: Path, a, progress: bool, command: str) -> tuple[str, Path]:
-    from seqshap import load
-    from seqshap.data import load_imdb
-    from seqshap.faithfulness.evaluate import layout_of, run_on_imdb
-    from seqshap.faithfulness.report import write_outputs
+def result_dir(model, out: Path) -> Path:
+    return out / f"{model.name}-{model.config['arch']}".replace("/", "_")
 
-    model = load(path)
+
+def texts_for(model, a) -> tuple[list[str], list[str], int, bool]:
+    """(the test texts to sample from, the background texts, how many test texts there are, whether
+    only whole reviews are kept)."""
+    from seqshap.data import load_imdb
+
     imdb = load_imdb(download_missing=False)
     test_texts = list(imdb["test"].texts)
     n_test = len(test_texts)
     whole = a.whole_reviews and not np.isfinite(empty_row_output(model))
     if whole:
         test_texts = whole_reviews(model, test_texts)
-    background = list(imdb["train"].texts[: a.background])
+    return test_texts, list(imdb["train"].texts[: a.background]), n_test, whole
+
+
+def sample(test_texts: list[str], a) -> list[str]:
+    """The main set: the seeded sample run_on_imdb draws (its documented main set)."""
+    return [test_texts[i] for i in np.random.default_rng(a.seed).permutation(len(test_texts))[: a.n]]
+
+
+def cost_check(path: str | None, out: Path, a, command: str) -> Path:
+    """Seconds per review of every method (named and peers) on the first ``--cost`` reviews of the
+    main sample, in ``--cost-rounds`` rounds with the order rotated each round: a change of the
+    machine's load falls on every method alike (the main run times them one after another)."""
+    from seqshap import atomic, load
+    from seqshap.attribution import make_method
+
+    model = load(path)
+    test_texts, background, _, _ = texts_for(model, a)
+    ids = model.encode(sample(test_texts, a)[: a.cost])
+    methods = {
+        name: make_method(
+            name, model, background=background, seed=a.seed, ig_steps=a.ig_steps, n_permutations=a.permutations
+        )
+        for name in a.methods.split(",")
+    }
+    methods.update(
+        make_peers(
+            [p for p in a.peers.split(",") if p and p != "none"],
+            model,
+            background,
+            seed=a.seed,
+            ig_steps=a.ig_steps,
+            max_evals=a.max_evals,
+        )
+    )
+    for m in methods.values():  # one-time costs (compilation, hooks, dry runs) out of the timing
+        m.attribute(ids[:1])
+    names = list(methods)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    loads = [os.getloadavg()[0]]
+    for r in range(a.cost_rounds):
+        for n in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            methods[n].attribute_with_base(ids)
+            times[n].append((time.perf_counter() - t0) / len(ids))
+        loads.append(os.getloadavg()[0])
+    path_out = result_dir(model, out) / "cost.json"
+    path_out.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(
+        path_out,
+        {
+            "n": len(ids),
+            "rounds": a.cost_rounds,
+            "seconds_per_review": times,
+            "load_averages": loads,
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": command,
+        },
+    )
+    return path_out
+
+
+def cost_markdown(directory: Path) -> str:
+    path = directory / "cost.json"
+    if not path.is_file():
+        return ""
+    import json
+
+    c = json.loads(path.read_text(encoding="utf-8"))
+    med = {m: float(np.median(v)) for m, v in c["seconds_per_review"].items()}
+    loads = c["load_averages"]
+    ranked = sorted(med.items(), key=lambda kv: kv[1])
+    cells = ", ".join(f"{m} {v:.2g}" if v < 0.01 else f"{m} {v:.3f}" for m, v in ranked)
+    return (
+        f"Cost again, interleaved ({c['date']}, `{c['command']}`): the first {c['n']} reviews of the sample, "
+        f"{c['rounds']} rounds, the methods' order rotated each round, load average {min(loads):.1f}-"
+        f"{max(loads):.1f}; median s / review, fastest first: {cells}.\n"
+    )
+
+
+def run_model(path: str | None, out: Path, a, progress: bool, command: str) -> tuple[str, Path]:
+    from seqshap import load
+    from seqshap.faithfulness.evaluate import layout_of, run_on_imdb
+    from seqshap.faithfulness.report import write_outputs
+
+    model = load(path)
+    test_texts, background, n_test, whole = texts_for(model, a)
     peers = make_peers(
         [p for p in a.peers.split(",") if p and p != "none"],
         model,
@@ -209,8 +296,7 @@ def run_model(path: str | None, out: Path, a, progress: bool, command: str) -> t
         extra_methods=peers,
     )
     wall = time.time() - t0
-    # the same seeded sample run_on_imdb drew (its documented main set)
-    main = [test_texts[i] for i in np.random.default_rng(a.seed).permutation(len(test_texts))[: a.n]]
+    main = sample(test_texts, a)
     layout = layout_of(model)
     result.meta["layout"] = {"pad": layout.pad, "markers": sorted(layout.markers), "pad_right": layout.pad_right}
     result.meta.update(
@@ -231,7 +317,7 @@ def run_model(path: str | None, out: Path, a, progress: bool, command: str) -> t
             "started_unix": t0,
         }
     )
-    d = out / f"{model.name}-{model.config['arch']}".replace("/", "_")
+    d = result_dir(model, out)
     write_outputs(result, d)
     return model.name, d / "faithfulness.json"
 
@@ -283,9 +369,12 @@ def render(out: Path, command: str) -> str:
     from seqshap.faithfulness.report import load_result, to_markdown
 
     parts = ["## Faithfulness: DeepSHAP against other attribution methods", ""]
-    results = sorted(
-        (load_result(p) for p in out.glob("*/faithfulness.json")), key=lambda r: r.meta.get("started_unix") or 0
+    found = sorted(
+        ((load_result(p), p.parent) for p in out.glob("*/faithfulness.json")),
+        key=lambda rd: rd[0].meta.get("started_unix") or 0,
     )  # in the order they were run
+    results = [r for r, _ in found]
+    dirs = {id(r): d for r, d in found}
     if not results:
         raise SystemExit(f"no results under {out}")
     m = results[0].meta
@@ -316,6 +405,9 @@ def render(out: Path, command: str) -> str:
         table = completeness_markdown({**r.meta, "n_main": r.n})
         if table:
             parts.append(table)
+        cost = cost_markdown(dirs[id(r)])
+        if cost:
+            parts.append(cost)
     return "\n".join(parts)
 
 
@@ -398,6 +490,9 @@ def main() -> None:
         help="for a model that gives NaN on a row of padding only (the native Transformer): only the test "
         "reviews it reads whole, so that 'every word padded' keeps the start token",
     )
+    ap.add_argument("--cost", type=int, default=0, metavar="K", help="also time every method again on K reviews")
+    ap.add_argument("--cost-rounds", type=int, default=3, help="rounds of --cost, the order rotated each round")
+    ap.add_argument("--cost-only", action="store_true", help="only the --cost timing (into OUT/<model>/cost.json)")
     ap.add_argument("--render-only", action="store_true", help="only rebuild the Markdown from OUT/*/faithfulness.json")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args()
@@ -409,8 +504,13 @@ def main() -> None:
     )
     if not a.render_only:
         for path in ([] if a.skip_default else [None]) + a.other:
-            name, p = run_model(path, a.out, a, progress=not a.quiet, command=command)
-            print(f"{name}: wrote {p.parent}", file=sys.stderr)
+            if not a.cost_only:
+                name, p = run_model(path, a.out, a, progress=not a.quiet, command=command)
+                print(f"{name}: wrote {p.parent}", file=sys.stderr)
+            if a.cost or a.cost_only:
+                if a.cost < 1:
+                    raise SystemExit("--cost-only needs --cost K (reviews to time)")
+                print(f"wrote {cost_check(path, a.out, a, command)}", file=sys.stderr)
     from seqshap import atomic
 
     text = render(a.out, command)
