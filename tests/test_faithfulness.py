@@ -10,12 +10,17 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+import seqshap
 from seqshap.attribution import (
     METHODS,
     Attribution,
@@ -31,7 +36,10 @@ from seqshap.attribution import (
 )
 from seqshap.cli import main
 from seqshap.faithfulness import evaluate
+from seqshap.faithfulness.evaluate import layout_of
 from seqshap.faithfulness.metrics import (
+    NATIVE,
+    Layout,
     agreement,
     in_top,
     keep_words,
@@ -45,6 +53,7 @@ from seqshap.faithfulness.metrics import (
     top_overlap,
 )
 from seqshap.faithfulness.report import load_result, not_best_sentence, to_markdown, write_outputs
+from seqshap.train import TrainConfig, train
 
 # id:      0 pad, 1 start, 2 oov, 3..8 words, 9 the "planted" word
 SCORES = [0.0, 0.0, 0.0, 3.0, 2.0, 1.0, -1.0, -2.0, 0.5, 10.0]
@@ -529,3 +538,183 @@ def test_cli_end_to_end_on_the_tiny_model(tiny_model, tmp_path, capsys):
     assert rc == 2
     assert len(err) == 1
     assert "unknown method(s) lime" in err[0]
+
+
+# ---- Hugging Face row layout ([CLS] words [SEP], padding at the end) -------------------------------------
+HF = Layout(pad=0, markers=frozenset({2, 3}), pad_right=True)  # [PAD] 0, [CLS] 2, [SEP] 3
+
+
+def test_removal_helpers_with_padding_at_the_end_keep_cls_and_sep():
+    row = np.array([2, 5, 6, 7, 3, 0, 0])
+    assert HF.visible(row).tolist() == [False, True, True, True, False, False, False]
+    assert pad_in_place(row, np.array([2]), HF).tolist() == [2, 5, 0, 7, 3, 0, 0]  # positions stay
+    assert remove_words(row, np.array([1, 3]), HF).tolist() == [2, 6, 3, 0, 0, 0, 0]  # closes up, pads the end
+    assert keep_words(row, np.array([3]), HF).tolist() == [2, 7, 3, 0, 0, 0, 0]  # [CLS] and [SEP] kept
+    # the native defaults are unchanged
+    assert remove_words(np.array([0, 1, 3, 4]), np.array([2])).tolist() == [0, 0, 1, 4]
+
+
+def test_removal_scores_rank_only_words_with_padding_at_the_end():
+    # BagOfWords scores: ids 4 (+2), 5 (+1), 7 (-2); the markers [CLS]=8 (+0.5) and [SEP]=1 (0) never count as words
+    layout = Layout(pad=0, markers=frozenset({8, 1}), pad_right=True)
+    ids = np.array([[8, 4, 5, 7, 1, 0]])  # z = 0.5 + 2 + 1 - 2 = 1.5
+    values = np.array([[100.0, 2.0, 1.0, -2.0, 100.0, 0.0]])  # huge marker values must be ignored
+    got = removal_scores(bow_predict, ids, values, bins=(34,), layout=layout)  # top ceil(34% of 3) = 2 words
+    s = sig(1.5)
+    np.testing.assert_allclose(got["deletion"][0], [s - sig(-1.5)], atol=1e-12)  # "4", "5" padded
+    np.testing.assert_allclose(got["sufficiency"][0], [s - sig(3.5)], atol=1e-12)  # keeps [CLS] 4 5 [SEP]
+
+
+def test_plant_word_between_cls_and_sep_and_full_rows_lose_their_last_word():
+    rng = np.random.default_rng(0)
+    row = np.array([2, 5, 6, 3, 0, 0])
+    seen = set()
+    for _ in range(30):
+        out, at = plant_word(row, 9, rng, HF)
+        seen.add(at)
+        assert out[at] == 9
+        assert out[0] == 2
+        assert out.tolist().index(3) == 4
+        assert out[5] == 0
+    assert seen == {1, 2, 3}
+    full = np.array([2, 5, 6, 7, 3])
+    for _ in range(30):
+        out, at = plant_word(full, 9, rng, HF)
+        assert out[at] == 9
+        assert out[0] == 2
+        assert out[-1] == 3
+        assert 7 not in out.tolist()
+        assert 1 <= at <= 3
+    assert in_top(np.array([9.0, 0, 5.0, 0, 9.0]), np.array([2, 5, 6, 7, 3]), 2, k=1, layout=HF)
+
+
+# ---- peers from other libraries through the benchmark (benchmarks/peers.py) ------------------------------
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def peers_module():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import peers
+
+        yield peers
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def tiny_transformer(imdb, tmp_path_factory):
+    out = tmp_path_factory.mktemp("faith-peers") / "tiny-tf"
+    cfg = TrainConfig(
+        arch="transformer",
+        epochs=1,
+        maxlen=32,
+        num_words=2000,
+        seed=0,
+        model={"embed_dim": 16, "heads": 2, "layers": 1, "ff_dim": 32},
+    )
+    return train(imdb["train"].head(600), out, cfg, test_split=imdb["test"].head(100), progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(imdb, tmp_path_factory, peers_module):
+    import hf_build
+
+    tok = hf_build.wordpiece(imdb["train"].texts[:500], 600, 32)
+    torch.manual_seed(0)
+    net = hf_build.classifier("bert", tok, 16, 1, 2, 32, positions=32)
+    return seqshap.load(hf_build.save(net, tok, tmp_path_factory.mktemp("faith-peers") / "tiny-bert"))
+
+
+def test_layout_of_native_and_hugging_face_models(tiny_transformer, tiny_bert):
+    assert layout_of(tiny_transformer) == NATIVE
+    lay = layout_of(tiny_bert)
+    tok = tiny_bert.vocab.tokenizer
+    assert lay.pad == tok.pad_token_id
+    assert lay.pad_right
+    assert lay.markers == {tok.cls_token_id, tok.sep_token_id}  # [UNK] and [MASK] would be words
+    ids = tiny_bert.encode(["a fine film"]).numpy()[0]
+    assert lay.visible(ids).sum() == len(tiny_bert.encodings(["a fine film"])[0].tokens) - 2 - (ids == lay.pad).sum()
+
+
+@pytest.mark.parametrize("which", ["tiny_transformer", "tiny_bert"])
+def test_peer_adapters_give_one_value_per_position_and_their_own_base(which, request, peers_module, imdb):
+    model = request.getfixturevalue(which)
+    # reviews the model reads whole (the native Transformer gives NaN for a row of padding only)
+    texts = [" ".join(t.split()[:15]) for t in imdb["test"].texts[:3]]
+    ids = model.encode(texts)
+    layout = layout_of(model)
+    made = peers_module.make_peers(peers_module.PEERS, model, imdb["train"].texts[:4], seed=0, ig_steps=8, max_evals=40)
+    fx = made["captum-lig"].predict(ids)
+    for name, peer in made.items():
+        values, base = peer.attribute_with_base(ids)
+        assert values.shape == tuple(ids.shape), name
+        assert np.isfinite(values).all(), name
+        assert np.isfinite(base).all(), name
+        assert (values[ids.numpy() == layout.pad] == 0).all(), name  # padding gets nothing
+        c = peer.completeness(ids)
+        assert c["n"] == 3
+        if name == "shap-partition":
+            # Owen values add up exactly; the base is "every word padded", seqshap's Shapley game
+            words_out = torch.where(torch.from_numpy(layout.visible(ids.numpy())), layout.pad, ids)
+            np.testing.assert_allclose(base, peer.predict(words_out), atol=1e-9)
+            np.testing.assert_allclose(values.sum(1), fx - base, atol=1e-6)
+            if not layout.pad_right:  # the start token is no shap token ([CLS]/[SEP] are: kept, valued)
+                assert (values[~layout.visible(ids.numpy())] == 0).all()
+        if name == "captum-deepliftshap":
+            bg = model.encode(imdb["train"].texts[:4])
+            np.testing.assert_allclose(base, peer.predict(bg).mean(), atol=1e-12)
+        if name == "captum-lig":
+            assert c["median"] < 0.05  # 8 Gauss-Legendre points on a tiny model: close, not exact
+            assert math.isnan(c["median_vs_seqshap"])
+
+
+def test_benchmark_refuses_methods_a_nan_empty_row_would_break(tiny_transformer, tiny_bert, peers_module):
+    import faithfulness as bench
+
+    # the native Transformer gives NaN for a row of padding only (no token to attend to or pool)
+    assert math.isnan(bench.empty_row_output(tiny_transformer))
+    with pytest.raises(SystemExit, match="that row is deeplift's reference; leave deeplift out"):
+        bench.check_empty_row(tiny_transformer, ["deepshap", "deeplift"], whole_reviews=True)
+    with pytest.raises(SystemExit, match=r"ig, shap-partition explain a review relative to it.*--whole-reviews"):
+        bench.check_empty_row(tiny_transformer, ["deepshap", "ig", "shap-partition"], whole_reviews=False)
+    bench.check_empty_row(tiny_transformer, ["deepshap", "ig", "shap-partition"], whole_reviews=True)
+    bench.check_empty_row(tiny_bert, ["deeplift", "ig"], whole_reviews=False)  # [CLS]/[SEP] always stay
+    kept = bench.whole_reviews(tiny_transformer, ["a good film", " ".join(["word"] * 31), " ".join(["word"] * 30)])
+    assert kept == ["a good film", " ".join(["word"] * 30)]  # start + 31 words fill all 32 positions
+
+
+def test_benchmark_entry_point_runs_the_peers_beside_seqshap(tiny_transformer, tiny_bert, tmp_path):
+    out = tmp_path / "faith"
+    cmd = [sys.executable, str(BENCH / "faithfulness.py"), "--skip-default", "--other", str(tiny_transformer.path)]
+    cmd += ["--other", str(tiny_bert.path), "--n", "3", "--methods", "deepshap,occlusion,random"]
+    cmd += ["--background", "4", "--short", "2", "--short-words", "4", "--planted", "2", "--max-evals", "40"]
+    cmd += ["--ig-steps", "8", "--whole-reviews", "--out", str(out), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(Path(seqshap.__file__).resolve().parents[1])}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = sorted(out.glob("*/faithfulness.json"))
+    assert len(results) == 2
+    for path in results:
+        res = load_result(path)
+        assert [r.method for r in res.rows] == [
+            "deepshap",
+            "occlusion",
+            "random",
+            "shap-partition",
+            "captum-deepliftshap",
+            "captum-lig",
+        ]
+        for r in res.rows:
+            assert (r.n, r.n_short, r.n_planted) == (3, 2, 2), r.method
+            for attr in ("aopc", "comp", "suff", "kendall", "planted_top5", "seconds_per_review"):
+                assert math.isfinite(getattr(r, attr)), (path.parent.name, r.method, attr)
+        table = res.meta["completeness"]
+        assert set(table) == {"deepshap", "shap-partition", "captum-deepliftshap", "captum-lig"}
+        assert table["deepshap"]["max"] < 1e-4  # exact
+        assert table["shap-partition"]["max"] < 1e-6  # additive by construction
+    md = (out / "BENCHMARKS-faithfulness.md").read_text()
+    assert md.count("| captum-lig |") == 4  # two models: the faithfulness table and the completeness table
+    assert "Peers (same run): shap-partition: shap 0.51.0 PartitionExplainer" in md
+    assert "baseline the padding embedding at every position" in md

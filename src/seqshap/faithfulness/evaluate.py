@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from ..attribution import Attribution, ExactShapley, TooManyPlayersError, make_method
 from ..attribution.base import as_inputs
-from .metrics import BINS, agreement, in_top, plant_word, removal_scores
+from .metrics import BINS, NATIVE, Layout, agreement, in_top, plant_word, removal_scores
 
 POSITIVE_WORDS = ("excellent", "superb", "wonderful", "perfect", "brilliant", "great")
 NEGATIVE_WORDS = ("worst", "awful", "waste", "terrible", "boring", "bad")
@@ -120,6 +121,7 @@ def evaluate(
     chunk: int = 25,
     progress: bool = False,
     model_name: str = "model",
+    layout: Layout = NATIVE,
 ) -> FaithfulnessResult:
     """Score every method.
 
@@ -127,6 +129,7 @@ def evaluate(
     short_ids ``[m, T]`` + reference: agreement with ``reference`` (exact Shapley) on short texts.
     planted_hosts ``[h, T]`` + planted_words: host ``i`` gets ``planted_words[i % len]`` inserted
     at a seeded random place; a hit is the planted word among the top ``top_k`` |values|.
+    ``layout``: how the rows hold a text (:func:`layout_of` a model; native by default).
     """
     ids, short, hosts = _check_inputs(methods, ids, short_ids, reference, planted_hosts, planted_words)
     predict = next(iter(methods.values())).predict
@@ -136,17 +139,17 @@ def evaluate(
     agree = None
     if short is not None and reference is not None:  # _check_inputs makes them come together
         agree = (reference, short, _reference_values(reference, short, chunk, meta, bar))
-    planted = _plant(hosts, planted_words, seed, predict, meta) if hosts is not None else None
+    planted = _plant(hosts, planted_words, seed, predict, meta, layout) if hosts is not None else None
     rows: list[MethodScores] = []
     per_review: dict[str, dict[str, list[float]]] = {}
     for name, method in methods.items():
         mine = per_review[name] = {}
-        row = _removal_row(name, method, ids, predict, bins, chunk, mine, bar)
+        row = _removal_row(name, method, ids, predict, bins, chunk, mine, bar, layout)
         if agree is not None:
-            _score_agreement(row, method, *agree, chunk, mine, bar)
+            _score_agreement(row, method, *agree, chunk, mine, bar, layout)
         if planted is not None:
             planted_rows, planted_at = planted
-            _score_planted(row, method, planted_rows, planted_at, top_k, chunk, mine, bar)
+            _score_planted(row, method, planted_rows, planted_at, top_k, chunk, mine, bar, layout)
         rows.append(row)
     bar.close()
     return FaithfulnessResult(
@@ -187,10 +190,10 @@ def _reference_values(
     return values
 
 
-def _plant(hosts: torch.Tensor, words: tuple[int, ...], seed: int, predict, meta: dict):
+def _plant(hosts: torch.Tensor, words: tuple[int, ...], seed: int, predict, meta: dict, layout: Layout):
     """Host ``i`` with ``words[i % len]`` planted at a seeded place: (rows ``[h, T]``, positions ``[h]``)."""
     rng = np.random.default_rng(seed)
-    made = [plant_word(hosts[i].numpy(), words[i % len(words)], rng) for i in range(len(hosts))]
+    made = [plant_word(hosts[i].numpy(), words[i % len(words)], rng, layout) for i in range(len(hosts))]
     rows = torch.from_numpy(np.stack([m[0] for m in made]))
     meta["n_planted"] = len(hosts)
     meta["planted_mean_abs_shift"] = float(np.abs(predict(rows) - predict(hosts)).mean())
@@ -198,24 +201,33 @@ def _plant(hosts: torch.Tensor, words: tuple[int, ...], seed: int, predict, meta
 
 
 def _removal_row(
-    name: str, method: Attribution, ids: torch.Tensor, predict, bins, chunk: int, mine: dict, bar: _Progress
+    name: str,
+    method: Attribution,
+    ids: torch.Tensor,
+    predict,
+    bins,
+    chunk: int,
+    mine: dict,
+    bar: _Progress,
+    layout: Layout,
 ) -> MethodScores:
     """Deletion, comprehensiveness, sufficiency, cost and completeness of one method on the reviews
     (every method scored with the same ``predict``)."""
     n = len(ids)
     note = ""
+    errs: list[np.ndarray] = []
     if isinstance(method, ExactShapley) and not method.supports(ids):
         dele = comp = suff = np.full((1, len(bins)), np.nan)
         spr, cerr = float("nan"), float("nan")
         note = f"not run on the reviews (more than {method.max_players} words)"
         bar.step(n, name)
     else:
-        parts, seconds, errs = [], 0.0, []
+        parts, seconds = [], 0.0
         for s in _chunks(n, chunk):
             t0 = time.perf_counter()
             values, base = method.attribute_with_base(ids[s])
             seconds += time.perf_counter() - t0
-            parts.append(removal_scores(predict, ids[s].numpy(), values, bins))
+            parts.append(removal_scores(predict, ids[s].numpy(), values, bins, layout))
             if method.additive:
                 errs.append(np.abs(values.sum(1) - (predict(ids[s]) - base)))
             bar.step(s.stop - s.start, name)
@@ -225,6 +237,8 @@ def _removal_row(
         spr = seconds / n
         cerr = float(np.median(np.concatenate(errs))) if errs else float("nan")
     mine.update({"aopc": dele.mean(1).tolist(), "comp": comp.mean(1).tolist(), "suff": suff.mean(1).tolist()})
+    if errs:  # |sum - (f(x) - base)| per review, for more than the median
+        mine["completeness"] = np.concatenate(errs).tolist()
     return MethodScores(
         method=name,
         n=n,
@@ -250,10 +264,11 @@ def _score_agreement(
     chunk: int,
     mine: dict,
     bar: _Progress,
+    layout: Layout,
 ) -> None:
     """Pearson, Kendall and top-3 overlap with the reference on the short texts, into ``row``."""
     values = ref_values if method is reference else _attribute_all(method, short, chunk)
-    agree = agreement(values, ref_values, short.numpy(), k=3)
+    agree = agreement(values, ref_values, short.numpy(), k=3, layout=layout)
     row.pearson, row.kendall, row.top3 = (_nanmean(agree[k]) for k in ("pearson", "kendall", "top3"))
     mine.update({k: agree[k].tolist() for k in ("pearson", "kendall", "top3")})
     row.n_short = len(short)
@@ -272,13 +287,14 @@ def _score_planted(
     chunk: int,
     mine: dict,
     bar: _Progress,
+    layout: Layout,
 ) -> None:
     """Share of planted words among the method's top ``top_k`` |values|, into ``row``."""
     if isinstance(method, ExactShapley) and not method.supports(rows):
         _add_note(row, "planted check not run (reviews too long)")
     else:
         values = _attribute_all(method, rows, chunk)
-        hits = [in_top(values[i], rows[i].numpy(), int(positions[i]), top_k) for i in range(len(rows))]
+        hits = [in_top(values[i], rows[i].numpy(), int(positions[i]), top_k, layout) for i in range(len(rows))]
         row.planted_top5, row.n_planted = float(np.mean(hits)), len(hits)
         mine["planted_top5"] = [float(h) for h in hits]
     bar.step(len(rows), f"{row.method} (planted)")
@@ -316,6 +332,22 @@ def planted_word_ids(model, positive=POSITIVE_WORDS, negative=NEGATIVE_WORDS) ->
     return [model.vocab.word_to_id[w] for w in order], order
 
 
+def layout_of(model) -> Layout:
+    """How ``model`` (a :class:`SeqshapModel`) lays a text out in a row: natively (padding and the
+    start token in front), or a Hugging Face tokenizer's way (its pad id at the end; its special
+    tokens other than padding, unknown and mask, e.g. ``[CLS]``/``[SEP]``, are markers)."""
+    from ..data.hf_tokenizer import HFTokenizer
+
+    vocab = getattr(model, "vocab", None)
+    if not isinstance(vocab, HFTokenizer):
+        return NATIVE
+    tok = vocab.tokenizer
+    words = {vocab.pad_id, tok.unk_token_id, tok.mask_token_id}
+    return Layout(
+        pad=vocab.pad_id, markers=frozenset(int(i) for i in tok.all_special_ids if i not in words), pad_right=True
+    )
+
+
 def run_on_imdb(
     model,
     test_texts: list[str],
@@ -331,12 +363,15 @@ def run_on_imdb(
     n_permutations: int = 16,
     chunk: int = 25,
     progress: bool = False,
+    extra_methods: Mapping[str, Attribution] | None = None,
 ) -> FaithfulnessResult:
     """The full comparison for a :class:`SeqshapModel` on (a seeded sample of) test texts.
 
     Main set: ``n`` reviews sampled with ``seed``. Agreement: the first ``short_words`` words
     of the first ``n_short`` of them. Planted: the ``n_planted`` reviews the model is least
     sure about among up to 4000 further sampled reviews (disjoint from the main set).
+    ``extra_methods``: more columns, built by the caller (other libraries' methods behind the
+    :class:`Attribution` interface), scored after the named ones.
     """
     if n < 1 or n > len(test_texts):
         raise ValueError(f"n must be between 1 and {len(test_texts)}, got {n}")
@@ -351,6 +386,10 @@ def run_on_imdb(
         )
         for name in method_names
     }
+    for name, method in (extra_methods or {}).items():
+        if name in methods:
+            raise ValueError(f"method {name!r} is given twice (by name and as an extra method)")
+        methods[name] = method
     given = methods.get("exact-shapley")
     reference = given if isinstance(given, ExactShapley) else ExactShapley(model)
     short = short_texts(model, main[:n_short], short_words) if n_short else None
@@ -370,6 +409,7 @@ def run_on_imdb(
         chunk=chunk,
         progress=progress,
         model_name=model.name,
+        layout=layout_of(model),
     )
     result.meta.update(
         {

@@ -14,20 +14,51 @@ For a bin ``k%`` the top ``ceil(k% * n_words)`` words (at least one) are used.
   ``p_c(x) - p_c(r_k)``, lower is better.
 
 Each is reported per bin and as the mean over bins (the AOPC).
+
+Rows follow a :class:`Layout`: the native one (padding 0 in front, a start token 1) by default,
+or a Hugging Face tokenizer's (its pad id at the end, ``[CLS]``/``[SEP]`` kept, never ranked).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..attribution import visible_mask
 from ..data.tokenize import PAD, START
 
 BINS: tuple[float, ...] = (1, 5, 10, 20, 50)
 Predict = Callable[[np.ndarray], np.ndarray]  # ids [m, T] -> output column 0 [m]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a model's rows hold a text: the padding id, the marker ids that are not words but stay
+    when words are removed (the start token; ``[CLS]``/``[SEP]``), and the side padding goes on."""
+
+    pad: int = PAD
+    markers: frozenset[int] = frozenset({START})
+    pad_right: bool = False
+
+    def visible(self, ids: np.ndarray) -> np.ndarray:
+        """Boolean ``[..., T]``: positions holding a word (not padding, not a marker)."""
+        ids = np.asarray(ids)
+        return (ids != self.pad) & ~np.isin(ids, list(self.markers))
+
+    def place(self, kept: np.ndarray, length: int, dtype) -> np.ndarray:
+        """``kept`` ids re-padded to ``[length]`` on this layout's side."""
+        out = np.full(length, self.pad, dtype=dtype)
+        if len(kept):
+            if self.pad_right:
+                out[: len(kept)] = kept
+            else:
+                out[length - len(kept) :] = kept
+        return out
+
+
+NATIVE = Layout()  # seqshap's own tokenizer: Keras ids, padding and truncation in front
 
 
 def predicted_class(p: np.ndarray) -> np.ndarray:
@@ -48,44 +79,36 @@ def n_top(n_words: int, pct: float) -> int:
     return int(min(n_words, max(1, math.ceil(pct * n_words / 100 - 1e-9))))
 
 
-def rank_words(values: np.ndarray, ids: np.ndarray, cls: int) -> np.ndarray:
+def rank_words(values: np.ndarray, ids: np.ndarray, cls: int, layout: Layout = NATIVE) -> np.ndarray:
     """Visible positions ``[n_words]`` ordered from most to least supportive of class ``cls``."""
-    pos = np.flatnonzero(visible_mask(ids))
+    pos = np.flatnonzero(layout.visible(ids))
     score = values[pos] if cls == 1 else -values[pos]
     return pos[np.argsort(-score, kind="stable")]
 
 
-def pad_in_place(ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
+def pad_in_place(ids: np.ndarray, positions: np.ndarray, layout: Layout = NATIVE) -> np.ndarray:
     """``ids [T]`` with ``positions`` replaced by padding."""
     out = ids.copy()
-    out[positions] = PAD
+    out[positions] = layout.pad
     return out
 
 
-def remove_words(ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """``ids [T]`` without ``positions``; the rest moves right and padding fills the front."""
+def remove_words(ids: np.ndarray, positions: np.ndarray, layout: Layout = NATIVE) -> np.ndarray:
+    """``ids [T]`` without ``positions``; the rest closes up and is re-padded (in front, natively)."""
     keep = np.ones(len(ids), dtype=bool)
     keep[positions] = False
-    kept = ids[keep & (ids != PAD)]
-    out = np.full_like(ids, PAD)
-    if len(kept):
-        out[len(ids) - len(kept) :] = kept
-    return out
+    return layout.place(ids[keep & (ids != layout.pad)], len(ids), ids.dtype)
 
 
-def keep_words(ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Only ``positions`` (and the start token) of ``ids [T]``, in order, padded in front."""
-    keep = ids == START
+def keep_words(ids: np.ndarray, positions: np.ndarray, layout: Layout = NATIVE) -> np.ndarray:
+    """Only ``positions`` (and the markers: start token, ``[CLS]``/``[SEP]``) of ``ids [T]``, in order, re-padded."""
+    keep = np.isin(ids, list(layout.markers))
     keep[positions] = True
-    kept = ids[keep]
-    out = np.full_like(ids, PAD)
-    if len(kept):
-        out[len(ids) - len(kept) :] = kept
-    return out
+    return layout.place(ids[keep], len(ids), ids.dtype)
 
 
 def removal_scores(
-    predict: Predict, ids: np.ndarray, values: np.ndarray, bins: tuple[float, ...] = BINS
+    predict: Predict, ids: np.ndarray, values: np.ndarray, bins: tuple[float, ...] = BINS, layout: Layout = NATIVE
 ) -> dict[str, np.ndarray]:
     """Deletion, comprehensiveness and sufficiency per review and bin, each ``[n, len(bins)]``.
 
@@ -102,12 +125,12 @@ def removal_scores(
     pc = class_prob(fx, cls)
     perturbed = np.empty((3, n, B, ids.shape[1]), dtype=ids.dtype)
     for i in range(n):
-        order = rank_words(values[i], ids[i], int(cls[i]))
+        order = rank_words(values[i], ids[i], int(cls[i]), layout)
         for b, pct in enumerate(bins):
             top = order[: n_top(len(order), pct)]
-            perturbed[0, i, b] = pad_in_place(ids[i], top)
-            perturbed[1, i, b] = remove_words(ids[i], top)
-            perturbed[2, i, b] = keep_words(ids[i], top)
+            perturbed[0, i, b] = pad_in_place(ids[i], top, layout)
+            perturbed[1, i, b] = remove_words(ids[i], top, layout)
+            perturbed[2, i, b] = keep_words(ids[i], top, layout)
     p = predict(perturbed.reshape(-1, ids.shape[1])).reshape(3, n, B)
     drop = pc[None, :, None] - class_prob(p, cls[None, :, None])
     return {"deletion": drop[0], "comprehensiveness": drop[1], "sufficiency": drop[2]}
@@ -141,9 +164,11 @@ def top_overlap(a: np.ndarray, b: np.ndarray, k: int = 3) -> float:
     return len(ta & tb) / k
 
 
-def agreement(values: np.ndarray, reference: np.ndarray, ids: np.ndarray, k: int = 3) -> dict[str, np.ndarray]:
+def agreement(
+    values: np.ndarray, reference: np.ndarray, ids: np.ndarray, k: int = 3, layout: Layout = NATIVE
+) -> dict[str, np.ndarray]:
     """Per-review Pearson, Kendall tau-b and top-``k`` overlap over the visible words, ``[n]`` each."""
-    vis = visible_mask(ids)
+    vis = layout.visible(ids)
     out: dict[str, list[float]] = {"pearson": [], "kendall": [], f"top{k}": []}
     for v, r, m in zip(np.asarray(values), np.asarray(reference), vis, strict=True):
         out["pearson"].append(pearson(v[m], r[m]))
@@ -153,27 +178,47 @@ def agreement(values: np.ndarray, reference: np.ndarray, ids: np.ndarray, k: int
 
 
 # ---- planted words ---------------------------------------------------------------------------------
-def plant_word(ids: np.ndarray, word_id: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+def plant_word(
+    ids: np.ndarray, word_id: int, rng: np.random.Generator, layout: Layout = NATIVE
+) -> tuple[np.ndarray, int]:
     """Insert ``word_id`` at a random place among the words of ``ids [T]``.
 
-    The sequence is re-padded in front; if it was full, the oldest id is dropped (as the
-    model's front truncation would). Returns the new row and the planted word's position.
+    Natively the sequence is re-padded in front and, if it was full, the oldest id is dropped
+    (as the model's front truncation would). With padding at the end (Hugging Face) the word goes
+    between the leading and trailing markers (``[CLS]`` ... ``[SEP]``) and a full row loses its
+    last word (as the tokenizer's end truncation would). Returns the new row and the planted
+    word's position.
     """
-    seq = ids[ids != PAD]
+    if layout.pad_right:
+        return _plant_right(ids, word_id, rng, layout)
+    seq = ids[ids != layout.pad]
     full = len(seq) >= len(ids)
     # never before the start token; in a full row never first (that id is the one dropped)
-    lo = 1 if full or (len(seq) and seq[0] == START) else 0
+    lo = 1 if full or (len(seq) and seq[0] in layout.markers) else 0
     at = int(rng.integers(lo, len(seq) + 1))
     seq = np.concatenate([seq[:at], [word_id], seq[at:]]).astype(ids.dtype)
     if len(seq) > len(ids):
         seq, at = seq[len(seq) - len(ids) :], at - (len(seq) - len(ids))
-    out = np.full_like(ids, PAD)
-    out[len(ids) - len(seq) :] = seq
-    return out, len(ids) - len(seq) + at
+    return layout.place(seq, len(ids), ids.dtype), len(ids) - len(seq) + at
 
 
-def in_top(values: np.ndarray, ids: np.ndarray, position: int, k: int = 5) -> bool:
+def _plant_right(ids: np.ndarray, word_id: int, rng: np.random.Generator, layout: Layout) -> tuple[np.ndarray, int]:
+    seq = ids[ids != layout.pad]
+    marker = np.isin(seq, list(layout.markers))
+    lead = int(np.argmin(marker)) if not marker.all() else min(1, len(seq))  # [CLS] (none is a word)
+    trail = int(np.argmin(marker[::-1])) if not marker.all() else len(seq) - lead  # [SEP]
+    full = len(seq) >= len(ids)
+    # in a full row never after the last word: that one is dropped
+    hi = len(seq) - trail - (1 if full and not marker.all() else 0)
+    at = int(rng.integers(lead, max(lead, hi) + 1))
+    seq = np.concatenate([seq[:at], [word_id], seq[at:]]).astype(ids.dtype)
+    if len(seq) > len(ids):
+        seq = np.delete(seq, len(seq) - trail - 1)
+    return layout.place(seq, len(ids), ids.dtype), at
+
+
+def in_top(values: np.ndarray, ids: np.ndarray, position: int, k: int = 5, layout: Layout = NATIVE) -> bool:
     """Whether ``position`` is among the ``k`` visible words with the largest |value|."""
-    pos = np.flatnonzero(visible_mask(ids))
+    pos = np.flatnonzero(layout.visible(ids))
     top = pos[np.argsort(-np.abs(values[pos]), kind="stable")[:k]]
     return bool(position in set(top.tolist()))
