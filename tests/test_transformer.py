@@ -118,6 +118,18 @@ def test_explanations_of_a_trained_transformer_read_as_words(tiny_transformer, i
     assert len(words) == int(exp.visible.sum())
 
 
+
+def test_deeplift_default_reference_is_refused_by_name_and_a_text_reference_works(tiny_transformer, imdb):
+    """A row of padding only has no real token to pool over: the refusal says why and what to do."""
+    from seqshap.attribution import DeepLift, NonFiniteError
+
+    text = imdb["test"].texts[0]
+    with pytest.raises(NonFiniteError, match=r"default reference, a row of padding only.*reference=\.\.\."):
+        DeepLift(tiny_transformer).explain([text])
+    exp = DeepLift(tiny_transformer, reference=["an ordinary film"]).explain([text])[0]
+    assert np.isfinite(exp.values).all() and exp.completeness_error < 1e-4
+
+
 # --------------------------------------------------------------------------- closed forms
 def test_one_changed_position_gets_the_whole_difference():
     """(a) A reference equal to the input but at position t: phi_t = f(x) - f(r), the rest 0."""

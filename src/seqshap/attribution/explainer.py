@@ -281,13 +281,28 @@ class DeepLift(DeepExplainer):
             empty = getattr(getattr(model, "vocab", None), "empty_ids", None)
             reference = torch.as_tensor(empty(T)) if callable(empty) else torch.zeros(1, T, dtype=torch.long)
         self._deferred: tuple | None = None
+        self._padding_reference = reference is None or (
+            torch.is_tensor(reference) and reference.dtype == torch.long and not bool(reference.any())
+        )
         super().__init__(model, reference, **kwargs)
 
     def _set_background(self, background, weights, summarize) -> None:
         if background is None:  # no length known yet: set on first use
             self._deferred = (weights, summarize)
             return
-        super()._set_background(background, weights, summarize)
+        try:
+            super()._set_background(background, weights, summarize)
+        except NonFiniteError as e:
+            if not self._padding_reference:
+                raise
+            # A model that pools over its real tokens (the native Transformer) has no output for none.
+            raise NonFiniteError(
+                f"DeepLIFT's default reference, a row of padding only, gives this model no number ({e.reason}): "
+                "it has no output for a text without tokens. Give DeepLift(reference=...) a neutral text, "
+                "or explain against real texts with DeepExplainer",
+                row=e.row,
+                reason=e.reason,
+            ) from None
 
     def _background_for(self, x: torch.Tensor) -> torch.Tensor:
         if self._deferred is not None:
