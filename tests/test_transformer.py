@@ -127,7 +127,8 @@ def test_deeplift_default_reference_is_refused_by_name_and_a_text_reference_work
     with pytest.raises(NonFiniteError, match=r"default reference, a row of padding only.*reference=\.\.\."):
         DeepLift(tiny_transformer).explain([text])
     exp = DeepLift(tiny_transformer, reference=["an ordinary film"]).explain([text])[0]
-    assert np.isfinite(exp.values).all() and exp.completeness_error < 1e-4
+    assert np.isfinite(exp.values).all()
+    assert exp.completeness_error < 1e-4
 
 
 # --------------------------------------------------------------------------- closed forms
