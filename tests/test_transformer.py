@@ -118,7 +118,6 @@ def test_explanations_of_a_trained_transformer_read_as_words(tiny_transformer, i
     assert len(words) == int(exp.visible.sum())
 
 
-
 def test_deeplift_default_reference_is_refused_by_name_and_a_text_reference_works(tiny_transformer, imdb):
     """A row of padding only has no real token to pool over: the refusal says why and what to do."""
     from seqshap.attribution import DeepLift, NonFiniteError
