@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="seqshap",
-        description="Train recurrent text classifiers and explain their predictions with exact DeepSHAP.",
+        description="Train text classifiers and explain their predictions with exact DeepSHAP.",
     )
     parser.add_argument("--version", action="version", version=f"seqshap {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")

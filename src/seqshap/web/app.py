@@ -500,7 +500,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # FastAPI's pages load their assets from a CDN; .docs serves them itself
         redoc_url=None,
-        description="Exact DeepSHAP explanations of a recurrent text classifier, word by word. "
+        description="Exact DeepSHAP explanations of a text classifier, word by word. "
         'Errors are JSON `{"error": "..."}` with a 4xx status; 401 without the API key (when the server has '
         "one: `Authorization: Bearer <key>`); 503 means busy or shutting down (see `Retry-After`).",
     )
