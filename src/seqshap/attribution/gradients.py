@@ -30,6 +30,8 @@ class IntegratedGradients(Attribution):
     The path integral uses ``steps``-point Gauss-Legendre quadrature (exact for polynomial
     paths of degree ``2*steps - 1``, so it converges much faster than a Riemann sum).
     ``completeness_error`` = convergence delta ``|sum_t phi_t - (f(x) - f(baseline))|``.
+    For a model that masks padding (the Transformer), the mask switches on as soon as the path
+    leaves the baseline: that jump is outside the integral, so the delta is large (BENCHMARKS.md).
     """
 
     name, additive = "ig", True
