@@ -19,14 +19,11 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from scipy.stats import mannwhitneyu
 
 import seqshap
@@ -35,6 +32,7 @@ from seqshap.data import DEFAULT_CLASSES, RATING_CLASSES, DataFileError, load_ta
 from seqshap.viz.html import explanation_html, force_plot_svg
 from seqshap.viz.terminal import render
 from seqshap.web import create_app
+from test_web import LiveServer
 
 EXE = str(Path(sys.executable).with_name("seqshap"))
 TOPICS = {
@@ -414,26 +412,6 @@ def test_keras_softmax_import_keeps_every_column_and_names_the_classes(tmp_path)
 
 
 # ---- the web page ------------------------------------------------------------------------------
-class LiveServer:
-    """uvicorn serving ``app`` on 127.0.0.1 in a background thread (port chosen by the OS)."""
-
-    def __init__(self, app):
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        self.url = f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
 
 
 def test_web_api_takes_a_target_and_lists_the_classes(rating_model, rating_texts, imdb):
