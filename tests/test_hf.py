@@ -277,6 +277,8 @@ def test_explanations_read_as_the_words_of_the_text(kind, hf_models, imdb):
     long = next(w for w in words if w.text == "unbelievably")
     assert len(long.positions) > 1  # a word of several subwords, summed into one
     assert long.value == pytest.approx(sum(e.values[p] for p in long.positions))
+    assert ("unbelievably", long.value) in e.words()  # the Python API reads words too, not "##" pieces
+    assert all(w in text for w, _ in e.top(20))  # as written: no "##"/"Ġ" pieces, no lower-casing
     hidden = [p for p in range(len(e.tokens)) if not e.visible[p]]
     assert e.spans[0] is None
     assert 0 in hidden

@@ -142,11 +142,13 @@ class Explanation:
         return out
 
     def words(self) -> list[tuple[str, float]]:
-        """(token, value) for visible positions, in text order."""
-        return [(w.token, w.value) for w in self.word_list()]
+        """(word, value) for the visible words in text order: the word as written in the text where
+        the tokenizer knows where it came from (a word of several subwords once, summed), as the
+        pictures show it; else its token."""
+        return [(w.text, w.value) for w in self.word_list()]
 
     def top(self, k: int = 10) -> list[tuple[str, float]]:
-        """The ``k`` visible words with the largest absolute attribution, as (token, value)."""
+        """The ``k`` visible words with the largest absolute attribution, as (word, value)."""
         return sorted(self.words(), key=lambda tv: -abs(tv[1]))[:k]
 
     def class_name(self, index: int | None) -> str | None:
