@@ -148,14 +148,22 @@ class Product(torch.autograd.Function):
         w_a, w_b = ctx.rule.weights(ax, ar, bx, br)
         gx = _halves(g)[0]
         ga, gb = gx * w_a, gx * w_b
-        # Undo broadcasting: a factor that was broadcast sums its multipliers.
-        return _sum_to(_both(ga), a.shape), _sum_to(_both(gb), b.shape), None
+        return _both_sum_to(ga, a.shape), _both_sum_to(gb, b.shape), None
 
 
 def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     if t.shape == shape:
         return t
     return t.sum_to_size(shape)
+
+
+def _both_sum_to(m: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``_both(m)`` summed to ``shape`` (a factor that was broadcast sums its multipliers); the
+    sum runs on the x half before the halves are stacked (a ``[P, T, 1]`` mask's multipliers
+    are not first copied at ``[2P, T, D]``)."""
+    if len(shape) == m.dim() and shape[0] == 2 * m.shape[0]:
+        return _both(_sum_to(m, torch.Size((m.shape[0], *shape[1:]))))
+    return _sum_to(_both(m), shape)
 
 
 class MaxOverDim(torch.autograd.Function):
@@ -242,8 +250,8 @@ class BilinearRule:
 
     @staticmethod
     def multipliers(g, ax, ar, bx, br) -> tuple[torch.Tensor, torch.Tensor]:
-        b_mid = (bx + br) * 0.5
-        a_mid = (ax + ar) * 0.5
+        b_mid = torch.add(bx, br).mul_(0.5)
+        a_mid = torch.add(ax, ar).mul_(0.5)
         return g @ b_mid.transpose(-1, -2), a_mid.transpose(-1, -2) @ g
 
 
@@ -373,7 +381,7 @@ class Bilinear(torch.autograd.Function):
         a, b = ctx.saved_tensors
         (ax, ar), (bx, br) = _halves(a), _halves(b)
         ga, gb = BilinearRule.multipliers(_halves(g)[0], ax, ar, bx, br)
-        return _sum_to(_both(ga), a.shape), _sum_to(_both(gb), b.shape)
+        return _both_sum_to(ga, a.shape), _both_sum_to(gb, b.shape)
 
 
 class LayerNorm(torch.autograd.Function):
