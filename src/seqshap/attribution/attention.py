@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .pairs import Pairing, _Grid
-from .rules import BilinearRule, LayerNormRule, SoftmaxRule, secant
+from .rules import BilinearRule, LayerNormRule, SoftmaxRule, secant_stored
 
 if TYPE_CHECKING:
     from ..models.transformer import EncoderBlock
@@ -132,7 +132,20 @@ def encoder_forward(p: EncoderLayerParams, h: torch.Tensor, mask: torch.Tensor) 
         u = F.linear(h1, p.w1, p.b1)
         z2 = h1 + F.linear(act(u), p.w2, p.b2)
         out = _layer_norm(z2, p.ln2)
-    return out, {"z1": z1, "z2": z2, "q": q, "k": k, "v": v, "s": s, "lse": lse, "a": a, "u": u, "g": act(u), "m": mask}
+    return out, {
+        "z1": z1,
+        "z2": z2,
+        "q": q,
+        "k": k,
+        "v": v,
+        "s": s,
+        "lse": lse,
+        "a": a,
+        "u": u,
+        "g": act(u),
+        "hs": 0.5 * _slope(act, u),
+        "m": mask,
+    }
 
 
 class _Sides:
@@ -152,12 +165,10 @@ class _Sides:
 def _backward_chunk(p: EncoderLayerParams, S: _Sides, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Multipliers for one chunk of pairs: ``g`` ``[a, b, T, D]`` -> (m_h ``[a, b, T, D]``,
     m_mask ``[a, b, T]``)."""
-    act = ACTIVATIONS[p.activation]
-    (ux, ur), (gx, gr) = S["u"], S["g"]
+    (ux, ur), (gx, gr), (hx, hr) = S["u"], S["g"], S["hs"]
 
-    def feed_forward(m_out):  # through w2, the activation (rescale) and w1
-        m_u = (m_out @ p.w2) * secant(ux, ur, gx, gr, lambda z: _slope(act, z))
-        return m_u @ p.w1
+    def feed_forward(m_out):  # through w2, the activation (rescale, fallback slopes from the forward pass) and w1
+        return ((m_out @ p.w2).mul_(secant_stored(ux, ur, gx, gr, hx, hr))) @ p.w1
 
     def layer_norm(m_out, name, ln):
         zx, zr = S[name]
@@ -185,45 +196,46 @@ def _backward_chunk(p: EncoderLayerParams, S: _Sides, g: torch.Tensor) -> tuple[
 
 
 def _softmax_multipliers(g: torch.Tensor, S: _Sides) -> tuple[torch.Tensor, torch.Tensor]:
-    """:class:`SoftmaxRule` over the attention rows of a block of pairs ``[a, b, H, T, T]``;
-    the two-mask rule runs only on the pairs whose padding masks differ. Returns (m_scores,
-    m_mask summed over heads and queries ``[a, b, T]``)."""
+    """:class:`SoftmaxRule` over the attention rows of a block of pairs ``[a, b, H, T, T]``.
+    Returns (m_scores, m_mask summed over heads and queries ``[a, b, T]``).
+
+    The two-mask rule (the pairs whose padding masks differ) costs about three one-mask ones;
+    on pairs with equal masks it gives the one-mask answer and 0 for the mask. So a block where
+    most pairs differ runs it on every pair, broadcast; a block where few do runs the one-mask
+    rule on every pair and the two-mask rule on the few, gathered. Gathering every pair of
+    both kinds (copies of six ``[pairs, H, T, T]`` tensors) cost more than either."""
     (sx, sr), (ax, ar), (lx, lr), (mx, mr) = S["s"], S["a"], S["lse"], S["m"]
     a, b = g.shape[:2]
-    m_mask = g.new_zeros(a, b, g.shape[-1])
     changed = (mx != mr).any(-1)  # [a, b]
-    if not bool(changed.any()):
-        return SoftmaxRule._one_mask(g, sx, sr, ax, ar, lx, lr), m_mask
-
-    def pairs(t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:  # the chosen pairs of a side
-        return t.expand(a, b, *t.shape[2:]).reshape(a * b, *t.shape[2:])[rows]
-
-    m_s = torch.empty_like(g)
-    flat_g, flat_s, flat_mask = g.reshape(a * b, *g.shape[2:]), m_s.view(a * b, *g.shape[2:]), m_mask.view(a * b, -1)
-    same, diff = torch.nonzero(~changed.flatten()).flatten(), torch.nonzero(changed.flatten()).flatten()
-    if len(same):
-        flat_s[same] = SoftmaxRule._one_mask(
-            flat_g[same],
-            pairs(sx, same),
-            pairs(sr, same),
-            pairs(ax, same),
-            pairs(ar, same),
-            pairs(lx, same),
-            pairs(lr, same),
+    n_changed = int(changed.sum())
+    if 2 * n_changed > a * b:
+        m_s, m_mask = SoftmaxRule.multipliers(
+            g, sx, sr, ax, ar, mx[:, :, None, None, :], mr[:, :, None, None, :], lx, lr
         )
+        return m_s, m_mask.sum((-3, -2)).expand(a, b, -1)
+    m_s = SoftmaxRule._one_mask(g, sx, sr, ax, ar, lx, lr)
+    m_mask = g.new_zeros(a, b, g.shape[-1])
+    if not n_changed:
+        return m_s, m_mask
+
+    diff = torch.nonzero(changed.flatten()).flatten()
+
+    def pairs(t: torch.Tensor) -> torch.Tensor:  # the changed pairs of a side
+        return t.expand(a, b, *t.shape[2:]).reshape(a * b, *t.shape[2:])[diff]
+
     ms, mm = SoftmaxRule.multipliers(
-        flat_g[diff],
-        pairs(sx, diff),
-        pairs(sr, diff),
-        pairs(ax, diff),
-        pairs(ar, diff),
-        pairs(mx, diff)[:, None, None, :],
-        pairs(mr, diff)[:, None, None, :],
-        pairs(lx, diff),
-        pairs(lr, diff),
+        g.reshape(a * b, *g.shape[2:])[diff],
+        pairs(sx),
+        pairs(sr),
+        pairs(ax),
+        pairs(ar),
+        pairs(mx)[:, None, None, :],
+        pairs(mr)[:, None, None, :],
+        pairs(lx),
+        pairs(lr),
     )
-    flat_s[diff] = ms
-    flat_mask[diff] = mm.sum((-3, -2))  # over heads (queries are summed already)
+    m_s.view(a * b, *g.shape[2:])[diff] = ms
+    m_mask.view(a * b, -1)[diff] = mm.sum((-3, -2))  # over heads (queries are summed already)
     return m_s, m_mask
 
 
