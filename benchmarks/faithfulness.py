@@ -85,7 +85,10 @@ def completeness_table(result, peers: dict, ids) -> dict:
     reviews, and for the peers the same against seqshap's base for that game."""
     table = {}
     pad_right = result.meta.get("layout", {}).get("pad_right")
-    refs = {**SEQSHAP_REFERENCES, "deeplift": "f(the empty text: [CLS] [SEP])" if pad_right else "f(all-padding row)"}
+    empty = "f(the empty text: [CLS] [SEP])" if pad_right else "f(all-padding row)"
+    if not pad_right and not result.meta.get("empty_row_finite", True):
+        empty = "f(the empty text: the start token alone)"  # DeepLift's fallback for such a model
+    refs = {**SEQSHAP_REFERENCES, "deeplift": empty}
     for r in result.rows:
         per = result.per_review.get(r.method, {}).get("completeness")
         if not per:
@@ -152,9 +155,8 @@ def check_empty_row(model, names: list[str], whole_reviews: bool) -> None:
     if np.isfinite(p):
         return
     said = f"{model.name}: the model's output for a row of padding only is {p}"
-    if "deeplift" in names:
-        raise SystemExit(f"{said}, and that row is deeplift's reference; leave deeplift out of --methods")
-    needs = [n for n in names if n in EMPTY_REFERENCE]
+    # deeplift is not among them: its default reference is then the empty text (the start token).
+    needs = [n for n in names if n in EMPTY_REFERENCE and n != "deeplift"]
     if needs and not whole_reviews:
         raise SystemExit(
             f"{said}, and {', '.join(needs)} explain a review relative to it whenever the review fills all "
@@ -299,6 +301,7 @@ def run_model(path: str | None, out: Path, a, progress: bool, command: str) -> t
     main = sample(test_texts, a)
     layout = layout_of(model)
     result.meta["layout"] = {"pad": layout.pad, "markers": sorted(layout.markers), "pad_right": layout.pad_right}
+    result.meta["empty_row_finite"] = bool(np.isfinite(empty_row_output(model)))
     result.meta.update(
         {
             "completeness": completeness_table(result, peers, model.encode(main)),

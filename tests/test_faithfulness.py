@@ -675,8 +675,8 @@ def test_benchmark_refuses_methods_a_nan_empty_row_would_break(tiny_transformer,
 
     # the native Transformer gives NaN for a row of padding only (no token to attend to or pool)
     assert math.isnan(bench.empty_row_output(tiny_transformer))
-    with pytest.raises(SystemExit, match="that row is deeplift's reference; leave deeplift out"):
-        bench.check_empty_row(tiny_transformer, ["deepshap", "deeplift"], whole_reviews=True)
+    # deeplift needs no such row: its default reference is then the empty text (the start token)
+    bench.check_empty_row(tiny_transformer, ["deepshap", "deeplift"], whole_reviews=False)
     with pytest.raises(SystemExit, match=r"ig, shap-partition explain a review relative to it.*--whole-reviews"):
         bench.check_empty_row(tiny_transformer, ["deepshap", "ig", "shap-partition"], whole_reviews=False)
     bench.check_empty_row(tiny_transformer, ["deepshap", "ig", "shap-partition"], whole_reviews=True)
@@ -688,7 +688,7 @@ def test_benchmark_refuses_methods_a_nan_empty_row_would_break(tiny_transformer,
 def test_benchmark_entry_point_runs_the_peers_beside_seqshap(tiny_transformer, tiny_bert, tmp_path):
     out = tmp_path / "faith"
     cmd = [sys.executable, str(BENCH / "faithfulness.py"), "--skip-default", "--other", str(tiny_transformer.path)]
-    cmd += ["--other", str(tiny_bert.path), "--n", "3", "--methods", "deepshap,occlusion,random"]
+    cmd += ["--other", str(tiny_bert.path), "--n", "3", "--methods", "deepshap,deeplift,occlusion,random"]
     cmd += ["--background", "4", "--short", "2", "--short-words", "4", "--planted", "2", "--max-evals", "40"]
     cmd += ["--ig-steps", "8", "--whole-reviews", "--out", str(out), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(Path(seqshap.__file__).resolve().parents[1])}
@@ -700,6 +700,7 @@ def test_benchmark_entry_point_runs_the_peers_beside_seqshap(tiny_transformer, t
         res = load_result(path)
         assert [r.method for r in res.rows] == [
             "deepshap",
+            "deeplift",
             "occlusion",
             "random",
             "shap-partition",
@@ -711,8 +712,11 @@ def test_benchmark_entry_point_runs_the_peers_beside_seqshap(tiny_transformer, t
             for attr in ("aopc", "comp", "suff", "kendall", "planted_top5", "seconds_per_review"):
                 assert math.isfinite(getattr(r, attr)), (path.parent.name, r.method, attr)
         table = res.meta["completeness"]
-        assert set(table) == {"deepshap", "shap-partition", "captum-deepliftshap", "captum-lig"}
+        assert set(table) == {"deepshap", "deeplift", "shap-partition", "captum-deepliftshap", "captum-lig"}
         assert table["deepshap"]["max"] < 1e-4  # exact
+        assert table["deeplift"]["max"] < 1e-4
+        empty = "[CLS] [SEP]" if res.meta["layout"]["pad_right"] else "the start token alone"
+        assert table["deeplift"]["reference"] == f"f(the empty text: {empty})"
         assert table["shap-partition"]["max"] < 1e-6  # additive by construction
     md = (out / "BENCHMARKS-faithfulness.md").read_text()
     assert md.count("| captum-lig |") == 4  # two models: the faithfulness table and the completeness table

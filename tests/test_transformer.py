@@ -118,13 +118,22 @@ def test_explanations_of_a_trained_transformer_read_as_words(tiny_transformer, i
     assert len(words) == int(exp.visible.sum())
 
 
-def test_deeplift_default_reference_is_refused_by_name_and_a_text_reference_works(tiny_transformer, imdb):
-    """A row of padding only has no real token to pool over: the refusal says why and what to do."""
+def test_deeplift_default_reference_is_the_empty_text_and_a_bare_net_is_refused_by_name(tiny_transformer, imdb):
+    """A row of padding only has no real token to pool over. A model that knows its tokenizer
+    falls back to its empty text (the start token alone) and adds up; a bare ``nn.Module`` gets a
+    refusal that says why and what to do; a text reference works."""
     from seqshap.attribution import DeepLift, NonFiniteError
 
     text = imdb["test"].texts[0]
+    dl = DeepLift(tiny_transformer)
+    exp = dl.explain([text])[0]
+    assert dl.reference_ == "the empty text"
+    assert dl.background.tolist() == tiny_transformer.encode([""]).tolist()
+    assert exp.base_value == pytest.approx(float(tiny_transformer.predict([""])[0]), abs=1e-6)
+    assert np.isfinite(exp.values).all()
+    assert exp.completeness_error < 1e-4
     with pytest.raises(NonFiniteError, match=r"default reference, a row of padding only.*reference=\.\.\."):
-        DeepLift(tiny_transformer).explain([text])
+        DeepLift(tiny_transformer.net, maxlen=tiny_transformer.maxlen).shap_values(tiny_transformer.encode([text]))
     exp = DeepLift(tiny_transformer, reference=["an ordinary film"]).explain([text])[0]
     assert np.isfinite(exp.values).all()
     assert exp.completeness_error < 1e-4

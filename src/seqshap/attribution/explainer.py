@@ -270,16 +270,27 @@ class DeepLift(DeepExplainer):
     Without ``reference`` the all-padding row has the model's ``maxlen`` (or ``maxlen``); a bare
     ``nn.Module`` without either gets the all-padding row of the first input's length. A model
     whose tokenizer knows its empty text (a Hugging Face model: ``[CLS] [SEP]``, then padding)
-    gets that instead: a row with no token at all is no text to it.
+    gets that instead: a row with no token at all is no text to it. So does a native model with
+    no output for a row of padding only (the Transformer pools over its real tokens): its empty
+    text is the start token alone. ``reference_`` says which row was used.
     """
 
     name = "deeplift"
 
     def __init__(self, model, reference=None, maxlen: int | None = None, **kwargs):
         T = maxlen or getattr(model, "maxlen", None)
+        vocab = getattr(model, "vocab", None)
+        self.reference_ = "given" if reference is not None else "all padding"
+        self._empty_text: torch.Tensor | None = None
         if reference is None and T is not None:
-            empty = getattr(getattr(model, "vocab", None), "empty_ids", None)
-            reference = torch.as_tensor(empty(T)) if callable(empty) else torch.zeros(1, T, dtype=torch.long)
+            empty = getattr(vocab, "empty_ids", None)
+            if callable(empty):
+                reference, self.reference_ = torch.as_tensor(empty(T)), "the empty text"
+            else:
+                reference = torch.zeros(1, T, dtype=torch.long)
+                encode = getattr(vocab, "encode", None)
+                if callable(encode):
+                    self._empty_text = torch.as_tensor(encode([""], T))
         self._deferred: tuple | None = None
         self._padding_reference = reference is None or (
             torch.is_tensor(reference) and reference.dtype == torch.long and not bool(reference.any())
@@ -295,7 +306,12 @@ class DeepLift(DeepExplainer):
         except NonFiniteError as e:
             if not self._padding_reference:
                 raise
-            # A model that pools over its real tokens (the native Transformer) has no output for none.
+            if self._empty_text is not None and bool(self._empty_text.any()):
+                # A model that pools over its real tokens has no output for none: "no words" is
+                # then the empty text as its tokenizer writes it (the start token alone).
+                self._padding_reference, self.reference_ = False, "the empty text"
+                super()._set_background(self._empty_text, weights, summarize)
+                return
             raise NonFiniteError(
                 f"DeepLIFT's default reference, a row of padding only, gives this model no number ({e.reason}): "
                 "it has no output for a text without tokens. Give DeepLift(reference=...) a neutral text, "

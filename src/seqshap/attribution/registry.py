@@ -4,7 +4,8 @@
 name               additive   what it is
 =================  =========  ==========================================================
 deepshap           yes        :class:`DeepExplainer` over a background (ours)
-deeplift           yes        :class:`DeepLift`, single reference (all padding)
+deeplift           yes        :class:`DeepLift`, single reference (all padding; for a model
+                              with no output there, its empty text)
 gradxinput         no         gradient x embedding, summed over the embedding dim
 ig                 yes*       Integrated Gradients over the embeddings (Gauss-Legendre),
                               ``completeness_error`` is its convergence delta
