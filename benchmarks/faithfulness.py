@@ -119,7 +119,8 @@ def completeness_table(result, peers: dict, ids) -> dict:
 
 
 # Methods whose reference is the review with every word padded (for a full native row: padding only).
-EMPTY_REFERENCE = ("deeplift", "ig", "sampling-shapley", "exact-shapley", "shap-partition")
+# Not deeplift: where a row of padding only has no output, its reference is the empty text.
+EMPTY_REFERENCE = ("ig", "sampling-shapley", "exact-shapley", "shap-partition")
 
 
 def whole_reviews(model, texts: list[str]) -> list[str]:
@@ -155,8 +156,7 @@ def check_empty_row(model, names: list[str], whole_reviews: bool) -> None:
     if np.isfinite(p):
         return
     said = f"{model.name}: the model's output for a row of padding only is {p}"
-    # deeplift is not among them: its default reference is then the empty text (the start token).
-    needs = [n for n in names if n in EMPTY_REFERENCE and n != "deeplift"]
+    needs = [n for n in names if n in EMPTY_REFERENCE]
     if needs and not whole_reviews:
         raise SystemExit(
             f"{said}, and {', '.join(needs)} explain a review relative to it whenever the review fills all "
