@@ -673,6 +673,19 @@ def test_terminal_render_plain_and_coloured():
     assert "\x1b[48;2;255;0;81m" in coloured  # GREAT on full red
 
 
+def test_terminal_render_names_the_share_of_padding_and_start_so_the_numbers_add_up():
+    # padding positions get a share when the background read words there
+    exp = make(maxlen=60, overrides={"<pad>": -0.01})
+    hidden = float(exp.values[~exp.visible].sum())
+    out = render(exp, colour_on=False).splitlines()[-1]
+    assert out.startswith(f"padding/start {hidden:+.4f}  (")
+    assert out.endswith(f"= {exp.output_value - exp.base_value:+.4f})")
+    words = sum(w.value for w in exp.word_list())
+    assert abs(words + hidden - (exp.output_value - exp.base_value)) < 1e-12
+    nothing_hidden = make(maxlen=60, overrides={"<start>": 0.0})
+    assert "padding/start" not in render(nothing_hidden)
+
+
 def test_terminal_render_strips_escape_sequences_from_reviews():
     exp = make(text="nice \x1b[2J\x1b]0;pwned\x07 movie", oov=())
     out = render(exp, colour_on=False)

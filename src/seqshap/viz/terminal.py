@@ -101,4 +101,12 @@ def render(exp: Explanation, colour_on: bool = False, k: int = 10, width: int = 
         if colour_on:
             bar = f"\x1b[38;2;{255 if v > 0 else 0};{0 if v > 0 else 139};{81 if v > 0 else 251}m{bar}{RESET}"
         lines.append(f"  {_safe(w.text):<{wmax}}  {fmt(v):>10}  {bar}")
+    hidden = float(exp.values[~exp.visible].sum())
+    if hidden != 0.0:
+        # Without this line a reader adding up the words would miss the share of the
+        # positions that are not words (a shorter text than the background's, the start token).
+        lines.append(
+            f"padding/start {fmt(hidden)}  (not words; all words + padding/start = prediction - base value "
+            f"= {fmt(float(exp.output_value) - float(exp.base_value))})"
+        )
     return "\n".join(lines)
