@@ -439,9 +439,10 @@ def render_page(info: dict[str, Any]) -> str:
 </form>
 <div id="status" role="status" aria-live="polite" class="muted" style="margin:14px 0 4px;min-height:1.4em"></div>
 <div id="result"></div>
-<p class="muted" style="margin-top:40px">Exact DeepSHAP: the word values add up to the prediction minus the
-base value (the mean prediction over the background). JSON API: <code>POST /api/explain</code>,
-<code>POST /api/explain/batch</code>, <code>GET /api/model</code> — see <a href="/docs">/docs</a>.</p>
+<p class="muted" style="margin-top:40px">Exact DeepSHAP: the word values and the padding/start share add up
+to the prediction minus the base value (the mean prediction over the background).
+JSON API: <code>POST /api/explain</code>, <code>POST /api/explain/batch</code>,
+<code>GET /api/model</code> — see <a href="/docs">/docs</a>.</p>
 <script src="/static/app.js" defer></script>"""
     return standalone_page(f"seqshap — {info['name']}", body, csp=PAGE_CSP)
 
