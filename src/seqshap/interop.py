@@ -55,9 +55,8 @@ def _row(exp: Explanation, padding: bool) -> tuple[np.ndarray, np.ndarray, list[
     values = [w.value for w in words]
     data = [w.text for w in words]
     names = [w.token for w in words]
-    hidden = ~exp.visible
-    if padding and hidden.any() and float(exp.values[hidden].sum()) != 0.0:
-        values.insert(0, float(exp.values[hidden].sum()))
+    if padding and exp.hidden_value != 0.0:
+        values.insert(0, exp.hidden_value)
         data.insert(0, HIDDEN_FEATURE)
         names.insert(0, HIDDEN_FEATURE)
     spaced = [d + " " for d in data[:-1]] + data[-1:]

@@ -123,6 +123,12 @@ class Explanation:
             return np.array([s is not None for s in self.spans], dtype=bool)
         return np.array([t not in HIDDEN_TOKENS for t in self.tokens], dtype=bool)
 
+    @property
+    def hidden_value(self) -> float:
+        """The summed value of the positions that are not words (padding, start and special
+        tokens): with every word's value it adds up to ``output_value - base_value``."""
+        return float(self.values[~self.visible].sum())
+
     def word_list(self) -> list[Word]:
         """The visible words in text order, each with the summed value of its positions."""
         groups: dict[Any, list[int]] = {}

@@ -251,7 +251,7 @@ def force_layout(exp: Explanation, max_labels: int = 12, label_chars: float = LA
     f = float(exp.output_value)
     items = [(w.positions[0], w.positions, w.text, w.value) for w in exp.word_list()]
     hidden = tuple(int(p) for p in (~exp.visible).nonzero()[0])
-    hidden_value = float(exp.values[list(hidden)].sum()) if hidden else 0.0
+    hidden_value = exp.hidden_value
     if hidden_value != 0.0:
         items.append((-1, hidden, "padding/start", hidden_value))
     pos = sorted([it for it in items if it[3] > 0], key=lambda it: -it[3])

@@ -101,7 +101,7 @@ def render(exp: Explanation, colour_on: bool = False, k: int = 10, width: int = 
         if colour_on:
             bar = f"\x1b[38;2;{255 if v > 0 else 0};{0 if v > 0 else 139};{81 if v > 0 else 251}m{bar}{RESET}"
         lines.append(f"  {_safe(w.text):<{wmax}}  {fmt(v):>10}  {bar}")
-    hidden = float(exp.values[~exp.visible].sum())
+    hidden = exp.hidden_value
     if hidden != 0.0:
         # Without this line a reader adding up the words would miss the share of the
         # positions that are not words (a shorter text than the background's, the start token).
