@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from seqshap.attribution import DeepExplainer, UnsupportedLayerError
 from seqshap.attribution.attention import ExplicitEncoderLayer, block_params
@@ -288,6 +289,83 @@ def test_users_own_attention_is_exact_through_the_op_rules():
     ex = DeepExplainer(net, same_length[:2])
     ex.shap_values(same_length[2:])  # matmul of two signals and softmax have rules
     assert ex.last_errors_.max() < 1e-5
+
+
+class SdpaAttention(nn.Module):
+    """A user's own multi-head attention through ``F.scaled_dot_product_attention``."""
+
+    def __init__(self, heads=2, is_causal=False, attn_mask=None, dropout_p=0.0, scale=1.0, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.heads, self.is_causal, self.attn_mask, self.dropout_p = heads, is_causal, attn_mask, dropout_p
+        self.embedding = nn.Embedding(V, 8)
+        self.q, self.k, self.v = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+        self.norm, self.fc = nn.LayerNorm(8), nn.Linear(8, 1)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.mul_(scale)
+
+    def forward(self, ids):
+        e = self.embedding(ids)
+        B, L, D = e.shape
+
+        def split(t):
+            return t.view(B, L, self.heads, D // self.heads).transpose(1, 2)
+
+        mask = self.attn_mask(ids) if callable(self.attn_mask) else self.attn_mask
+        o = F.scaled_dot_product_attention(
+            split(self.q(e)), split(self.k(e)), split(self.v(e)), mask, self.dropout_p, self.is_causal
+        )
+        h = self.norm(e + o.transpose(1, 2).reshape(B, L, D))
+        return torch.sigmoid(self.fc(h.mean(1)))
+
+
+def _masks(seed=5):
+    g = torch.Generator().manual_seed(seed)
+    keep = torch.rand(T, T, generator=g) > 0.3
+    keep[:, 0] = True  # every query keeps a key
+    additive = torch.randn(T, T, generator=g, dtype=torch.float64).masked_fill(~keep, float("-inf"))
+    return {"none": {}, "causal": {"is_causal": True}, "bool": {"attn_mask": keep}, "additive": {"attn_mask": additive}}
+
+
+@pytest.mark.parametrize("mask", ["none", "causal", "bool", "additive"])
+@pytest.mark.parametrize("output", ["probability", "logit"])
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-5), (torch.float32, 1e-4)])
+def test_scaled_dot_product_attention_is_exact(mask, output, dtype, tol):
+    kwargs = _masks()[mask]
+    if "attn_mask" in kwargs and kwargs["attn_mask"].is_floating_point():
+        kwargs["attn_mask"] = kwargs["attn_mask"].to(dtype)
+    net = SdpaAttention(heads=2, scale=3.0, **kwargs).to(dtype).eval()  # weights scaled: softmax saturates
+    x = rows(3, 3, T, seed=1)
+    bg = torch.cat([rows(3, 2, 4, seed=2), rows(3, T - 1, T, seed=3)])
+    ex = DeepExplainer(net, bg, output=output, dtype=dtype)
+    phi = ex.shap_values(x)
+    assert np.isfinite(phi).all()
+    assert ex.last_errors_.max() <= tol
+    if dtype == torch.float64:
+        assert ex.last_errors_.max() < 1e-9
+
+
+def test_scaled_dot_product_attention_one_changed_position_gets_the_whole_difference():
+    net = SdpaAttention(heads=4, is_causal=True, scale=2.0).double().eval()
+    x = rows(1, 9, 9, seed=7)
+    r = x.clone()
+    t = T - 4
+    r[0, t] = 3 if x[0, t] != 3 else 4
+    phi = DeepExplainer(net, r, output="logit").shap_values(x)[0, :, 0]
+    with torch.no_grad():
+        diff = (torch.logit(net(x)) - torch.logit(net(r))).item()
+    assert phi[t] == pytest.approx(diff, abs=1e-12)
+    assert np.all(phi[np.arange(T) != t] == 0.0)
+
+
+def test_scaled_dot_product_attention_refusals_name_the_argument():
+    bg, x = rows(2, 3, 3, seed=3), rows(1, 8, 8, seed=4)
+    padding = SdpaAttention(attn_mask=lambda ids: (ids != 0)[:, None, None, :])  # differs with the length
+    with pytest.raises(UnsupportedLayerError, match=r"scaled_dot_product_attention's attn_mask: the mask differs"):
+        DeepExplainer(padding, bg).shap_values(x)
+    with pytest.raises(UnsupportedLayerError, match=r"scaled_dot_product_attention with dropout_p > 0"):
+        DeepExplainer(SdpaAttention(dropout_p=0.1), bg).shap_values(x)
 
 
 @pytest.fixture(scope="module")

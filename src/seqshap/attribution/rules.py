@@ -384,6 +384,25 @@ class Bilinear(torch.autograd.Function):
         return _both_sum_to(ga, a.shape), _both_sum_to(gb, b.shape)
 
 
+class MaskedSoftmax(torch.autograd.Function):
+    """Softmax over the last dim of ``s`` where ``keep`` (bool, broadcast to ``s``) on the stacked
+    halves, the mask the same for an input and its reference: :class:`SoftmaxRule` with one mask.
+    ``s`` is finite everywhere; masked keys have probability 0 on both sides and get nothing."""
+
+    @staticmethod
+    def forward(ctx, s, keep):
+        z = s.masked_fill(~keep, float("-inf"))
+        p, lse = torch.softmax(z, -1), torch.logsumexp(z, -1, keepdim=True)
+        ctx.save_for_backward(s, p, lse)
+        return p
+
+    @staticmethod
+    def backward(ctx, g):
+        s, p, lse = ctx.saved_tensors
+        (sx, sr), (px, pr), (lx, lr) = _halves(s), _halves(p), _halves(lse)
+        return _both(SoftmaxRule._one_mask(_halves(g)[0], sx, sr, px, pr, lx, lr)), None
+
+
 class LayerNorm(torch.autograd.Function):
     """``F.layer_norm`` over the last dim on the stacked halves: :class:`LayerNormRule`."""
 

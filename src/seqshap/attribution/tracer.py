@@ -12,6 +12,7 @@ Two checks keep numbers honest:
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 
 import torch
@@ -24,7 +25,7 @@ from ..models.transformer import EncoderBlock, PaddingMask
 from .attention import ExplicitEncoderLayer, block_params, hf_layer_params
 from .pairs import Pairing
 from .recurrent import _ExplicitRNN
-from .rules import Bilinear, CenteredSoftmax, LayerNorm, MaxOverDim, Product, ProductRule, Rescale
+from .rules import Bilinear, CenteredSoftmax, LayerNorm, MaskedSoftmax, MaxOverDim, Product, ProductRule, Rescale
 
 
 class UnsupportedLayerError(TypeError):
@@ -392,10 +393,24 @@ class _LayerNorm(_OpRule):
         return LayerNorm.apply(z, w, b, float(bound.get("eps", 1e-5)))
 
 
+def _check_same_for_pairs(name: str, mask: torch.Tensor, batch: int) -> None:
+    """Refuse a mask ``[batch, ...]`` that differs between an input and its reference (the stacked
+    halves): its share of the difference would be lost (a padding mask of texts of different
+    lengths, say). A mask broadcast over the batch is the same for all and passes."""
+    if mask.dim() and mask.shape[0] == batch and batch % 2 == 0:
+        P = batch // 2
+        if not torch.equal(mask[:P], mask[P:]):
+            raise UnsupportedLayerError(
+                f"{name}: the mask differs between an input and its reference (a padding mask of texts "
+                f"of different lengths?), so its share of the difference cannot be attributed; build "
+                f"attention from seqshap.models.transformer (PaddingMask, EncoderBlock), or explain "
+                f"against references of the same length"
+            )
+
+
 class _Select(_OpRule):
     """``masked_fill``/``where`` with a constant mask: linear, as long as each input and its
-    reference are masked alike (a padding mask of texts of different lengths is not: its share
-    of the difference would be lost, so it is refused by name)."""
+    reference are masked alike (see :func:`_check_same_for_pairs`)."""
 
     def __call__(self, mode, func, args, kwargs):
         name = _name(func)
@@ -403,21 +418,50 @@ class _Select(_OpRule):
         if _signal(mask):
             raise UnsupportedLayerError(f"{name} with a mask that depends on the input has no rule")
         signal = next(t for t in tree_flatten((args, kwargs))[0] if _signal(t))
-        if (
-            isinstance(mask, torch.Tensor)
-            and mask.dim()
-            and mask.shape[0] == signal.shape[0]
-            and mask.shape[0] % 2 == 0
-        ):
-            P = mask.shape[0] // 2
-            if not torch.equal(mask[:P], mask[P:]):
-                raise UnsupportedLayerError(
-                    f"{name}: the mask differs between an input and its reference (a padding mask of texts "
-                    f"of different lengths?), so its share of the difference cannot be attributed; build "
-                    f"attention from seqshap.models.transformer (PaddingMask, EncoderBlock), or explain "
-                    f"against references of the same length"
-                )
+        if isinstance(mask, torch.Tensor):
+            _check_same_for_pairs(name, mask, signal.shape[0])
         return func(*args, **kwargs)
+
+
+class _ScaledDotProductAttention(_OpRule):
+    """``F.scaled_dot_product_attention`` in its explicit form ``softmax(q kᵀ · scale + mask) v``:
+    the two matrix products of signals get :class:`Bilinear`, the softmax :class:`MaskedSoftmax`.
+    A causal or given mask must be the same for an input and its reference; dropout must be off."""
+
+    _PARAMS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+
+    def __call__(self, mode, func, args, kwargs):
+        name = _name(func)
+        bound = dict(zip(self._PARAMS, args, strict=False), **kwargs)
+        q, k, v, mask = bound["query"], bound["key"], bound["value"], bound.get("attn_mask")
+        if bound.get("dropout_p", 0.0):
+            raise UnsupportedLayerError(
+                f"{name} with dropout_p > 0 is random; pass dropout_p=0.0 outside training "
+                f"(model.eval() does not change a functional call's argument)"
+            )
+        if bound.get("enable_gqa"):
+            raise UnsupportedLayerError(f"{name} with enable_gqa=True is not supported; repeat the keys and values")
+        if _signal(mask):
+            raise UnsupportedLayerError(f"{name} with an attn_mask that depends on the input has no rule")
+        keep = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device)
+        if bound.get("is_causal"):
+            keep = keep.tril()
+        bias = None
+        if mask is not None:
+            if mask.dim() == q.dim():  # else broadcast over the batch
+                _check_same_for_pairs(f"{name}'s attn_mask", mask, q.shape[0])
+            if mask.dtype == torch.bool:
+                keep = keep & mask
+            else:  # additive: -inf masks a key, finite values shift its score
+                keep = keep & (mask > float("-inf"))
+                bias = mask.masked_fill(mask == float("-inf"), 0.0)
+        scale = bound.get("scale")
+        scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+        kt = k.transpose(-2, -1)
+        s = Bilinear.apply(q, kt) if _signal(q) and _signal(k) else q @ kt
+        s = s * scale if bias is None else s * scale + bias
+        p = MaskedSoftmax.apply(s, keep.expand_as(s))
+        return Bilinear.apply(p, v) if _signal(v) else p @ v
 
 
 class _Elementwise(_OpRule):
@@ -526,6 +570,7 @@ OP_RULES: dict[str, _OpRule] = {
     **_table(_LayerNorm(), "layer_norm"),
     **_table(_Elementwise(), "leaky_relu", "elu", "gelu", "silu", "softplus", "hardsigmoid", "hardtanh", "relu6"),
     **_table(_Softmax(), "softmax", "_softmax"),
+    **_table(_ScaledDotProductAttention(), "scaled_dot_product_attention"),
     **_table(_MaxOverDim(), "amax", "max"),
     **_table(_GlobalMaxPool(), "adaptive_max_pool1d", "_adaptive_max_pool1d", "adaptive_max_pool1d_with_indices"),
     **_table(_MaxPool1d(), "max_pool1d", "_max_pool1d", "max_pool1d_with_indices"),
