@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import PEERS, make_peers  # the benchmark-only module beside this script
+from seqshap.faithfulness.evaluate import EMPTY_REFERENCE, empty_row_output, whole_texts
 
 METHODS = "deepshap,deeplift,gradxinput,ig,occlusion,sampling-shapley,random"
 # The base each of seqshap's additive methods is relative to, in words (for the completeness table).
@@ -118,51 +119,14 @@ def completeness_table(result, peers: dict, ids) -> dict:
     return table
 
 
-# Methods whose reference is the review with every word padded (for a full native row: padding only).
-# Not deeplift: where a row of padding only has no output, its reference is the empty text.
-EMPTY_REFERENCE = ("ig", "sampling-shapley", "exact-shapley", "shap-partition")
-
-
-def whole_reviews(model, texts: list[str]) -> list[str]:
-    """The texts the model reads whole with room to spare: some padding left in the row, so nothing is
-    cut by ``maxlen`` (natively the start token survives, even with a planted word added)."""
-    from seqshap.faithfulness.evaluate import layout_of
-
-    pad = layout_of(model).pad
-    keep = []
-    for i in range(0, len(texts), 2000):
-        keep += (model.encode(texts[i : i + 2000]).numpy() == pad).any(1).tolist()
-    return [t for t, k in zip(texts, keep, strict=True) if k]
-
-
-def empty_row_output(model) -> float:
-    """The model's output for a row of padding only (NaN for the native Transformer; a Hugging
-    Face row always keeps [CLS]/[SEP], so its "no words" row is never that row)."""
-    import torch
-
-    from seqshap.faithfulness.evaluate import layout_of
-
-    layout = layout_of(model)
-    if layout.pad_right:
-        return 0.0
-    return float(np.ravel(model.predict_ids(torch.full((1, model.maxlen), layout.pad, dtype=torch.long)))[0])
-
-
 def check_empty_row(model, names: list[str], whole_reviews: bool) -> None:
-    """Refuse, before hours of work, a model that gives NaN for a row of padding only when a method
-    needs that row: deeplift's reference always, the others' ("every word padded") for a review
-    that fills the row (no start token left) unless only whole reviews are used."""
-    p = empty_row_output(model)
-    if np.isfinite(p):
-        return
-    said = f"{model.name}: the model's output for a row of padding only is {p}"
-    needs = [n for n in names if n in EMPTY_REFERENCE]
-    if needs and not whole_reviews:
-        raise SystemExit(
-            f"{said}, and {', '.join(needs)} explain a review relative to it whenever the review fills all "
-            f"{model.maxlen} positions (no start token left); rerun with --whole-reviews (only test "
-            "reviews the model reads whole) or without those methods"
-        )
+    """Refuse, before hours of work, methods a NaN row of padding only would break (the library's check)."""
+    from seqshap.faithfulness.evaluate import check_empty_row as check
+
+    try:
+        check(model, names, whole_reviews)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
 
 def result_dir(model, out: Path) -> Path:
@@ -179,7 +143,7 @@ def texts_for(model, a) -> tuple[list[str], list[str], int, bool]:
     n_test = len(test_texts)
     whole = a.whole_reviews and not np.isfinite(empty_row_output(model))
     if whole:
-        test_texts = whole_reviews(model, test_texts)
+        test_texts = whole_texts(model, test_texts)
     return test_texts, list(imdb["train"].texts[: a.background]), n_test, whole
 
 

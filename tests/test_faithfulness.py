@@ -36,7 +36,7 @@ from seqshap.attribution import (
 )
 from seqshap.cli import main
 from seqshap.faithfulness import evaluate
-from seqshap.faithfulness.evaluate import layout_of
+from seqshap.faithfulness.evaluate import empty_row_output, layout_of, whole_texts
 from seqshap.faithfulness.metrics import (
     NATIVE,
     Layout,
@@ -674,14 +674,14 @@ def test_benchmark_refuses_methods_a_nan_empty_row_would_break(tiny_transformer,
     import faithfulness as bench
 
     # the native Transformer gives NaN for a row of padding only (no token to attend to or pool)
-    assert math.isnan(bench.empty_row_output(tiny_transformer))
+    assert math.isnan(empty_row_output(tiny_transformer))
     # deeplift needs no such row: its default reference is then the empty text (the start token)
     bench.check_empty_row(tiny_transformer, ["deepshap", "deeplift"], whole_reviews=False)
     with pytest.raises(SystemExit, match=r"ig, shap-partition explain a review relative to it.*--whole-reviews"):
         bench.check_empty_row(tiny_transformer, ["deepshap", "ig", "shap-partition"], whole_reviews=False)
     bench.check_empty_row(tiny_transformer, ["deepshap", "ig", "shap-partition"], whole_reviews=True)
     bench.check_empty_row(tiny_bert, ["deeplift", "ig"], whole_reviews=False)  # [CLS]/[SEP] always stay
-    kept = bench.whole_reviews(tiny_transformer, ["a good film", " ".join(["word"] * 31), " ".join(["word"] * 30)])
+    kept = whole_texts(tiny_transformer, ["a good film", " ".join(["word"] * 31), " ".join(["word"] * 30)])
     assert kept == ["a good film", " ".join(["word"] * 30)]  # start + 31 words fill all 32 positions
 
 

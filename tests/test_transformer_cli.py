@@ -1,6 +1,6 @@
 """A Transformer model directory through the real entry points (issue 13): ``seqshap train
---arch transformer`` in a subprocess, then ``explain`` (JSON, HTML), ``report`` and a real
-``seqshap serve`` process, each on that directory."""
+--arch transformer`` in a subprocess, then ``explain`` (JSON, HTML), ``importance``, ``report``,
+``faithfulness`` and a real ``seqshap serve`` process, each on that directory."""
 
 from __future__ import annotations
 
@@ -63,6 +63,39 @@ def test_report_on_a_transformer(tf_dir, tmp_path):
     cli("report", "--model", str(tf_dir), "--n", "2", "--background", "6", "--importance-n", "6", "--out", str(out))
     index = (out / "index.html").read_text(encoding="utf-8")
     assert "transformer" in index.lower()
+
+
+def test_importance_on_a_transformer(tf_dir, tmp_path):
+    out = tmp_path / "imp"
+    r = cli("importance", "--model", str(tf_dir), "--n", "6", "--background", "4", "--min-count", "1",
+            "--out", str(out), "--json", "--quiet")  # fmt: skip
+    summary = json.loads(r.stdout)
+    assert summary["n_explanations"] == 6
+    assert summary["words"] > 0
+    for kind in ("csv", "json", "png", "svg"):
+        assert (out / f"word_importance.{kind}").stat().st_size > 0
+
+
+def test_faithfulness_on_a_transformer(tf_dir, tmp_path):
+    """A row of padding only has no output for the native Transformer, so the methods that explain a
+    full row against it are refused up front, naming the way out; --whole-reviews takes it."""
+    out = tmp_path / "faith"
+    methods = ["deepshap", "deeplift", "ig", "occlusion", "sampling-shapley", "random"]
+    args = ["faithfulness", "--model", str(tf_dir), "--n", "4", "--background", "4", "--short", "2",
+            "--short-words", "4", "--planted", "2", "--ig-steps", "8", "--permutations", "2",
+            "--methods", ",".join(methods), "--out", str(out), "--quiet"]  # fmt: skip
+    refused = subprocess.run([*SEQSHAP, *args], capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2
+    assert "ig, sampling-shapley explain a review relative to it" in refused.stderr
+    assert "--whole-reviews" in refused.stderr
+    assert not out.exists()
+    r = cli(*args, "--whole-reviews")
+    assert re.search(r"--whole-reviews: \d+ of 25000 texts fit in 40 positions", r.stderr)
+    result = json.loads((out / "faithfulness.json").read_text())
+    kept = result["meta"]["whole_reviews"]
+    assert 4 <= kept["kept"] < kept["of"] == 25000
+    assert [row["method"] for row in result["rows"]] == methods
+    assert "| deepshap |" in r.stdout
 
 
 def test_real_server_explains_a_transformer(tf_dir):

@@ -29,23 +29,31 @@ def run(args) -> int:
 
     from .. import load
     from ..data import load_imdb, read_labeled
-    from ..faithfulness.evaluate import run_on_imdb
+    from ..faithfulness.evaluate import check_empty_row, run_on_imdb, whole_texts
     from ..faithfulness.report import to_markdown, write_outputs
 
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.model)
+    try:
+        check_empty_row(model, names, args.whole_reviews)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     background = background_for(args, model)
-    texts = (
+    texts = list(
         read_labeled(args.data, args.text_column, args.label_column).texts
         if args.data
         else load_imdb(args.imdb)["test"].texts
     )
+    n_all = len(texts)
+    if args.whole_reviews:
+        texts = whole_texts(model, texts)
+        print(f"--whole-reviews: {len(texts)} of {n_all} texts fit in {model.maxlen} positions", file=sys.stderr)
     if args.n > len(texts):
         raise UsageError(f"--n {args.n} is more than the {len(texts)} texts available")
     result = run_on_imdb(
         model,
-        list(texts),
+        texts,
         list(background.texts),
         names,
         n=args.n,
@@ -57,6 +65,7 @@ def run(args) -> int:
         n_permutations=args.permutations,
         progress=not args.quiet,
     )
+    result.meta["whole_reviews"] = {"kept": len(texts), "of": n_all} if args.whole_reviews else None
     paths = write_outputs(result, args.out)
     print(to_markdown(result))
     for p in paths.values():
@@ -115,4 +124,11 @@ def register(sub) -> None:
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default="label")
     p.add_argument("--imdb", metavar="PATH", help="IMDB archive (default: the shipped copy)")
+    p.add_argument(
+        "--whole-reviews",
+        action="store_true",
+        help="score only the texts the model reads whole, with padding to spare (needed for ig, "
+        "sampling-shapley and exact Shapley on a model with no output for a row of padding only, "
+        "such as the native Transformer)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")

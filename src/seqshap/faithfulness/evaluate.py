@@ -348,6 +348,49 @@ def layout_of(model) -> Layout:
     )
 
 
+# Methods whose reference is the text with every word padded: for a text that fills the row (natively:
+# no start token left) that is a row of padding only. Not deeplift: where a row of padding only has no
+# output, its default reference is the empty text.
+EMPTY_REFERENCE = ("ig", "sampling-shapley", "exact-shapley", "shap-partition")
+
+
+def empty_row_output(model) -> float:
+    """The model's output for a row of padding only (NaN for the native Transformer, which has no
+    token to attend to or pool; a Hugging Face row always keeps [CLS]/[SEP], so its "no words" row is
+    never that row)."""
+    layout = layout_of(model)
+    if layout.pad_right:
+        return 0.0
+    row = torch.full((1, model.maxlen), layout.pad, dtype=torch.long)
+    return float(np.ravel(model.predict_ids(row))[0])
+
+
+def whole_texts(model, texts: list[str]) -> list[str]:
+    """The texts the model reads whole with room to spare: some padding left in the row, so nothing is
+    cut by ``maxlen`` (natively the start token survives, even with a planted word added)."""
+    pad = layout_of(model).pad
+    keep: list[bool] = []
+    for i in range(0, len(texts), 2000):
+        keep += (model.encode(texts[i : i + 2000]).numpy() == pad).any(1).tolist()
+    return [t for t, k in zip(texts, keep, strict=True) if k]
+
+
+def check_empty_row(model, names: list[str], whole: bool) -> None:
+    """Raise ``ValueError`` before any work if a method in ``names`` would explain a text that fills
+    the row against a row of padding only and the model gives no number for that row, unless only
+    whole texts are scored (``whole``)."""
+    needs = [n for n in names if n in EMPTY_REFERENCE]
+    if not needs or whole:
+        return
+    p = empty_row_output(model)
+    if not np.isfinite(p):
+        raise ValueError(
+            f"{model.name}: the model's output for a row of padding only is {p}, and {', '.join(needs)} explain "
+            f"a review relative to it whenever the review fills all {model.maxlen} positions (no start token "
+            "left); rerun with --whole-reviews (only test reviews the model reads whole) or without those methods"
+        )
+
+
 def run_on_imdb(
     model,
     test_texts: list[str],
