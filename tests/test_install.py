@@ -208,6 +208,32 @@ def test_explain_offline_with_a_background_file(venv, sandbox, tmp_path):
     assert r.stderr.splitlines()[-1] == f"background: the 3 texts of {bg}"
 
 
+def test_importance_and_report_offline_on_your_own_texts(venv, sandbox, tmp_path):
+    """The corpus commands need texts to explain: with --data they need no archive and no network."""
+    data = tmp_path / "reviews.csv"
+    rows = [
+        ("A wonderful, moving film with a weak ending.", "positive"),
+        ("Dull, far too long, and the acting was awful.", "negative"),
+        ("One of the best films of the year: funny and warm.", "positive"),
+        ("A waste of time. The plot makes no sense at all.", "negative"),
+        ("Great music, great cast, a story that stays with you.", "positive"),
+        ("Boring from start to end; I nearly walked out.", "negative"),
+    ]
+    data.write_text("text,label\n" + "".join(f'"{t}",{y}\n' for t, y in rows), encoding="utf-8")
+    out = tmp_path / "importance"
+    r = offline(sandbox, "seqshap", "importance", "--data", data, "--n", "6", "--min-count", "1",
+                "--out", out, "--json", "--quiet")  # fmt: skip
+    assert r.returncode == 0, f"[{sandbox['mode']}] {r.stderr}"
+    assert json.loads(r.stdout)["n_explanations"] == 6
+    for kind in ("csv", "json", "png", "svg"):
+        assert (out / f"word_importance.{kind}").stat().st_size > 0
+    report = tmp_path / "report"
+    r = offline(sandbox, "seqshap", "report", "--data", data, "--n", "2", "--importance-n", "6", "--out", report)
+    assert r.returncode == 0, f"[{sandbox['mode']}] {r.stderr}"
+    index = (report / "index.html").read_text(encoding="utf-8")
+    assert "wonderful" in index
+
+
 def test_offline_failure_names_imdb_where_from_and_what_to_do(venv, sandbox, tmp_path):
     """The control: a model without background.json needs the IMDB reviews, which the sandbox
     cannot fetch. The message says what, from where, and the alternatives."""
