@@ -232,6 +232,13 @@ def test_importance_and_report_offline_on_your_own_texts(venv, sandbox, tmp_path
     assert r.returncode == 0, f"[{sandbox['mode']}] {r.stderr}"
     index = (report / "index.html").read_text(encoding="utf-8")
     assert "wonderful" in index
+    # without --data they would explain the IMDB test reviews: the message says where to get them
+    r = offline(sandbox, "seqshap", "importance", "--n", "6", "--out", tmp_path / "imdb-importance")
+    assert r.returncode == 1
+    message = r.stderr.strip()
+    assert "\n" not in message, message
+    for part in ("cannot download the IMDB reviews", "$SEQSHAP_IMDB (or --imdb PATH)", "--data FILE"):
+        assert part in message, f"[{sandbox['mode']}] {message}"
 
 
 def test_offline_failure_names_imdb_where_from_and_what_to_do(venv, sandbox, tmp_path):

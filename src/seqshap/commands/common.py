@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -114,6 +116,19 @@ def add_task_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+@contextlib.contextmanager
+def data_hint(args) -> Iterator[None]:
+    """A failed IMDB download in a command that takes ``--data`` also names that way out."""
+    from ..data.imdb import DownloadError
+
+    try:
+        yield
+    except DownloadError as e:
+        if not hasattr(args, "data"):
+            raise
+        raise DownloadError(f"{e}. Or give your own texts: --data FILE (CSV or JSONL)") from None
+
+
 def model_data(args, model, split: str = "test"):
     """The labelled texts a command scores or explains: ``--data`` read with the model's classes,
     else the IMDB ``split`` labelled for ``--task`` (default: the model's own task, from its config)."""
@@ -127,7 +142,8 @@ def model_data(args, model, split: str = "test"):
         except DataFileError as e:
             raise UsageError(f"--data: {e}") from None
     task = getattr(args, "task", None) or model.config.get("task") or "imdb"
-    data = load_task(task, args.imdb)[split]
+    with data_hint(args):
+        data = load_task(task, args.imdb)[split]
     have = data.classes or DEFAULT_CLASSES
     if len(have) != len(model.classes):
         raise UsageError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import UsageError, add_background_option, add_command, add_model_option, background_for
+from .common import UsageError, add_background_option, add_command, add_model_option, background_for, data_hint
 
 DEFAULT_METHODS = "deepshap,ig,gradxinput,occlusion,random"
 
@@ -40,11 +40,11 @@ def run(args) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     background = background_for(args, model)
-    texts = list(
-        read_labeled(args.data, args.text_column, args.label_column).texts
-        if args.data
-        else load_imdb(args.imdb)["test"].texts
-    )
+    if args.data:
+        texts = list(read_labeled(args.data, args.text_column, args.label_column).texts)
+    else:
+        with data_hint(args):
+            texts = list(load_imdb(args.imdb)["test"].texts)
     n_all = len(texts)
     if args.whole_reviews:
         texts = whole_texts(model, texts)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import UsageError, add_background_option, add_command, add_model_option, add_output_option, background_for
+from .common import (
+    UsageError,
+    add_background_option,
+    add_command,
+    add_model_option,
+    add_output_option,
+    background_for,
+    data_hint,
+)
 
 
 def run(args) -> int:
@@ -28,7 +36,8 @@ def run(args) -> int:
     if args.data:  # labels read as the model's classes
         reviews, background = _own_data(args.data, args.text_column, args.label_column, args.n, model.classes)
     else:  # the IMDB reviews labelled as the model learned them (sentiment, or star ratings)
-        data = load_task(model.config.get("task") or "imdb", args.imdb)
+        with data_hint(args):
+            data = load_task(model.config.get("task") or "imdb", args.imdb)
     index = write_report(
         model,
         out,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import UsageError, add_command, add_data_options
+from .common import UsageError, add_command, add_data_options, data_hint
 
 FLAGS = ("--resume", "--overwrite", "--out")
 
@@ -73,7 +73,8 @@ def run(args) -> int:
         if test_split is not None:
             records["test"] = data_record(test_split, str(Path(args.test_data).resolve()), args.test_data)
     else:
-        imdb = load_task(task or "imdb", args.imdb)
+        with data_hint(args):
+            imdb = load_task(task or "imdb", args.imdb)
         train_split, test_split = imdb["train"], imdb["test"]
         archive = str(Path(args.imdb).resolve()) if args.imdb else "the shipped archive"
         what = "" if task == "imdb" else f", labelled by {task}"
