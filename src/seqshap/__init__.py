@@ -11,6 +11,7 @@ from .attribution import (
     NoWordsError,
     UnsupportedLayerError,
 )
+from .errors import SeqshapError
 from .interop import to_shap
 from .store import ModelLoadError, SeqshapModel, load
 
@@ -22,6 +23,7 @@ __all__ = [
     "ModelLoadError",
     "NoWordsError",
     "NonFiniteError",
+    "SeqshapError",
     "SeqshapModel",
     "UnsupportedLayerError",
     "__version__",

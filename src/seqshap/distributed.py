@@ -47,6 +47,7 @@ from typing import Any
 
 from . import atomic
 from .background import default_background
+from .errors import DistributedError
 from .importance import WordImportance
 from .store import CONFIG, DEFAULT_MODEL_DIR, VOCAB, WEIGHTS
 
@@ -54,10 +55,6 @@ CHUNK_FORMAT = "seqshap.importance-chunk/1"
 RUN_FORMAT = "seqshap.importance-run/1"
 MODEL_FILES = (CONFIG, VOCAB, WEIGHTS)  # all an explainer needs (metrics.json is not)
 SCHEDULERS = ("local", "processes")  # plus any "tcp://host:port" (or tls://, ws://, ...) address
-
-
-class DistributedError(RuntimeError):
-    """A distributed run could not start or a chunk failed."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,6 +24,7 @@ import torch
 
 from .data.tokenize import FIRST_WORD_ID, KERAS_FILTERS, OOV, PAD, START
 from .data.vocab import Vocab
+from .errors import KerasImportError
 from .models.keras_layers import ACTIVATIONS, KerasSequential
 from .store import SeqshapModel, load, save_model
 
@@ -57,10 +58,6 @@ _ALIASES = {
 _INFERENCE_IDENTITY = ("Dropout", "SpatialDropout1D")  # do nothing outside training
 IMDB_INDEX_FROM = 3  # keras.datasets.imdb.load_data(index_from=3)
 ID_TOKEN = "id{}"  # word of id i when no vocabulary is given; typeable, so `seqshap explain "id14 id9"` works
-
-
-class KerasImportError(ValueError):
-    """The Keras file cannot be converted (unsupported, inconsistent or corrupt); one-line message."""
 
 
 @dataclass

@@ -25,6 +25,7 @@ from .data.hf_tokenizer import HFTokenizer
 from .data.labels import DEFAULT_CLASSES
 from .data.tokenize import Encoding
 from .data.vocab import Vocab, check_ids
+from .errors import ModelLoadError
 from .models import TRAINABLE, build_model
 
 CONFIG, VOCAB, WEIGHTS, METRICS = "config.json", "vocab.json", "model.safetensors", "metrics.json"
@@ -34,10 +35,6 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 MAX_MAXLEN = 100_000  # tokens a model reads per text; encoding allocates [n, maxlen], so more is refused
 MAX_SIZE = 2**31 - 1  # any size in config.json's "model" settings
 MAX_COUNT = 1024  # layers or heads: each is a module built before a shape can be checked
-
-
-class ModelLoadError(RuntimeError):
-    """A model directory is missing, corrupt or inconsistent."""
 
 
 def save_weights(path: Path, net: nn.Module) -> None:

@@ -26,20 +26,13 @@ from .background import save_training_background
 from .data.imdb import Split
 from .data.labels import DEFAULT_CLASSES
 from .data.vocab import Vocab
+from .errors import OutputExistsError, TrainingDivergedError
 from .models import build_model
 from .models.classifiers import TextClassifier
 from .store import CONFIG, WEIGHTS, SeqshapModel, save_model
 
 CKPT = "checkpoint"
 STATE = "state.json"  # the checkpoint's commit point
-
-
-class OutputExistsError(FileExistsError):
-    """The output directory already holds a model or a checkpoint that a new run would overwrite."""
-
-
-class TrainingDivergedError(ArithmeticError):
-    """The model's outputs became NaN or infinite during training."""
 
 
 @dataclass

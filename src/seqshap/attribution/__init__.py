@@ -1,12 +1,10 @@
 """Attribution methods behind one interface (:class:`Attribution`), led by exact DeepSHAP / DeepLIFT
 for recurrent text models; every method gives the same :class:`Explanation`."""
 
+from ..errors import AdditivityError, NonFiniteError, NoWordsError, TooManyPlayersError, UnsupportedLayerError
 from .base import (
     OUTPUT_SPACES,
-    AdditivityError,
     Attribution,
-    NonFiniteError,
-    NoWordsError,
     check_finite,
     resolve_target,
     visible_mask,
@@ -17,8 +15,8 @@ from .gradients import GradXInput, IntegratedGradients
 from .perturbation import Occlusion, RandomBaseline
 from .registry import METHODS, make_method, parse_methods
 from .rules import ProductRule
-from .shapley import ExactShapley, SamplingShapley, TooManyPlayersError
-from .tracer import MODULE_RULES, UnsupportedLayerError, supported_layers
+from .shapley import ExactShapley, SamplingShapley
+from .tracer import MODULE_RULES, supported_layers
 
 __all__ = [
     "METHODS",

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..data.tokenize import PAD, START, Encoding
 from ..data.vocab import check_ids
+from ..errors import NonFiniteError, NoWordsError
 from .explanation import Explanation
 from .tracer import SquashRecorder
 
@@ -32,40 +33,6 @@ from .tracer import SquashRecorder
 OUTPUT_SPACES = ("probability", "logit", "raw")
 # Inputs named so are references (a background, a baseline): a text of no words is a fine one.
 REFERENCE_INPUTS = ("background", "reference")
-
-
-class AdditivityError(AssertionError):
-    """The attributions do not add up to f(x) - E[f(background)]."""
-
-
-class NonFiniteError(AdditivityError):
-    """The model's output, the base value or the attributions hold NaN or infinity.
-
-    Raised by every method's ``explain``/``attribute`` and by ``shap_values`` (whether or not
-    additivity is checked): a NaN is a wrong number, never an answer. ``row`` is the input
-    (or background row) concerned, ``None`` for the base value; ``reason`` says what was not
-    finite without naming the row (``"its output is nan"``), for callers that name it their way.
-    """
-
-    def __init__(self, message: str, row: int | None = None, reason: str = ""):
-        super().__init__(message)
-        self.row, self.reason = row, reason or message
-
-    def __reduce__(self):  # crosses process boundaries (seqshap.distributed) whole
-        return type(self), (str(self), self.row, self.reason)
-
-
-class NoWordsError(ValueError):
-    """A text to explain has no word the model reads (only punctuation, symbols or ``<br />``).
-    ``index`` is its position in the list given."""
-
-    def __init__(self, index: int, n: int):
-        which = "the text" if n == 1 else f"text {index}"
-        super().__init__(f"{which} has no words (only punctuation or symbols); nothing to explain")
-        self.index, self.n = index, n
-
-    def __reduce__(self):
-        return type(self), (self.index, self.n)
 
 
 def _snippet(texts: Sequence[str] | None, i: int) -> str:

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import AdditivityError, Attribution, NonFiniteError, check_finite, model_lock, select_space, token_embedding
+from ..errors import AdditivityError, NonFiniteError
+from .base import Attribution, check_finite, model_lock, select_space, token_embedding
 from .pairs import Pairing, TokenSink
 from .rules import ProductRule
 from .tracer import check_modules, explain_forward, feature_modules

@@ -8,11 +8,8 @@ import numpy as np
 import torch
 
 from ..data.tokenize import PAD
+from ..errors import TooManyPlayersError
 from .base import Attribution, row_rng, visible_mask
-
-
-class TooManyPlayersError(ValueError):
-    """An input has more visible words than exact enumeration allows."""
 
 
 def _shapley_weights(p: int) -> np.ndarray:

@@ -20,16 +20,13 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
+from ..errors import UnsupportedLayerError
 from ..models.hf import HFEncoderLayer
 from ..models.transformer import EncoderBlock, PaddingMask
 from .attention import ExplicitEncoderLayer, block_params, hf_layer_params
 from .pairs import Pairing
 from .recurrent import _ExplicitRNN
 from .rules import Bilinear, CenteredSoftmax, LayerNorm, MaskedSoftmax, MaxOverDim, Product, ProductRule, Rescale
-
-
-class UnsupportedLayerError(TypeError):
-    """The model holds a layer or calls an operation without an exact DeepLIFT rule."""
 
 
 # ---- modules -----------------------------------------------------------------------------

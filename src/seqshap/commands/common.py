@@ -7,12 +7,10 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from ..errors import UsageError
+
 if TYPE_CHECKING:
     from ..background import Background
-
-
-class UsageError(Exception):
-    """Bad arguments found after parsing (exit code 2)."""
 
 
 def add_command(sub, name: str, help_: str, example: str, func) -> argparse.ArgumentParser:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ChecksumError, DownloadError
+
 SHIPPED_NAME = "aclImdb-labeled.tar.gz"
 SHIPPED_SHA256 = "57d6937cc4cc6dae032bb4071018be154aa9c7c01526eb5ab76b7fff69d91301"
 OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -39,15 +41,6 @@ TASKS = ("imdb", "imdb-rating")
 RATING_CLASSES = ("1", "2", "3", "4", "7", "8", "9", "10")
 
 _MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
-
-
-class ChecksumError(RuntimeError):
-    """A data file does not have the bytes it should."""
-
-
-class DownloadError(RuntimeError):
-    """A download failed (no network, a proxy or server error); the message says what was being
-    fetched, from where, and how to point seqshap at a local copy instead."""
 
 
 def local_copy_hint() -> str:

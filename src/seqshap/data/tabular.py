@@ -9,12 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataFileError
 from .imdb import Split
 from .labels import MAX_CLASSES, class_index, infer_classes, label_key, unknown_label_message
-
-
-class DataFileError(ValueError):
-    """A user data file is malformed; the message names the file and row."""
 
 
 def read_labeled(

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.hf_tokenizer import HFTokenizer
+from ..errors import HFLoadError
 from .transformer import PaddingMask
 
 # Architecture (config.json "architectures") -> the attribute holding its base model.
@@ -46,10 +47,6 @@ HEAD_WEIGHT = {
 WEIGHTS, WEIGHTS_INDEX = "model.safetensors", "model.safetensors.index.json"
 TOKENIZER_FILES = (("tokenizer.json",), ("vocab.txt",), ("vocab.json", "merges.txt"))
 INSTALL_HINT = "pip install 'seqshap[hf]'"
-
-
-class HFLoadError(ValueError):
-    """A Hugging Face directory seqshap cannot load; the message says why and what to do."""
 
 
 class HFEncoderLayer(nn.Module):
