@@ -27,13 +27,11 @@ from pathlib import Path
 
 import torch
 
-import seqshap
-
 from ..errors import UnsupportedLayerError
 
 _TORCH_DIR = str(Path(torch.__file__).resolve().parent)
 _ENGINE_DIR = str(Path(__file__).resolve().parent)
-_SEQSHAP_DIR = str(Path(seqshap.__file__).resolve().parent)
+_SEQSHAP_DIR = str(Path(__file__).resolve().parent.parent)
 
 
 def user_frame() -> str:
