@@ -199,7 +199,7 @@ class TransformerMeanPool(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=PAD)
         self.pos = nn.Embedding(max_len, d_model)
-        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward=16, dropout=0.1, batch_first=True)
+        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward=2 * d_model, dropout=0.1, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers)  # enable_nested_tensor=True by default
         self.fc = nn.Linear(d_model, 1)
 
@@ -214,7 +214,7 @@ class TransformerMeanPool(nn.Module):
 class PositionalEncoding(nn.Module):
     """The PyTorch tutorial's sinusoidal encoding, for ``[T, batch, d]`` input."""
 
-    def __init__(self, d_model, max_len=64):
+    def __init__(self, d_model, max_len=512):
         super().__init__()
         position = torch.arange(max_len).unsqueeze(1)
         div_term = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
@@ -235,12 +235,12 @@ class TransformerSeqFirst(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, d_model)
         self.pos = PositionalEncoding(d_model)
-        layer = nn.TransformerEncoderLayer(d_model, nhead, 16, dropout=0.0, activation="gelu", norm_first=True)
+        layer = nn.TransformerEncoderLayer(d_model, nhead, 2 * d_model, dropout=0.0, activation="gelu", norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
         self.fc = nn.Linear(d_model, 2)
 
     def forward(self, ids):
-        x = self.pos(self.embedding(ids).transpose(0, 1) * math.sqrt(8))
+        x = self.pos(self.embedding(ids).transpose(0, 1) * math.sqrt(self.fc.in_features))
         h = self.encoder(x, src_key_padding_mask=ids == PAD)
         return torch.softmax(self.fc(h[0]), dim=-1)
 
@@ -292,7 +292,7 @@ class HandWrittenAttention(nn.Module):
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.gate, self.up, self.down = nn.Linear(d, 16), nn.Linear(d, 16), nn.Linear(16, d)
+        self.gate, self.up, self.down = nn.Linear(d, 2 * d), nn.Linear(d, 2 * d), nn.Linear(2 * d, d)
         self.heads = heads
         self.fc = nn.Linear(d, 1)
 
@@ -442,3 +442,38 @@ def texts(n: int, T: int, side: str, lengths, seed: int, vocab: int = 50) -> tor
         else:
             rows[i, T - L :] = words
     return rows
+
+
+# Sizes of the seed job (vocabulary 20,000, 80 tokens) for benchmarks/zoo_speed.py.
+BENCH_SIZES = {
+    "embeddingbag_tutorial": {"vocab_size": 20000, "embed_dim": 64},
+    "embeddingbag_flat_offsets": {"vocab_size": 20000, "embed_dim": 64},
+    "embeddingbag_weighted_max": {"vocab_size": 20000, "embed_dim": 64},
+    "bilstm_attention": {"vocab_size": 20000, "embed_dim": 128, "hidden": 64},
+    "gru_last_token": {"vocab_size": 20000, "embed_dim": 128, "hidden": 128},
+    "rnn_tanh": {"vocab_size": 20000, "embed_dim": 128, "hidden": 128},
+    "rnn_relu": {"vocab_size": 20000, "embed_dim": 128, "hidden": 128, "nonlinearity": "relu"},
+    "lstmcell_loop": {"vocab_size": 20000, "embed_dim": 128, "hidden": 128},
+    "grucell_rnncell_loop": {"vocab_size": 20000, "embed_dim": 128, "hidden": 128},
+    "kim_cnn_batchnorm": {"vocab_size": 20000, "embed_dim": 128, "filters": 100},
+    "gated_cnn_groupnorm": {"vocab_size": 20000, "embed_dim": 128, "channels": 128},
+    "transformer_encoder": {"vocab_size": 20000, "d_model": 64, "nhead": 2, "layers": 1, "max_len": 80},
+    "transformer_seq_first_prenorm": {"vocab_size": 20000, "d_model": 64, "nhead": 2, "layers": 1},
+    "mha_learned_query": {"vocab_size": 20000, "d": 128, "heads": 4},
+    "mha_causal_bias_kv": {"vocab_size": 20000, "d": 64, "heads": 2},
+    "handwritten_attention": {"vocab_size": 20000, "d": 64, "heads": 2},
+    "deep_averaging": {"vocab_size": 20000, "embed_dim": 128, "hidden": 128},
+    "prototype_cosine": {"vocab_size": 20000, "embed_dim": 128},
+    "concat_pooling": {"vocab_size": 20000, "embed_dim": 128, "hidden": 128},
+    "smooth_max_pool": {"vocab_size": 20000, "embed_dim": 128, "filters": 100},
+    "frozen_pretrained": {"vocab_size": 20000, "embed_dim": 128},
+}
+
+
+def make_sized(name: str, seed: int = 0) -> nn.Module:
+    """The zoo model ``name`` at the seed job's size (:data:`BENCH_SIZES`), in eval mode."""
+    torch.manual_seed(seed)
+    kwargs = dict(BENCH_SIZES[name])
+    if name == "rnn_relu":
+        return ElmanRNN(**kwargs).eval()
+    return ZOO[name][0](**kwargs).eval()

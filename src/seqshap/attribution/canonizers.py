@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedLayerError
-from .attention import EncoderLayerParams, ExplicitEncoderLayer
+from .attention import EncoderLayerParams, ExplicitEncoderLayer, _EncoderLayerFn
 from .pairs import Pairing
 from .recurrent import _ExplicitRNN
 from .rules import ProductRule
@@ -63,6 +63,61 @@ def _encoder_protocol(module: nn.Module, pairing: Pairing, rule: ProductRule) ->
 
 ENCODER_PROTOCOL = Canonize(_encoder_protocol, "explicit encoder layer (seqshap_encoder_layer())")
 
+
+class _TorchEncoderLayer(nn.Module):
+    """``nn.TransformerEncoderLayer`` as the explicit encoder layer (its forward on the unique rows,
+    multipliers per pair in blocks) when it runs with a key padding mask only; with an attention
+    mask or ``is_causal`` it runs its own code, each step ruled."""
+
+    def __init__(self, layer: nn.TransformerEncoderLayer, pairing: Pairing):
+        super().__init__()
+        self.layer, self.pairing = layer, pairing
+        a = layer.self_attn
+        act = {1: "relu", 2: "gelu"}.get(getattr(layer, "activation_relu_or_gelu", 0))
+        self.params: EncoderLayerParams | None = None
+        if act is not None and a._qkv_same_embed_dim and a.bias_k is None and not a.add_zero_attn:
+            wq, wk, wv = a.in_proj_weight.chunk(3)
+            bq, bk, bv = a.in_proj_bias.chunk(3) if a.in_proj_bias is not None else (None, None, None)
+            n1, n2 = layer.norm1, layer.norm2
+            self.params = EncoderLayerParams(
+                wq, bq, wk, bk, wv, bv, a.out_proj.weight, a.out_proj.bias,
+                layer.linear1.weight, layer.linear1.bias, layer.linear2.weight, layer.linear2.bias,
+                (n1.weight, n1.bias, float(n1.eps)), (n2.weight, n2.bias, float(n2.eps)),
+                heads=int(a.num_heads), activation=act, norm_first=bool(layer.norm_first),
+            )  # fmt: skip
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["layer"], name)
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        mode = self.pairing.mode
+        if self.params is None or src_mask is not None or is_causal or src.dim() != 3 or mode is None:
+            return nn.TransformerEncoderLayer.forward(self.layer, src, src_mask, src_key_padding_mask, is_causal)
+        batch_first = self.layer.self_attn.batch_first
+        h = src if batch_first else src.transpose(0, 1)
+        kpm = src_key_padding_mask
+        if kpm is None:
+            keep = h.new_ones(h.shape[:2]).detach()
+        elif kpm.dtype == torch.bool:
+            pad = mode.mask_signal(kpm, "src_key_padding_mask")
+            keep = mode.run(lambda: 1 - pad) if pad is not None else (~kpm).to(h.dtype)
+        else:
+            keep, bias = mode.additive_keep(kpm)
+            if bias is not None:
+                return nn.TransformerEncoderLayer.forward(self.layer, src, src_mask, src_key_padding_mask, is_causal)
+        out = _EncoderLayerFn.apply(h, keep, self.params, self.pairing)
+        mode.record_signal(out, 0)
+        return out if batch_first else out.transpose(0, 1)
+
+
+def _torch_encoder_layer(module: nn.Module, pairing: Pairing, rule: ProductRule) -> nn.Module:
+    assert isinstance(module, nn.TransformerEncoderLayer)
+    return _TorchEncoderLayer(module, pairing)
+
+
 _NORM_OPS = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm1d)
 _ACTIVATIONS = (
     nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus,
@@ -76,7 +131,7 @@ _SHAPES = (
 _POOLS = (nn.MaxPool1d, nn.AdaptiveMaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d)
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
 _ATTENTION = (
-    nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.TransformerDecoderLayer,
+    nn.MultiheadAttention, nn.TransformerEncoder, nn.TransformerDecoderLayer,
     nn.TransformerDecoder, nn.Transformer,
 )  # fmt: skip
 _CELLS = (nn.RNNCell, nn.LSTMCell, nn.GRUCell)
@@ -105,6 +160,9 @@ DEFAULT = Composite(
         nn.LSTM: Canonize(_recurrent, "explicit LSTM cells, forward on the unique rows"),
         nn.GRU: Canonize(_recurrent, "explicit GRU cells, forward on the unique rows"),
         nn.RNN: Canonize(_recurrent, "explicit Elman cells (tanh or relu), forward on the unique rows"),
+        nn.TransformerEncoderLayer: Canonize(
+            _torch_encoder_layer, "explicit encoder layer with a key padding mask; its own steps otherwise"
+        ),
         nn.Embedding: OPS,
         nn.EmbeddingBag: OPS,
         nn.Linear: OPS,

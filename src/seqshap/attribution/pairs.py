@@ -26,6 +26,7 @@ class Pairing:
     k: int | None = None
     tokens: TokenSink | None = None
     ledger: Any = None  # the tracer's :class:`~.signals.Ledger` of this pass
+    mode: Any = None  # the tracer's mode (reads masks computed from the ids)
 
     def signal(self, t: torch.Tensor) -> torch.Tensor:
         """``t``, or the float shadow of a value derived from the ids (a padding mask), which an

@@ -443,6 +443,10 @@ class LayerNorm(torch.autograd.Function):
         return _both(LayerNormRule.multipliers(_halves(g)[0], zx, zr, weight, ctx.eps)), None, None, None
 
 
+# Elements of the largest per-pair temporary a blockwise backward handles at once (2 MB in float32).
+CACHE_ELEMENTS = 1 << 19
+
+
 # ---- masks that differ between an input and its reference ----------------------------------------
 def _under(s: torch.Tensor, keep: torch.Tensor, fill: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Softmax over the last dim of ``s`` where ``keep`` and ``fill`` elsewhere, as the model
@@ -472,40 +476,60 @@ class MaskedScoresSoftmax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, s, keep, fill: float):
         kb = (keep > 0.5).expand_as(s)
-        _, p, _ = _under(s, kb, fill)
-        ctx.save_for_backward(s, keep)
+        _, p, lse = _under(s, kb, fill)
+        ctx.save_for_backward(s, keep, p, lse)
         ctx.fill = fill
         return p
 
     @staticmethod
     def backward(ctx, g):
-        s, keep = ctx.saved_tensors
+        s, keep, p, lse = ctx.saved_tensors
         fill = ctx.fill
-        (sx, sr), (kx, kr) = _halves(s), _halves(keep.expand_as(s))
-        kx, kr = kx > 0.5, kr > 0.5
+        (sx, sr), (kx, kr) = _halves(s), _halves((keep > 0.5).expand_as(s))
+        (pxx, prr), (lxx, lrr) = _halves(p), _halves(lse)
         gx = _halves(g)[0]
-        zxx, pxx, lxx = _under(sx, kx, fill)
-        zrx, prx, lrx = _under(sr, kx, fill)
-        m_s = SoftmaxRule._one_mask(gx, zxx, zrx, pxx, prx, lxx, lrx) * kx
-        if not bool((kx != kr).any()):
-            return (
-                _both(m_s),
-                None if not ctx.needs_input_grad[1] else _both_sum_to(torch.zeros_like(m_s), keep.shape),
-                None,
+        m_s = torch.empty_like(gx)
+        m_k = torch.zeros_like(gx) if ctx.needs_input_grad[1] else None
+        # Blocks of pairs small enough that a block's temporaries stay in cache (every row is
+        # independent); the same budget as the explicit encoder layer's.
+        per_pair = max(1, gx[0].numel())
+        step = max(1, CACHE_ELEMENTS // per_pair)
+        for a in range(0, gx.shape[0], step):
+            b = slice(a, a + step)
+            ms, mk = MaskedScoresSoftmax._block(
+                gx[b], sx[b], sr[b], kx[b], kr[b], pxx[b], prr[b], lxx[b], lrr[b], fill, m_k is not None
             )
-        zxr, pxr, lxr = _under(sx, kr, fill)
-        zrr, prr, lrr = _under(sr, kr, fill)
-        m_s = (m_s + SoftmaxRule._one_mask(gx, zxr, zrr, pxr, prr, lxr, lrr) * kr) * 0.5
-        ch = (kx != kr).to(g.dtype)
-        dm = kx.to(g.dtype) - kr.to(g.dtype)  # ±1 where a key's mask changed: its own inverse
+            m_s[b] = ms
+            if m_k is not None and mk is not None:
+                m_k[b] = mk
+        grad_keep = _both_sum_to(m_k, keep.shape) if m_k is not None else None
+        return _both(m_s), grad_keep, None
+
+    @staticmethod
+    def _block(gx, sx, sr, kx, kr, pxx, prr, lxx, lrr, fill: float, want_keep: bool):
+        """(m_s, m_keep or None) for one block of pairs."""
+
+        def scores(t, k):  # the scores the one-mask rule reads under mask k (see _under)
+            return t.masked_fill(~k, 0.0 if math.isinf(fill) else fill)
+
+        zxx, zrr = scores(sx, kx), scores(sr, kr)
+        if not bool((kx != kr).any()):
+            return SoftmaxRule._one_mask(gx, zxx, zrr, pxx, prr, lxx, lrr).mul_(kx), None
+        zrx, prx, lrx = _under(sr, kx, fill)  # the reference's scores under the input's mask
+        zxr, pxr, lxr = _under(sx, kr, fill)  # and the other way round
+        m_s = SoftmaxRule._one_mask(gx, zxx, zrx, pxx, prx, lxx, lrx).mul_(kx)
+        m_s = m_s.add_(SoftmaxRule._one_mask(gx, zxr, zrr, pxr, prr, lxr, lrr).mul_(kr)).mul_(0.5)
+        if not want_keep:
+            return m_s, None
+        ch = (kx != kr).to(gx.dtype)
+        dm = kx.to(gx.dtype) - kr.to(gx.dtype)  # ±1 where a key's mask changed: its own inverse
         m_k = torch.zeros_like(gx)
         for d, q in ((pxx - pxr, pxx + pxr), (prx - prr, prx + prr)):  # s = s_x, then s = s_r
             gd = gx * d
             rest = (gd * (1 - ch)).sum(-1, keepdim=True)
             mass = (q * ch).sum(-1, keepdim=True).clamp_min_(torch.finfo(q.dtype).tiny)
-            m_k = m_k + ((rest / mass) * q * ch + gd) * dm
-        grad_keep = _both_sum_to(0.5 * m_k, keep.shape) if ctx.needs_input_grad[1] else None
-        return _both(m_s), grad_keep, None
+            m_k.add_(((rest / mass) * q * ch + gd) * dm)
+        return m_s, m_k.mul_(0.5)
 
 
 class MaskedMax(torch.autograd.Function):

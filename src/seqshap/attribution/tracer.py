@@ -477,7 +477,7 @@ def explain_forward(
     mode = DeepLiftMode(rule, ledger)
     if pairing.tokens is not None:
         pairing.tokens.ledger = ledger
-    pairing = Pairing(pairing.n, pairing.k, pairing.tokens, ledger)
+    pairing = Pairing(pairing.n, pairing.k, pairing.tokens, ledger, mode)
     try:
         with canonized(model, pairing, rule, composite), mode:
             out = model(inputs)
