@@ -130,10 +130,7 @@ _SHAPES = (
 )  # fmt: skip
 _POOLS = (nn.MaxPool1d, nn.AdaptiveMaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d)
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
-_ATTENTION = (
-    nn.MultiheadAttention, nn.TransformerEncoder, nn.TransformerDecoderLayer,
-    nn.TransformerDecoder, nn.Transformer,
-)  # fmt: skip
+_ATTENTION = (nn.MultiheadAttention, nn.TransformerEncoder)
 _CELLS = (nn.RNNCell, nn.LSTMCell, nn.GRUCell)
 
 

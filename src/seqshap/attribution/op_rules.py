@@ -235,18 +235,23 @@ class _Expanded(torch.autograd.Function):
 
 
 class _Linear(OpRule):
+    """``linear`` of one signal: computed on the unique rows (:func:`pairwise_linear`)."""
+
     def __call__(self, mode, func, args, kwargs):
         return _PairwiseLinear.linear(mode, func, args, kwargs)
 
 
 class _Conv1d(OpRule):
+    """``conv1d`` of one signal: computed on the unique rows (:func:`pairwise_linear`)."""
+
     def __call__(self, mode, func, args, kwargs):
         return _PairwiseLinear.conv1d(mode, func, args, kwargs)
 
 
 # ---- masks, selections ------------------------------------------------------------------------
 class _Select(OpRule):
-    """``masked_fill(s, mask, v)`` / ``where(cond, a, b)``.
+    """``masked_fill(s, mask, v)`` / ``where(cond, a, b)``: linear for a constant mask; a mask
+    computed from the ids that differs between an input and its reference is a player of its own.
 
     A constant mask (or one that is the same for an input and its reference) is linear. A mask
     computed from the ids that differs between them is a player of its own: with a finite fill,
@@ -441,6 +446,8 @@ class _LogSoftmax(OpRule):
 
 
 class _LogSumExpOp(OpRule):
+    """``logsumexp`` over a dim: :class:`~.rules.LogSumExp` (trapezoid weights with the exact correction)."""
+
     def __call__(self, mode, func, args, kwargs):
         bound = _bind(("input", "dim", "keepdim"), args, kwargs)
         dim = bound["dim"]
@@ -630,6 +637,29 @@ class _GroupNorm(OpRule):
         return y + bias.reshape(shape) if bias is not None else y
 
 
+class _InstanceNorm(OpRule):
+    """``instance_norm``: each channel normalized over its positions, LayerNorm's composition, then
+    the per-channel affine map (with running statistics: an affine map, linear)."""
+
+    def __call__(self, mode, func, args, kwargs):
+        bound = _bind(
+            ("input", "running_mean", "running_var", "weight", "bias", "use_input_stats", "momentum", "eps"),
+            args,
+            kwargs,
+        )
+        z = bound["input"]
+        if mode.ledger.bdim(z) != 0:
+            raise refuse("instance_norm needs the batch first ([batch, channels, positions])")
+        if not bound.get("use_input_stats", True):
+            return func(*args, **kwargs)
+        C = z.shape[1]
+        y = LayerNorm.apply(z.reshape(z.shape[0], C, -1), None, None, float(bound.get("eps", 1e-5))).reshape(z.shape)
+        shape = (1, C) + (1,) * (z.dim() - 2)
+        w, b = bound.get("weight"), bound.get("bias")
+        y = y * w.reshape(shape) if w is not None else y
+        return y + b.reshape(shape) if b is not None else y
+
+
 class _BatchNorm(OpRule):
     """``batch_norm`` with running statistics (inference): an affine map per channel, linear."""
 
@@ -806,6 +836,7 @@ OP_RULES: dict[str, OpRule] = {
     **dict.fromkeys(("rms_norm",), _RMSNorm()),
     **dict.fromkeys(("group_norm",), _GroupNorm()),
     **dict.fromkeys(("batch_norm",), _BatchNorm()),
+    **dict.fromkeys(("instance_norm",), _InstanceNorm()),
     **dict.fromkeys(("norm", "linalg_vector_norm", "vector_norm"), _Norm()),
     "glu": _Explicit("glu"),
     "normalize": _Explicit("normalize"),

@@ -228,7 +228,7 @@ class DeepLiftMode(TorchFunctionMode):
         if not tracked:
             return func(*args, **kwargs)
         name = op_name(func)
-        if name in _METADATA:
+        if name in METADATA:
             return func(*args, **kwargs)
         grad = torch.is_grad_enabled()
         if name == "embedding" and not any(t.requires_grad for t in tracked):
@@ -448,7 +448,7 @@ class _NoShadow(Exception):
 
 
 _MISS = object()
-_METADATA = frozenset(
+METADATA = frozenset(
     {
         *("__get__", "shape", "dtype", "device", "requires_grad", "is_cuda", "ndim", "size", "dim", "numel"),
         *("stride", "is_contiguous", "is_floating_point", "__len__", "__format__", "__repr__", "get_device"),
