@@ -14,9 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .op_rules import LARGE_NEGATIVE, _bind
 from .rules import MaskedScoresSoftmax
-from .signals import refuse
+from .signals import LARGE_NEGATIVE, _bind, op_name, refuse
 
 
 def glu(mode, func, args, kwargs):
@@ -203,8 +202,6 @@ def recurrent_cell(mode, func, args, kwargs):
     """``lstm_cell``/``gru_cell``/``rnn_tanh_cell``/``rnn_relu_cell`` (what ``nn.LSTMCell`` & co.
     run) as PyTorch's equations: linear maps, sigmoid/tanh by the rescale rule, every gate ×
     signal product by the Shapley split."""
-    from .op_rules import op_name
-
     name = op_name(func)
     x, hx, w_ih, w_hh = args[:4]
     b_ih, b_hh = [*args[4:6], None, None][:2]

@@ -14,15 +14,15 @@ Anything else that touches the signal is refused by name, with the user's line.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.nn.grad import conv1d_input
 from torch.utils._pytree import tree_flatten
 
+from . import functional
 from .rules import (
     Bilinear,
     CenteredSoftmax,
@@ -34,38 +34,10 @@ from .rules import (
     Product,
     Rescale,
 )
-from .signals import MaskedScores, refuse
+from .signals import MaskedScores, _bind, _is_large_negative, _signal, op_name, refuse
 
-if TYPE_CHECKING:
-    from .tracer import DeepLiftMode
-
-# A fill at or below this before a softmax/max masks a key out (exp(-1e4) is 0 in float64 too).
-LARGE_NEGATIVE = -1e4
-
-
-def op_name(func) -> str:
-    """The name a call is ruled by: ``Tensor.T.__get__`` is ``"T"``, ``torch.add`` is ``"add"``."""
-    name = getattr(func, "__name__", None)
-    if name == "__get__":
-        owner = getattr(func, "__self__", None)
-        return getattr(owner, "__name__", "__get__")
-    return name if isinstance(name, str) else repr(func)
-
-
-def _signal(t) -> bool:
-    return isinstance(t, torch.Tensor) and t.requires_grad
-
-
-def _bind(params: tuple[str, ...], args: tuple, kwargs: dict) -> dict:
-    return dict(zip(params, args, strict=False), **kwargs)
-
-
-def _is_large_negative(v) -> bool:
-    if isinstance(v, torch.Tensor):
-        if v.numel() != 1:
-            return False
-        v = float(v)
-    return isinstance(v, (int, float)) and ((math.isinf(v) and v < 0) or v <= LARGE_NEGATIVE)
+# The tracing mode (tracer.DeepLiftMode), which calls these rules: named here without importing it.
+DeepLiftMode = Any
 
 
 class OpRule:
@@ -710,8 +682,6 @@ class _Explicit(OpRule):
         self.name = name
 
     def __call__(self, mode, func, args, kwargs):
-        from . import functional  # the explicit forms call back into the mode
-
         return getattr(functional, self.name)(mode, func, args, kwargs)
 
 

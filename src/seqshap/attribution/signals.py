@@ -64,6 +64,35 @@ def refuse(message: str) -> Refusal:
     return Refusal(UnsupportedLayerError(message + user_frame()))
 
 
+# A fill at or below this before a softmax/max masks a key out (exp(-1e4) is 0 in float64 too).
+LARGE_NEGATIVE = -1e4
+
+
+def op_name(func) -> str:
+    """The name a call is ruled by: ``Tensor.T.__get__`` is ``"T"``, ``torch.add`` is ``"add"``."""
+    name = getattr(func, "__name__", None)
+    if name == "__get__":
+        owner = getattr(func, "__self__", None)
+        return getattr(owner, "__name__", "__get__")
+    return name if isinstance(name, str) else repr(func)
+
+
+def _signal(t) -> bool:
+    return isinstance(t, torch.Tensor) and t.requires_grad
+
+
+def _bind(params: tuple[str, ...], args: tuple, kwargs: dict) -> dict:
+    return dict(zip(params, args, strict=False), **kwargs)
+
+
+def _is_large_negative(v) -> bool:
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1:
+            return False
+        v = float(v)
+    return isinstance(v, (int, float)) and ((math.isinf(v) and v < 0) or v <= LARGE_NEGATIVE)
+
+
 @dataclass
 class Info:
     """One tracked tensor (``tensor`` keeps it alive, so its ``id`` is not reused)."""

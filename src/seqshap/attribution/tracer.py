@@ -20,10 +20,10 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
 from .canonizers import DEFAULT, Composite, canonized
-from .op_rules import ELEMENTWISE, LINEAR_OPS, OP_RULES, _is_large_negative, op_name, supported_ops
+from .op_rules import ELEMENTWISE, LINEAR_OPS, OP_RULES, supported_ops
 from .pairs import Pairing
 from .rules import ProductRule
-from .signals import Ledger, MaskedScores, Refusal, infer_bdim, refuse
+from .signals import Ledger, MaskedScores, Refusal, _is_large_negative, infer_bdim, op_name, refuse
 
 # Results with no gradient however their inputs change: a value derived from the input.
 COMPARISONS = frozenset(
