@@ -33,6 +33,7 @@ from .rules import (
     MaxOverDim,
     Product,
     Rescale,
+    _both,
 )
 from .signals import MaskedScores, _bind, _is_large_negative, _signal, op_name, refuse
 
@@ -203,7 +204,7 @@ class _Expanded(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         gx = ctx.vjp(g[: ctx.P])
-        return torch.cat([gx, gx], 0), None, None, None
+        return _both(gx), None, None, None
 
 
 class _Linear(OpRule):

@@ -106,6 +106,10 @@ class _Grid:
         return g[: self.P].reshape(self.a, self.b, *g.shape[1:])
 
     def flat(self, m: torch.Tensor) -> torch.Tensor:
-        """``[a, b, ...]`` multipliers -> gradient ``[2P, ...]`` for both halves."""
+        """``[a, b, ...]`` multipliers -> gradient ``[2P, ...]``: the input half's, zeros for the
+        reference half (never read)."""
         m = m.reshape(self.P, *m.shape[2:])
-        return torch.cat([m, m], 0)
+        out = m.new_empty((2 * self.P, *m.shape[1:]))
+        out[: self.P] = m
+        out[self.P :].zero_()
+        return out

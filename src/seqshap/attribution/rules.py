@@ -111,7 +111,12 @@ def _halves(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _both(m: torch.Tensor) -> torch.Tensor:
-    return torch.cat([m, m], 0)
+    """The gradient for the stacked halves: the input half's multipliers, zeros for the reference
+    half (no rule ever reads a reference half's gradient; linear steps keep the halves apart)."""
+    out = m.new_empty((2 * m.shape[0], *m.shape[1:]))
+    out[: m.shape[0]] = m
+    out[m.shape[0] :].zero_()
+    return out
 
 
 class Rescale(torch.autograd.Function):
@@ -136,7 +141,9 @@ class Rescale(torch.autograd.Function):
                 mid = mid.detach().requires_grad_(True)
                 return torch.autograd.grad(fn(mid).sum(), mid)[0]
 
-        m = secant(zx, zr, yx, yr, slope, scale=None if ctx.kinked else 1.0)
+        m = getattr(ctx, "m", None)  # the slopes do not depend on g: one per forward, reused per output
+        if m is None:
+            m = ctx.m = secant(zx, zr, yx, yr, slope, scale=None if ctx.kinked else 1.0)
         return _both(_halves(g)[0] * m), None, None
 
 
@@ -152,8 +159,11 @@ class Product(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        (ax, ar), (bx, br) = _halves(a), _halves(b)
-        w_a, w_b = ctx.rule.weights(ax, ar, bx, br)
+        w = getattr(ctx, "w", None)  # the weights do not depend on g: one per forward, reused per output
+        if w is None:
+            (ax, ar), (bx, br) = _halves(a), _halves(b)
+            w = ctx.w = ctx.rule.weights(ax, ar, bx, br)
+        w_a, w_b = w
         gx = _halves(g)[0]
         ga, gb = gx * w_a, gx * w_b
         return _both_sum_to(ga, a.shape), _both_sum_to(gb, b.shape), None
