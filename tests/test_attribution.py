@@ -270,27 +270,15 @@ def test_canonized_cells_compute_the_same_outputs():
             assert torch.allclose(a, b, atol=1e-12)
 
 
-class WithAttention(nn.Module):
+class WithBilinear(nn.Module):
     def __init__(self):
         super().__init__()
         self.embedding = nn.Embedding(V, 4)
-        self.attn = nn.MultiheadAttention(4, 1, batch_first=True)
-        self.fc = nn.Linear(4, 1)
+        self.bil = nn.Bilinear(4, 4, 1)
 
     def forward(self, ids):
-        e = self.embedding(ids)
-        return torch.sigmoid(self.fc(self.attn(e, e, e)[0].mean(1)))
-
-
-class WithBatchNorm(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.embedding = nn.Embedding(V, 4)
-        self.norm = nn.BatchNorm1d(4)
-        self.fc = nn.Linear(4, 1)
-
-    def forward(self, ids):
-        return torch.sigmoid(self.fc(self.norm(self.embedding(ids).mean(1))))
+        e = self.embedding(ids).mean(1)
+        return torch.sigmoid(self.bil(e, e))
 
 
 class CustomOp(nn.Module):
@@ -300,18 +288,31 @@ class CustomOp(nn.Module):
 
     def forward(self, ids):
         e = self.embedding(ids).mean(1)
-        return torch.sigmoid(torch.log1p(e.exp()).sum(-1, keepdim=True) / e.norm(dim=-1, keepdim=True))
+        return torch.sigmoid(torch.cumprod(e, dim=-1).sum(-1, keepdim=True))
+
+
+class SortPool(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(V, 4)
+
+    def forward(self, ids):
+        top = torch.topk(self.embedding(ids), 2, dim=1).values
+        return torch.sigmoid(top.sum((1, 2)).unsqueeze(-1))
 
 
 @pytest.mark.parametrize(
     ("model", "match"),
     [
-        (WithAttention(), r"module 'attn' \(MultiheadAttention\).*supported layers: .*LSTM"),
-        (WithBatchNorm(), r"module 'norm' \(BatchNorm1d\).*supported layers"),
-        (CustomOp(), r"cannot explain operation '(exp|log1p|norm)'"),
+        (WithBilinear(), r"module 'bil' \(Bilinear\).*matmul.*supported layers: .*LSTM"),
+        (
+            CustomOp(),
+            r"cannot explain operation 'cumprod'.* \(at .*test_attribution.py:\d+: return torch.sigmoid\(torch.cum",
+        ),
+        (SortPool(), r"cannot explain operation 'topk'.*\(at .*test_attribution.py:\d+: top = torch.topk"),
     ],
 )
-def test_unsupported_layers_are_named(model, match):
+def test_unsupported_layers_and_operations_are_named_with_the_users_line(model, match):
     _, bg = data(1, 2)
     with pytest.raises(UnsupportedLayerError, match=match):
         DeepExplainer(model.eval(), bg)

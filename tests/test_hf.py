@@ -27,7 +27,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 import seqshap
 from seqshap import DeepExplainer, DeepLift, ModelLoadError
-from seqshap.attribution.attention import ExplicitEncoderLayer, hf_layer_params
+from seqshap.attribution.attention import EncoderLayerParams, ExplicitEncoderLayer
 from seqshap.attribution.pairs import Pairing
 from seqshap.importance import WordImportance
 from seqshap.models.hf import HFEncoderLayer
@@ -199,7 +199,7 @@ def test_prediction_equals_the_hf_models_own_output(kind, hf_models, imdb):
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_explicit_layer_computes_what_the_hf_layer_computes(kind, dtype, tol, hf_models):
     layer = HFEncoderLayer(copy.deepcopy(hf_models[kind].net.layers[0].layer)).to(dtype)
-    explicit = ExplicitEncoderLayer(layer, hf_layer_params(layer.layer), Pairing())
+    explicit = ExplicitEncoderLayer(layer, EncoderLayerParams(**layer.seqshap_encoder_layer()), Pairing())
     g = torch.Generator().manual_seed(0)
     h = torch.randn(5, MAXLEN, 32, generator=g, dtype=dtype) * 3
     lengths = torch.tensor([1, 2, 9, 30, MAXLEN])

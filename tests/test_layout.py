@@ -20,7 +20,7 @@ LAYERS = [
     ("data",),
     ("models",),
     ("store",),
-    ("train", "keras_import", "background"),
+    ("train", "keras_import", "torch_import", "background"),
     ("attribution",),
     ("importance", "faithfulness"),
     ("viz", "interop"),

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from seqshap.attribution import DeepExplainer, UnsupportedLayerError
-from seqshap.attribution.attention import ExplicitEncoderLayer, block_params
+from seqshap.attribution.attention import EncoderLayerParams, ExplicitEncoderLayer
 from seqshap.attribution.pairs import Pairing
 from seqshap.attribution.rules import BilinearRule, LayerNormRule, SoftmaxRule
 from seqshap.models.transformer import TransformerClassifier, masked_softmax
@@ -64,7 +64,7 @@ def test_explicit_layer_computes_what_the_block_computes(norm_first, dtype, tol)
     block = net.blocks[0]
     h = torch.randn(5, T, 16, dtype=dtype)
     mask = (torch.arange(T)[None] >= torch.tensor([0, 3, 7, 12, 13])[:, None]).to(dtype)
-    explicit = ExplicitEncoderLayer(block, block_params(block), Pairing())
+    explicit = ExplicitEncoderLayer(block, EncoderLayerParams(**block.seqshap_encoder_layer()), Pairing())
     real = mask[:, :, None] > 0  # padded positions' outputs are never read
     torch.testing.assert_close(explicit(h, mask) * real, block(h, mask) * real, atol=tol, rtol=0)
 
@@ -271,16 +271,25 @@ class MaskedFillAttention(nn.Module):
         return torch.sigmoid(self.fc((a @ self.v(e)).mean(1)))
 
 
-def test_a_boolean_mask_that_differs_from_the_references_is_refused_by_name():
-    net = MaskedFillAttention()
-    ex = DeepExplainer(net, rows(2, 3, 3, seed=3))
-    with pytest.raises(UnsupportedLayerError, match=r"masked_fill.*differs between an input and its reference"):
-        ex.shap_values(rows(1, 8, 8, seed=4))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_boolean_mask_that_differs_from_the_references_is_credited_to_positions(dtype):
+    """``masked_fill(ids == 0, -1e9)`` with texts of other lengths than the references: the
+    mask is a player; the values add up and the mask's share sits at the padding positions."""
+    net = MaskedFillAttention().to(dtype)
+    ex = DeepExplainer(net, rows(2, 3, 3, seed=3), dtype=dtype)
+    x, bg = rows(1, 8, 8, seed=4), rows(2, 3, 3, seed=3)
+    phi = ex.shap_values(x)
+    assert ex.last_errors_.max() < (1e-12 if dtype == torch.float64 else 1e-5)
+    padding_everywhere = ((x[0] == 0) & (bg == 0).all(0)).numpy()
+    assert padding_everywhere.any()
+    assert np.all(phi[0, padding_everywhere] == 0.0)  # nothing changed there, nothing credited
 
 
-def test_pytorch_attention_layers_are_named_before_anything_runs():
-    with pytest.raises(UnsupportedLayerError, match=r"'enc' \(TransformerEncoder\).*EncoderBlock"):
-        DeepExplainer(TorchEncoder(), rows(2, 3, T, seed=1))
+def test_pytorch_attention_layers_are_explained_exactly():
+    net = TorchEncoder().double().eval()
+    ex = DeepExplainer(net, rows(2, 3, T, seed=1), dtype=torch.float64)
+    ex.shap_values(rows(2, 5, T, seed=2))
+    assert ex.last_errors_.max() < 1e-12
 
 
 def test_users_own_attention_is_exact_through_the_op_rules():
@@ -359,12 +368,13 @@ def test_scaled_dot_product_attention_one_changed_position_gets_the_whole_differ
     assert np.all(phi[np.arange(T) != t] == 0.0)
 
 
-def test_scaled_dot_product_attention_refusals_name_the_argument():
+def test_scaled_dot_product_attention_padding_mask_and_refusals():
     bg, x = rows(2, 3, 3, seed=3), rows(1, 8, 8, seed=4)
     padding = SdpaAttention(attn_mask=lambda ids: (ids != 0)[:, None, None, :])  # differs with the length
-    with pytest.raises(UnsupportedLayerError, match=r"scaled_dot_product_attention's attn_mask: the mask differs"):
-        DeepExplainer(padding, bg).shap_values(x)
-    with pytest.raises(UnsupportedLayerError, match=r"scaled_dot_product_attention with dropout_p > 0"):
+    ex = DeepExplainer(padding.double(), bg, dtype=torch.float64)
+    ex.shap_values(x)
+    assert ex.last_errors_.max() < 1e-12
+    with pytest.raises(UnsupportedLayerError, match=r"scaled_dot_product_attention with dropout_p > 0.*\(at .*test_"):
         DeepExplainer(SdpaAttention(dropout_p=0.1), bg).shap_values(x)
 
 

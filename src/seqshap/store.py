@@ -26,7 +26,7 @@ from .data.labels import DEFAULT_CLASSES
 from .data.tokenize import Encoding
 from .data.vocab import Vocab, check_ids
 from .errors import ModelLoadError
-from .models import TRAINABLE, build_model
+from .models import TRAINABLE, build_model, torch_code
 
 CONFIG, VOCAB, WEIGHTS, METRICS = "config.json", "vocab.json", "model.safetensors", "metrics.json"
 BACKGROUND = "background.json"
@@ -129,9 +129,11 @@ def _read_json(path: Path) -> Any:
         raise ModelLoadError(f"{path}: not valid JSON ({e})") from None
 
 
-def load(path: str | Path | None = None) -> SeqshapModel:
+def load(path: str | Path | None = None, code: str | Path | None = None) -> SeqshapModel:
     """Load a model directory; no path loads the shipped default model. A Hugging Face
-    directory (``config.json`` with ``architectures``) loads with its own tokenizer."""
+    directory (``config.json`` with ``architectures``) loads with its own tokenizer. A directory of
+    a user's own PyTorch model (``seqshap import-torch``) needs its Python file named by ``code``:
+    seqshap runs no code from a model directory on its own."""
     directory = Path(path) if path is not None else DEFAULT_MODEL_DIR
     if not directory.is_dir():
         raise ModelLoadError(f"{directory}: not a model directory (expected {CONFIG}, {VOCAB}, {WEIGHTS})")
@@ -140,6 +142,8 @@ def load(path: str | Path | None = None) -> SeqshapModel:
     if is_hf_directory(directory):
         return _load_hf(directory)
     config = _check_config(directory / CONFIG, _read_json(directory / CONFIG))
+    if config["arch"] == torch_code.ARCH:
+        return _load_torch(directory, config, code)
     try:
         vocab = Vocab.from_json(_read_json(directory / VOCAB))
     except ValueError as e:
@@ -297,6 +301,30 @@ def _check_shapes(
                 f"{weights}: tensor {name!r} has shape {shape}, but {config_path.name} "
                 f"(arch {config['arch']!r}{', ' + settings if settings else ''}) makes it {expected[name]}"
             )
+
+
+def _load_torch(directory: Path, config: dict, code: str | Path | None) -> SeqshapModel:
+    """A user's own PyTorch model: their code (named by the caller, checked against the directory's
+    record), built on the meta device and compared with the weights' header before it is built."""
+    file, entry, kwargs = torch_code.check_code(directory, config, code)
+    try:
+        vocab = Vocab.from_json(_read_json(directory / VOCAB))
+    except ValueError as e:
+        raise ModelLoadError(f"{directory / VOCAB}: {e}") from None
+    weights = directory / WEIGHTS
+    if not weights.exists():
+        raise ModelLoadError(f"{directory}: missing {WEIGHTS}")
+    with _SkipInit():
+        expected = {k: tuple(v.shape) for k, v in torch_code.build(file, entry, kwargs, meta=True).state_dict().items()}
+    config = {**config, "model": {}}  # the shapes come from the code, not from settings
+    _check_shapes(weights, directory / CONFIG, config, expected, _header_shapes(weights))
+    net = torch_code.build(file, entry, kwargs)
+    from safetensors.torch import load_file
+
+    net.load_state_dict(load_file(str(weights)))
+    net.eval()
+    metrics = _read_json(directory / METRICS) if (directory / METRICS).exists() else {}
+    return SeqshapModel(net, vocab, config, metrics if isinstance(metrics, dict) else {}, directory)
 
 
 def _load_hf(directory: Path) -> SeqshapModel:

@@ -9,6 +9,8 @@ from .base import (
     resolve_target,
     visible_mask,
 )
+from .canonizers import DEFAULT as DEFAULT_COMPOSITE
+from .canonizers import Canonize, Composite, Unsupported
 from .explainer import DeepExplainer, DeepLift, summarize_background
 from .explanation import Explanation
 from .gradients import GradXInput, IntegratedGradients
@@ -16,14 +18,15 @@ from .perturbation import Occlusion, RandomBaseline
 from .registry import METHODS, make_method, parse_methods
 from .rules import ProductRule
 from .shapley import ExactShapley, SamplingShapley
-from .tracer import MODULE_RULES, supported_layers
 
 __all__ = [
+    "DEFAULT_COMPOSITE",
     "METHODS",
-    "MODULE_RULES",
     "OUTPUT_SPACES",
     "AdditivityError",
     "Attribution",
+    "Canonize",
+    "Composite",
     "DeepExplainer",
     "DeepLift",
     "ExactShapley",
@@ -37,12 +40,12 @@ __all__ = [
     "RandomBaseline",
     "SamplingShapley",
     "TooManyPlayersError",
+    "Unsupported",
     "UnsupportedLayerError",
     "check_finite",
     "make_method",
     "parse_methods",
     "resolve_target",
     "summarize_background",
-    "supported_layers",
     "visible_mask",
 ]

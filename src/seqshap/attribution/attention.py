@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -32,9 +31,6 @@ from torch import nn
 
 from .pairs import Pairing, _Grid
 from .rules import BilinearRule, LayerNormRule, SoftmaxRule, secant_stored
-
-if TYPE_CHECKING:
-    from ..models.transformer import EncoderBlock
 
 # Elements of the largest per-pair tensor ([pairs, heads, T, T]) per block: 2 MB in float32, so a
 # block's temporaries stay in a laptop's cache (measured: 2^19 beat 2^18, 2^20 and 2^22).
@@ -289,102 +285,6 @@ class ExplicitEncoderLayer(nn.Module):
             return getattr(self._modules["original"], name)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.pairing is not None:
+            mask = self.pairing.signal(mask)
         return _EncoderLayerFn.apply(h, mask, self.params, self.pairing)
-
-
-def block_params(block: EncoderBlock) -> EncoderLayerParams:
-    """:class:`EncoderLayerParams` of a ``seqshap.models.transformer.EncoderBlock``."""
-    a, n1, n2 = block.attn, block.norm1, block.norm2
-    return EncoderLayerParams(
-        a.q.weight,
-        a.q.bias,
-        a.k.weight,
-        a.k.bias,
-        a.v.weight,
-        a.v.bias,
-        a.o.weight,
-        a.o.bias,
-        block.ff1.weight,
-        block.ff1.bias,
-        block.ff2.weight,
-        block.ff2.bias,
-        (n1.weight, n1.bias, n1.eps),
-        (n2.weight, n2.bias, n2.eps),
-        heads=a.heads,
-        activation="gelu_tanh" if block.act.approximate == "tanh" else "gelu",
-        norm_first=block.norm_first,
-    )
-
-
-# Hugging Face activation modules (by class name: transformers is an optional extra) -> ours.
-HF_ACTIVATIONS = {
-    "GELUActivation": "gelu",  # erf GELU ("gelu", "gelu_python")
-    "GELUTanh": "gelu_tanh",  # "gelu_pytorch_tanh", "gelu_python_tanh"
-    "PytorchGELUTanh": "gelu_tanh",
-    "NewGELUActivation": "gelu_tanh",  # "gelu_new": the same tanh formula written out
-    "FastGELUActivation": "gelu_tanh",  # "gelu_fast": ditto
-    "ReLU": "relu",
-}
-
-
-def _hf_activation(module: nn.Module) -> str:
-    name = type(module).__name__
-    if name not in HF_ACTIVATIONS:
-        raise ValueError(
-            f"activation {name} has no exact rule here; supported: gelu, gelu_new, gelu_fast, gelu_pytorch_tanh, relu"
-        )
-    return HF_ACTIVATIONS[name]
-
-
-def _ln(norm: Any) -> tuple[torch.Tensor | None, torch.Tensor | None, float]:
-    return (norm.weight, norm.bias, float(norm.eps))
-
-
-def hf_layer_params(layer: Any) -> EncoderLayerParams:
-    """:class:`EncoderLayerParams` of a Hugging Face encoder layer: ``BertLayer``/``RobertaLayer``
-    (``attention.self.query/key/value``, ``attention.output.dense`` + ``LayerNorm``,
-    ``intermediate``, ``output``) or DistilBERT's ``TransformerBlock`` (``q_lin/k_lin/v_lin/out_lin``,
-    ``sa_layer_norm``, ``ffn.lin1/lin2``, ``output_layer_norm``). All three are post-LN."""
-    if hasattr(layer, "sa_layer_norm"):  # DistilBERT
-        a, ffn = layer.attention, layer.ffn
-        return EncoderLayerParams(
-            a.q_lin.weight,
-            a.q_lin.bias,
-            a.k_lin.weight,
-            a.k_lin.bias,
-            a.v_lin.weight,
-            a.v_lin.bias,
-            a.out_lin.weight,
-            a.out_lin.bias,
-            ffn.lin1.weight,
-            ffn.lin1.bias,
-            ffn.lin2.weight,
-            ffn.lin2.bias,
-            _ln(layer.sa_layer_norm),
-            _ln(layer.output_layer_norm),
-            heads=int(a.n_heads),
-            activation=_hf_activation(ffn.activation),
-            scale=float(a.scaling),
-        )
-    if getattr(layer, "is_decoder", False) or getattr(layer, "add_cross_attention", False):
-        raise ValueError(f"{type(layer).__name__}: decoder layers (cross-attention) are not supported")
-    s, o = layer.attention.self, layer.attention.output
-    return EncoderLayerParams(
-        s.query.weight,
-        s.query.bias,
-        s.key.weight,
-        s.key.bias,
-        s.value.weight,
-        s.value.bias,
-        o.dense.weight,
-        o.dense.bias,
-        layer.intermediate.dense.weight,
-        layer.intermediate.dense.bias,
-        layer.output.dense.weight,
-        layer.output.dense.bias,
-        _ln(o.LayerNorm),
-        _ln(layer.output.LayerNorm),
-        heads=int(s.num_attention_heads),
-        activation=_hf_activation(layer.intermediate.intermediate_act_fn),
-        scale=float(s.scaling),
-    )

@@ -176,17 +176,18 @@ def resolve_target(target: int | str, classes: Sequence[str] | None, n_outputs: 
     return index
 
 
-def token_embedding(net: nn.Module) -> nn.Embedding | None:
+def token_embedding(net: nn.Module) -> nn.Embedding | nn.EmbeddingBag | None:
     """The embedding that token ids index: ``net.embedding``, a Hugging Face model's input
-    embeddings, else the first ``nn.Embedding`` (position and type embeddings are not indexed
-    by token ids)."""
+    embeddings, else the first ``nn.Embedding`` or ``nn.EmbeddingBag`` (position and type
+    embeddings are not indexed by token ids)."""
+    tables = (nn.Embedding, nn.EmbeddingBag)
     emb = getattr(net, "embedding", None)
-    if isinstance(emb, nn.Embedding):
+    if isinstance(emb, tables):
         return emb
     get = getattr(net, "get_input_embeddings", None)
-    if callable(get) and isinstance(emb := get(), nn.Embedding):
+    if callable(get) and isinstance(emb := get(), tables):
         return emb
-    return next((m for m in net.modules() if isinstance(m, nn.Embedding)), None)
+    return next((m for m in net.modules() if isinstance(m, tables)), None)
 
 
 def as_inputs(x, name: str = "ids", embeddings: bool = False) -> torch.Tensor:
@@ -458,7 +459,7 @@ class Attribution:
 
     # -- the model --------------------------------------------------------------------------
     @property
-    def embedding(self) -> nn.Embedding:
+    def embedding(self) -> nn.Embedding | nn.EmbeddingBag:
         """The model's token embedding, where token ids become vectors."""
         emb = token_embedding(self.net)
         if emb is None:

@@ -17,13 +17,15 @@ from contextvars import ContextVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AdditivityError, NonFiniteError
 from .base import Attribution, check_finite, model_lock, select_space, token_embedding
+from .canonizers import DEFAULT, Composite, check_modules
 from .pairs import Pairing, TokenSink
 from .rules import ProductRule
-from .tracer import check_modules, explain_forward, feature_modules
+from .tracer import explain_forward
 
 __all__ = ["AdditivityError", "DeepExplainer", "DeepLift", "NonFiniteError", "summarize_background"]
 
@@ -52,6 +54,9 @@ class DeepExplainer(Attribution):
         DistilBERT-size model gets a few dozen, a small LSTM thousands. When the background has
         more rows than that, each input is explained against it in slices (exact: the sum over
         references is linear).
+    composite: the rules, as a value (:class:`~seqshap.attribution.canonizers.Composite`); by
+        default :data:`~seqshap.attribution.canonizers.DEFAULT`, which covers ``torch.nn``'s layers
+        and any module with a ``seqshap_encoder_layer()`` method.
     """
 
     name, additive, accepts_embeddings = "deepshap", True, True
@@ -66,9 +71,11 @@ class DeepExplainer(Attribution):
         summarize: int | None = None,
         weights: Sequence[float] | None = None,
         batch_pairs: int | None = None,
+        composite: Composite | None = None,
     ):
         super().__init__(model, output, batch_size=1024)
-        check_modules(self.net)
+        self.composite = DEFAULT if composite is None else composite
+        check_modules(self.net, self.composite)
         if batch_pairs is not None and int(batch_pairs) < 1:
             raise ValueError(f"batch_pairs must be >= 1, got {batch_pairs}")
         self.rule = ProductRule(product_rule)
@@ -170,56 +177,36 @@ class DeepExplainer(Attribution):
         n, k = len(x), len(bg)
         P = n * k
         stacked = torch.cat([x.repeat_interleave(k, 0), bg.repeat(n, *[1] * (bg.dim() - 1))], 0)
-        captured: list[torch.Tensor] = []
-        if stacked.is_floating_point():
-            stacked = stacked.detach().requires_grad_(True)
-            captured.append(stacked)
-
-        def grab(_m, inp, out):
-            # Only per-row features are inputs to attribute (an embedding of ids, the padding
-            # mask); a position embedding is the same for every row: a constant.
-            if not (
-                inp
-                and isinstance(inp[0], torch.Tensor)
-                and inp[0].dim() >= 2
-                and inp[0].shape[0] == stacked.shape[0]
-                and out.dim() >= 2
-            ):
-                return None
-            out = out.detach().requires_grad_(True)
-            captured.append(out)
-            return out
-
-        handles = [m.register_forward_hook(grab) for m in feature_modules(self.net)]
-        try:
-            with self._lock, torch.enable_grad():
-                sink = TokenSink(captured)
-                y, mode = explain_forward(self.net, stacked, self.rule, Pairing(n, k, sink))
-                y = select_space(y, mode.log.logit_of, self.output)
-                if not captured or not y.requires_grad:
-                    raise RuntimeError("the model output does not depend on its input embeddings")
-                w = weights.to(captured[0].dtype).view(1, k, 1)
-                phis = []
-                wanted = _COLUMNS.get() or range(y.shape[1])  # one backward pass per explained output
-                for j, c in enumerate(wanted):
-                    grads = torch.autograd.grad(
-                        y[:P, c].sum(),
-                        captured,
-                        retain_graph=j < len(wanted) - 1,
-                        allow_unused=True,
-                        materialize_grads=False,
-                    )
-                    phi = torch.zeros(P, captured[0].shape[1], dtype=captured[0].dtype)
-                    for g, e in zip(grads, captured, strict=True):
-                        if g is not None:
-                            phi = phi + (g[:P] * (e[:P] - e[P:])).reshape(P, e.shape[1], -1).sum(-1)
-                        direct = sink.take(e)  # from a recurrent layer fed by e itself
-                        if direct is not None:
-                            phi = phi + direct
-                    phis.append((phi.view(n, k, -1) * w).sum(1).double())
-        finally:
-            for h in handles:
-                h.remove()
+        with self._lock, torch.enable_grad():
+            sink = TokenSink([])
+            y, mode, ledger = explain_forward(self.net, stacked, self.rule, Pairing(n, k, sink), self.composite)
+            leaves = [leaf for leaf in ledger.leaves if leaf.tensor.requires_grad]
+            sink.leaves = [leaf.tensor for leaf in leaves]
+            y = select_space(y, mode.log.logit_of, self.output)
+            if not leaves or not y.requires_grad:
+                raise RuntimeError("the model output does not depend on its input embeddings")
+            dtype = leaves[0].tensor.dtype
+            w = weights.to(dtype).view(1, k, 1)
+            T = stacked.shape[1]
+            phis = []
+            wanted = _COLUMNS.get() or range(y.shape[1])  # one backward pass per explained output
+            for j, c in enumerate(wanted):
+                grads = torch.autograd.grad(
+                    y[:P, c].sum(),
+                    [leaf.tensor for leaf in leaves],
+                    retain_graph=j < len(wanted) - 1,
+                    allow_unused=True,
+                    materialize_grads=False,
+                )
+                phi = torch.zeros(P, T, dtype=dtype)
+                for g, leaf in zip(grads, leaves, strict=True):
+                    if g is not None:
+                        phi = phi + _credit(g, leaf, P, T)
+                    direct = sink.take(leaf.tensor)  # from a recurrent layer fed by the leaf itself
+                    if direct is not None:
+                        phi = phi + direct
+                _check_pairs(phi, y[:P, c].detach() - y[P:, c].detach(), self.net)
+                phis.append((phi.view(n, k, -1) * w).sum(1).double())
         return torch.stack(phis, -1).detach().numpy()
 
     # -- public API -------------------------------------------------------------------------
@@ -258,6 +245,34 @@ class DeepExplainer(Attribution):
         finally:
             _COLUMNS.reset(token)
         return phi, np.full(len(x), float(self.expected_value[output_index]))
+
+
+def _credit(g: torch.Tensor, leaf, P: int, T: int) -> torch.Tensor:
+    """``m * Δ`` of one input feature, summed to its token positions ``[P, T]``."""
+    e = leaf.tensor.detach()
+    if leaf.bdim:
+        g, e = g.movedim(leaf.bdim, 0), e.movedim(leaf.bdim, 0)
+    d = (g[:P] * (e[:P] - e[P:])).movedim(leaf.pos_dim, 1)
+    return d.reshape(P, T, -1).sum(-1)
+
+
+def _check_pairs(phi: torch.Tensor, delta: torch.Tensor, net: nn.Module) -> None:
+    """Every (input, reference) pair's values must add up to its output difference: the exact
+    rules guarantee it up to rounding, so a larger miss means an operation the tracer paired
+    wrongly, or arithmetic that overflows. Refuse rather than show numbers that do not add up
+    (non-finite numbers are left to :func:`check_finite`, which names them)."""
+    if not (bool(torch.isfinite(phi).all()) and bool(torch.isfinite(delta).all())):
+        return
+    miss = (phi.sum(1) - delta).abs()
+    tol = (1e-6 if phi.dtype == torch.float64 else 1e-3) * delta.abs().clamp_min(1.0)
+    if bool((miss > tol).any()):
+        raise AdditivityError(
+            f"the DeepLIFT rules did not add up on {type(net).__name__}: an input-reference pair misses its "
+            f"output difference by {float(miss.max()):.3g}. Either the arithmetic loses precision (weights that "
+            "saturate every unit: try dtype=torch.float64), or an operation mixes inputs and references in a way "
+            "the tracer did not recognize (an in-place update whose result is not used, a reshape of the batch "
+            "dim); nothing is shown"
+        )
 
 
 # The outputs `_attribute` differentiates, in this thread/context: all (None) for shap_values, one
@@ -352,7 +367,7 @@ def summarize_background(
         if emb is None:
             raise TypeError("summarizing a background of token ids needs a model with an nn.Embedding")
         mask = (background != getattr(net, "pad_id", 0)).unsqueeze(-1).double()
-        feats = (emb(background).double() * mask).sum(1) / mask.sum(1).clamp(min=1)
+        feats = (F.embedding(background, emb.weight).double() * mask).sum(1) / mask.sum(1).clamp(min=1)
     g = torch.Generator().manual_seed(seed)
     centers = feats[torch.randperm(n, generator=g)[:k]].clone()
     for _ in range(iters):

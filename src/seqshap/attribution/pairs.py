@@ -8,6 +8,7 @@ explicit layer (recurrent or attention) runs its forward pass on the n + k *uniq
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -24,6 +25,14 @@ class Pairing:
     n: int | None = None
     k: int | None = None
     tokens: TokenSink | None = None
+    ledger: Any = None  # the tracer's :class:`~.signals.Ledger` of this pass
+    mode: Any = None  # the tracer's mode (reads masks computed from the ids)
+
+    def signal(self, t: torch.Tensor) -> torch.Tensor:
+        """``t``, or the float shadow of a value derived from the ids (a padding mask), which an
+        explicit layer must read so that the mask's share reaches the positions."""
+        shadow = self.ledger.shadow(t) if self.ledger is not None else None
+        return t if shadow is None else shadow
 
 
 class TokenSink:
@@ -34,10 +43,12 @@ class TokenSink:
 
     def __init__(self, leaves: list[torch.Tensor]):
         self.leaves = leaves
+        self.ledger: Any = None  # set by the tracer: its input features are the leaves
         self.acc: dict[int, torch.Tensor] = {}
 
     def owns(self, t: torch.Tensor) -> bool:
-        return any(t is leaf for leaf in self.leaves)
+        leaves = self.leaves if self.ledger is None else [leaf.tensor for leaf in self.ledger.leaves]
+        return any(t is leaf for leaf in leaves)
 
     def add(self, leaf: torch.Tensor, contrib: torch.Tensor) -> None:
         key = id(leaf)
@@ -95,6 +106,10 @@ class _Grid:
         return g[: self.P].reshape(self.a, self.b, *g.shape[1:])
 
     def flat(self, m: torch.Tensor) -> torch.Tensor:
-        """``[a, b, ...]`` multipliers -> gradient ``[2P, ...]`` for both halves."""
+        """``[a, b, ...]`` multipliers -> gradient ``[2P, ...]``: the input half's, zeros for the
+        reference half (never read)."""
         m = m.reshape(self.P, *m.shape[2:])
-        return torch.cat([m, m], 0)
+        out = m.new_empty((2 * self.P, *m.shape[1:]))
+        out[: self.P] = m
+        out[self.P :].zero_()
+        return out

@@ -1,4 +1,4 @@
-"""Exact DeepLIFT for ``nn.LSTM`` and ``nn.GRU``, written out as explicit cells.
+"""Exact DeepLIFT for ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN``, written out as explicit cells.
 
 Forward: the cell equations run once on the *unique* rows (n inputs + k references),
 not on the n*k pairs. Backward: multipliers run per pair through the same equations,
@@ -204,6 +204,48 @@ class _GRULayer(torch.autograd.Function):
         return inputs.grad(), grid.flat(mh), None, None, None, None, None, None, None, None
 
 
+class _RNNLayer(torch.autograd.Function):
+    """Elman RNN ``h' = act(W_ih x + b_ih + W_hh h + b_hh)`` (tanh or relu): the rescale rule
+    on the activation, linear maps around it."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, bias, relu, pairing, leaf, reverse):
+        with torch._C.DisableTorchFunction():
+            grid = _Grid(x.shape[0], pairing, x, h0)
+            ux, h = grid.unique(x), grid.unique(h0)
+            T = ux.shape[1]
+            xp = torch.addmm(bias, ux.reshape(-1, ux.shape[2]), w_ih.t()).view(ux.shape[0], T, -1)
+            Z = ux.new_empty(T, ux.shape[0], w_hh.shape[0])
+            Hs = ux.new_empty(T, ux.shape[0], w_hh.shape[0])
+            for t in range(T):
+                z = torch.addmm(xp[:, t], h, w_hh.t())
+                Z[t] = z
+                h = torch.relu(z) if relu else torch.tanh(z)
+                Hs[t] = h
+            S = (Z > 0).to(Z.dtype) * 0.5 if relu else (1 - Hs * Hs) * 0.5  # half slopes for the fallback
+            XP = xp.transpose(0, 1).contiguous() if leaf is not None else None
+            ctx.save_for_backward(w_ih, w_hh, Z, Hs, S, XP)
+            ctx.grid, ctx.leaf, ctx.reverse = grid, leaf, reverse
+            ctx.sink = pairing.tokens if pairing else None
+            return grid.expand(Hs.transpose(0, 1).contiguous()), grid.expand(h)
+
+    @staticmethod
+    def backward(ctx, g_out, g_h):
+        w_ih, w_hh, Z, Hs, S, XP = ctx.saved_tensors
+        grid = ctx.grid
+        T, H = Z.shape[0], w_hh.shape[0]
+        inputs = _InputSide(ctx, grid, XP, w_ih, T)
+        (Zx, Zr), (Hx, Hr), (Sx, Sr) = grid.sides(Z), grid.sides(Hs), grid.sides(S)
+        mo = grid.grid(g_out, (T, H), w_hh)
+        mh = grid.grid(g_h, (H,), w_hh).clone()
+        for t in range(T - 1, -1, -1):
+            mh = mh + mo[:, :, t]
+            m_z = mh * secant_stored(Zx[t], Zr[t], Hx[t], Hr[t], Sx[t], Sr[t])
+            inputs.step(t, m_z)
+            mh = torch.matmul(m_z, w_hh)
+        return inputs.grad(), grid.flat(mh), None, None, None, None, None, None, None
+
+
 class _ExplicitRNN(nn.Module):
     """Shared driver: layers x directions, batch_first either way, initial states."""
 
@@ -234,6 +276,7 @@ class _ExplicitRNN(nn.Module):
             raise NotImplementedError("packed sequences are not supported by the explainer; pad instead")
         r = self.rnn
         lstm = isinstance(r, nn.LSTM)
+        elman = type(r) is nn.RNN
         unbatched = x.dim() == 2
         if unbatched:
             x = x.unsqueeze(1 if not r.batch_first else 0)
@@ -260,6 +303,10 @@ class _ExplicitRNN(nn.Module):
                         seq, h0[idx], c0[idx], w_ih, w_hh, b_ih + b_hh, self.pairing, self.rule, leaf, d == 1
                     )
                     cs.append(c)
+                elif elman:
+                    out, h = _RNNLayer.apply(
+                        seq, h0[idx], w_ih, w_hh, b_ih + b_hh, r.nonlinearity == "relu", self.pairing, leaf, d == 1
+                    )
                 else:
                     out, h = _GRULayer.apply(
                         seq, h0[idx], w_ih, w_hh, b_ih, b_hh, self.pairing, self.rule, leaf, d == 1

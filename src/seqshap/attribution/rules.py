@@ -12,6 +12,7 @@ which is what makes the final attributions add up.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -28,14 +29,21 @@ def tolerance(dtype: torch.dtype) -> float:
 
 
 def secant(
-    zx: torch.Tensor, zr: torch.Tensor, fx: torch.Tensor, fr: torch.Tensor, slope_mid, scale: torch.Tensor | float = 1.0
+    zx: torch.Tensor,
+    zr: torch.Tensor,
+    fx: torch.Tensor,
+    fr: torch.Tensor,
+    slope_mid,
+    scale: torch.Tensor | float | None = 1.0,
 ) -> torch.Tensor:
     """Rescale multiplier ``(f(zx) - f(zr)) / (zx - zr)``, and ``f'((zx+zr)/2)`` where
     ``|zx - zr|`` is below :func:`tolerance` times ``scale``. ``slope_mid(z)`` gives ``f'(z)``;
     ``scale`` is the distance over which ``f`` bends (1 for sigmoid-like functions, ``v`` for
-    ``rsqrt(v)``), so the midpoint slope is only used where it is accurate."""
+    ``rsqrt(v)``), so the midpoint slope is only used where it is accurate; ``None`` for a
+    function with kinks (ReLU, clamp, abs), whose secant is used wherever ``zx != zr``: near a
+    kink the midpoint slope is not the secant, however close the two sides are."""
     d = zx - zr
-    small = d.abs() <= tolerance(d.dtype) * scale
+    small = d.abs() <= tolerance(d.dtype) * scale if scale is not None else d == 0
     m = (fx - fr) / torch.where(small, torch.ones_like(d), d)
     if bool(small.any()):
         m = m.expand(small.shape).clone() if m.shape != small.shape else m
@@ -103,17 +111,22 @@ def _halves(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _both(m: torch.Tensor) -> torch.Tensor:
-    return torch.cat([m, m], 0)
+    """The gradient for the stacked halves: the input half's multipliers, zeros for the reference
+    half (no rule ever reads a reference half's gradient; linear steps keep the halves apart)."""
+    out = m.new_empty((2 * m.shape[0], *m.shape[1:]))
+    out[: m.shape[0]] = m
+    out[m.shape[0] :].zero_()
+    return out
 
 
 class Rescale(torch.autograd.Function):
     """Elementwise nonlinearity ``f``: multiplier = secant slope between x and reference."""
 
     @staticmethod
-    def forward(ctx, z, fn):
+    def forward(ctx, z, fn, kinked: bool = False):
         y = fn(z)
         ctx.save_for_backward(z, y)
-        ctx.fn = fn
+        ctx.fn, ctx.kinked = fn, kinked
         return y
 
     @staticmethod
@@ -128,8 +141,10 @@ class Rescale(torch.autograd.Function):
                 mid = mid.detach().requires_grad_(True)
                 return torch.autograd.grad(fn(mid).sum(), mid)[0]
 
-        m = secant(zx, zr, yx, yr, slope)
-        return _both(_halves(g)[0] * m), None
+        m = getattr(ctx, "m", None)  # the slopes do not depend on g: one per forward, reused per output
+        if m is None:
+            m = ctx.m = secant(zx, zr, yx, yr, slope, scale=None if ctx.kinked else 1.0)
+        return _both(_halves(g)[0] * m), None, None
 
 
 class Product(torch.autograd.Function):
@@ -144,8 +159,11 @@ class Product(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        (ax, ar), (bx, br) = _halves(a), _halves(b)
-        w_a, w_b = ctx.rule.weights(ax, ar, bx, br)
+        w = getattr(ctx, "w", None)  # the weights do not depend on g: one per forward, reused per output
+        if w is None:
+            (ax, ar), (bx, br) = _halves(a), _halves(b)
+            w = ctx.w = ctx.rule.weights(ax, ar, bx, br)
+        w_a, w_b = w
         gx = _halves(g)[0]
         ga, gb = gx * w_a, gx * w_b
         return _both_sum_to(ga, a.shape), _both_sum_to(gb, b.shape), None
@@ -166,11 +184,31 @@ def _both_sum_to(m: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return _sum_to(_both(m), shape)
 
 
+def _nonzero(d: torch.Tensor) -> torch.Tensor:
+    return torch.where(d == 0, torch.ones_like(d), d)
+
+
+def max_shares(d_at_x: torch.Tensor, d_at_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """How ``Δ max`` splits between the argmax position of x and that of the reference, given
+    each position's own ``Δz``: half each; all to one where the other's ``Δz`` is ~0 (dividing
+    by it would blow up); where both are ~0, all to the larger non-zero one. Exact: ``Δ max`` is
+    0 whenever both ``Δz`` are exactly 0."""
+    tol = tolerance(d_at_x.dtype)
+    ok_x, ok_r = d_at_x.abs() > tol, d_at_r.abs() > tol
+    neither = ~ok_x & ~ok_r
+    x_wins = neither & (d_at_x.abs() >= d_at_r.abs()) & (d_at_x != 0)
+    r_wins = neither & ~x_wins & (d_at_r != 0)
+    half = 0.5 * torch.ones_like(d_at_x)
+    share_x = torch.where(ok_x & ok_r, half, ((ok_x & ~ok_r) | x_wins).to(d_at_x.dtype))
+    share_r = torch.where(ok_x & ok_r, half, ((ok_r & ~ok_x) | r_wins).to(d_at_x.dtype))
+    return share_x, share_r
+
+
 class MaxOverDim(torch.autograd.Function):
     """``amax(z, dim)``: half of ``Delta y`` goes to the argmax position of ``x``, half to
     the argmax position of the reference (all of it when they coincide), each divided by
     that position's own ``Delta z``. Where a position's ``Delta z`` is ~0 its share moves to
-    the other position, so the rule stays exact."""
+    the other position, so the rule stays exact (:func:`max_shares`)."""
 
     @staticmethod
     def forward(ctx, z, dim: int):
@@ -186,17 +224,13 @@ class MaxOverDim(torch.autograd.Function):
         (zx, zr), (yx, yr), (ix, ir) = _halves(z), _halves(y), _halves(idx)
         dy = yx - yr
         dz = zx - zr
-        tol = tolerance(z.dtype)
         d_at_x = dz.gather(dim, ix)  # Delta z at x's argmax
         d_at_r = dz.gather(dim, ir)  # Delta z at the reference's argmax
-        ok_x, ok_r = d_at_x.abs() > tol, d_at_r.abs() > tol
-        share_x = torch.where(ok_x & ok_r, 0.5 * torch.ones_like(dy), ok_x.to(dy.dtype))
-        share_r = torch.where(ok_x & ok_r, 0.5 * torch.ones_like(dy), (ok_r & ~ok_x).to(dy.dtype))
-        safe = lambda d: torch.where(d.abs() > tol, d, torch.ones_like(d))
+        share_x, share_r = max_shares(d_at_x, d_at_r)
         m = torch.zeros_like(zx)
         gx = _halves(g)[0].unsqueeze(dim)
-        m.scatter_add_(dim, ix, gx * dy * share_x / safe(d_at_x))
-        m.scatter_add_(dim, ir, gx * dy * share_r / safe(d_at_r))
+        m.scatter_add_(dim, ix, gx * dy * share_x / _nonzero(d_at_x))
+        m.scatter_add_(dim, ir, gx * dy * share_r / _nonzero(d_at_r))
         return _both(m), None
 
 
@@ -417,3 +451,165 @@ class LayerNorm(torch.autograd.Function):
         z, weight = ctx.saved_tensors
         zx, zr = _halves(z)
         return _both(LayerNormRule.multipliers(_halves(g)[0], zx, zr, weight, ctx.eps)), None, None, None
+
+
+# Elements of the largest per-pair temporary a blockwise backward handles at once (2 MB in float32).
+CACHE_ELEMENTS = 1 << 19
+
+
+# ---- masks that differ between an input and its reference ----------------------------------------
+def _under(s: torch.Tensor, keep: torch.Tensor, fill: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Softmax over the last dim of ``s`` where ``keep`` and ``fill`` elsewhere, as the model
+    computes it: (finite scores for the rule, probabilities, log-sum-exp ``[..., 1]``). With a
+    finite fill the filled scores are the model's own (a row with no key kept is uniform, as
+    the model has it); with -inf the masked scores are read as 0 (their probability is 0)."""
+    if math.isinf(fill):
+        z = s.masked_fill(~keep, float("-inf"))
+        return s.masked_fill(~keep, 0.0), torch.softmax(z, -1), torch.logsumexp(z, -1, keepdim=True)
+    z = s.masked_fill(~keep, fill)
+    return z, torch.softmax(z, -1), torch.logsumexp(z, -1, keepdim=True)
+
+
+class MaskedScoresSoftmax(torch.autograd.Function):
+    """Softmax over the last dim of ``s`` where ``keep`` (float 0/1, broadcast to ``s``) and
+    ``fill`` (-inf or a large negative number) elsewhere, on the stacked halves, with the mask a
+    second player where it differs between an input and its reference.
+
+    Per row, with ``p(s | k)`` the softmax under mask ``k``, the scores get
+    ``½[p(s_x|k_x) − p(s_r|k_x)] + ½[p(s_x|k_r) − p(s_r|k_r)]`` (the one-mask rule of
+    :class:`SoftmaxRule` under each mask, zero at the keys it masks) and the mask the rest,
+    ``½ Σ_s [p(s|k_x) − p(s|k_r)]``: a changed key gets its own probability's change and a share of
+    the unchanged keys' changes in proportion to its probability mass. Rows whose mask is the same
+    on both sides get the one-mask rule and nothing for the mask. Exact in both parts.
+    """
+
+    @staticmethod
+    def forward(ctx, s, keep, fill: float):
+        kb = (keep > 0.5).expand_as(s)
+        _, p, lse = _under(s, kb, fill)
+        ctx.save_for_backward(s, keep, p, lse)
+        ctx.fill = fill
+        return p
+
+    @staticmethod
+    def backward(ctx, g):
+        s, keep, p, lse = ctx.saved_tensors
+        fill = ctx.fill
+        (sx, sr), (kx, kr) = _halves(s), _halves((keep > 0.5).expand_as(s))
+        (pxx, prr), (lxx, lrr) = _halves(p), _halves(lse)
+        gx = _halves(g)[0]
+        m_s = torch.empty_like(gx)
+        m_k = torch.zeros_like(gx) if ctx.needs_input_grad[1] else None
+        # Blocks of pairs small enough that a block's temporaries stay in cache (every row is
+        # independent); the same budget as the explicit encoder layer's.
+        per_pair = max(1, gx[0].numel())
+        step = max(1, CACHE_ELEMENTS // per_pair)
+        for a in range(0, gx.shape[0], step):
+            b = slice(a, a + step)
+            ms, mk = MaskedScoresSoftmax._block(
+                gx[b], sx[b], sr[b], kx[b], kr[b], pxx[b], prr[b], lxx[b], lrr[b], fill, m_k is not None
+            )
+            m_s[b] = ms
+            if m_k is not None and mk is not None:
+                m_k[b] = mk
+        grad_keep = _both_sum_to(m_k, keep.shape) if m_k is not None else None
+        return _both(m_s), grad_keep, None
+
+    @staticmethod
+    def _block(gx, sx, sr, kx, kr, pxx, prr, lxx, lrr, fill: float, want_keep: bool):
+        """(m_s, m_keep or None) for one block of pairs."""
+
+        def scores(t, k):  # the scores the one-mask rule reads under mask k (see _under)
+            return t.masked_fill(~k, 0.0 if math.isinf(fill) else fill)
+
+        zxx, zrr = scores(sx, kx), scores(sr, kr)
+        if not bool((kx != kr).any()):
+            return SoftmaxRule._one_mask(gx, zxx, zrr, pxx, prr, lxx, lrr).mul_(kx), None
+        zrx, prx, lrx = _under(sr, kx, fill)  # the reference's scores under the input's mask
+        zxr, pxr, lxr = _under(sx, kr, fill)  # and the other way round
+        m_s = SoftmaxRule._one_mask(gx, zxx, zrx, pxx, prx, lxx, lrx).mul_(kx)
+        m_s = m_s.add_(SoftmaxRule._one_mask(gx, zxr, zrr, pxr, prr, lxr, lrr).mul_(kr)).mul_(0.5)
+        if not want_keep:
+            return m_s, None
+        ch = (kx != kr).to(gx.dtype)
+        dm = kx.to(gx.dtype) - kr.to(gx.dtype)  # ±1 where a key's mask changed: its own inverse
+        m_k = torch.zeros_like(gx)
+        for d, q in ((pxx - pxr, pxx + pxr), (prx - prr, prx + prr)):  # s = s_x, then s = s_r
+            gd = gx * d
+            rest = (gd * (1 - ch)).sum(-1, keepdim=True)
+            mass = (q * ch).sum(-1, keepdim=True).clamp_min_(torch.finfo(q.dtype).tiny)
+            m_k.add_(((rest / mass) * q * ch + gd) * dm)
+        return m_s, m_k.mul_(0.5)
+
+
+class MaskedMax(torch.autograd.Function):
+    """``amax`` over ``dim`` of ``s`` where ``keep`` (float 0/1, broadcast to ``s``) and ``fill``
+    elsewhere, on the stacked halves. The values get the max rule (:class:`MaxOverDim`) averaged
+    over the two masks; the mask gets the rest, ``½ Σ_s [max(s|k_x) − max(s|k_r)]``, shared
+    equally by the keys whose mask changed. Exact."""
+
+    @staticmethod
+    def forward(ctx, s, keep, fill: float, dim: int):
+        z = s.masked_fill(~(keep > 0.5).expand_as(s), fill)
+        ctx.save_for_backward(s, keep)
+        ctx.fill, ctx.dim = fill, dim
+        return z.amax(dim)
+
+    @staticmethod
+    def _share(g, zx, zr, dim):
+        """Multipliers of z for ``max(zx) − max(zr)`` (the :class:`MaxOverDim` rule)."""
+        yx, ix = zx.max(dim=dim, keepdim=True)
+        yr, ir = zr.max(dim=dim, keepdim=True)
+        dz = zx - zr
+        dz = torch.where(torch.isfinite(dz), dz, torch.zeros_like(dz))
+        dy = torch.where(torch.isfinite(yx - yr), yx - yr, torch.zeros_like(yx))
+        d_at_x, d_at_r = dz.gather(dim, ix), dz.gather(dim, ir)
+        share_x, share_r = max_shares(d_at_x, d_at_r)
+        m = torch.zeros_like(zx)
+        m.scatter_add_(dim, ix, g * dy * share_x / _nonzero(d_at_x))
+        m.scatter_add_(dim, ir, g * dy * share_r / _nonzero(d_at_r))
+        return m, yx, yr
+
+    @staticmethod
+    def backward(ctx, g):
+        s, keep = ctx.saved_tensors
+        fill, dim = ctx.fill, ctx.dim
+        (sx, sr), (kx, kr) = _halves(s), _halves(keep.expand_as(s))
+        kx, kr = kx > 0.5, kr > 0.5
+        gx = _halves(g)[0].unsqueeze(dim)
+        m_s, y_xx, y_rx = MaskedMax._share(gx, sx.masked_fill(~kx, fill), sr.masked_fill(~kx, fill), dim)
+        if not bool((kx != kr).any()):
+            grad_keep = _both_sum_to(torch.zeros_like(m_s), keep.shape) if ctx.needs_input_grad[1] else None
+            return _both(m_s * kx), grad_keep, None, None
+        m_s2, y_xr, y_rr = MaskedMax._share(gx, sx.masked_fill(~kr, fill), sr.masked_fill(~kr, fill), dim)
+        m_s = 0.5 * (m_s * kx + m_s2 * kr)
+        rest = 0.5 * ((y_xx - y_xr) + (y_rx - y_rr))  # the mask's share, [..., 1, ...]
+        rest = torch.where(torch.isfinite(rest), rest, torch.zeros_like(rest))
+        ch = (kx != kr).to(g.dtype)
+        count = ch.sum(dim, keepdim=True).clamp_min(1.0)
+        dm = kx.to(g.dtype) - kr.to(g.dtype)
+        m_k = gx * rest / count * ch * dm
+        grad_keep = _both_sum_to(m_k, keep.shape) if ctx.needs_input_grad[1] else None
+        return _both(m_s), grad_keep, None, None
+
+
+class LogSumExp(torch.autograd.Function):
+    """``logsumexp`` over the last dim: ``ΔLSE = Σ_j μ_j Δs_j`` exactly, with the trapezoid weights
+    ``μ⁰ = (p_x + p_r)/2`` and the proportional correction of :class:`SoftmaxRule`."""
+
+    @staticmethod
+    def forward(ctx, s):
+        lse = torch.logsumexp(s, -1, keepdim=True)
+        ctx.save_for_backward(s, lse)
+        return lse.squeeze(-1)
+
+    @staticmethod
+    def backward(ctx, g):
+        s, lse = ctx.saved_tensors
+        (sx, sr), (lx, lr) = _halves(s), _halves(lse)
+        px, pr = torch.exp(sx - lx), torch.exp(sr - lr)
+        ds, L = sx - sr, lx - lr
+        mu0 = (px + pr) * 0.5
+        t1 = mu0 * ds
+        c = _ratio(L - t1.sum(-1, keepdim=True), (t1 * ds).sum(-1, keepdim=True), 0.0)
+        return _both(_halves(g)[0].unsqueeze(-1) * mu0 * (1 + c * ds))

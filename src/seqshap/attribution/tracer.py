@@ -1,285 +1,74 @@
 """Runs a user's model so that every operation on the input signal uses a DeepLIFT rule.
 
 Two checks keep numbers honest:
-1. before anything runs, every module is looked up in :data:`MODULE_RULES`; a module
-   type the engine cannot explain exactly raises :class:`UnsupportedLayerError`;
-2. during the forward pass a ``TorchFunctionMode`` sees every torch call. Calls that
-   touch the input signal (tensors that require grad: the parameters are frozen for
-   the explanation) must be linear (they pass multipliers through autograd unchanged)
-   or have a rule in :data:`OP_RULES`; anything else raises, naming the operation.
+1. before anything runs, every module is looked up in the composite's module rules
+   (:mod:`.canonizers`); a ``torch.nn`` layer the engine cannot explain exactly raises
+   :class:`UnsupportedLayerError`;
+2. during the forward pass a ``TorchFunctionMode`` sees every torch call. A call that touches
+   the signal must be linear (multipliers pass through autograd unchanged) or have a rule in
+   :data:`~.op_rules.OP_RULES`; a value computed from the token ids (a padding mask, a length,
+   the index of the last real token) is tracked too (:mod:`.signals`), so its difference
+   between an input and its reference is credited to positions. Anything else raises, naming
+   the operation and the user's line.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Callable
-
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map
 
-from ..errors import UnsupportedLayerError
-from ..models.hf import HFEncoderLayer
-from ..models.transformer import EncoderBlock, PaddingMask
-from .attention import ExplicitEncoderLayer, block_params, hf_layer_params
+from .canonizers import DEFAULT, Composite, canonized
+from .op_rules import ELEMENTWISE, LINEAR_OPS, OP_RULES, supported_ops
 from .pairs import Pairing
-from .recurrent import _ExplicitRNN
-from .rules import Bilinear, CenteredSoftmax, LayerNorm, MaskedSoftmax, MaxOverDim, Product, ProductRule, Rescale
+from .rules import ProductRule
+from .signals import Ledger, MaskedScores, Refusal, _is_large_negative, infer_bdim, op_name, refuse
 
-
-# ---- modules -----------------------------------------------------------------------------
-class Canonize:
-    """Rewrite a layer into explicit steps with known rules while it is explained
-    (``factory(module, pairing, rule) -> nn.Module`` sharing the module's parameters)."""
-
-    def __init__(self, factory: Callable[..., nn.Module]):
-        self.factory = factory
-
-    def __call__(self, module: nn.Module, pairing: Pairing, rule: ProductRule) -> nn.Module:
-        return self.factory(module, pairing, rule)
-
-
-class Unsupported:
-    """A layer without an exact rule, and what to do instead."""
-
-    def __init__(self, hint: str = ""):
-        self.hint = hint
-
-
-def _encoder_block(module: nn.Module, pairing: Pairing, rule: ProductRule) -> nn.Module:
-    assert isinstance(module, EncoderBlock)  # the table binds this canonizer to EncoderBlock only
-    return ExplicitEncoderLayer(module, block_params(module), pairing)
-
-
-def _hf_encoder_layer(module: nn.Module, pairing: Pairing, rule: ProductRule) -> nn.Module:
-    assert isinstance(module, HFEncoderLayer)  # the table binds this canonizer to HFEncoderLayer only
-    return ExplicitEncoderLayer(module, hf_layer_params(module.layer), pairing)
-
-
-_ATTENTION_HINT = (
-    "build the encoder from seqshap.models.transformer.EncoderBlock (its attention, softmax, "
-    "LayerNorm and padding mask have exact rules)"
+# Results with no gradient however their inputs change: a value derived from the input.
+COMPARISONS = frozenset(
+    {
+        *("eq", "ne", "lt", "le", "gt", "ge", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"),
+        *("greater", "less", "greater_equal", "less_equal", "not_equal", "equal", "isin", "eq_", "ne_"),
+        *("isnan", "isinf", "isfinite", "isneginf", "isposinf", "signbit"),
+    }
 )
-
-# Module type -> what happens to it while it is explained:
-#   Canonize  rewritten to explicit steps (its children are not looked at);
-#   "feature" its output is an input feature the attributions are credited to (per position);
-#   "ops"     its torch calls are checked and ruled one by one (OP_RULES);
-#   Unsupported: refused before anything runs.
-MODULE_RULES: dict[type, object] = {
-    nn.LSTM: Canonize(_ExplicitRNN),
-    nn.GRU: Canonize(_ExplicitRNN),
-    EncoderBlock: Canonize(_encoder_block),
-    HFEncoderLayer: Canonize(_hf_encoder_layer),
-    nn.Embedding: "feature",
-    PaddingMask: "feature",
-    nn.Linear: "ops",
-    nn.Bilinear: Unsupported(),
-    nn.Conv1d: "ops",
-    nn.LayerNorm: "ops",
-    nn.Dropout: "ops",
-    nn.Dropout1d: "ops",
-    nn.AlphaDropout: "ops",
-    nn.Sigmoid: "ops",
-    nn.Tanh: "ops",
-    nn.ReLU: "ops",
-    nn.LeakyReLU: "ops",
-    nn.ELU: "ops",
-    nn.GELU: "ops",
-    nn.SiLU: "ops",
-    nn.Softplus: "ops",
-    nn.Hardsigmoid: "ops",
-    nn.Hardtanh: "ops",
-    nn.ReLU6: "ops",
-    nn.Softmax: "ops",
-    nn.MaxPool1d: "ops",
-    nn.AdaptiveMaxPool1d: "ops",
-    nn.AvgPool1d: "ops",
-    nn.AdaptiveAvgPool1d: "ops",
-    nn.Flatten: "ops",
-    nn.Unflatten: "ops",
-    nn.Identity: "ops",
-    nn.Sequential: "ops",
-    nn.ModuleList: "ops",
-    nn.ModuleDict: "ops",
-    nn.MultiheadAttention: Unsupported(_ATTENTION_HINT),
-    nn.TransformerEncoderLayer: Unsupported(_ATTENTION_HINT),
-    nn.TransformerEncoder: Unsupported(_ATTENTION_HINT),
-    nn.Transformer: Unsupported(_ATTENTION_HINT),
-}
-
-
-def supported_layers() -> list[str]:
-    return sorted(t.__name__ for t, how in MODULE_RULES.items() if not isinstance(how, Unsupported))
-
-
-def feature_modules(model: nn.Module) -> list[nn.Module]:
-    """Modules whose outputs are the input features attributions are credited to."""
-    return [m for m in model.modules() if MODULE_RULES.get(type(m)) == "feature"]
-
-
-def check_modules(model: nn.Module) -> None:
-    """Raise before any number is computed if a module has no exact rule."""
-    todo: list[tuple[str, nn.Module]] = [("", model)]
-    while todo:
-        name, module = todo.pop()
-        how = MODULE_RULES.get(type(module))
-        if isinstance(how, Unsupported) or (how is None and type(module).__module__.startswith("torch.nn")):
-            hint = f"; {how.hint}" if isinstance(how, Unsupported) and how.hint else ""
-            raise UnsupportedLayerError(
-                f"cannot explain module {name or '<root>'!r} ({type(module).__name__}) exactly with DeepSHAP{hint}; "
-                f"supported layers: {', '.join(supported_layers())} (and your own modules built from them)"
-            )
-        if isinstance(module, nn.RNNBase) and module.proj_size:
-            raise UnsupportedLayerError(f"module {name!r}: {type(module).__name__} with proj_size is not supported")
-        if not isinstance(how, Canonize):  # a rewritten layer's insides never run
-            todo.extend((f"{name}.{c}" if name else c, m) for c, m in reversed(list(module.named_children())))
-
-
-@contextlib.contextmanager
-def canonized(model: nn.Module, pairing: Pairing, rule: ProductRule):
-    """Swap every layer with a :class:`Canonize` rule for its explicit form (same parameter
-    objects) and freeze all parameters; put everything back afterwards, whatever happens."""
-    swaps = []
-    todo = [model]
-    while todo:
-        parent = todo.pop()
-        for child_name, child in parent.named_children():
-            how = MODULE_RULES.get(type(child))
-            if isinstance(how, Canonize):
-                swaps.append((parent, child_name, child, how))
-            else:
-                todo.append(child)
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    training = [(m, m.training) for m in model.modules()]
-    try:
-        for parent, child_name, child, how in swaps:
-            parent._modules[child_name] = how(child, pairing, rule)
-        for p, _ in flags:
-            p.requires_grad_(False)
-        model.eval()
-        yield model
-    finally:
-        for parent, child_name, child, _ in swaps:
-            parent._modules[child_name] = child
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        for m, mode in training:
-            m.training = mode
-
-
-# ---- operations ----------------------------------------------------------------------------
-def _name(func) -> str:
-    return getattr(func, "__name__", repr(func))
-
-
-# Calls that are linear in the signal (or only read metadata): autograd's own backward is
-# exactly the DeepLIFT backward for them.
-LINEAR_OPS = {
-    "__get__",
-    "__getitem__",
-    "__setitem__",
-    "__len__",
-    "__iter__",
-    "__format__",
-    "__repr__",
-    "size",
-    "dim",
-    "numel",
-    "stride",
-    "is_contiguous",
-    "is_floating_point",
-    "contiguous",
-    "clone",
-    "detach",
-    "to",
-    "type",
-    "float",
-    "double",
-    "view",
-    "view_as",
-    "reshape",
-    "reshape_as",
-    "flatten",
-    "unflatten",
-    "squeeze",
-    "unsqueeze",
-    "permute",
-    "transpose",
-    "t",
-    "flip",
-    "expand",
-    "expand_as",
-    "repeat",
-    "repeat_interleave",
-    "narrow",
-    "select",
-    "index_select",
-    "gather",
-    "split",
-    "chunk",
-    "unbind",
-    "cat",
-    "concat",
-    "concatenate",
-    "stack",
-    "hstack",
-    "vstack",
-    "movedim",
-    "moveaxis",
-    "roll",
-    "pad",
-    "add",
-    "__add__",
-    "__radd__",
-    "__iadd__",
-    "add_",
-    "sub",
-    "__sub__",
-    "__rsub__",
-    "__isub__",
-    "sub_",
-    "neg",
-    "__neg__",
-    "sum",
-    "mean",
-    "linear",
-    "embedding",
-    "conv1d",
-    "avg_pool1d",
-    "adaptive_avg_pool1d",
-    "dropout",
-    "alpha_dropout",
-    "feature_alpha_dropout",
-    "dropout1d",
-    "identity",
-    "new_zeros",
-    "new_ones",
-    "new_full",
-    "new_empty",
-    "zeros_like",
-    "ones_like",
-    "requires_grad_",
-    "cpu",
-    "__contains__",
-    "__hash__",
-    "__eq__",
-    "__ne__",
-    "__bool__",
-    "__float__",
-    "__int__",
-    "tolist",
-    "item",
-    "numpy",
-    "get_device",
-    "_has_compatible_shallow_copy_type",
-}
-
-
-def _signal(t) -> bool:
-    return isinstance(t, torch.Tensor) and t.requires_grad
+NON_DIFFERENTIABLE = frozenset(
+    {
+        *COMPARISONS,
+        *("argmax", "argmin", "argsort", "nonzero", "count_nonzero", "searchsorted", "bucketize", "bincount"),
+        *("detach", "all", "any", "floor_divide", "__floordiv__", "remainder", "__mod__", "fmod"),
+    }
+)
+# Steps replayed on a derived value's float shadow (linear in it, or logic on 0/1 indicators).
+_SAME = frozenset(
+    {
+        *("view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "transpose", "permute", "t", "T"),
+        *("expand", "expand_as", "repeat", "repeat_interleave", "flip", "roll", "narrow", "select", "__getitem__"),
+        *("contiguous", "clone", "cat", "concat", "stack", "movedim", "chunk", "split", "unbind", "view_as"),
+        *("sum", "cumsum", "mean", "add", "__add__", "__radd__", "sub", "__sub__", "__rsub__", "rsub", "neg"),
+        *("__neg__", "mul", "__mul__", "__rmul__", "div", "__truediv__", "pad", "tril", "triu", "reshape_as"),
+    }
+)
+_CASTS = frozenset(
+    {"to", "float", "double", "half", "long", "int", "bool", "byte", "short", "type", "type_as", "detach", "bfloat16"}
+)
+_NOT = frozenset({"__invert__", "logical_not", "bitwise_not"})
+_AND = frozenset({"__and__", "__rand__", "logical_and", "bitwise_and"})
+_OR = frozenset({"__or__", "__ror__", "logical_or", "bitwise_or"})
+# Operations that read a derived argument as a mask or an index themselves (no shadow swapped in).
+_READS_MASKS = frozenset(
+    {"masked_fill", "masked_fill_", "where", "__getitem__", "gather", "take_along_dim", "index_select"}
+)
+_CONSTANT_MAKERS = frozenset(
+    {"zeros_like", "ones_like", "empty_like", "full_like", "new_zeros", "new_ones", "new_full"}
+)
+_MASK_KEEPING = frozenset(
+    {"view", "reshape", "transpose", "permute", "unsqueeze", "squeeze", "contiguous", "to", "float", "type_as", "clone"}
+)
+_MASK_CONSUMERS = frozenset({"softmax", "_softmax", "amax", "max"})
+# Fused attention calls that take an additive mask as an argument and read it themselves.
+_READS_ADDITIVE_MASKS = frozenset({"multi_head_attention_forward", "scaled_dot_product_attention"})
 
 
 class SquashLog:
@@ -306,7 +95,7 @@ class SquashRecorder(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        name = _name(func)
+        name = op_name(func)
         if name in ("sigmoid", "sigmoid_"):
             self.log.record("sigmoid", args[0], out)
         elif name in ("softmax", "_softmax"):
@@ -314,301 +103,401 @@ class SquashRecorder(TorchFunctionMode):
         return out
 
 
-# ---- the op rule table ------------------------------------------------------------------------
-# Each entry turns one torch call that touches the signal into a ruled call. A rule gets the
-# mode (for the product rule and the squash log), the original function and its arguments.
-class _OpRule:
-    """Base: ``rule(mode, func, args, kwargs)`` -> the output, computed under the rule."""
-
-    def __call__(self, mode: DeepLiftMode, func, args: tuple, kwargs: dict):
-        raise NotImplementedError
-
-
-class _Product(_OpRule):
-    """``a * b``: linear when one factor is constant, else the product rule (Shapley split)."""
-
-    def __call__(self, mode, func, args, kwargs):
-        if sum(_signal(a) for a in args[:2]) < 2:
-            return func(*args, **kwargs)
-        return Product.apply(args[0], args[1], mode.rule)
-
-
-class _MatrixProduct(_OpRule):
-    """``matmul``/``bmm``/``mm``/``@``: linear while one operand is constant; for two signals the
-    :class:`BilinearRule` (Shapley split inside the product)."""
-
-    def __call__(self, mode, func, args, kwargs):
-        a, b = args[0], args[1]
-        if not (_signal(a) and _signal(b)):
-            return func(*args, **kwargs)
-        if _name(func) == "__rmatmul__":
-            a, b = b, a
-        return Bilinear.apply(a, b)
-
-
-class _LinearInOne(_OpRule):
-    """``einsum``, ``outer``: linear while at most one operand is a signal."""
-
-    def __call__(self, mode, func, args, kwargs):
-        flat, _ = tree_flatten((args, kwargs))
-        if sum(_signal(t) for t in flat) < 2:
-            return func(*args, **kwargs)
-        raise UnsupportedLayerError(
-            f"cannot explain {_name(func)} of two signals exactly; write it as a "
-            f"matmul (which has a rule) or an elementwise product"
-        )
-
-
-class _Divide(_OpRule):
-    """``a / b``: linear in ``a``; by a signal ``b`` it is ``a * (1/b)``: the reciprocal gets the
-    rescale rule and the product the Shapley split."""
-
-    def __call__(self, mode, func, args, kwargs):
-        a, b = args[0], args[1] if len(args) > 1 else kwargs.get("other")
-        if not _signal(b):
-            return func(*args, **kwargs)
-        if kwargs.get("rounding_mode") is not None:
-            raise UnsupportedLayerError(f"{_name(func)} with rounding_mode has no exact rule")
-        inv = Rescale.apply(b, torch.reciprocal)
-        if not _signal(a):
-            return a * inv
-        return Product.apply(a, inv, mode.rule)
-
-
-class _LayerNorm(_OpRule):
-    """``layer_norm`` over the last dim: :class:`LayerNorm` (an exact composition)."""
-
-    def __call__(self, mode, func, args, kwargs):
-        params = ("input", "normalized_shape", "weight", "bias", "eps")
-        bound = dict(zip(params, args, strict=False), **kwargs)
-        z, shape = bound["input"], tuple(bound["normalized_shape"])
-        if len(shape) != 1:
-            raise UnsupportedLayerError("layer_norm over more than the last dim is not supported")
-        w, b = bound.get("weight"), bound.get("bias")
-        if _signal(w) or _signal(b):
-            raise UnsupportedLayerError("layer_norm whose weight or bias depends on the input has no rule")
-        return LayerNorm.apply(z, w, b, float(bound.get("eps", 1e-5)))
-
-
-def _check_same_for_pairs(name: str, mask: torch.Tensor, batch: int) -> None:
-    """Refuse a mask ``[batch, ...]`` that differs between an input and its reference (the stacked
-    halves): its share of the difference would be lost (a padding mask of texts of different
-    lengths, say). A mask broadcast over the batch is the same for all and passes."""
-    if mask.dim() and mask.shape[0] == batch and batch % 2 == 0:
-        P = batch // 2
-        if not torch.equal(mask[:P], mask[P:]):
-            raise UnsupportedLayerError(
-                f"{name}: the mask differs between an input and its reference (a padding mask of texts "
-                f"of different lengths?), so its share of the difference cannot be attributed; build "
-                f"attention from seqshap.models.transformer (PaddingMask, EncoderBlock), or explain "
-                f"against references of the same length"
-            )
-
-
-class _Select(_OpRule):
-    """``masked_fill``/``where`` with a constant mask: linear, as long as each input and its
-    reference are masked alike (see :func:`_check_same_for_pairs`)."""
-
-    def __call__(self, mode, func, args, kwargs):
-        name = _name(func)
-        mask = args[1] if name.startswith("masked_fill") else args[0]
-        if _signal(mask):
-            raise UnsupportedLayerError(f"{name} with a mask that depends on the input has no rule")
-        signal = next(t for t in tree_flatten((args, kwargs))[0] if _signal(t))
-        if isinstance(mask, torch.Tensor):
-            _check_same_for_pairs(name, mask, signal.shape[0])
-        return func(*args, **kwargs)
-
-
-class _ScaledDotProductAttention(_OpRule):
-    """``F.scaled_dot_product_attention`` in its explicit form ``softmax(q kᵀ · scale + mask) v``:
-    the two matrix products of signals get :class:`Bilinear`, the softmax :class:`MaskedSoftmax`.
-    A causal or given mask must be the same for an input and its reference; dropout must be off."""
-
-    _PARAMS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
-
-    def __call__(self, mode, func, args, kwargs):
-        name = _name(func)
-        bound = dict(zip(self._PARAMS, args, strict=False), **kwargs)
-        q, k, v, mask = bound["query"], bound["key"], bound["value"], bound.get("attn_mask")
-        if bound.get("dropout_p", 0.0):
-            raise UnsupportedLayerError(
-                f"{name} with dropout_p > 0 is random; pass dropout_p=0.0 outside training "
-                f"(model.eval() does not change a functional call's argument)"
-            )
-        if bound.get("enable_gqa"):
-            raise UnsupportedLayerError(f"{name} with enable_gqa=True is not supported; repeat the keys and values")
-        if _signal(mask):
-            raise UnsupportedLayerError(f"{name} with an attn_mask that depends on the input has no rule")
-        keep = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device)
-        if bound.get("is_causal"):
-            keep = keep.tril()
-        bias = None
-        if mask is not None:
-            if mask.dim() == q.dim():  # else broadcast over the batch
-                _check_same_for_pairs(f"{name}'s attn_mask", mask, q.shape[0])
-            if mask.dtype == torch.bool:
-                keep = keep & mask
-            else:  # additive: -inf masks a key, finite values shift its score
-                keep = keep & (mask > float("-inf"))
-                bias = mask.masked_fill(mask == float("-inf"), 0.0)
-        scale = bound.get("scale")
-        scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-        kt = k.transpose(-2, -1)
-        s = Bilinear.apply(q, kt) if _signal(q) and _signal(k) else q @ kt
-        s = s * scale if bias is None else s * scale + bias
-        p = MaskedSoftmax.apply(s, keep.expand_as(s))
-        return Bilinear.apply(p, v) if _signal(v) else p @ v
-
-
-class _Elementwise(_OpRule):
-    """One-input nonlinearity: the rescale rule (secant slope between input and reference)."""
-
-    def __init__(self, fn=None):
-        self.fn = fn  # the plain torch function; None: call the traced one with its extra arguments
-
-    def __call__(self, mode, func, args, kwargs):
-        fn = self.fn or (lambda z, _f=func, _a=args[1:], _k=kwargs: _f(z, *_a, **_k))
-        out = Rescale.apply(args[0], fn)
-        if self.fn is torch.sigmoid:
-            mode.log.record("sigmoid", args[0], out)
-        return out
-
-
-class _Softmax(_OpRule):
-    """Softmax over an explicit dim: :class:`CenteredSoftmax`."""
-
-    def __call__(self, mode, func, args, kwargs):
-        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
-        if dim is None:
-            raise UnsupportedLayerError("softmax without an explicit dim cannot be explained")
-        out = CenteredSoftmax.apply(args[0], dim)
-        mode.log.record("softmax", args[0], out)
-        return out
-
-
-class _MaxOverDim(_OpRule):
-    """``max(z, dim)`` / ``amax``: :class:`MaxOverDim`; the elementwise max of two tensors has no rule."""
-
-    def __call__(self, mode, func, args, kwargs):
-        name = _name(func)
-        if len(args) + len(kwargs) < 2:
-            raise UnsupportedLayerError(f"{name} over a whole tensor is not supported; give a dim")
-        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
-        keep = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
-        if isinstance(dim, (tuple, list)):
-            if len(dim) != 1:
-                raise UnsupportedLayerError("max over several dims at once is not supported")
-            dim = dim[0]
-        if not isinstance(dim, int):
-            raise UnsupportedLayerError(f"{name} between two tensors (elementwise max) is not supported")
-        y = MaxOverDim.apply(args[0], dim)
-        y = y.unsqueeze(dim) if keep else y
-        if name == "max":
-            return torch.return_types.max((y, args[0].detach().argmax(dim=dim, keepdim=keep)))
-        return y
-
-
-class _GlobalMaxPool(_OpRule):
-    """``adaptive_max_pool1d(z, 1)``: max over the last dim."""
-
-    def __call__(self, mode, func, args, kwargs):
-        size = kwargs.get("output_size", args[1] if len(args) > 1 else None)
-        if size not in (1, (1,), [1]):
-            raise UnsupportedLayerError(
-                f"adaptive_max_pool1d with output_size={size} is not supported (global max pooling, output_size=1, is)"
-            )
-        y = MaxOverDim.apply(args[0], -1).unsqueeze(-1)
-        return (y, args[0].detach().argmax(-1, keepdim=True)) if "indices" in _name(func) else y
-
-
-class _MaxPool1d(_OpRule):
-    """``max_pool1d`` without padding/dilation: max over each window (a strided view)."""
-
-    PARAMS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
-
-    def __call__(self, mode, func, args, kwargs):
-        bound = dict(zip(self.PARAMS, args, strict=False), **kwargs)
-        k = bound["kernel_size"]
-        k = k[0] if isinstance(k, (tuple, list)) else k
-        s = bound.get("stride") or k
-        s = s[0] if isinstance(s, (tuple, list)) else s
-        if (
-            bound.get("padding", 0) not in (0, (0,))
-            or bound.get("dilation", 1) not in (1, (1,))
-            or bound.get("ceil_mode")
-        ):
-            raise UnsupportedLayerError("max_pool1d with padding, dilation or ceil_mode is not supported")
-        if bound.get("return_indices") or "indices" in _name(func):
-            raise UnsupportedLayerError("max_pool1d(return_indices=True) is not supported")
-        return MaxOverDim.apply(bound["input"].unfold(-1, k, s), -1)
-
-
-def _table(rule: _OpRule, *names: str) -> dict[str, _OpRule]:
-    return dict.fromkeys(names, rule)
-
-
-# The rule table: torch function name -> rule. Names in LINEAR_OPS pass through (autograd's own
-# backward is the DeepLIFT backward for them); anything else touching the signal is refused.
-OP_RULES: dict[str, _OpRule] = {
-    **_table(_Product(), "mul", "__mul__", "__rmul__", "__imul__", "mul_"),
-    **_table(_MatrixProduct(), "matmul", "__matmul__", "__rmatmul__", "mm", "bmm"),
-    **_table(_LinearInOne(), "einsum", "outer"),
-    **_table(_Select(), "masked_fill", "masked_fill_", "where"),
-    **_table(_Divide(), "div", "__truediv__", "__itruediv__", "true_divide"),
-    **_table(_Elementwise(torch.sigmoid), "sigmoid", "sigmoid_"),
-    **_table(_Elementwise(torch.tanh), "tanh", "tanh_"),
-    **_table(_Elementwise(torch.relu), "relu", "relu_"),
-    **_table(_Elementwise(torch.exp), "exp", "exp_"),
-    **_table(_Elementwise(torch.rsqrt), "rsqrt", "rsqrt_"),
-    **_table(_Elementwise(torch.sqrt), "sqrt", "sqrt_"),
-    **_table(_Elementwise(torch.reciprocal), "reciprocal", "reciprocal_"),
-    **_table(_Elementwise(torch.square), "square", "square_"),
-    **_table(_LayerNorm(), "layer_norm"),
-    **_table(_Elementwise(), "leaky_relu", "elu", "gelu", "silu", "softplus", "hardsigmoid", "hardtanh", "relu6"),
-    **_table(_Softmax(), "softmax", "_softmax"),
-    **_table(_ScaledDotProductAttention(), "scaled_dot_product_attention"),
-    **_table(_MaxOverDim(), "amax", "max"),
-    **_table(_GlobalMaxPool(), "adaptive_max_pool1d", "_adaptive_max_pool1d", "adaptive_max_pool1d_with_indices"),
-    **_table(_MaxPool1d(), "max_pool1d", "_max_pool1d", "max_pool1d_with_indices"),
-}
-
-
-def supported_ops() -> list[str]:
-    """Names of the nonlinear operations with a rule (for error messages)."""
-    return sorted({n.strip("_") for n, r in OP_RULES.items() if not isinstance(r, _LinearInOne)})
+def _tensors(x) -> list[torch.Tensor]:
+    return [t for t in tree_flatten(x)[0] if isinstance(t, torch.Tensor)]
 
 
 class DeepLiftMode(TorchFunctionMode):
-    """Routes every call that touches the signal to its rule in :data:`OP_RULES`."""
+    """Routes every call that touches the signal (or a value derived from the ids) to its rule."""
 
-    def __init__(self, rule: ProductRule):
+    def __init__(self, rule: ProductRule, ledger: Ledger):
         super().__init__()
-        self.rule = rule
+        self.rule, self.ledger = rule, ledger
         self.log = SquashLog()
 
+    # -- helpers for the rules ---------------------------------------------------------------
+    def run(self, fn, *args, **kwargs):
+        """``fn`` under this mode (a rule's explicit steps, each ruled in turn)."""
+        with self, torch.enable_grad():
+            return fn(*args, **kwargs)
+
+    def record_signal(self, t: torch.Tensor, bdim: int | None) -> None:
+        self.ledger.record(t, bdim)
+
+    def derive(self, t: torch.Tensor, src: torch.Tensor) -> None:
+        """Record ``t`` as computed from ``src`` without a gradient (indices of a max, say)."""
+        self.ledger.record(t, self.ledger.bdim(src) if t.dim() == src.dim() else None, derived=True)
+
+    def annotate(self, out: torch.Tensor, masked: MaskedScores, fill: float) -> None:
+        hit = self.ledger.info(out)
+        bdim = hit.bdim if hit is not None else self.ledger.bdim(masked.scores)
+        self.ledger.record(out, bdim, masked=MaskedScores(masked.scores, masked.keep, fill))
+
+    def masked(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+        hit = self.ledger.info(t)
+        if hit is None or hit.masked is None:
+            return None
+        return hit.masked.scores, hit.masked.keep, hit.masked.fill
+
+    def _masked_of(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        hit = self.masked(t)
+        assert hit is not None  # called only for tensors recorded with masked scores
+        return hit
+
+    def indicator(self, onehot: torch.Tensor) -> torch.Tensor:
+        """A ``[batch, T]`` 0/1 indicator computed from derived values: an input feature where it
+        differs between an input and its reference, else a constant."""
+        L = self.ledger
+        if L.halves_equal(onehot, 0):
+            return onehot
+        if L.position_dim(onehot, 0) is None:
+            raise refuse("a selection computed from the ids does not have one value per token position")
+        return L.add_leaf(onehot, 0, L.position_dim(onehot, 0) or 1, "selection")
+
+    def mask_signal(self, mask, what: str) -> torch.Tensor | None:
+        """The float 0/1 player for a boolean mask computed from the ids, where it differs between
+        an input and its reference (its shadow, or a new input feature over its positions);
+        ``None`` for a constant mask."""
+        L = self.ledger
+        if not isinstance(mask, torch.Tensor) or not L.tracked(mask):
+            return None
+        if mask.requires_grad:
+            raise refuse(f"{what}: a mask that is itself a signal has no rule")
+        b = L.bdim(mask)
+        if L.halves_equal(mask, b):
+            return None
+        known = L.shadow(mask)
+        if known is not None:
+            return known
+        with torch._C.DisableTorchFunction():
+            value = mask.to(L.dtype)
+        return self._value_leaf(value, b, what)
+
+    def _value_leaf(self, value: torch.Tensor, b: int | None, what: str) -> torch.Tensor:
+        L = self.ledger
+        pos = L.position_dim(value, b)
+        if pos is None and b is not None and value.shape[-1] == L.positions and value.dim() - 1 != b:
+            pos = value.dim() - 1  # a mask over (..., keys): the keys' positions get its share
+        if pos is None or b is None:
+            raise refuse(
+                f"{what}: a mask computed from the ids that differs between an input and its reference, and whose "
+                f"values cannot be traced back to token positions"
+            )
+        return L.add_leaf(value, b, pos, "mask")
+
+    def additive_keep(self, A: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(keep, bias)`` for an additive attention mask ``A`` (0 or a bias where a key takes
+        part, -inf or a large negative number where it does not)."""
+        L = self.ledger
+        hit = L.info(A)
+        if hit is not None and hit.masked is not None:
+            bias = hit.masked.scores
+            with torch._C.DisableTorchFunction():
+                zero = not isinstance(bias, torch.Tensor) or not bool(bias.ne(0).any())
+            return hit.masked.keep, None if zero else bias
+        with torch._C.DisableTorchFunction():
+            neg = A <= -1e4
+            keep_value = (~neg).to(A.dtype)
+            finite = A.masked_fill(neg, 0.0)
+            shift = None if not bool(finite.ne(0).any()) else finite
+        if not L.tracked(A):
+            return keep_value, shift
+        b = L.bdim(A)
+        if shift is not None and not L.halves_equal(finite, b):
+            raise refuse("an additive attention mask whose finite part differs between an input and its reference")
+        if L.halves_equal(keep_value, b):
+            return keep_value, shift
+        shadow = L.shadow(A)
+        if shadow is not None:
+            with torch._C.DisableTorchFunction():
+                lows = torch.unique(A[neg])
+            if lows.numel() == 1 and torch.isfinite(lows).all():
+                low = float(lows[0])
+                keep = self.run(lambda: 1 - (shadow - finite) / low)
+                with torch._C.DisableTorchFunction():
+                    if torch.equal(keep.detach(), keep_value):
+                        return keep, shift
+        return self._value_leaf(keep_value, b, "additive attention mask"), shift
+
+    # -- dispatch ----------------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        flat, _ = tree_flatten((args, kwargs))
-        if not any(_signal(t) for t in flat) or not torch.is_grad_enabled():
+        L = self.ledger
+        flat = tree_flatten((args, kwargs))[0]
+        tracked = [t for t in flat if L.tracked(t)]
+        if not tracked:
             return func(*args, **kwargs)
-        name = _name(func)
-        if name in LINEAR_OPS:
+        name = op_name(func)
+        if name in METADATA:
             return func(*args, **kwargs)
-        rule = OP_RULES.get(name)
-        if rule is None:
-            raise UnsupportedLayerError(
-                f"cannot explain operation {name!r} exactly with DeepSHAP; linear ops "
-                f"and {', '.join(supported_ops())} are supported"
+        grad = torch.is_grad_enabled()
+        if name == "embedding" and not any(t.requires_grad for t in tracked):
+            return self._feature(func, args, kwargs)
+        if name == "embedding_bag" or not grad or not any(t.requires_grad for t in tracked):
+            if name == "embedding_bag":
+                return OP_RULES[name](self, func, args, kwargs)
+            return self._derived(func, name, args, kwargs, tracked)
+        if name in NON_DIFFERENTIABLE:
+            return self._derived(func, name, args, kwargs, tracked)
+        return self._ruled(func, name, args, kwargs, tracked)
+
+    def _feature(self, func, args, kwargs):
+        """An embedding lookup of ids (or of positions computed from them): an input feature."""
+        L = self.ledger
+        idx = args[0] if args else kwargs["input"]
+        out = func(*args, **kwargs)
+        b = L.bdim(idx)
+        pos = L.position_dim(idx, b) if idx.dim() >= 2 else None
+        if b is None or pos is None:
+            L.record(out, infer_bdim("embedding", args, kwargs, out, L, idx) if b is not None else None, derived=True)
+            return out
+        return L.add_leaf(out, b, pos, "embedding")
+
+    def _derived(self, func, name, args, kwargs, tracked):
+        """A call on values derived from the ids (no signal, or no gradient): run it as it is and
+        track what comes out; comparisons with one value per position become input features,
+        linear steps and logic are replayed on the float shadows."""
+        L = self.ledger
+        out = func(*args, **kwargs)
+        src = tracked[0]
+        outs = _tensors(out)
+        if name in _CONSTANT_MAKERS:
+            return out  # the same for every row: a constant
+        for i, o in enumerate(outs):
+            b = infer_bdim(name, args, kwargs, o, L, src)
+            shadow = None
+            masked = None
+            if name in COMPARISONS or (o.dtype == torch.bool and name not in _SAME | _CASTS | _NOT | _AND | _OR):
+                pos = L.position_dim(o, b)
+                if b is not None and pos is not None and not L.halves_equal(o, b):
+                    with torch._C.DisableTorchFunction():
+                        value = o.to(L.dtype)
+                    shadow = L.add_leaf(value, b, pos, "mask")
+            elif name.startswith("masked_fill") and len(args) > 2 and _is_large_negative(args[2]):
+                keep = self.mask_signal(args[1], name)
+                if keep is not None or L.derived(args[1]):
+                    with torch._C.DisableTorchFunction():
+                        base = args[0].masked_fill(args[1], 0.0) if not L.derived(args[0]) else None
+                    keep_t = self.run(lambda k=keep: 1 - k) if keep is not None else None
+                    if keep_t is None:
+                        with torch._C.DisableTorchFunction():
+                            keep_t = (~args[1]).to(o.dtype)
+                    masked = MaskedScores(base if base is not None else torch.zeros_like(o), keep_t, float(args[2]))
+            else:
+                shadow = self._replay(func, name, args, kwargs, i, len(outs))
+            L.record(o, b, derived=True, shadow=shadow, masked=masked)
+        return out
+
+    def _replay(self, func, name, args, kwargs, index: int, count: int) -> torch.Tensor | None:
+        """The float shadow of output ``index`` of a derived call, where the step can be replayed."""
+        L = self.ledger
+        derived = [t for t in _tensors((args, kwargs)) if L.derived(t)]
+        if not derived:
+            return None
+
+        def shadow_of(t):
+            if not isinstance(t, torch.Tensor) or not L.derived(t):
+                return t
+            s = L.shadow(t)
+            if s is not None:
+                return s
+            if L.halves_equal(t, L.bdim(t)):
+                with torch._C.DisableTorchFunction():
+                    return t.to(L.dtype) if not t.is_floating_point() else t
+            raise _NoShadow
+
+        try:
+            if name in _CASTS:
+                s = shadow_of(args[0])
+                return s if s is not args[0] and s.requires_grad else None
+            if name in _NOT:
+                s = shadow_of(args[0])
+                return self.run(lambda: 1 - s) if s.requires_grad else None
+            if name in _AND | _OR:
+                a, b = (shadow_of(x) for x in args[:2])
+                a = a.to(L.dtype) if isinstance(a, torch.Tensor) else a
+                b = b.to(L.dtype) if isinstance(b, torch.Tensor) else b
+                if name in _AND:
+                    return self.run(lambda: a * b)
+                return self.run(lambda: a + b - a * b)
+            if name in _SAME or name in ELEMENTWISE:
+                sargs = tree_map(shadow_of, args)
+                skw = {k: shadow_of(v) for k, v in kwargs.items() if k != "dtype"}
+                if not any(isinstance(t, torch.Tensor) and t.requires_grad for t in _tensors((sargs, skw))):
+                    return None
+                res = self.run(lambda: func(*sargs, **skw))
+                res = _tensors(res)
+                return res[index] if len(res) == count else None
+        except _NoShadow:
+            return None
+        return None
+
+    def _ruled(self, func, name, args, kwargs, tracked):
+        L = self.ledger
+        masked_args = [t for t in tracked if (h := L.info(t)) is not None and h.masked is not None]
+        if masked_args and name not in _READS_ADDITIVE_MASKS:
+            hit = self._masked_step(func, name, args, kwargs, masked_args)
+            if hit is not _MISS:
+                return hit
+        if name not in _READS_MASKS and name not in _READS_ADDITIVE_MASKS:
+            args, kwargs = tree_map(self._as_signal(name), (args, kwargs))
+        if name in OP_RULES:
+            out = OP_RULES[name](self, func, args, kwargs)
+        elif name in LINEAR_OPS:
+            out = func(*args, **kwargs)
+        else:
+            raise refuse(
+                f"cannot explain operation {name!r} exactly with DeepSHAP; linear operations and "
+                f"{', '.join(supported_ops())} are supported"
             )
-        return rule(self, func, args, kwargs)
+        self._record_outputs(name, args, kwargs, out, tracked)
+        return out
+
+    def _as_signal(self, name: str):
+        L = self.ledger
+
+        def swap(t):
+            if not isinstance(t, torch.Tensor) or not L.derived(t):
+                return t
+            shadow = L.shadow(t)
+            if shadow is not None:
+                return shadow  # in the model's dtype, even where the user cast the mask to float32
+            b = L.bdim(t)
+            if L.halves_equal(t, b):
+                return t
+            pos = L.position_dim(t, b)
+            if b is not None and pos is not None:  # one value per position: an input feature of it
+                with torch._C.DisableTorchFunction():
+                    value = t.to(L.dtype)
+                leaf = L.add_leaf(value, b, pos, "derived")
+                L.infos[id(t)].shadow = leaf
+                return leaf
+            raise refuse(
+                f"{name} uses a value computed from the token ids (a mask, a length, a position) that differs "
+                f"between an input and its reference, in a way seqshap cannot credit to token positions"
+            )
+
+        return swap
+
+    def _record_outputs(self, name, args, kwargs, out, tracked) -> None:
+        L = self.ledger
+        src = next((t for t in tracked if t.requires_grad), tracked[0])
+        for o in _tensors(out):
+            known = L.info(o)
+            if known is not None and known.masked is not None:
+                continue
+            b = infer_bdim(name, args, kwargs, o, L, src) if known is None else known.bdim
+            if b is None and o.dim() and o.shape[0] == L.batch and all(L.bdim(t) == 0 for t in tracked):
+                b = 0  # a rule's own result, computed batch first
+            if o.requires_grad:
+                L.record(o, b)
+            elif L.info(o) is None:
+                L.record(o, b, derived=True)
+
+    def _masked_step(self, func, name, args, kwargs, masked_args):
+        """A step applied to masked scores: shape steps and scalings carry the mask along,
+        ``+``/``-`` add to the scores; softmax/max read it (their rules); anything else is refused."""
+        L = self.ledger
+        if name in _MASK_CONSUMERS or name in ("amax",):
+            return _MISS  # the op rule reads the annotation
+        z = masked_args[0]
+        scores, keep, fill = self._masked_of(z)
+        out = func(*args, **kwargs)
+        if name in _MASK_KEEPING:
+            with torch._C.DisableTorchFunction():
+                k_full = keep.expand_as(scores) if keep.shape != scores.shape else keep
+            rest = args[1:] if args and args[0] is z else args
+            new_scores = self.run(lambda: func(scores, *rest, **kwargs))
+            new_keep = self.run(lambda: func(k_full, *rest, **kwargs))
+        elif name in ("mul", "__mul__", "__rmul__", "div", "__truediv__") and len(masked_args) == 1:
+            other = args[1] if args[0] is z else args[0]
+            if isinstance(other, torch.Tensor) and (other.requires_grad or other.numel() != 1 or float(other) <= 0):
+                raise refuse(f"{name} of scores filled with a large negative number by other than a positive constant")
+            if not isinstance(other, torch.Tensor) and other <= 0:
+                raise refuse(f"{name} of masked scores by a non-positive number flips the mask")
+            new_scores = self.run(lambda: func(scores, other) if args[0] is z else func(other, scores))
+            new_keep = keep
+        elif name in ("add", "__add__", "__radd__", "__iadd__", "sub", "__sub__"):
+            a, b = args[0], args[1]
+            if len(masked_args) == 2:
+                sa, ka, fa = self._masked_of(a)
+                sb, kb, fb = self._masked_of(b)
+                new_scores = self.run(lambda: func(sa, sb))
+                new_keep = self.run(lambda: ka * kb)
+                fill = min(fa, fb)
+            else:
+                other = b if a is z else a
+                if name.startswith("sub") and a is not z:
+                    raise refuse("subtracting masked scores flips the mask")
+                other = self._as_signal(name)(other)
+                new_scores = self.run(lambda: scores + other if not name.startswith("sub") else scores - other)
+                new_keep = keep
+        else:
+            raise refuse(
+                f"{name} reads scores filled with -inf or a large negative number; seqshap rules such scores in a "
+                f"softmax or a max over the masked dim (a shape change or a positive scaling on the way is fine)"
+            )
+        b = L.bdim(scores)
+        L.record(out, infer_bdim(name, args, kwargs, out, L, z) if b is not None else None,
+                 masked=MaskedScores(new_scores, new_keep, fill))  # fmt: skip
+        return out
+
+
+class _NoShadow(Exception):
+    pass
+
+
+_MISS = object()
+METADATA = frozenset(
+    {
+        *("__get__", "shape", "dtype", "device", "requires_grad", "is_cuda", "ndim", "size", "dim", "numel"),
+        *("stride", "is_contiguous", "is_floating_point", "__len__", "__format__", "__repr__", "get_device"),
+        *("data_ptr", "layout", "element_size", "is_nested", "is_sparse", "is_complex", "__hash__", "grad_fn"),
+        *("_has_compatible_shallow_copy_type", "_nested_tensor_from_mask_left_aligned", "names", "is_leaf"),
+        "requires_grad_",
+    }
+)
 
 
 def explain_forward(
-    model: nn.Module, inputs: torch.Tensor, rule: ProductRule, pairing: Pairing
-) -> tuple[torch.Tensor, DeepLiftMode]:
-    """Run ``model`` on the stacked pair batch under the rules; returns (output, mode)."""
-    mode = DeepLiftMode(rule)
-    with canonized(model, pairing, rule), mode:
-        out = model(inputs)
-    return out, mode
+    model: nn.Module,
+    inputs: torch.Tensor,
+    rule: ProductRule,
+    pairing: Pairing,
+    composite: Composite = DEFAULT,
+) -> tuple[torch.Tensor, DeepLiftMode, Ledger]:
+    """Run ``model`` on the stacked pair batch ``inputs`` ``[2P, T]`` (ids) or ``[2P, T, E]``
+    (embeddings) under the rules; returns (output, mode, ledger: the input features)."""
+    dtype = inputs.dtype if inputs.is_floating_point() else _float_dtype(model)
+    ledger = Ledger(batch=inputs.shape[0], positions=inputs.shape[1], n=pairing.n, k=pairing.k, dtype=dtype)
+    if inputs.is_floating_point():
+        inputs = ledger.add_leaf(inputs, 0, 1, "embedding")
+    else:
+        ledger.record(inputs, 0, derived=True)
+    mode = DeepLiftMode(rule, ledger)
+    if pairing.tokens is not None:
+        pairing.tokens.ledger = ledger
+    pairing = Pairing(pairing.n, pairing.k, pairing.tokens, ledger, mode)
+    try:
+        with canonized(model, pairing, rule, composite), mode:
+            out = model(inputs)
+    except Refusal as e:
+        raise e.error from None
+    return out, mode, ledger
+
+
+def _float_dtype(model: nn.Module) -> torch.dtype:
+    p = next((p for p in model.parameters() if p.is_floating_point()), None)
+    return p.dtype if p is not None else torch.get_default_dtype()
+
+
+__all__ = [
+    "COMPARISONS",
+    "ELEMENTWISE",
+    "LINEAR_OPS",
+    "OP_RULES",
+    "DeepLiftMode",
+    "SquashLog",
+    "SquashRecorder",
+    "explain_forward",
+]

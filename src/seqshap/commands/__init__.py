@@ -3,4 +3,14 @@
 Adding a command = adding its module name to ``COMMANDS``.
 """
 
-COMMANDS = ["train", "evaluate", "import-keras", "explain", "importance", "report", "serve", "faithfulness"]
+COMMANDS = [
+    "train",
+    "evaluate",
+    "import-keras",
+    "import-torch",
+    "explain",
+    "importance",
+    "report",
+    "serve",
+    "faithfulness",
+]

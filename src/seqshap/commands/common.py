@@ -28,6 +28,20 @@ def add_command(sub, name: str, help_: str, example: str, func) -> argparse.Argu
 
 def add_model_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", default=None, help="model directory (default: the shipped model)")
+    p.add_argument(
+        "--code",
+        metavar="FILE.py",
+        default=None,
+        help="the Python file of a model made by import-torch (seqshap runs no code from a model directory "
+        "unless you name it here; it must be the file the directory was made with)",
+    )
+
+
+def load_model(args):
+    """The model of ``--model`` (with ``--code`` for a user's own PyTorch model)."""
+    from ..store import load
+
+    return load(args.model, code=getattr(args, "code", None))
 
 
 def add_background_option(p: argparse.ArgumentParser) -> None:

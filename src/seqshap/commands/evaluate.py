@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from .common import add_command, add_data_options, add_model_option, add_task_option, model_data
+from .common import add_command, add_data_options, add_model_option, add_task_option, load_model, model_data
 
 
 def class_probabilities(model, texts: list[str]) -> np.ndarray:
@@ -82,9 +82,8 @@ def format_metrics(m: dict) -> str:
 
 
 def run(args) -> int:
-    from .. import load
 
-    model = load(args.model)
+    model = load_model(args)
     split = model_data(args, model)
     probs = class_probabilities(model, split.texts)
     m = metrics(np.asarray(split.labels), probs, model.classes)

@@ -14,6 +14,7 @@ from .common import (
     add_output_option,
     background_for,
     check_target,
+    load_model,
     resolve_output,
 )
 
@@ -63,10 +64,9 @@ def run(args) -> int:
     _check_out(args.waterfall, (".png", ".svg"), "--waterfall")
     if args.background < 1:
         raise UsageError("--background must be at least 1")
-    from .. import load
     from ..attribution import DeepExplainer, NoWordsError
 
-    model = load(args.model)
+    model = load_model(args)
     args.output = resolve_output(args, model)
     background = background_for(args, model)
     explainer = DeepExplainer(model, list(background.texts), output=args.output)

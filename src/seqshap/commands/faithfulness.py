@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from .common import UsageError, add_background_option, add_command, add_model_option, background_for, data_hint
+from .common import (
+    UsageError,
+    add_background_option,
+    add_command,
+    add_model_option,
+    background_for,
+    data_hint,
+    load_model,
+)
 
 DEFAULT_METHODS = "deepshap,ig,gradxinput,occlusion,random"
 
@@ -27,14 +35,13 @@ def run(args) -> int:
         raise UsageError("--permutations must be an even number >= 2")
     import torch
 
-    from .. import load
     from ..data import load_imdb, read_labeled
     from ..faithfulness.evaluate import check_empty_row, run_on_imdb, whole_texts
     from ..faithfulness.report import to_markdown, write_outputs
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load(args.model)
+    model = load_model(args)
     try:
         check_empty_row(model, names, args.whole_reviews)
     except ValueError as e:

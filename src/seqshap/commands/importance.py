@@ -16,6 +16,7 @@ from .common import (
     add_task_option,
     background_for,
     check_target,
+    load_model,
     model_data,
     resolve_output,
 )
@@ -33,13 +34,12 @@ def run(args) -> int:
         raise UsageError(
             f"--scheduler must be local, processes or a Dask address like tcp://host:8786, not {args.scheduler!r}"
         )
-    from .. import load
     from ..attribution import DeepExplainer
     from ..importance import importance_over
     from ..viz.importance import write_outputs
     from ..viz.layout import quantity
 
-    model = load(args.model)
+    model = load_model(args)
     args.output = resolve_output(args, model)
     test = model_data(args, model).head(args.n)
     background = list(background_for(args, model).texts)

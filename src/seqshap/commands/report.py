@@ -13,6 +13,7 @@ from .common import (
     add_output_option,
     background_for,
     data_hint,
+    load_model,
 )
 
 
@@ -24,13 +25,12 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
-    from .. import load
     from ..data import load_task
     from ..report import write_report
 
     if args.data and args.imdb:
         raise UsageError("give either --data or --imdb, not both")
-    model = load(args.model)
+    model = load_model(args)
     own = background_for(args, model) if args.background_file else None  # read (and checked) before the data
     reviews = background = data = None
     if args.data:  # labels read as the model's classes

@@ -8,7 +8,7 @@ import os
 import socket
 import sys
 
-from .common import UsageError, add_background_option, add_command, add_model_option, background_for
+from .common import UsageError, add_background_option, add_command, add_model_option, background_for, load_model
 
 KEY_ENV = "SEQSHAP_API_KEY"
 
@@ -100,12 +100,11 @@ def run(args) -> int:
 
 
 def serve(args, sock: socket.socket, key: str | None) -> int:
-    from .. import load
     from ..web import create_app
     from ..web.server import make_server
 
     print("loading the model and the explainer background…", file=sys.stderr, flush=True)
-    model = load(args.model)
+    model = load_model(args)
     app = create_app(
         model=model,
         background_texts=background_for(args, model),

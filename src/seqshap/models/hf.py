@@ -30,7 +30,18 @@ from torch import nn
 
 from ..data.hf_tokenizer import HFTokenizer
 from ..errors import HFLoadError
-from .transformer import PaddingMask
+from .transformer import PaddingMask, encoder_layer_spec
+
+# Hugging Face activation modules (by class name: transformers is an optional extra) -> the
+# explicit encoder layer's names.
+HF_ACTIVATIONS = {
+    "GELUActivation": "gelu",  # erf GELU ("gelu", "gelu_python")
+    "GELUTanh": "gelu_tanh",  # "gelu_pytorch_tanh", "gelu_python_tanh"
+    "PytorchGELUTanh": "gelu_tanh",
+    "NewGELUActivation": "gelu_tanh",  # "gelu_new": the same tanh formula written out
+    "FastGELUActivation": "gelu_tanh",  # "gelu_fast": ditto
+    "ReLU": "relu",
+}
 
 # Architecture (config.json "architectures") -> the attribute holding its base model.
 SUPPORTED = {
@@ -57,11 +68,46 @@ class HFEncoderLayer(nn.Module):
         super().__init__()
         self.layer: Any = layer  # a transformers module, duck-typed
 
+    def seqshap_encoder_layer(self) -> dict:
+        """The HF layer's weights (by reference) and settings in the explainer's explicit encoder
+        layer's terms: ``BertLayer``/``RobertaLayer`` or DistilBERT's ``TransformerBlock``, all post-LN."""
+        layer = self.layer
+        if hasattr(layer, "sa_layer_norm"):  # DistilBERT
+            a, ffn = layer.attention, layer.ffn
+            return encoder_layer_spec(
+                (a.q_lin, a.k_lin, a.v_lin, a.out_lin, ffn.lin1, ffn.lin2),
+                layer.sa_layer_norm,
+                layer.output_layer_norm,
+                heads=int(a.n_heads),
+                activation=_hf_activation(ffn.activation),
+                scale=float(a.scaling),
+            )
+        if getattr(layer, "is_decoder", False) or getattr(layer, "add_cross_attention", False):
+            raise ValueError(f"{type(layer).__name__}: decoder layers (cross-attention) are not supported")
+        s, o = layer.attention.self, layer.attention.output
+        return encoder_layer_spec(
+            (s.query, s.key, s.value, o.dense, layer.intermediate.dense, layer.output.dense),
+            o.LayerNorm,
+            layer.output.LayerNorm,
+            heads=int(s.num_attention_heads),
+            activation=_hf_activation(layer.intermediate.intermediate_act_fn),
+            scale=float(s.scaling),
+        )
+
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # HF's extended mask: 0 for real keys, the dtype's minimum for padding, added to the scores.
         additive = (1.0 - mask.to(h.dtype))[:, None, None, :] * torch.finfo(h.dtype).min
         out = self.layer(h, additive)
         return out[0] if isinstance(out, tuple) else out
+
+
+def _hf_activation(module: nn.Module) -> str:
+    name = type(module).__name__
+    if name not in HF_ACTIVATIONS:
+        raise ValueError(
+            f"activation {name} has no exact rule here; supported: gelu, gelu_new, gelu_fast, gelu_pytorch_tanh, relu"
+        )
+    return HF_ACTIVATIONS[name]
 
 
 class HFClassifier(nn.Module):

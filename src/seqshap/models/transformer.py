@@ -25,6 +25,19 @@ from ..data.tokenize import PAD
 from .classifiers import TextClassifier
 
 
+def encoder_layer_spec(linears, ln1, ln2, heads: int, activation: str, norm_first: bool = False, scale=None) -> dict:
+    """The fields of the explainer's explicit encoder layer from the layer's modules: the q, k, v,
+    output and two feed-forward ``nn.Linear``s (weights by reference) and the two LayerNorms."""
+    names = ("q", "k", "v", "o", "1", "2")
+    spec: dict = {}
+    for n, lin in zip(names, linears, strict=True):
+        spec[f"w{n}"], spec[f"b{n}"] = lin.weight, lin.bias
+    spec["ln1"] = (ln1.weight, ln1.bias, float(ln1.eps))
+    spec["ln2"] = (ln2.weight, ln2.bias, float(ln2.eps))
+    spec.update(heads=int(heads), activation=activation, norm_first=bool(norm_first), scale=scale)
+    return spec
+
+
 class PaddingMask(nn.Module):
     """ids ``[B, T]`` -> float ``[B, T]``: 1 at real tokens, 0 at padding (id ``pad_id``). For
     embeddings ``[B, T, E]``, 0 where a row is exactly the padding embedding ``pad_row`` ``[E]``."""
@@ -94,6 +107,19 @@ class EncoderBlock(nn.Module):
 
     def feed_forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.ff2(self.drop(self.act(self.ff1(h))))
+
+    def seqshap_encoder_layer(self) -> dict:
+        """This block's weights (by reference) and settings in the explainer's explicit encoder
+        layer's terms (``seqshap.attribution.attention.EncoderLayerParams``): how the explainer
+        runs it exactly, with its forward on the unique rows."""
+        return encoder_layer_spec(
+            (self.attn.q, self.attn.k, self.attn.v, self.attn.o, self.ff1, self.ff2),
+            self.norm1,
+            self.norm2,
+            heads=self.attn.heads,
+            activation="gelu_tanh" if self.act.approximate == "tanh" else "gelu",
+            norm_first=self.norm_first,
+        )
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.norm_first:
