@@ -27,6 +27,8 @@ from .data.tokenize import Encoding
 from .data.vocab import Vocab, check_ids
 from .errors import ModelLoadError
 from .models import TRAINABLE, build_model
+from .models.keras.text import SCHEME as TEXT_VECTORIZATION
+from .models.keras.text import TextVectorizer
 
 CONFIG, VOCAB, WEIGHTS, METRICS = "config.json", "vocab.json", "model.safetensors", "metrics.json"
 BACKGROUND = "background.json"
@@ -141,7 +143,9 @@ def load(path: str | Path | None = None) -> SeqshapModel:
         return _load_hf(directory)
     config = _check_config(directory / CONFIG, _read_json(directory / CONFIG))
     try:
-        vocab = Vocab.from_json(_read_json(directory / VOCAB))
+        raw = _read_json(directory / VOCAB)
+        is_tv = isinstance(raw, dict) and raw.get("scheme") == TEXT_VECTORIZATION  # an imported Keras TextVectorization
+        vocab = TextVectorizer.from_json(raw) if is_tv else Vocab.from_json(raw)
     except ValueError as e:
         raise ModelLoadError(f"{directory / VOCAB}: {e}") from None
     metrics = _read_json(directory / METRICS) if (directory / METRICS).exists() else {}
