@@ -30,6 +30,26 @@ MAX_RATIO = 50
 RATIO_FREE_BYTES = 16 << 20  # below this, any compression is fine
 
 OPS_MODULE = "keras.src.ops"  # Keras 3 records keras.ops calls of a functional model as nodes from here
+# keras.ops classes a functional graph may record (position ids, the masks Keras derives), by op name.
+OPS = {
+    "NotEqual": "not_equal",
+    "Equal": "equal",
+    "LogicalOr": "logical_or",
+    "LogicalAnd": "logical_and",
+    "LogicalNot": "logical_not",
+    "Any": "any",
+    "All": "all",
+    "ExpandDims": "expand_dims",
+    "Squeeze": "squeeze",
+    "OnesLike": "ones_like",
+    "ZerosLike": "zeros_like",
+    "Cumsum": "cumsum",
+    "Cast": "cast",
+    "Add": "add",
+    "Subtract": "subtract",
+    "Multiply": "multiply",
+    "Concatenate": "concatenate",
+}
 
 
 @dataclass
@@ -52,7 +72,11 @@ class KerasLayer:
 
     @property
     def is_op(self) -> bool:
-        return bool(self.module and self.module.startswith(OPS_MODULE))
+        """A ``keras.ops`` call, not a layer. A Keras 3 ``.h5`` file does not say the module: a call's
+        config then holds no ``trainable`` flag, which every layer's has."""
+        if self.module:
+            return self.module.startswith(OPS_MODULE)
+        return self.cls in OPS and "trainable" not in self.config
 
 
 @dataclass

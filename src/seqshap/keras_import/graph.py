@@ -20,31 +20,11 @@ from typing import Any
 
 from ..errors import KerasImportError
 from ..models.keras.graph import INPUT
-from .files import KerasFile, KerasLayer
+from .files import OPS, KerasFile, KerasLayer
 from .layers import DROPS_MASK, MERGES, RECURRENT, SUPPORTED, Shape, layer_spec, unsupported
 
 TEXT = "<text>"  # the string input of a model that starts with TextVectorization
 
-# keras.ops classes a functional graph may record (position ids, the masks Keras derives), by op name.
-OPS = {
-    "NotEqual": "not_equal",
-    "Equal": "equal",
-    "LogicalOr": "logical_or",
-    "LogicalAnd": "logical_and",
-    "LogicalNot": "logical_not",
-    "Any": "any",
-    "All": "all",
-    "ExpandDims": "expand_dims",
-    "Squeeze": "squeeze",
-    "OnesLike": "ones_like",
-    "ZerosLike": "zeros_like",
-    "Cumsum": "cumsum",
-    "Cast": "cast",
-    "Add": "add",
-    "Subtract": "subtract",
-    "Multiply": "multiply",
-    "Concatenate": "concatenate",
-}
 _OP_PARAMS = ("axis", "keepdims", "dtype")
 _CODE_LAYERS = ("Lambda", "TFOpLambda", "SlicingOpLambda")
 
@@ -402,10 +382,13 @@ class _Builder:
         if dtype == "string":
             self.key[node.out] = TEXT
             return
-        if not dtype.startswith(("int", "uint")):
+        shape = layer.config.get("batch_shape") or layer.config.get("batch_input_shape")
+        if dtype == "bool" or (isinstance(shape, list) and len(shape) > 2):
+            # (a float dtype is fine: Keras gives an Input float32 when fit() built the model on ids)
             raise KerasImportError(
-                f"{self.kf.path}: the model's input {layer.name!r} is {dtype}; seqshap explains models whose "
-                "input is token ids (integers) or text (a string input with TextVectorization)"
+                f"{self.kf.path}: the model must start with an Embedding layer (seqshap explains token ids), but "
+                f"its input {layer.name!r} is {dtype} of shape {shape}; the input must be token ids [batch, time] "
+                "or text (a string input with TextVectorization)"
             )
         self.key[node.out] = INPUT
         self._new(INPUT, (self._length(fixed_length(self.kf, layer)),), None)

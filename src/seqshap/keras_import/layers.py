@@ -89,6 +89,11 @@ def activation(layer: KerasLayer, key: str, keras2: bool, default: str = "linear
     return act
 
 
+def _after(act: str, shape: Shape) -> Shape:
+    """The shape after activation ``act`` (GLU halves the last axis)."""
+    return (*shape[:-1], shape[-1] // 2) if act == "glu" else shape
+
+
 def _int(v: Any) -> int:
     """Keras stores 1-D sizes as ``[k]`` or ``k``."""
     return int(v[0] if isinstance(v, (list, tuple)) else v)
@@ -172,7 +177,7 @@ def dense_spec(layer: KerasLayer, cfg: dict, shape: Shape, keras2: bool) -> tupl
         "activation": activation(layer, "activation", keras2, cfg=cfg),
         "use_bias": bool(cfg.get("use_bias", True)),
     }
-    return spec, (*shape[:-1], spec["units"])
+    return spec, _after(spec["activation"], (*shape[:-1], spec["units"]))
 
 
 def merge_shape(layer: KerasLayer, shapes: list[Shape]) -> Shape:
@@ -228,7 +233,7 @@ def layer_spec(
         return dense_spec(layer, inner.get("config") or {}, shape, keras2)
     if cls == "Activation":
         act = activation(layer, "activation", keras2)
-        return ({"type": "activation", "activation": act} if act != "linear" else None), shape
+        return ({"type": "activation", "activation": act} if act != "linear" else None), _after(act, shape)
     if cls in ("ReLU", "LeakyReLU", "ELU", "Softmax"):
         spec = {
             "type": "activation",
@@ -304,7 +309,7 @@ def layer_spec(
             "activation": activation(layer, "activation", keras2),
             "use_bias": bool(cfg.get("use_bias", True)),
         }
-        return spec, (steps, spec["filters"])
+        return spec, _after(spec["activation"], (steps, spec["filters"]))
     if cls in ("LayerNormalization", "BatchNormalization", "GroupNormalization"):
         _last_axis(layer, shape)
         spec = {

@@ -32,14 +32,15 @@ def _glu(x: torch.Tensor) -> torch.Tensor:
 
 
 def _sparsemax(x: torch.Tensor) -> torch.Tensor:
-    """Sparsemax over the last axis (Martins & Astudillo, 2016), as Keras computes it."""
+    """Sparsemax over the last axis as Keras 3 computes it: its threshold sums the running sums over
+    the support (not the textbook's one running sum), and seqshap must give Keras' numbers."""
     z, _ = torch.sort(x, dim=-1, descending=True)
-    k = torch.arange(1, x.shape[-1] + 1, dtype=x.dtype, device=x.device)
+    r = torch.arange(1, x.shape[-1] + 1, dtype=x.dtype, device=x.device)
     cum = torch.cumsum(z, dim=-1)
-    support = (1 + k * z) > cum
-    k_z = support.sum(dim=-1, keepdim=True)
-    tau = (torch.gather(cum, -1, k_z - 1) - 1) / k_z.to(x.dtype)
-    return torch.clamp(x - tau, min=0)
+    support = z - (cum - 1) / r > 0
+    k = support.sum(dim=-1, keepdim=True)
+    tau = (torch.where(support, cum, 0.0).sum(dim=-1, keepdim=True) - 1) / k
+    return torch.clamp(x - tau, min=0.0)
 
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

@@ -94,12 +94,17 @@ def _dtype(name: Any, like: torch.Tensor) -> torch.dtype:
     return _DTYPES[name]  # type: ignore[return-value]
 
 
+def _plain(t: Any) -> Any:
+    """A tensor compared to make a mask, detached: a comparison carries no gradient."""
+    return t.detach() if isinstance(t, torch.Tensor) else t
+
+
 def _op(name: str, a: list, p: dict[str, Any]) -> torch.Tensor:
     """One ``keras.ops`` function (``name`` in snake case) on tensors/constants ``a``."""
     if name == "not_equal":
-        return torch.ne(torch.as_tensor(a[0]), a[1])
+        return _plain(a[0]) != a[1]
     if name == "equal":
-        return torch.eq(torch.as_tensor(a[0]), a[1])
+        return _plain(a[0]) == a[1]
     if name == "logical_or":
         return torch.logical_or(a[0], a[1])
     if name == "logical_and":

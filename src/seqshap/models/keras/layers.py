@@ -168,7 +168,7 @@ class Pool1D(nn.Module):
 
 
 class LayerNorm(nn.Module):
-    """Keras LayerNormalization over the last axis (``rms_scaling`` too)."""
+    """Keras LayerNormalization over the last axis (``rms_scaling`` too: ``x / sqrt(var + eps) * gamma``)."""
 
     def __init__(self, spec: dict[str, Any]):
         super().__init__()
@@ -182,7 +182,11 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim)) if self.center else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x * torch.rsqrt(torch.square(x).mean(-1, keepdim=True) + self.eps) if self.rms else self.norm(x)
+        if self.rms:  # Keras' rms_scaling divides by the standard deviation (a variance, not a mean square)
+            var = torch.square(x - x.mean(-1, keepdim=True)).mean(-1, keepdim=True)
+            y = x * torch.rsqrt(var + self.eps)
+        else:
+            y = self.norm(x)
         if self.weight is not None:
             y = y * self.weight
         if self.bias is not None:
@@ -276,7 +280,7 @@ class Masking(nn.Module):
         self.mask_value = float(spec.get("mask_value", 0.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        keep = (x != self.mask_value).any(-1, keepdim=True)
+        keep = (x.detach() != self.mask_value).any(-1, keepdim=True)  # a comparison carries no gradient
         return torch.where(keep, x, 0.0)
 
 
