@@ -401,8 +401,7 @@ def test_cli_converts_the_transformer_and_explains_it(tmp_path, converted):
         "explain", "--model", str(out), "--background-file", str(tmp_path / "bg.txt"), "--json", "w5 w9 w2 w17"
     )
     assert done.returncode == 0, done.stderr
-    record = json.loads(done.stdout)
-    exp = record[0] if isinstance(record, list) else record
+    exp = json.loads(done.stdout.splitlines()[0])
     assert abs(exp["completeness_error"]) <= 1e-4
     assert [t for t in exp["tokens"] if t.startswith("w")] == ["w5", "w9", "w2", "w17"]
 

@@ -139,6 +139,12 @@ def text_vectorizer(layer: KerasLayer, path: Path) -> TextVectorizer:
             raise KerasImportError(f"{path}: {layer.label}'s vocabulary.txt is not UTF-8 ({e})") from None
         while lines and lines[-1] == "":
             lines.pop()
+        if MASK_TOKEN in lines[1:]:
+            raise KerasImportError(
+                f"{path}: {layer.label}'s saved vocabulary.txt holds a token with a line break, so its lines are "
+                "not its tokens (Keras cannot load this model back either); adapt the layer on texts without "
+                "such tokens (split='character' on texts with newlines) or pass vocabulary= explicitly"
+            )
         tokens = lines
     else:
         raise KerasImportError(f"{path}: {layer.label}'s vocabulary is a file path outside the model; save with .keras")
