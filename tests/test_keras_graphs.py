@@ -178,6 +178,15 @@ def reshapes() -> keras.Model:
     return keras.Model(inp, L.Dense(1, activation="sigmoid")(x))
 
 
+def nested_models() -> keras.Model:
+    """Models used as layers (keras.io's end-to-end pattern): a Sequential and a functional model."""
+    ids = keras.Input((T,), dtype="int32")
+    body = keras.Sequential([L.Conv1D(6, 3, activation="relu"), L.GlobalMaxPooling1D()], name="body")
+    inner_in = keras.Input((T,), dtype="int32")
+    encoder = keras.Model(inner_in, body(L.Embedding(V, E, name="table")(inner_in)), name="encoder")
+    return keras.Model(ids, L.Dense(1, activation="sigmoid")(encoder(ids)))
+
+
 def two_heads() -> keras.Model:
     inp = ids_input()
     x = L.GlobalAveragePooling1D()(L.Embedding(V, E)(inp))
@@ -213,6 +222,7 @@ ZOO = {
     "shared_and_merges": shared_and_merges,
     "reshapes": reshapes,
     "two_heads": two_heads,
+    "nested_models": nested_models,
     "activations": activations,
 }
 # Exactness cases that wait for the op-level mask rules (masks from ids that differ between an
@@ -438,10 +448,11 @@ def lambda_model() -> keras.Model:
     return keras.Model(inp, L.Dense(1)(L.GlobalAveragePooling1D()(x)))
 
 
-def nested_model() -> keras.Model:
+def shared_submodel() -> keras.Model:
     inner = keras.Sequential([L.Dense(4)], name="inner")
     inp = ids_input()
-    return keras.Model(inp, L.Dense(1)(L.GlobalAveragePooling1D()(inner(L.Embedding(V, E)(inp)))))
+    x = L.Embedding(V, E)(inp)
+    return keras.Model(inp, L.Dense(1)(L.GlobalAveragePooling1D()(L.Add()([inner(x), inner(x)]))))
 
 
 def two_inputs() -> keras.Model:
@@ -455,7 +466,7 @@ def two_inputs() -> keras.Model:
     [
         (custom_layer_model, r"layer 'doubler' \(Doubler\) is a custom layer class .*Express it with built-in layers"),
         (lambda_model, r"layer 'double' \(Lambda\) runs Python code that is not saved in the file"),
-        (nested_model, r"layer 'inner' \(Sequential\) is a whole model used as a layer"),
+        (shared_submodel, r"layer 'inner' \(Sequential\): a model used as a layer more than once"),
         (two_inputs, r"the model has 2 inputs"),
         (
             lambda: keras.Model(

@@ -264,3 +264,19 @@ def test_a_vocabulary_keras_cannot_read_back_is_refused(tmp_path):
         r"with a line break",
     ):
         import_keras(tmp_path / "m.keras", tmp_path / "out")
+
+
+def test_keras_io_end_to_end_model(reviews, tmp_path):
+    """keras.io's export: ``end_to_end = keras.Model(text, model(vectorize_layer(text)))``, the trained
+    model used as a layer after the vectorizer."""
+    vec = L.TextVectorization(max_tokens=MAX_TOKENS, output_sequence_length=LENGTH, name="vectorize_layer")
+    vec.adapt(reviews[0])
+    _, core = end_to_end(vec)
+    text_in = keras.Input((1,), dtype="string")
+    keras.Model(text_in, core(vec(text_in))).save(tmp_path / "end_to_end.keras")
+    sm = import_keras(tmp_path / "end_to_end.keras", tmp_path / "out")
+    texts = reviews[1][:100]
+    ids = keras_ids(vec, texts)
+    np.testing.assert_array_equal(sm.encode(texts).numpy(), shifted(ids))
+    assert np.abs(sm.predict(texts) - keras.ops.convert_to_numpy(core(ids))[:, 0]).max() <= 1e-5
+    assert any(name.endswith("/predictions (Dense)") for name in sm.config["imported_from"]["layers"])

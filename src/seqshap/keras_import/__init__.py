@@ -27,7 +27,7 @@ from ..errors import KerasImportError
 from ..models.keras import KerasModel
 from ..models.keras.text import MASK_TOKEN, SPLIT, STANDARDIZE, UNK_TOKEN, TextVectorizer
 from ..store import SeqshapModel, load, save_model
-from .files import KerasFile, KerasLayer, read_keras_file
+from .files import KerasFile, KerasLayer, leaves, read_keras_file
 from .graph import Converted, convert_graph
 from .layers import SUPPORTED
 from .vocab import (
@@ -218,7 +218,7 @@ def _vocabulary(
 
 def _load_weights(net: KerasModel, conv: Converted, kf: KerasFile, order: list[int] | None) -> None:
     """Each module loads its Keras layer's arrays (Keras layouts converted by the module)."""
-    by_name = {layer.name: layer for layer in kf.layers}
+    by_name = {layer.name: layer for layer in leaves(kf.layers)}
     readers = {layer.name for layer in conv.id_readers}
     emb = conv.embedding
     with torch.no_grad():

@@ -65,6 +65,9 @@ class KerasLayer:
     registered_name: str | None = None
     weights: list[np.ndarray] = field(default_factory=list)
     assets: dict[str, bytes] = field(default_factory=dict)
+    # a whole model used as a layer: its own config and layers (named "<this layer>/<its name>")
+    submodel: dict[str, Any] | None = None
+    sublayers: list[KerasLayer] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -212,20 +215,29 @@ def _layer_keys(layers: list[KerasLayer]):
 
 
 def _attach_keras3_weights(path: Path, h5, layers: list[KerasLayer]) -> None:
+    """Weights of ``layers`` from ``h5["layers"]`` (a model used as a layer keeps its own ``layers``)."""
     if "layers" not in h5:
         raise KerasImportError(f"{path}: corrupt .keras file: model.weights.h5 has no 'layers' group")
     for layer, key in _layer_keys(layers):
         g = h5["layers"].get(key)
         if g is None:
             continue
+        if layer.sublayers:
+            _attach_keras3_weights(path, g, layer.sublayers)
+            continue
         subs = _SUBGROUPS.get(layer.cls)
         layer.weights = [w for s in subs for w in _vars(path, g.get(s))] if subs else _vars(path, g)
 
 
-def _attach_assets(path: Path, z: zipfile.ZipFile, names: set[str], layers: list[KerasLayer]) -> None:
+def _attach_assets(
+    path: Path, z: zipfile.ZipFile, names: set[str], layers: list[KerasLayer], where: str = "assets/layers/"
+) -> None:
     """A ``.keras`` layer's saved assets (``assets/layers/<key>/...``), e.g. a vocabulary."""
     for layer, key in _layer_keys(layers):
-        prefix = f"assets/layers/{key}/"
+        prefix = f"{where}{key}/"
+        if layer.sublayers:
+            _attach_assets(path, z, names, layer.sublayers, f"{prefix}layers/")
+            continue
         for name in names:
             if name.startswith(prefix) and not name.endswith("/"):
                 layer.assets[name[len(prefix) :]] = _read_member(path, z, name, MAX_ASSET_BYTES)
@@ -253,7 +265,11 @@ def _read_h5(path: Path) -> KerasFile:
                     continue
                 names = [n.decode() if isinstance(n, bytes) else str(n) for n in g.attrs.get("weight_names", [])]
                 try:
-                    layer.weights = [_array(path, g[n]) for n in names]
+                    if not layer.sublayers:
+                        layer.weights = [_array(path, g[n]) for n in names]
+                    for sub in leaves(layer.sublayers):  # a model used as a layer lists "<its layer>/<weight>"
+                        rel = sub.name[len(layer.name) + 1 :] + "/"
+                        sub.weights = [_array(path, g[n]) for n in names if n.startswith(rel)]
                 except KeyError as e:
                     raise KerasImportError(
                         f"{path}: corrupt .h5 file: {layer.label} lists weight {e} that is not in the file"
@@ -277,8 +293,17 @@ ALIASES = {
 }
 
 
-def layers_from_config(path: Path, config: Any) -> list[KerasLayer]:
-    """Top-level model config -> its layers (and ``keras.ops`` calls) in order."""
+NESTED = ("Functional", "Sequential", "Model")
+
+
+def leaves(layers: list[KerasLayer]) -> list[KerasLayer]:
+    """The layers, with every model used as a layer replaced by its own layers (at any depth)."""
+    return [leaf for layer in layers for leaf in (leaves(layer.sublayers) if layer.sublayers else [layer])]
+
+
+def layers_from_config(path: Path, config: Any, prefix: str = "") -> list[KerasLayer]:
+    """Model config -> its layers (and ``keras.ops`` calls) in order; a model used as a layer brings its
+    own layers along, named ``prefix + name``."""
     if not isinstance(config, dict) or "class_name" not in config:
         raise KerasImportError(f"{path}: corrupt model config (no class_name)")
     cls, cfg = config["class_name"], config.get("config")
@@ -301,14 +326,16 @@ def layers_from_config(path: Path, config: Any) -> list[KerasLayer]:
         if not isinstance(lcfg, dict):
             raise KerasImportError(f"{path}: corrupt model config (layer {i}'s config is not an object)")
         name = str(item.get("name") or lcfg.get("name") or f"layer_{i}")
-        layers.append(
-            KerasLayer(
-                str(ALIASES.get(item["class_name"], item["class_name"])),
-                name,
-                lcfg,
-                item.get("inbound_nodes"),
-                item.get("module"),
-                item.get("registered_name"),
-            )
+        layer = KerasLayer(
+            str(ALIASES.get(item["class_name"], item["class_name"])),
+            prefix + name,
+            lcfg,
+            item.get("inbound_nodes"),
+            item.get("module"),
+            item.get("registered_name"),
         )
+        if layer.cls in NESTED:
+            layer.submodel = {"class_name": layer.cls, "config": lcfg}
+            layer.sublayers = layers_from_config(path, layer.submodel, prefix + name + "/")
+        layers.append(layer)
     return layers

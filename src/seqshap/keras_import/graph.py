@@ -138,22 +138,58 @@ class Graph:
     outputs: list[Ref]
 
 
+BRIDGE = "<bridge>"  # stands for a model used as a layer: its input and output are the outer tensors
+
+
+def _renamed(x: Any, prefix: str) -> Any:
+    if not prefix:
+        return x
+    if isinstance(x, Ref):
+        return Ref(prefix + x.layer, x.node, x.tensor)
+    if isinstance(x, dict):
+        return {k: _renamed(v, prefix) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_renamed(v, prefix) for v in x]
+    return x
+
+
 def parse_graph(kf: KerasFile) -> Graph:
-    """The file's layers as call nodes; a Sequential model becomes a chain."""
-    path, cfg = kf.path, kf.model_config.get("config")
+    """The file's layers as call nodes; a Sequential model becomes a chain, and a model used as a
+    layer is opened up (its nodes join the graph between two bridges)."""
+    return _graph(kf.path, kf.model_config, kf.layers, "")
+
+
+def _open_up(path: Path, layer: KerasLayer, args: list, nodes: dict[tuple[str, int], Node]) -> Ref:
+    """Add the nodes of ``layer`` (a whole model used as a layer, called on ``args``) to ``nodes``;
+    returns the tensor it gives."""
+    assert layer.submodel is not None
+    inner = _graph(path, layer.submodel, layer.sublayers, layer.name + "/")
+    if len(inner.inputs) != 1 or len(inner.outputs) != 1 or len(args) != 1 or not isinstance(args[0], Ref):
+        raise unsupported(layer, "a model used as a layer must take one input and give one output")
+    nodes.update(inner.nodes)
+    first = inner.inputs[0]
+    nodes[(first.layer, first.node)] = Node(KerasLayer(BRIDGE, first.layer, {}), first.node, [args[0]])
+    nodes[(layer.name, 0)] = Node(KerasLayer(BRIDGE, layer.name, {}), 0, [inner.outputs[0]])
+    return Ref(layer.name)
+
+
+def _graph(path: Path, model_config: dict[str, Any], layers: list[KerasLayer], prefix: str) -> Graph:
+    cfg = model_config.get("config")
     nodes: dict[tuple[str, int], Node] = {}
-    layers = kf.layers
-    if kf.model_config.get("class_name") == "Sequential" or not any(layer.inbound for layer in layers):
-        if layers[0].cls == "InputLayer":
+    if model_config.get("class_name") == "Sequential" or not any(layer.inbound for layer in layers):
+        if layers and layers[0].cls == "InputLayer":
             first, rest = layers[0], layers[1:]
         else:
-            first = KerasLayer("InputLayer", "<input>", {"dtype": "int32"})
+            first = KerasLayer("InputLayer", prefix + "<input>", {"dtype": "int32"})
             rest = layers
         nodes[(first.name, 0)] = Node(first, 0)
         prev = Ref(first.name)
         for layer in rest:
-            nodes[(layer.name, 0)] = Node(layer, 0, [prev])
-            prev = Ref(layer.name)
+            if layer.sublayers:
+                prev = _open_up(path, layer, [prev], nodes)
+            else:
+                nodes[(layer.name, 0)] = Node(layer, 0, [prev])
+                prev = Ref(layer.name)
         return Graph(nodes, [Ref(first.name)], [prev])
     for layer in layers:
         raw = layer.inbound or []
@@ -162,10 +198,23 @@ def parse_graph(kf: KerasFile) -> Graph:
         if layer.cls == "InputLayer" or not raw:
             nodes[(layer.name, 0)] = Node(layer, 0)
             continue
-        for i, r in enumerate(raw):
-            nodes[(layer.name, i)] = _parse_node(layer, i, r)
-    inputs = _refs_of((cfg or {}).get("input_layers"))
-    outputs = _refs_of((cfg or {}).get("output_layers"))
+        parsed = [_parse_node(layer, i, r) for i, r in enumerate(raw)]
+        for node in parsed:
+            node.args, node.kwargs = _renamed(node.args, prefix), _renamed(node.kwargs, prefix)
+        if layer.sublayers:
+            if len(parsed) != 1:
+                raise unsupported(layer, "a model used as a layer more than once (call its layers directly)")
+            _open_up(path, layer, parsed[0].args, nodes)
+            continue
+        for node in parsed:
+            nodes[(layer.name, node.index)] = node
+    # A functional model used as a layer has a first node of its own (input to output), which the
+    # model's inputs and outputs count and its layers' inbound nodes do not: Keras takes 1 off.
+    functional = {layer.name for layer in layers if layer.cls in ("Functional", "Model")}
+    inputs, outputs = (
+        [Ref(r.layer, r.node - (r.layer in functional), r.tensor) for r in _renamed(_refs_of(refs), prefix)]
+        for refs in ((cfg or {}).get("input_layers"), (cfg or {}).get("output_layers"))
+    )
     if not inputs or not outputs:
         raise KerasImportError(f"{path}: corrupt model config: the functional model lists no inputs or outputs")
     for ref in [*inputs, *outputs, *(r for n in nodes.values() for r in n.refs())]:
@@ -288,6 +337,9 @@ class _Builder:
 
     def _node(self, node: Node, graph: Graph) -> None:
         layer, out = node.layer, node.out
+        if layer.cls == BRIDGE:  # the same tensor, and mask, on either side
+            self.key[out] = self._tensor(node.args[0], node)
+            return
         if layer.cls == "InputLayer":
             self._input(node, graph)
             return
@@ -296,11 +348,6 @@ class _Builder:
                 f"{layer.label} runs Python code that is not saved in the file; seqshap cannot read it. "
                 "Write it with built-in layers or keras.ops (e.g. positions as "
                 "keras.ops.cumsum(keras.ops.ones_like(ids), axis=1) - 1), retrain, and save again"
-            )
-        if layer.cls in ("Functional", "Sequential", "Model"):
-            raise KerasImportError(
-                f"{layer.label} is a whole model used as a layer; build the model from its layers directly "
-                "(keras.Model(inputs, outputs) over one graph) and save it again"
             )
         if layer.is_op:
             self._keras_op(node)
