@@ -1,4 +1,4 @@
-"""Keras layers other than the recurrent ones and attention, channels-last (``[B, T, C]``) as in Keras.
+"""Keras layers other than the recurrent ones, channels-last (``[B, T, C]``) as in Keras.
 
 Each class takes its spec dict (see :mod:`seqshap.models.keras.graph`), computes what the Keras
 layer computes at inference, and loads the Keras weight arrays with ``load_keras``. Masks are
@@ -17,6 +17,8 @@ from torch import nn
 
 from .activations import activate, check_activation
 from .weights import count, tensor
+
+MAX_REPEAT = 100_000  # as many steps as a model may read (store.MAX_MAXLEN)
 
 
 class Dense(nn.Module):
@@ -324,6 +326,8 @@ class Reshape(nn.Module):
         self.target = [int(v) for v in spec.get("target_shape", [])]
         self.dims = [int(v) for v in spec.get("dims", [])]
         self.n = int(spec.get("n", 1))
+        if not 1 <= self.n <= MAX_REPEAT:  # a crafted config must not make a sequence of any length
+            raise ValueError(f"RepeatVector n must be from 1 to {MAX_REPEAT:,}, got {self.n}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "flatten":
