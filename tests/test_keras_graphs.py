@@ -569,3 +569,20 @@ def test_refused_by_name(make, match, tmp_path):
     with pytest.raises(KerasImportError, match=match) as err:
         import_keras(tmp_path / "m.keras", tmp_path / "out")
     assert "\n" not in str(err.value)
+
+
+def test_a_crafted_graph_is_refused_on_load(converted, tmp_path):
+    import shutil
+
+    from seqshap.errors import ModelLoadError
+
+    _, sm, _ = converted("two_branch_cnn")
+    d = tmp_path / "crafted"
+    shutil.copytree(sm.path, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["model"]["calls"][1]["inputs"] = ["nowhere"]
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(
+        ModelLoadError, match=r"config.json: cannot build the model .*reads 'nowhere' before it is computed"
+    ):
+        store.load(d)

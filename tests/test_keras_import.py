@@ -577,3 +577,21 @@ def test_cli_import_keras(lstm_file, tmp_path, capsys):
     assert err.count("\n") == 1
     assert "seqshap import-keras: error:" in err
     assert "not a Keras model file" in err
+
+
+def test_directories_converted_before_graphs_still_load(tmp_path):
+    """Before graphs, ``config.json`` listed a chain of layers after the embedding and no ``calls``;
+    such a directory builds the same modules (same weight names) and predicts the same."""
+    model = randomize(CASES["cnn_lstm"](), seed=4)
+    model.save(tmp_path / "m.keras")
+    sm = import_keras(tmp_path / "m.keras", tmp_path / "out")
+    cfg = json.loads((tmp_path / "out" / "config.json").read_text())
+    chain = [c["layer"] for c in cfg["model"]["calls"] if isinstance(c.get("layer"), int)]
+    assert chain == list(range(len(cfg["model"]["layers"])))  # a chain: one call per layer, in order
+    del cfg["model"]["calls"], cfg["model"]["output"]
+    (tmp_path / "out" / "config.json").write_text(json.dumps(cfg))
+    old_style = store.load(tmp_path / "out")
+    assert old_style.net.calls is None
+    ids = random_ids(seed=3)
+    np.testing.assert_array_equal(torch_out(old_style, ids), torch_out(sm, ids))
+    assert np.abs(torch_out(old_style, ids) - keras_out(model, ids)).max() <= TOL_PRED

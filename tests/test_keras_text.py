@@ -280,3 +280,14 @@ def test_keras_io_end_to_end_model(reviews, tmp_path):
     np.testing.assert_array_equal(sm.encode(texts).numpy(), shifted(ids))
     assert np.abs(sm.predict(texts) - keras.ops.convert_to_numpy(core(ids))[:, 0]).max() <= 1e-5
     assert any(name.endswith("/predictions (Dense)") for name in sm.config["imported_from"]["layers"])
+
+
+def test_a_broken_vocabulary_is_refused_on_load(cnn, tmp_path):
+    from seqshap.errors import ModelLoadError
+
+    sm = import_keras(cnn[2], tmp_path / "out")
+    vocab = json.loads((sm.path / "vocab.json").read_text())
+    vocab["vocabulary"] = vocab["vocabulary"][2:]  # the padding and [UNK] entries gone
+    (sm.path / "vocab.json").write_text(json.dumps(vocab))
+    with pytest.raises(ModelLoadError, match=r"vocab.json: the vocabulary must start with '' and '\[UNK\]'"):
+        store.load(sm.path)
