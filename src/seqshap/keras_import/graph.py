@@ -401,7 +401,7 @@ class _Builder:
             call["masks"] = {"mask": previous}
         self.calls.append(call)
         self.key[out] = name
-        self._new(name, shape, self._out_mask(layer, name, tensors, previous), layer)
+        self._new(name, shape, self._out_mask(layer, name, tensors, previous, shape), layer)
         act = spec.get("activation")
         if act in ("sigmoid", "softmax", "softmax_layer") and layer.cls not in RECURRENT:
             self.squash[name] = "softmax" if act == "softmax_layer" else act
@@ -506,7 +506,7 @@ class _Builder:
             mask = self._op(f"{name}.mask", "not_equal", [ids, {"value": 0}], shape)
         self._new(name, (shape[0], dim), mask, layer)
 
-    def _out_mask(self, layer: KerasLayer, name: str, tensors: list[str], previous: Any) -> str | None:
+    def _out_mask(self, layer: KerasLayer, name: str, tensors: list[str], previous: Any, shape: Shape) -> str | None:
         """The mask Keras attaches to the layer's output."""
         cls = layer.cls
         if cls == "Masking":
@@ -535,7 +535,7 @@ class _Builder:
                 for t, m in zip(tensors, masks, strict=True):
                     inputs += [t, m if m is not None else {"value": None}]
                 axis = int(layer.config.get("axis", -1))
-                return self._op(f"{name}.mask", "concat_mask", inputs, self.shape[name][:-1], axis=axis)
+                return self._op(f"{name}.mask", "concat_mask", inputs, shape[:-1], axis=axis)
             if any(m is None for m in masks):
                 return None
             return self._or(f"{name}.mask", list(masks))
