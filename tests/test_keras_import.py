@@ -1,7 +1,9 @@
-"""Keras -> seqshap import: small Keras 3 models of every supported layer combination are
-built here, saved as ``.keras`` and ``.h5``, converted, and must predict what Keras predicts
-(1e-5) and be explainable with DeepSHAP (completeness 1e-4). Keras-2-only layouts are
-written with h5py directly. Keras runs on its torch backend, so TensorFlow is not needed.
+"""Keras -> seqshap import of chains (the seed notebook's models): small Keras 3 models of every
+recurrent/convolutional layer combination are built here, saved as ``.keras`` and ``.h5``, converted,
+and must predict what Keras predicts (1e-5) and be explainable with DeepSHAP (completeness 1e-4).
+Keras-2-only layouts are written with h5py directly. Keras runs on its torch backend.
+Functional graphs, attention and masks: tests/test_keras_graphs.py; TextVectorization:
+tests/test_keras_text.py.
 """
 
 from __future__ import annotations
@@ -460,21 +462,22 @@ def test_maxlen_from_a_fitted_sequential_without_input(tmp_path):
 # ------------------------------------------------------------------ refusals and corrupt files
 
 
-@pytest.mark.parametrize(
-    ("make", "layer"),
-    [
-        (lambda: seq(L.LSTM(3), L.LayerNormalization(name="norm"), L.Dense(1)), "'norm' (LayerNormalization)"),
-        (lambda: seq(L.Lambda(lambda x: x * 2.0, name="double"), L.LSTM(3), L.Dense(1)), "'double' (Lambda)"),
-    ],
-)
-def test_unsupported_layers_are_named(make, layer, tmp_path):
-    make().save(tmp_path / "m.keras")
+def test_unsupported_layers_are_named(tmp_path):
+    seq(L.LSTM(3, return_sequences=True), L.UnitNormalization(name="unit"), L.Flatten(), L.Dense(1)).save(
+        tmp_path / "m.keras"
+    )
     with pytest.raises(KerasImportError) as err:
         import_keras(tmp_path / "m.keras", tmp_path / "out")
     msg = str(err.value)
-    assert f"unsupported layer {layer}" in msg
-    assert "supported layers: InputLayer, Embedding, LSTM, GRU" in msg
+    assert "unsupported layer 'unit' (UnitNormalization)" in msg
+    assert "supported layers: InputLayer, TextVectorization, Embedding, LSTM, GRU" in msg
     assert "\n" not in msg
+
+
+def test_lambda_is_refused_saying_what_to_do(tmp_path):
+    seq(L.Lambda(lambda x: x * 2.0, name="double"), L.LSTM(3), L.Dense(1)).save(tmp_path / "m.keras")
+    with pytest.raises(KerasImportError, match=r"layer 'double' \(Lambda\) runs Python code .* built-in layers"):
+        import_keras(tmp_path / "m.keras", tmp_path / "out")
 
 
 def test_attention_model_is_refused(tmp_path):
@@ -488,29 +491,14 @@ def test_attention_model_is_refused(tmp_path):
         import_keras(tmp_path / "att.keras", tmp_path / "out")
 
 
-def test_branched_functional_model_is_refused(tmp_path):
-    inp = keras.Input((T,), dtype="int32")
-    x = L.Embedding(V, E)(inp)
-    a = L.LSTM(2, name="left")(x)  # two heads on one LSTM: every layer is supported, the graph is not
-    model = keras.Model(inp, [L.Dense(1, name="out_a")(a), L.Dense(1, name="out_b")(a)])
-    model.save(tmp_path / "branch.keras")
-    with pytest.raises(KerasImportError, match="not a single chain"):
-        import_keras(tmp_path / "branch.keras", tmp_path / "out")
-
-
 @pytest.mark.parametrize(
     ("make", "match"),
     [
-        (
-            lambda: keras.Sequential(
-                [keras.Input((T,), dtype="int32"), L.Embedding(V, E, mask_zero=True), L.LSTM(3), L.Dense(1)]
-            ),
-            "mask_zero=True",
-        ),
         (lambda: keras.Sequential([keras.Input((T, 3)), L.LSTM(3), L.Dense(1)]), "must start with an Embedding"),
         (lambda: seq(L.LSTM(3, return_sequences=True)), r"output has shape \[batch, 12, 3\]"),
-        (lambda: seq(L.Bidirectional(L.LSTM(3), merge_mode="sum"), L.Dense(1)), "merge_mode='sum'"),
-        (lambda: seq(L.Conv1D(3, 3, padding="causal"), L.GlobalMaxPooling1D(), L.Dense(1)), "padding='causal'"),
+        (lambda: seq(L.LSTM(3, return_state=True, name="st")), r"'st' \(LSTM\): return_state=True"),
+        (lambda: seq(L.Conv1D(3, 3, padding="same", strides=2), L.GlobalMaxPooling1D(), L.Dense(1)), "strides=2"),
+        (lambda: seq(L.MaxPooling1D(2, padding="same"), L.Flatten(), L.Dense(1)), "only padding='valid'"),
     ],
 )
 def test_unsupported_settings(make, match, tmp_path):
@@ -589,3 +577,21 @@ def test_cli_import_keras(lstm_file, tmp_path, capsys):
     assert err.count("\n") == 1
     assert "seqshap import-keras: error:" in err
     assert "not a Keras model file" in err
+
+
+def test_directories_converted_before_graphs_still_load(tmp_path):
+    """Before graphs, ``config.json`` listed a chain of layers after the embedding and no ``calls``;
+    such a directory builds the same modules (same weight names) and predicts the same."""
+    model = randomize(CASES["cnn_lstm"](), seed=4)
+    model.save(tmp_path / "m.keras")
+    sm = import_keras(tmp_path / "m.keras", tmp_path / "out")
+    cfg = json.loads((tmp_path / "out" / "config.json").read_text())
+    chain = [c["layer"] for c in cfg["model"]["calls"] if isinstance(c.get("layer"), int)]
+    assert chain == list(range(len(cfg["model"]["layers"])))  # a chain: one call per layer, in order
+    del cfg["model"]["calls"], cfg["model"]["output"]
+    (tmp_path / "out" / "config.json").write_text(json.dumps(cfg))
+    old_style = store.load(tmp_path / "out")
+    assert old_style.net.calls is None
+    ids = random_ids(seed=3)
+    np.testing.assert_array_equal(torch_out(old_style, ids), torch_out(sm, ids))
+    assert np.abs(torch_out(old_style, ids) - keras_out(model, ids)).max() <= TOL_PRED

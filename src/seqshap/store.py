@@ -27,6 +27,8 @@ from .data.tokenize import Encoding
 from .data.vocab import Vocab, check_ids
 from .errors import ModelLoadError
 from .models import TRAINABLE, build_model, torch_code
+from .models.keras.text import SCHEME as TEXT_VECTORIZATION
+from .models.keras.text import TextVectorizer
 
 CONFIG, VOCAB, WEIGHTS, METRICS = "config.json", "vocab.json", "model.safetensors", "metrics.json"
 BACKGROUND = "background.json"
@@ -145,7 +147,9 @@ def load(path: str | Path | None = None, code: str | Path | None = None) -> Seqs
     if config["arch"] == torch_code.ARCH:
         return _load_torch(directory, config, code)
     try:
-        vocab = Vocab.from_json(_read_json(directory / VOCAB))
+        raw = _read_json(directory / VOCAB)
+        is_tv = isinstance(raw, dict) and raw.get("scheme") == TEXT_VECTORIZATION  # an imported Keras TextVectorization
+        vocab = TextVectorizer.from_json(raw) if is_tv else Vocab.from_json(raw)
     except ValueError as e:
         raise ModelLoadError(f"{directory / VOCAB}: {e}") from None
     metrics = _read_json(directory / METRICS) if (directory / METRICS).exists() else {}

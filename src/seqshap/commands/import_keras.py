@@ -9,10 +9,17 @@ def run(args) -> int:
     from ..keras_import import import_keras
 
     model = import_keras(
-        args.model_file, args.out, word_index=args.word_index, maxlen=args.maxlen, name=args.name, classes=args.classes
+        args.model_file,
+        args.out,
+        word_index=args.word_index,
+        maxlen=args.maxlen,
+        name=args.name,
+        classes=args.classes,
+        output=args.output,
     )
     layers = ", ".join(model.config["imported_from"]["layers"])
-    print(f"model written to {model.path} ({layers}; maxlen {model.maxlen}, output: {model.config['output_space']})")
+    out, space = model.config["imported_from"]["output"], model.config["output_space"]
+    print(f"model written to {model.path} ({layers}; maxlen {model.maxlen}, explains {out}: {space})")
     print(f"classes: {', '.join(model.classes)}")
     print(f"vocabulary: {model.config['imported_from']['vocabulary']}")
     return 0
@@ -26,7 +33,8 @@ def register(sub) -> None:
         "into a model directory every other command accepts",
         "seqshap import-keras model.keras --word-index word_index.json --out runs/from_keras\n"
         "  seqshap import-keras model.h5 --tokenizer tokenizer.json --maxlen 100 --out runs/mine\n"
-        "  seqshap import-keras topics.keras --classes sports,politics,tech --out runs/topics",
+        "  seqshap import-keras topics.keras --classes sports,politics,tech --out runs/topics\n"
+        "  seqshap import-keras two_heads.keras --output sentiment --out runs/sentiment",
         run,
     )
     p.add_argument("model_file", metavar="MODEL", help="the Keras file saved with model.save(...)")
@@ -54,5 +62,11 @@ def register(sub) -> None:
         '{"name": index} object, or one name per line); default class_0, class_1, ... for a softmax over '
         "three or more classes, negative,positive for one or two outputs. A two-class softmax explains "
         "column 1 by default",
+    )
+    p.add_argument(
+        "--output",
+        metavar="NAME",
+        default=None,
+        help="for a model with several outputs: the one to explain (the name of the layer that makes it)",
     )
     p.add_argument("--out", required=True, metavar="DIR")
