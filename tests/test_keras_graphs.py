@@ -3,8 +3,8 @@ variations) built here on the torch backend, saved as ``.keras`` and ``.h5``, co
 with Keras (predictions within 1e-5), then explained with DeepSHAP in float64 against references of
 other lengths (completeness within 1e-6).
 
-Models whose padding masks differ between an input and its reference need op-level DeepSHAP rules
-for masks (issue 28); their exactness tests are marked xfail(strict=True) until those land.
+Models whose padding masks differ between an input and its reference are exact through the engine's
+op-level rules for masks computed from the ids.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ pytestmark = [
 
 V, E, T = 30, 8, 10  # vocabulary rows, embedding width, sequence length
 TOL_PRED, TOL_EXACT = 1e-5, 1e-6
-PENDING = "needs the op-level mask rules (issue 28)"
 
 
 def ids_input() -> keras.KerasTensor:
@@ -238,17 +237,6 @@ ZOO = {
     "nested_models": nested_models,
     "activations": activations,
 }
-# Exactness cases that wait for the op-level mask rules (masks from ids that differ between an
-# input and its reference; nn.RNN for SimpleRNN).
-WAITING = {
-    "masked_gru",
-    "masked_lstm_pooling",
-    "masked_concat",
-    "masking_layer",
-    "cross_attention",
-    "masked_transformer_two_blocks",
-    "simple_rnn",
-}
 
 
 def randomize(model: keras.Model, seed: int = 0, scale: float = 0.5) -> keras.Model:
@@ -370,10 +358,7 @@ def explain_exactly(sm: store.SeqshapModel) -> float:
     return miss
 
 
-EXACT_CASES = [
-    pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=PENDING)) if c in WAITING else c
-    for c in sorted(set(ZOO) - {"activations"})
-]
+EXACT_CASES = sorted(set(ZOO) - {"activations"})
 
 
 @pytest.mark.parametrize("case", EXACT_CASES)

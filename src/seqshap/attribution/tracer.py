@@ -267,7 +267,10 @@ class DeepLiftMode(TorchFunctionMode):
             b = infer_bdim(name, args, kwargs, o, L, src)
             shadow = None
             masked = None
-            if name in COMPARISONS or (o.dtype == torch.bool and name not in _SAME | _CASTS | _NOT | _AND | _OR):
+            logic = o.dtype == torch.bool and name not in _SAME | _CASTS | _NOT | _AND | _OR
+            if logic and name not in COMPARISONS:
+                shadow = self._replay(func, name, args, kwargs, i, len(outs))  # any/all of indicators
+            if shadow is None and (name in COMPARISONS or logic):
                 pos = L.position_dim(o, b)
                 if b is not None and pos is not None and not L.halves_equal(o, b):
                     with torch._C.DisableTorchFunction():
@@ -320,6 +323,8 @@ class DeepLiftMode(TorchFunctionMode):
                 if name in _AND:
                     return self.run(lambda: a * b)
                 return self.run(lambda: a + b - a * b)
+            if name in ("any", "all") and (len(args) > 1 or "dim" in kwargs):
+                return self._reduce_logic(name, shadow_of(args[0]), args, kwargs)
             if name in _SAME or name in ELEMENTWISE:
                 sargs = tree_map(shadow_of, args)
                 skw = {k: shadow_of(v) for k, v in kwargs.items() if k != "dtype"}
@@ -331,6 +336,26 @@ class DeepLiftMode(TorchFunctionMode):
         except _NoShadow:
             return None
         return None
+
+    def _reduce_logic(self, name: str, s: torch.Tensor, args, kwargs) -> torch.Tensor | None:
+        """``any``/``all`` over one dim of 0/1 indicators, as products: ``all = Π s``,
+        ``any = 1 − Π (1 − s)`` (each product by the Shapley split, so exact)."""
+        if not s.requires_grad:
+            return None
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        keep = bool(kwargs.get("keepdim", args[2] if len(args) > 2 else False))
+        if not isinstance(dim, int):
+            return None
+
+        def body():
+            parts = (s if name == "all" else 1 - s).unbind(dim)
+            acc = parts[0]
+            for q in parts[1:]:
+                acc = acc * q
+            out = acc if name == "all" else 1 - acc
+            return out.unsqueeze(dim) if keep else out
+
+        return self.run(body)
 
     def _ruled(self, func, name, args, kwargs, tracked):
         L = self.ledger
