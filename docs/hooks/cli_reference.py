@@ -10,10 +10,12 @@ import html
 INTRO = """# Command line
 
 One command, `seqshap`, with a subcommand per job (`python -m seqshap` is the same command
-without the script on `PATH`). `--model DIR` defaults to the shipped model; `--json` gives
-machine-readable output; progress bars go to stderr. Exit codes: **0** success, **2** bad usage,
-**1** any other error, printed as one line on stderr (`seqshap --debug COMMAND ...` shows the
-traceback). What each bad input gets: [Bad inputs](../bad-inputs.md).
+without the script on `PATH`); every `--help` ends with an example. `--model DIR` defaults to the
+shipped model; `--json` gives machine-readable output; progress bars go to stderr. Exit codes:
+**0** success, **2** bad usage, **1** any other error, printed as one line on stderr
+(`seqshap --debug COMMAND ...` shows the traceback). What each bad input gets (a NaN-producing
+model, a `--resume` on other data, a crafted model directory, a zip bomb, a text with no words,
+...): [Bad inputs](../bad-inputs.md).
 
 This page is generated from the argument parsers (`seqshap.cli.build_parser()`) when the site is
 built, so it lists exactly what `seqshap COMMAND --help` says.
@@ -86,8 +88,14 @@ def _examples(parser: argparse.ArgumentParser) -> str:
 
 def render(parser: argparse.ArgumentParser) -> str:
     """Markdown for the whole command line, from the top-level parser."""
-    parts = [INTRO, "## `seqshap`\n", f"```text\n{_usage(parser)}\n```\n", _options_table(parser), ""]
-    for name, sub in _subparsers(parser).items():
+    commands = _subparsers(parser)
+    listing = "\n".join(
+        f"| [`seqshap {name}`](#seqshap-{name}) | {html.escape((sub.description or '').strip())} |"
+        for name, sub in commands.items()
+    )
+    parts = [INTRO, "| command | what it does |\n|---|---|\n" + listing + "\n"]
+    parts += ["## `seqshap`\n", f"```text\n{_usage(parser)}\n```\n", _options_table(parser), ""]
+    for name, sub in commands.items():
         parts += [
             f"## `seqshap {name}`\n",
             html.escape((sub.description or "").strip()) + "\n",
