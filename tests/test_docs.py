@@ -408,6 +408,15 @@ def open_page(request, browser, site):
         v.close()
 
 
+def test_the_browser_check_sees_a_request_leaving_the_machine(browser, tmp_path):
+    """The check is not vacuous: a page that loads a font from elsewhere is caught (and aborted)."""
+    page = tmp_path / "leaky.html"
+    page.write_text('<link rel="stylesheet" href="https://fonts.example.invalid/css?family=Roboto"><p>hi</p>')
+    v = Visit(browser, page.as_uri(), "file://")
+    assert v.external == ["https://fonts.example.invalid/css?family=Roboto"]
+    v.page.close()
+
+
 def test_deepexplainer_reference_shows_its_parameters(open_page):
     v = open_page("reference/seqshap.html")
     heading = v.page.locator('[id="seqshap.DeepExplainer"]')
@@ -423,6 +432,7 @@ def test_deepexplainer_reference_shows_its_parameters(open_page):
     assert names[:3] == ["model", "background", "output"], rows
     assert any("k-means" in r for r in rows)  # the descriptions are there, not only the names
     assert v.errors == []
+    assert v.external == []
 
 
 def test_search_finds_background(open_page):
@@ -439,6 +449,7 @@ def test_search_finds_background(open_page):
     links = [a.get_attribute("href") or "" for a in v.page.locator(".md-search-result__item a").all()]
     assert any("concepts.html" in h for h in links), links
     assert v.errors == []
+    assert v.external == []
 
 
 @pytest.mark.parametrize("path", ["index.html", "concepts.html", "guides/explain-one-text.html", "benchmarks.html"])
@@ -451,6 +462,7 @@ def test_pictures_load(open_page, path):
         ok = img.evaluate("i => i.complete && i.naturalWidth > 100 && i.naturalHeight > 50")
         assert ok, img.get_attribute("src")
     assert v.errors == []
+    assert v.external == []
 
 
 def test_pages_link_to_each_other_without_leaving_the_site(site):
