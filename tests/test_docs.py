@@ -302,6 +302,14 @@ def test_an_undocumented_public_name_fails_the_strict_build(site):
     assert "seqshap.errors.DownloadError" in hooks.undocumented(ids - {"seqshap.errors.DownloadError"})
 
 
+def test_a_page_still_being_written_elsewhere_is_left_out_of_the_nav_until_it_exists(tmp_path):
+    hooks = load_hooks()
+    nav = [{"Home": "index.md"}, {"Security": "security.md"}, {"Gone": "gone.md"}]
+    assert hooks._drop_pending(nav, tmp_path) == [{"Home": "index.md"}, {"Gone": "gone.md"}]  # gone.md: strict names it
+    (tmp_path / "security.md").write_text("# Security\n")
+    assert hooks._drop_pending(nav, tmp_path) == nav
+
+
 def test_cli_reference_is_generated_from_the_parsers(site):
     from seqshap.cli import build_parser
     from seqshap.commands import COMMANDS
