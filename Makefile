@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup browser lint clean notebook notebooks dist
+.PHONY: demo test setup browser lint clean notebook notebooks dist docs docs-serve
 
 setup: $(STAMP)
 
@@ -43,6 +43,17 @@ test: $(STAMP) browser lint
 dist: $(STAMP)
 	rm -rf dist
 	$(BIN)/python -m build --no-isolation --outdir dist .
+
+# The documentation site (mkdocs.yml, docs/): site/index.html, built offline. --strict makes a broken
+# link or anchor, a missing reference or an undocumented public name an error. tests/test_docs.py
+# builds it the same way and runs every example on it. (The variable hides Material's banner.)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	@echo "docs: open site/index.html"
+
+# The site with live reload while writing (8001: seqshap serve takes 8000).
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8001
 
 # The notebooks' stored outputs: every notebook run top to bottom from a clean kernel, written in place.
 notebooks: $(STAMP)
