@@ -11,7 +11,6 @@ more than the weights file itself holds.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from . import atomic
+from . import atomic, safe_files
 from .data.hf_tokenizer import HFTokenizer
 from .data.labels import DEFAULT_CLASSES
 from .data.tokenize import Encoding
@@ -30,7 +29,16 @@ from .models import TRAINABLE, build_model
 
 CONFIG, VOCAB, WEIGHTS, METRICS = "config.json", "vocab.json", "model.safetensors", "metrics.json"
 BACKGROUND = "background.json"
-MAX_BACKGROUND_BYTES = 64 * 2**20  # read whole: a background is tens to hundreds of texts, well under this
+# Caps on a model directory's JSON, checked before a byte is read (JSON in memory takes several times
+# its size on disk). A trained model's config.json and metrics.json hold a few kB, its vocab.json
+# ~20 bytes a word, its background.json ~1.3 kB a review.
+MAX_CONFIG_BYTES = 4 * 2**20
+MAX_VOCAB_BYTES = 32 * 2**20
+MAX_BACKGROUND_BYTES = 8 * 2**20  # background.json, read whole
+MAX_TEXT_CHARS = 100_000  # one background text (the longest IMDB review has 13,704 characters)
+MAX_BACKGROUND_TEXTS = 10_000  # DeepSHAP runs the model once per background text and input
+MAX_BACKGROUND_CHARS = 8_000_000  # all the background texts together
+MAX_HEADER_BYTES = 16 * 2**20  # a safetensors header (~100 bytes a tensor): parsed before any check
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 MAX_MAXLEN = 100_000  # tokens a model reads per text; encoding allocates [n, maxlen], so more is refused
 MAX_SIZE = 2**31 - 1  # any size in config.json's "model" settings
@@ -120,13 +128,12 @@ def save_model(directory: str | Path, net: nn.Module, vocab: Vocab, config: dict
     return directory
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path.parent}: missing {path.name}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelLoadError(f"{path}: not valid JSON ({e})") from None
+def _read_json(path: Path, limit: int = MAX_CONFIG_BYTES, what: str | None = None) -> Any:
+    """A model directory's JSON file: a regular file of the directory (a link may point only inside
+    it), at most ``limit`` bytes, nested a bounded depth; :class:`ModelLoadError` naming it otherwise."""
+    if not (path.exists() or path.is_symlink()):
+        raise ModelLoadError(f"{path.parent}: missing {path.name}")
+    return safe_files.read_json(path, limit, what or f"a {path.name}", root=path.parent, error=ModelLoadError)
 
 
 def load(path: str | Path | None = None) -> SeqshapModel:
@@ -135,21 +142,19 @@ def load(path: str | Path | None = None) -> SeqshapModel:
     directory = Path(path) if path is not None else DEFAULT_MODEL_DIR
     if not directory.is_dir():
         raise ModelLoadError(f"{directory}: not a model directory (expected {CONFIG}, {VOCAB}, {WEIGHTS})")
-    from .models.hf import is_hf_directory
-
-    if is_hf_directory(directory):
+    raw = _read_json(directory / CONFIG)
+    if isinstance(raw, dict) and "architectures" in raw and "arch" not in raw:  # a Hugging Face directory
         return _load_hf(directory)
-    config = _check_config(directory / CONFIG, _read_json(directory / CONFIG))
+    config = _check_config(directory / CONFIG, raw)
     try:
-        vocab = Vocab.from_json(_read_json(directory / VOCAB))
+        vocab = Vocab.from_json(_read_json(directory / VOCAB, MAX_VOCAB_BYTES))
     except ValueError as e:
         raise ModelLoadError(f"{directory / VOCAB}: {e}") from None
-    metrics = _read_json(directory / METRICS) if (directory / METRICS).exists() else {}
-    if not isinstance(metrics, dict):
-        raise ModelLoadError(f"{directory / METRICS}: expected a JSON object, got {_json_kind(metrics)}")
+    metrics = _read_metrics(directory)
     weights = directory / WEIGHTS
-    if not weights.exists():
+    if not (weights.exists() or weights.is_symlink()):
         raise ModelLoadError(f"{directory}: missing {WEIGHTS}")
+    safe_files.check_regular_file(weights, None, WEIGHTS, root=directory, error=ModelLoadError)
     expected = _shapes(directory / CONFIG, config)
     emb_rows = expected.get("embedding.weight", (None,))[0]
     if emb_rows is not None and emb_rows != vocab.num_words:
@@ -175,13 +180,9 @@ def read_background(directory: str | Path) -> tuple[list[str], str] | None:
     """``(texts, source)`` from the model directory's ``background.json`` (``{"source": str,
     "texts": [str, ...]}``), or None when it has none."""
     path = Path(directory) / BACKGROUND
-    if not path.exists():
+    if not (path.exists() or path.is_symlink()):
         return None
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: not a file")
-    if (size := path.stat().st_size) > MAX_BACKGROUND_BYTES:
-        raise ModelLoadError(f"{path}: {size:,} bytes, more than the {MAX_BACKGROUND_BYTES:,} a background may hold")
-    record = _read_json(path)
+    record = _read_json(path, MAX_BACKGROUND_BYTES, "a background")
     if not isinstance(record, dict):
         raise ModelLoadError(f"{path}: expected a JSON object, got {_json_kind(record)}")
     texts, source = record.get("texts"), record.get("source", f"the background texts in {path}")
@@ -189,7 +190,26 @@ def read_background(directory: str | Path) -> tuple[list[str], str] | None:
         raise ModelLoadError(f"{path}: 'texts' must be a non-empty list of strings")
     if not isinstance(source, str):
         raise ModelLoadError(f"{path}: 'source' must be a string, got {_json_kind(source)}")
+    if len(texts) > MAX_BACKGROUND_TEXTS:
+        raise ModelLoadError(f"{path}: {len(texts):,} texts; a background holds at most {MAX_BACKGROUND_TEXTS:,}")
+    for i, text in enumerate(texts):
+        if len(text) > MAX_TEXT_CHARS:
+            raise ModelLoadError(
+                f"{path}: text {i} has {len(text):,} characters; a background text may hold at most {MAX_TEXT_CHARS:,}"
+            )
+    if (total := sum(map(len, texts))) > MAX_BACKGROUND_CHARS:
+        raise ModelLoadError(
+            f"{path}: its texts hold {total:,} characters; a background holds at most {MAX_BACKGROUND_CHARS:,}"
+        )
     return texts, source
+
+
+def _read_metrics(directory: Path) -> dict:
+    path = directory / METRICS
+    metrics = _read_json(path) if path.exists() or path.is_symlink() else {}
+    if not isinstance(metrics, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, got {_json_kind(metrics)}")
+    return metrics
 
 
 def _json_kind(v: Any) -> str:
@@ -269,9 +289,20 @@ def _shapes(path: Path, config: dict) -> dict[str, tuple[int, ...]]:
 
 
 def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor name -> shape from the safetensors header, without reading a tensor."""
+    """Tensor name -> shape from the safetensors header, without reading a tensor; a header over
+    :data:`MAX_HEADER_BYTES` is refused before it is parsed."""
     from safetensors import SafetensorError, safe_open
 
+    try:
+        with weights.open("rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise ModelLoadError(f"{weights}: cannot read it ({e.strerror})") from None
+    if len(head) == 8 and (size := int.from_bytes(head, "little")) > MAX_HEADER_BYTES:
+        raise ModelLoadError(
+            f"{weights}: a safetensors header of {size:,} bytes, more than the {MAX_HEADER_BYTES:,} seqshap reads "
+            "(a corrupt or crafted file)"
+        )
     try:
         with safe_open(str(weights), framework="pt") as f:
             return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
@@ -307,7 +338,4 @@ def _load_hf(directory: Path) -> SeqshapModel:
         net, tokenizer, config = load_pretrained(directory)
     except HFLoadError as e:
         raise ModelLoadError(str(e)) from None
-    metrics = _read_json(directory / METRICS) if (directory / METRICS).exists() else {}
-    if not isinstance(metrics, dict):
-        raise ModelLoadError(f"{directory / METRICS}: expected a JSON object, got {_json_kind(metrics)}")
-    return SeqshapModel(net, tokenizer, config, metrics, directory)
+    return SeqshapModel(net, tokenizer, config, _read_metrics(directory), directory)
