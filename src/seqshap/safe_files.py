@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -36,9 +35,8 @@ _KINDS = (
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISSOCK, "a socket"),
 )
-# A JSON string, matched possessively: no backtracking, so a long string costs one pass.
-_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_CHUNK = 1 << 18
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
 _STEP = np.zeros(256, dtype=np.int8)
 _STEP[list(b"[{")] = 1
 _STEP[list(b"]}")] = -1
@@ -114,18 +112,28 @@ def read_bytes(
 
 
 def json_depth(data: bytes | str) -> int:
-    """How deep the arrays and objects of a JSON text nest (strings skipped), without parsing it."""
+    """How deep the arrays and objects of a JSON text nest, without parsing it: brackets are
+    counted outside strings (a quote preceded by an odd run of backslashes is escaped). Runs over
+    the bytes in chunks with numpy, so its memory stays a few MB whatever the text holds."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
-    deepest, depth = 0, 0
-    chunk = 1 << 20
-    for start in range(0, len(brackets), chunk):
-        run = np.cumsum(
-            _STEP[np.frombuffer(brackets, np.uint8, min(chunk, len(brackets) - start), start)], dtype=np.int64
-        )
-        if len(run):
-            deepest = max(deepest, depth + int(run.max()))
-            depth += int(run[-1])
+    codes = np.frombuffer(raw, np.uint8)
+    deepest = depth = 0
+    in_string = 0  # 1 while the text read so far ends inside a string
+    backslashes = 0  # the run of backslashes the text read so far ends with
+    for start in range(0, len(codes), _CHUNK):
+        part = codes[start : start + _CHUNK]
+        at = np.arange(len(part))
+        last_other = np.maximum.accumulate(np.where(part == _BACKSLASH, -1, at))
+        run = at - last_other + np.where(last_other < 0, backslashes, 0)  # backslashes ending at each byte
+        before = np.concatenate(([backslashes], run[:-1]))  # ... ending just before it
+        quote = (part == _QUOTE) & (before % 2 == 0)
+        quotes = np.cumsum(quote, dtype=np.int64)
+        outside = ((quotes - quote + in_string) & 1) == 0
+        levels = np.cumsum(_STEP[part] * outside, dtype=np.int64) + depth
+        deepest = max(deepest, int(levels.max()))
+        depth = int(levels[-1])
+        in_string = int(in_string + quotes[-1]) & 1
+        backslashes = int(run[-1])
     return deepest
 
 

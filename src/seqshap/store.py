@@ -29,12 +29,13 @@ from .models import TRAINABLE, build_model
 
 CONFIG, VOCAB, WEIGHTS, METRICS = "config.json", "vocab.json", "model.safetensors", "metrics.json"
 BACKGROUND = "background.json"
-# Caps on a model directory's JSON, checked before a byte is read (JSON in memory takes several times
-# its size on disk). A trained model's config.json and metrics.json hold a few kB, its vocab.json
-# ~20 bytes a word, its background.json ~1.3 kB a review.
-MAX_CONFIG_BYTES = 4 * 2**20
-MAX_VOCAB_BYTES = 32 * 2**20
-MAX_BACKGROUND_BYTES = 8 * 2**20  # background.json, read whole
+# Caps on a model directory's JSON, checked before a byte is read: parsed, JSON takes up to ~25 times
+# its size in memory (a list of empty objects), and a run must stay under 500 MB. A trained model's
+# config.json and metrics.json hold a few kB, its vocab.json ~20 bytes a word (400 kB for 20,000
+# words), its background.json ~1.3 kB a review (55 kB for the shipped 100).
+MAX_CONFIG_BYTES = 2**20
+MAX_VOCAB_BYTES = 8 * 2**20
+MAX_BACKGROUND_BYTES = 4 * 2**20  # background.json, read whole
 MAX_TEXT_CHARS = 100_000  # one background text (the longest IMDB review has 13,704 characters)
 MAX_BACKGROUND_TEXTS = 10_000  # DeepSHAP runs the model once per background text and input
 MAX_BACKGROUND_CHARS = 8_000_000  # all the background texts together
@@ -142,10 +143,11 @@ def load(path: str | Path | None = None) -> SeqshapModel:
     directory = Path(path) if path is not None else DEFAULT_MODEL_DIR
     if not directory.is_dir():
         raise ModelLoadError(f"{directory}: not a model directory (expected {CONFIG}, {VOCAB}, {WEIGHTS})")
-    raw = _read_json(directory / CONFIG)
-    if isinstance(raw, dict) and "architectures" in raw and "arch" not in raw:  # a Hugging Face directory
+    config = _read_json(directory / CONFIG)
+    if isinstance(config, dict) and "architectures" in config and "arch" not in config:  # Hugging Face
+        del config  # read again, with the rest of the directory, by models.hf
         return _load_hf(directory)
-    config = _check_config(directory / CONFIG, raw)
+    config = _check_config(directory / CONFIG, config)
     try:
         vocab = Vocab.from_json(_read_json(directory / VOCAB, MAX_VOCAB_BYTES))
     except ValueError as e:

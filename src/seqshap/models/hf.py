@@ -159,34 +159,6 @@ def _check_files(directory: Path, found: hf_checks.Directory) -> None:
             f"{directory}: no tokenizer files (tokenizer.json, or vocab.txt / vocab.json + merges.txt); "
             f"save the tokenizer beside the model: tokenizer.save_pretrained(dir)"
         )
-    tokenizer_json = found.json.get("tokenizer.json")
-    if tokenizer_json is not None:
-        problem = _tokenizer_json_problem(tokenizer_json)
-        if problem:
-            raise HFLoadError(
-                f"{directory / 'tokenizer.json'}: {problem}; not a tokenizer file the tokenizers library wrote "
-                "(save it again: tokenizer.save_pretrained(dir))"
-            )
-
-
-def _tokenizer_json_problem(value: Any) -> str | None:
-    """What is wrong with a parsed ``tokenizer.json`` where transformers would trip over it, if anything."""
-    if not isinstance(value, dict):
-        return f"expected a JSON object, got {type(value).__name__}"
-    model = value.get("model")
-    if not isinstance(model, dict) or not isinstance(model.get("type", ""), str):
-        return "no 'model' object (the vocabulary and its algorithm)"
-    added = value.get("added_tokens")
-    if not isinstance(added, list):
-        return "no 'added_tokens' list"
-    for i, token in enumerate(added):
-        if not isinstance(token, dict) or not _whole(token.get("id")) or not isinstance(token.get("content"), str):
-            return f"'added_tokens' item {i} is not an object with an integer 'id' and a string 'content'"
-    return None
-
-
-def _whole(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _head_rows(shapes: dict[str, tuple[int, ...]], kind: str) -> int | None:
@@ -278,12 +250,18 @@ def load_pretrained(directory: str | Path) -> tuple[HFClassifier, HFTokenizer, d
         except (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError, AssertionError) as e:
             raise HFLoadError(f"{config_path}: cannot build the model ({_one_line(e)})") from None
         hf_checks.check_shapes(where, config, kind, expected, shapes)
+        rows = shapes[f"{kind}.embeddings.word_embeddings.weight"][0]
+        if found.tokens is not None and found.tokens > rows:  # before transformers builds the tokenizer
+            raise HFLoadError(
+                f"{directory}: tokenizer.json defines {found.tokens} tokens but the model's embedding has {rows} rows"
+            )
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(
                 str(directory), config=hf_config, local_files_only=True, trust_remote_code=False
             )
         except Exception as e:  # transformers and tokenizers raise many types for a broken file
-            raise HFLoadError(f"{directory}: cannot load the tokenizer offline ({_one_line(e)})") from None
+            files = ", ".join(f for f in hf_checks.TOKENIZER_NAMES if (directory / f).is_file())
+            raise HFLoadError(f"{directory}: cannot load the tokenizer from {files} ({_one_line(e)})") from None
         try:
             hf_model, info = model_class.from_pretrained(
                 str(directory),

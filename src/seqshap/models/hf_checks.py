@@ -30,19 +30,25 @@ from .. import safe_files
 from ..errors import HFLoadError
 
 WEIGHTS, WEIGHTS_INDEX = "model.safetensors", "model.safetensors.index.json"
-SMALL_JSON = 4 * 2**20  # configs: a few kB; tokenizer_config.json may carry a chat template or many added tokens
-VOCAB = 16 * 2**20  # the tokenizer's vocabulary; BERT-family tokenizers hold 0.2 to 3 MB
+# Parsed, JSON takes up to ~25 times its size in memory, and a run must stay under 500 MB (transformers
+# and torch take ~400 MB of it): configs hold a few kB (tokenizer_config.json up to ~50 kB, with a chat
+# template or many added tokens).
+SMALL_JSON = 2**20
+TINY_JSON = 64 * 2**10  # files a classifier's directory holds only by accident (a few hundred bytes when it does)
+# The tokenizer's vocabulary: BERT-family tokenizer.json files hold 0.3 (English) to 2.9 MB (multilingual).
+# transformers needs ~25 bytes of memory a byte of it: 4 MiB keeps a whole run under 500 MB.
+VOCAB = 4 * 2**20
 # The files transformers 5 reads from a saved classifier's directory (when they are there), and the cap of each.
 FILE_LIMITS = {
     "config.json": SMALL_JSON,
-    "generation_config.json": SMALL_JSON,
-    "tokenizer_config.json": SMALL_JSON,
-    "special_tokens_map.json": SMALL_JSON,
-    "added_tokens.json": SMALL_JSON,
-    "chat_template.json": SMALL_JSON,
-    "preprocessor_config.json": SMALL_JSON,
-    "processor_config.json": SMALL_JSON,
-    "adapter_config.json": SMALL_JSON,
+    "tokenizer_config.json": SMALL_JSON // 2,
+    "special_tokens_map.json": TINY_JSON,
+    "added_tokens.json": SMALL_JSON // 4,
+    "generation_config.json": TINY_JSON,
+    "chat_template.json": TINY_JSON,
+    "preprocessor_config.json": TINY_JSON,
+    "processor_config.json": TINY_JSON,
+    "adapter_config.json": TINY_JSON,
     WEIGHTS_INDEX: SMALL_JSON,
     "tokenizer.json": VOCAB,
     "vocab.json": VOCAB,
@@ -53,11 +59,27 @@ FILE_LIMITS = {
     "sentencepiece.bpe.model": VOCAB,
     "tekken.json": VOCAB,
     "tiktoken.model": VOCAB,
-    "chat_template.jinja": SMALL_JSON,
+    "chat_template.jinja": TINY_JSON,
 }
+TOKENIZER_KEYS = frozenset(
+    {
+        "version",
+        "truncation",
+        "padding",
+        "added_tokens",
+        "normalizer",
+        "pre_tokenizer",
+        "post_processor",
+        "decoder",
+        "model",
+    }
+)
+MAX_TOKENIZER_SETTINGS = 10_000  # a BERT/RoBERTa tokenizer's settings hold under 100
+KEPT = ("config.json", WEIGHTS_INDEX)  # the JSON seqshap reads itself; the rest is only checked
+TOKENIZER_NAMES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt")
 TEMPLATES_DIR = "additional_chat_templates"  # transformers reads every *.jinja in it
 MAX_TEMPLATES = 64
-MAX_TOTAL_BYTES = 64 * 2**20  # all of the files above together
+MAX_TOTAL_BYTES = 8 * 2**20  # all of the files above together
 MAX_HEADER_BYTES = 16 * 2**20  # a safetensors header: ~100 bytes a tensor; BERT-base's is 20 kB
 MAX_SHARDS = 1024
 MAX_LAYERS = 256  # each is built (on the meta device) before its shapes can be compared
@@ -101,30 +123,24 @@ class Directory:
     """What :func:`check_directory` read: the parsed JSON files by name, and the weight files."""
 
     path: Path
-    json: dict[str, Any] = field(default_factory=dict)
+    json: dict[str, Any] = field(default_factory=dict)  # config.json and the index, parsed
+    tokens: int | None = None  # how many tokens tokenizer.json defines (its largest id + 1)
     weights: list[Path] = field(default_factory=list)
     weight_map: dict[str, str] | None = None  # tensor -> shard file name, for a sharded checkpoint
 
 
 def check_directory(directory: Path) -> Directory:
-    """Check every file transformers would read in ``directory`` (see the module docstring) and
-    return the JSON ones parsed. Raises :class:`~seqshap.errors.HFLoadError` naming file and problem."""
+    """Check every file transformers would read in ``directory`` (see the module docstring), all
+    sizes before any is read; keep ``config.json`` and the index parsed. Raises
+    :class:`~seqshap.errors.HFLoadError` naming the file and the problem."""
     found = Directory(directory)
+    present = []
     total = 0
     for name, limit in FILE_LIMITS.items():
         path = directory / name
-        if not (path.exists() or path.is_symlink()):
-            continue
-        info = safe_files.check_regular_file(path, limit, name, root=directory, error=HFLoadError)
-        total += info.st_size
-        if name.endswith(".json"):
-            value = safe_files.read_json(path, limit, name, root=directory, error=HFLoadError)
-            if isinstance(value, dict) and "auto_map" in value:
-                raise HFLoadError(
-                    f"{path}: has 'auto_map', which makes transformers run Python code from the directory; "
-                    "seqshap never runs code from a model directory (remove the key to load the built-in class)"
-                )
-            found.json[name] = value
+        if path.exists() or path.is_symlink():
+            total += safe_files.check_regular_file(path, limit, name, root=directory, error=HFLoadError).st_size
+            present.append((name, path, limit))
     templates = directory / TEMPLATES_DIR
     if templates.is_symlink() or templates.exists():
         if templates.is_symlink() or not templates.is_dir():
@@ -133,23 +149,113 @@ def check_directory(directory: Path) -> Directory:
         if len(jinja) > MAX_TEMPLATES:
             raise HFLoadError(f"{templates}: {len(jinja):,} chat templates; at most {MAX_TEMPLATES} are read")
         for path in jinja:
-            total += safe_files.check_regular_file(
-                path, SMALL_JSON, "a chat template", root=directory, error=HFLoadError
-            ).st_size
+            info = safe_files.check_regular_file(path, SMALL_JSON, "a chat template", root=directory, error=HFLoadError)
+            total += info.st_size
     if total > MAX_TOTAL_BYTES:
         raise HFLoadError(
             f"{directory}: its configuration and tokenizer files hold {total:,} bytes, more than the "
             f"{MAX_TOTAL_BYTES:,} seqshap reads"
         )
+    for name, path, limit in present:
+        if not name.endswith(".json"):
+            continue
+        value = safe_files.read_json(path, limit, name, root=directory, error=HFLoadError)
+        if isinstance(value, dict) and "auto_map" in value:
+            raise HFLoadError(
+                f"{path}: has 'auto_map', which makes transformers run Python code from the directory; "
+                "seqshap never runs code from a model directory (remove the key to load the built-in class)"
+            )
+        if name == "tokenizer.json":
+            found.tokens = _tokenizer_tokens(path, value)
+        elif name in KEPT:
+            found.json[name] = value
+        del value  # parsed JSON takes many times its size; only config.json and the index are kept
     _check_weight_files(found)
     return found
+
+
+def _tokenizer_tokens(path: Path, value: Any) -> int:
+    """The number of tokens a parsed ``tokenizer.json`` defines, after checking it has the shape
+    the ``tokenizers`` library writes: only the vocabulary, the merges and the added tokens may be
+    large (memory then follows the number of tokens, which the embedding bounds); the settings
+    around them hold at most :data:`MAX_TOKENIZER_SETTINGS` values. :class:`HFLoadError` names
+    what is wrong where transformers would trip over it (``KeyError: 'added_tokens'`` says nothing)."""
+    problem = _tokenizer_problem(value)
+    if problem is not None:
+        raise HFLoadError(
+            f"{path}: {problem}; not a tokenizer file the tokenizers library wrote "
+            "(save it again: tokenizer.save_pretrained(dir))"
+        )
+    model, added = value["model"], value["added_tokens"]
+    vocab, merges = model.get("vocab"), model.get("merges")
+    count = len(vocab) if isinstance(vocab, list) else max(vocab.values(), default=-1) + 1 if vocab else 0
+    if merges and len(merges) > count:  # each BPE merge makes one token of the vocabulary
+        raise HFLoadError(
+            f"{path}: {len(merges):,} merges for a vocabulary of {count:,} tokens (a corrupt or crafted file)"
+        )
+    return max([count, *(int(t["id"]) + 1 for t in added)])
+
+
+def _tokenizer_problem(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return f"expected a JSON object, got {type(value).__name__}"
+    unknown = sorted(set(value) - TOKENIZER_KEYS)
+    if unknown:
+        return f"unknown key {unknown[0]!r}"
+    model, added = value.get("model"), value.get("added_tokens")
+    if not isinstance(model, dict) or not isinstance(model.get("type", ""), str):
+        return "no 'model' object (the vocabulary and its algorithm)"
+    if not isinstance(added, list):
+        return "no 'added_tokens' list"
+    for i, token in enumerate(added):
+        if (
+            not isinstance(token, dict)
+            or not _whole(token.get("id"))
+            or not isinstance(token.get("content"), str)
+            or not all(isinstance(v, str | int | float | bool) for v in token.values())
+        ):
+            return f"'added_tokens' item {i} is not an object with an integer 'id', a string 'content' and flags"
+    vocab, merges = model.get("vocab"), model.get("merges")
+    if isinstance(vocab, dict):
+        if not all(_whole(v) and v >= 0 for v in vocab.values()):
+            return "'model.vocab' must map tokens to ids (whole numbers)"
+    elif isinstance(vocab, list):
+        if not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in vocab):
+            return "'model.vocab' must be a list of [token, score] pairs"
+    elif vocab is not None:
+        return "'model.vocab' must be an object or a list"
+    if merges is not None and not (
+        isinstance(merges, list) and all(isinstance(m, str) or (isinstance(m, list) and len(m) == 2) for m in merges)
+    ):
+        return "'model.merges' must be a list of merges"
+    settings = {k: v for k, v in value.items() if k not in ("model", "added_tokens")}
+    settings["model"] = {k: v for k, v in model.items() if k not in ("vocab", "merges")}
+    if _count_values(settings, MAX_TOKENIZER_SETTINGS) > MAX_TOKENIZER_SETTINGS:
+        return (
+            f"its settings (normalizer, pre_tokenizer, post_processor, decoder, ...) hold more than "
+            f"{MAX_TOKENIZER_SETTINGS:,} JSON values"
+        )
+    return None
+
+
+def _count_values(value: Any, limit: int) -> int:
+    """JSON values in ``value`` (containers and scalars), counting no further than past ``limit``."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        v = stack.pop()
+        count += 1
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return count
 
 
 def _check_weight_files(found: Directory) -> None:
     directory = found.path
     single = directory / WEIGHTS
     if single.exists() or single.is_symlink():  # transformers prefers it to an index
-        safe_files.check_regular_file(single, None, WEIGHTS, root=directory, error=HFLoadError)
+        safe_files.check_regular_file(single, None, f"a {WEIGHTS}", root=directory, error=HFLoadError)
         found.weights = [single]
         return
     if WEIGHTS_INDEX not in found.json:
