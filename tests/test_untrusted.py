@@ -466,3 +466,19 @@ def test_reading_a_fifo_returns_at_once(tmp_path):
         safe_files.read_json(fifo, 1024, "a test file")
     assert safe_files.inside(tmp_path, tmp_path / "pipe.json")
     assert not safe_files.inside(tmp_path / "sub", tmp_path / "pipe.json")
+
+
+def test_other_json_from_users_is_bounded_too(tmp_path):
+    """--data JSON lines (train, evaluate) and --word-index (import-keras) go through the same checks."""
+    from seqshap.data import read_labeled
+    from seqshap.errors import KerasImportError
+    from seqshap.keras_import import _read_json_arg
+
+    deep = tmp_path / "data.jsonl"
+    deep.write_text('{"text": "fine", "label": 1}\n' + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    with pytest.raises(DataFileError, match=r"data\.jsonl, line 2: JSON nested more than 64 levels deep"):
+        read_labeled(deep)
+    fifo = tmp_path / "word_index.json"
+    os.mkfifo(fifo)
+    with pytest.raises(KerasImportError, match=r"word_index\.json: a FIFO"):
+        _read_json_arg(fifo, "word index")

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import safe_files
 from .data.tokenize import FIRST_WORD_ID, KERAS_FILTERS, OOV, PAD, START
 from .data.vocab import Vocab
 from .errors import KerasImportError
@@ -93,6 +94,7 @@ _ZIP_MAGIC, _HDF5_MAGIC = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"
 # 1.1x; a mostly-zero model perhaps 10x), a zip or HDF5 compression bomb inflates ~1000x: past a
 # small size, a member or dataset that declares more than MAX_RATIO times what it stores is refused.
 MAX_JSON_BYTES = 64 << 20  # config.json / metadata.json in a .keras archive
+MAX_WORD_INDEX_BYTES = 16 << 20  # --word-index: Keras' IMDB index (88,584 words) is 1.6 MB
 MAX_WEIGHTS_BYTES = 4 << 30  # model.weights.h5 in a .keras archive, and any one weight array
 MAX_RATIO = 50
 RATIO_FREE_BYTES = 16 << 20  # below this, any compression is fine
@@ -500,14 +502,10 @@ def _fixed_length(kf: KerasFile) -> int | None:
 def _read_json_arg(obj: str | Path | dict, what: str) -> Any:
     if isinstance(obj, dict):
         return obj
-    try:
-        return json.loads(Path(obj).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise KerasImportError(f"{obj}: no such {what} file") from None
-    except OSError as e:
-        raise KerasImportError(f"{obj}: cannot read the {what} file ({e.strerror or e})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise KerasImportError(f"{obj}: {what} is not valid JSON ({e})") from None
+    if not Path(obj).exists():
+        raise KerasImportError(f"{obj}: no such {what} file")
+    # a regular file, size-capped before it is read, depth-bounded (seqshap.safe_files)
+    return safe_files.read_json(obj, MAX_WORD_INDEX_BYTES, f"a {what} file", error=KerasImportError)
 
 
 def _tokenizer_config(obj: Any) -> dict | None:
