@@ -437,6 +437,7 @@ def test_server_hides_paths_and_answers_the_connection_cap_in_json(tmp_path):
         assert r.headers["content-type"] == "application/json"
         assert "too many open connections (3)" in r.json()["error"]
         assert r.headers["retry-after"] == "1"
+        assert r.headers["connection"] == "close"
         for name, value in SECURITY_HEADERS.items():
             assert r.headers[name] == value
         assert "default-src 'none'" in r.headers["content-security-policy"]
