@@ -36,9 +36,10 @@ BACKGROUND = "background.json"
 MAX_CONFIG_BYTES = 2**20
 MAX_VOCAB_BYTES = 8 * 2**20
 MAX_BACKGROUND_BYTES = 4 * 2**20  # background.json, read whole
-MAX_TEXT_CHARS = 100_000  # one background text (the longest IMDB review has 13,704 characters)
+MAX_TEXT_CHARS = 50_000  # one background text (the longest IMDB review has 13,704 characters)
 MAX_BACKGROUND_TEXTS = 10_000  # DeepSHAP runs the model once per background text and input
 MAX_BACKGROUND_CHARS = 8_000_000  # all the background texts together
+ENCODE_CHARS = 100_000  # characters tokenized in one call (see _chunks)
 MAX_HEADER_BYTES = 16 * 2**20  # a safetensors header (~100 bytes a tensor): parsed before any check
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 MAX_MAXLEN = 100_000  # tokens a model reads per text; encoding allocates [n, maxlen], so more is refused
@@ -78,15 +79,17 @@ class SeqshapModel:
         return f"SeqshapModel(name={self.name!r}, arch={self.config['arch']!r}, maxlen={self.maxlen})"
 
     def encode(self, texts: list[str]) -> torch.Tensor:
+        """Texts -> ids ``[n, maxlen]``, tokenized a bounded number of characters at a time."""
         if isinstance(texts, str):
             texts = [texts]
-        return torch.from_numpy(self.vocab.encode(list(texts), self.maxlen))
+        parts = [self.vocab.encode(chunk, self.maxlen) for chunk in _chunks(list(texts))]
+        return torch.from_numpy(np.concatenate(parts) if parts else np.zeros((0, self.maxlen), dtype=np.int64))
 
     def encodings(self, texts: list[str]) -> list[Encoding]:
         """Each text as the model reads it, with the span of text behind every position."""
         if isinstance(texts, str):
             texts = [texts]
-        return self.vocab.encodings(list(texts), self.maxlen)
+        return [e for chunk in _chunks(list(texts)) for e in self.vocab.encodings(chunk, self.maxlen)]
 
     def tokens(self, ids) -> list[str]:
         return self.vocab.tokens(ids)
@@ -116,6 +119,21 @@ class SeqshapModel:
         if isinstance(self.vocab, HFTokenizer):
             self.vocab.save(directory)  # raises: transformers' save_pretrained writes those
         return save_model(directory, self.net, self.vocab, self.config, self.metrics)
+
+
+def _chunks(texts: list[str]) -> list[list[str]]:
+    """``texts`` in consecutive groups of at most :data:`ENCODE_CHARS` characters (a longer text
+    alone): a tokenizer holds every token of a call before truncating to maxlen, ~600 bytes a token
+    for a Hugging Face fast tokenizer, so a call's memory follows its characters, not its texts."""
+    chunks: list[list[str]] = []
+    size = ENCODE_CHARS
+    for text in texts:
+        if size + len(text) > ENCODE_CHARS:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(text)
+        size += len(text)
+    return chunks
 
 
 def save_model(directory: str | Path, net: nn.Module, vocab: Vocab, config: dict, metrics: dict | None = None) -> Path:
