@@ -485,3 +485,12 @@ def test_other_json_from_users_is_bounded_too(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(KerasImportError, match=r"word_index\.json: a FIFO"):
         _read_json_arg(fifo, "word index")
+
+
+def test_tokenizing_in_chunks_gives_the_ids_of_one_call(bert_dir):
+    texts = ["", "a dull film", "great " * 20_000, "the plot was awful", "bad " * 30_000, "ok"]
+    for model in (seqshap.load(), seqshap.load(bert_dir)):
+        ids = model.encode(texts)
+        assert ids.tolist() == [model.encode([t])[0].tolist() for t in texts]
+        assert [e.ids for e in model.encodings(texts)] == [tuple(row) for row in ids.tolist()]
+        assert tuple(model.encode([]).shape) == (0, model.maxlen)

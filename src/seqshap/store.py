@@ -126,9 +126,9 @@ def _chunks(texts: list[str]) -> list[list[str]]:
     alone): a tokenizer holds every token of a call before truncating to maxlen, ~600 bytes a token
     for a Hugging Face fast tokenizer, so a call's memory follows its characters, not its texts."""
     chunks: list[list[str]] = []
-    size = ENCODE_CHARS
+    size = 0
     for text in texts:
-        if size + len(text) > ENCODE_CHARS:
+        if not chunks or size + len(text) > ENCODE_CHARS:
             chunks.append([])
             size = 0
         chunks[-1].append(text)
