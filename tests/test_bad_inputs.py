@@ -93,13 +93,25 @@ def write_csv(path: Path, split) -> Path:
     return path
 
 
+# A child exec'd straight from this process reports this process's peak too (Linux keeps the old
+# memory's high-water mark across exec, and subprocess spawns with vfork): a test process grown
+# big would inflate every figure. A small Python in between forks a clean child, reports its peak.
+_PEAK = (
+    "import os, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)\n"
+    "    os.execv(sys.argv[1], sys.argv[1:])\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "print(usage.ru_maxrss)\n"
+    "sys.exit(min(255, abs(os.waitstatus_to_exitcode(status))))\n"
+)
+
+
 def max_rss_mib(argv: list[str]) -> tuple[int, str, float]:
     """Run ``argv``; (exit code, stderr, the peak memory of that process alone in MiB)."""
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err, usage.ru_maxrss / 1024
+    proc = subprocess.run([sys.executable, "-c", _PEAK, *argv], capture_output=True, text=True, timeout=600)
+    return proc.returncode, proc.stderr, int(proc.stdout.split()[-1]) / 1024
 
 
 @pytest.fixture(scope="module")

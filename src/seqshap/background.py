@@ -19,20 +19,24 @@ Each source gives its first ``n`` texts (all of them when it holds fewer), and
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from . import atomic
+from . import atomic, safe_files
 from .data.imdb import DownloadError, Split
 from .data.tabular import DataFileError
-from .store import BACKGROUND, MAX_BACKGROUND_BYTES, SeqshapModel, read_background
+from .store import BACKGROUND, MAX_BACKGROUND_CHARS, MAX_BACKGROUND_TEXTS, MAX_TEXT_CHARS, SeqshapModel, read_background
+from .store import MAX_BACKGROUND_BYTES as MAX_WHOLE_JSON_BYTES
 
 DEFAULT_SIZE = 100  # the seed notebook explains against the first 100 training reviews
+MAX_BACKGROUND_BYTES = 64 * 2**20  # a --background-file; read a line at a time, and only its first N texts
+MAX_LINE_BYTES = 4 * MAX_TEXT_CHARS + 4096  # a text of MAX_TEXT_CHARS characters (UTF-8), and a CSV's other fields
 JSON_LINES = (".jsonl", ".ndjson")
 
 
@@ -163,41 +167,102 @@ def read_background_file(path: str | Path, n: int | None = None, text_column: st
     ``.jsonl``/``.ndjson`` with one JSON object (``{text_column: ...}``) or string per line;
     ``.json``: a list of strings or objects, an object with ``"texts"`` (a model's
     ``background.json``), or JSON lines; anything else: one text per line, blank lines skipped.
-    Errors are :class:`~seqshap.data.DataFileError` naming the file and line."""
+    Errors are :class:`~seqshap.data.DataFileError` naming the file and line.
+
+    Bounded whatever the file holds: a regular file of at most :data:`MAX_BACKGROUND_BYTES`, read
+    a line at a time (at most :data:`MAX_LINE_BYTES` each) and only until ``n`` texts are in; a
+    ``.json`` file is read whole, so at most :data:`MAX_WHOLE_JSON_BYTES`. A text over
+    :data:`MAX_TEXT_CHARS` characters, more than :data:`MAX_BACKGROUND_TEXTS` texts or more than
+    :data:`MAX_BACKGROUND_CHARS` characters in all are refused, never cut short (a shortened
+    reference would silently be another background)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataFileError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    size = path.stat().st_size
-    if size > MAX_BACKGROUND_BYTES:
+    if not path.exists() and not path.is_symlink():
+        raise DataFileError(f"{path}: no such file")
+    info = safe_files.check_regular_file(path, None, "a background file", error=DataFileError)
+    if info.st_size > MAX_BACKGROUND_BYTES:
         raise DataFileError(
-            f"{path}: {size:,} bytes; a background file may hold at most {MAX_BACKGROUND_BYTES:,} "
+            f"{path}: {info.st_size:,} bytes; a background file may hold at most {MAX_BACKGROUND_BYTES:,} "
             "(a background needs tens to hundreds of texts)"
         )
-    data = path.read_bytes()
-    try:
-        raw = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataFileError(f"{path}, line {line}: not UTF-8 text; re-save the file as UTF-8") from None
+    # One text more than needed says whether the file holds more ("the first k texts" or "the k texts").
+    want = MAX_BACKGROUND_TEXTS + 1 if n is None else min(n + 1, MAX_BACKGROUND_TEXTS + 1)
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        texts = _csv_texts(path, raw, text_column)
-    elif suffix in JSON_LINES:
-        texts = _json_lines_texts(path, raw, text_column)
-    elif suffix == ".json":
-        texts = _json_texts(path, raw, text_column)
+    if suffix == ".json":
+        found = _json_texts(path, text_column, want)
     else:
-        texts = [line.rstrip("\r") for line in raw.split("\n") if line.strip()]
-    if not texts:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO swapped in after the check cannot block
+        with os.fdopen(fd, "rb") as f:
+            lines = _lines(path, f)
+            if suffix == ".csv":
+                found = _csv_texts(path, lines, text_column, want)
+            elif suffix in JSON_LINES:
+                found = _json_lines_texts(path, lines, text_column, want)
+            else:
+                found = _plain_texts(path, lines, want)
+    if not found:
         raise DataFileError(f"{path}: no texts in it")
-    k = len(texts) if n is None else min(n, len(texts))
+    k = len(found) if n is None else min(n, len(found))
+    if k > MAX_BACKGROUND_TEXTS:
+        asked = "all of them" if n is None else f"--background {n:,}"
+        raise DataFileError(
+            f"{path}: more than {MAX_BACKGROUND_TEXTS:,} texts ({asked}); a background holds at most "
+            f"{MAX_BACKGROUND_TEXTS:,} (each one costs a model run per explanation): --background N"
+        )
+    texts = [_bounded(path, where, text) for where, text in found[:k]]
+    if (total := sum(map(len, texts))) > MAX_BACKGROUND_CHARS:
+        raise DataFileError(
+            f"{path}: its first {k:,} texts hold {total:,} characters; a background holds at most "
+            f"{MAX_BACKGROUND_CHARS:,} in all (take fewer: --background N)"
+        )
     what = f"text{'s' if k != 1 else ''} of {path}"
-    source = f"the first {k} {what}" if k < len(texts) else f"the {k} {what}"
-    return Background(tuple(texts[:k]), source)
+    source = f"the first {k} {what}" if k < len(found) else f"the {k} {what}"
+    return Background(tuple(texts), source)
 
 
-def _text(path: Path, where: str, value: Any, text_column: str) -> str:
-    """The text of one record: a string, or an object's ``text_column`` field."""
+def _bounded(path: Path, where: str, text: str) -> str:
+    if len(text) > MAX_TEXT_CHARS:
+        raise DataFileError(
+            f"{path}, {where}: a text of {len(text):,} characters; a background text may hold at most "
+            f"{MAX_TEXT_CHARS:,} (the model reads only its first or last words)"
+        )
+    return text
+
+
+def _lines(path: Path, f: BinaryIO) -> Iterator[tuple[int, str]]:
+    """(line number, the line decoded with its line break), read at most :data:`MAX_LINE_BYTES`
+    a line: a file of one enormous line is refused after reading that much, never loaded whole."""
+    number = 0
+    while line := f.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_LINE_BYTES:
+            raise DataFileError(
+                f"{path}, line {number}: longer than {MAX_LINE_BYTES:,} bytes; a background text may hold at "
+                f"most {MAX_TEXT_CHARS:,} characters"
+            )
+        if number == 1 and line.startswith(codecs.BOM_UTF8):
+            line = line[len(codecs.BOM_UTF8) :]
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataFileError(f"{path}, line {number}: not UTF-8 text; re-save the file as UTF-8") from None
+        yield number, text
+
+
+Found = list[tuple[str, str]]  # (where in the file, the text)
+
+
+def _plain_texts(path: Path, lines: Iterable[tuple[int, str]], want: int) -> Found:
+    found: Found = []
+    for number, line in lines:
+        if line.strip():
+            found.append((f"line {number}", line.rstrip("\n").rstrip("\r")))
+            if len(found) >= want:
+                break
+    return found
+
+
+def _text(path: Path, where: str, value: Any, text_column: str) -> tuple[str, str]:
+    """``(where, the text)`` of one record: a string, or an object's ``text_column`` field."""
     if isinstance(value, dict):
         if text_column not in value:
             raise DataFileError(f"{path}, {where}: no field {text_column!r} (fields: {', '.join(map(str, value))})")
@@ -206,46 +271,77 @@ def _text(path: Path, where: str, value: Any, text_column: str) -> str:
         raise DataFileError(f"{path}, {where}: the text must be a string, got {type(value).__name__}")
     if not value.strip():
         raise DataFileError(f"{path}, {where}: empty text")
-    return value
+    return where, value
 
 
-def _csv_texts(path: Path, raw: str, text_column: str) -> list[str]:
-    reader = csv.DictReader(io.StringIO(raw, newline=""))
-    texts = []
+def _csv_texts(path: Path, lines: Iterable[tuple[int, str]], text_column: str, want: int) -> Found:
+    reader = csv.DictReader(line for _, line in lines)
+    found: Found = []
     try:
         if reader.fieldnames is None:
             return []
         if text_column not in reader.fieldnames:
             raise DataFileError(f"{path}: no column {text_column!r} (columns: {', '.join(reader.fieldnames)})")
         for row in reader:  # line_num: the line a record ends on (a quoted text may span lines)
-            texts.append(_text(path, f"line {reader.line_num}", row.get(text_column) or "", text_column))
+            found.append(_text(path, f"line {reader.line_num}", row.get(text_column) or "", text_column))
+            if len(found) >= want:
+                break
     except csv.Error as e:
         raise DataFileError(f"{path}, line {reader.line_num}: not valid CSV ({e})") from None
-    return texts
+    return found
 
 
-def _json_lines_texts(path: Path, raw: str, text_column: str) -> list[str]:
-    texts = []
-    for number, line in enumerate(raw.split("\n"), 1):
+def _check_depth(path: Path, where: str, text: str) -> None:
+    # Python's JSON parser recurses once per level: a deep file would end in RecursionError.
+    if safe_files.json_depth(text) > safe_files.MAX_JSON_DEPTH:
+        raise DataFileError(
+            f"{path}{where}: JSON nested more than {safe_files.MAX_JSON_DEPTH} levels deep; not reading it"
+        )
+
+
+def _json_lines_texts(path: Path, lines: Iterable[tuple[int, str]], text_column: str, want: int) -> Found:
+    found: Found = []
+    for number, line in lines:
         if not line.strip():
             continue
+        _check_depth(path, f", line {number}", line)
         try:
             value = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataFileError(f"{path}, line {number}: not valid JSON ({e.msg})") from None
-        texts.append(_text(path, f"line {number}", value, text_column))
-    return texts
+        found.append(_text(path, f"line {number}", value, text_column))
+        if len(found) >= want:
+            break
+    return found
 
 
-def _json_texts(path: Path, raw: str, text_column: str) -> list[str]:
+def _json_texts(path: Path, text_column: str, want: int) -> Found:
+    """A ``.json`` file, read whole (at most :data:`MAX_WHOLE_JSON_BYTES`): a list, a
+    ``background.json``, or JSON lines."""
+    size = path.stat().st_size
+    if size > MAX_WHOLE_JSON_BYTES:
+        raise DataFileError(
+            f"{path}: {size:,} bytes; a .json background file is read whole and may hold at most "
+            f"{MAX_WHOLE_JSON_BYTES:,} (for more, one text per line: .jsonl, .csv or .txt)"
+        )
+    data = safe_files.read_bytes(path, MAX_WHOLE_JSON_BYTES, "a .json background file", error=DataFileError)
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        raw = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataFileError(f"{path}, line {line}: not UTF-8 text; re-save the file as UTF-8") from None
+    _check_depth(path, "", raw)
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as e:
         if raw.lstrip().startswith("["):
             raise DataFileError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
-        return _json_lines_texts(path, raw, text_column)  # JSON lines in a .json file
+        numbered = ((i, line) for i, line in enumerate(raw.split("\n"), 1))  # JSON lines in a .json file
+        return _json_lines_texts(path, numbered, text_column, want)
     if isinstance(value, dict) and "texts" in value:  # a model's background.json
         value = value["texts"]
     if not isinstance(value, list):
         raise DataFileError(f'{path}: expected a JSON list of texts or an object with "texts"')
-    return [_text(path, f"item {i}", v, text_column) for i, v in enumerate(value, 1)]
+    return [_text(path, f"item {i}", v, text_column) for i, v in enumerate(value[:want], 1)]

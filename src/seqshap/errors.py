@@ -64,6 +64,11 @@ class HFLoadError(SeqshapError, ValueError):
     """A Hugging Face directory seqshap cannot load; the message says why and what to do."""
 
 
+class UntrustedFileError(SeqshapError, ValueError):
+    """A file from a user (a model directory's JSON, a background file) is not one seqshap reads:
+    not a regular file, a link out of its directory, over its size cap, nested too deep, not JSON."""
+
+
 class KerasImportError(SeqshapError, ValueError):
     """The Keras file cannot be converted (unsupported, inconsistent or corrupt); one-line message."""
 

@@ -11,7 +11,6 @@ more than the weights file itself holds.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from . import atomic
+from . import atomic, safe_files
 from .data.hf_tokenizer import HFTokenizer
 from .data.labels import DEFAULT_CLASSES
 from .data.tokenize import Encoding
@@ -32,7 +31,18 @@ from .models.keras.text import TextVectorizer
 
 CONFIG, VOCAB, WEIGHTS, METRICS = "config.json", "vocab.json", "model.safetensors", "metrics.json"
 BACKGROUND = "background.json"
-MAX_BACKGROUND_BYTES = 64 * 2**20  # read whole: a background is tens to hundreds of texts, well under this
+# Caps on a model directory's JSON, checked before a byte is read: parsed, JSON takes up to ~25 times
+# its size in memory (a list of empty objects), and a run must stay under 500 MB. A trained model's
+# config.json and metrics.json hold a few kB, its vocab.json ~20 bytes a word (400 kB for 20,000
+# words), its background.json ~1.3 kB a review (55 kB for the shipped 100).
+MAX_CONFIG_BYTES = 2**20
+MAX_VOCAB_BYTES = 8 * 2**20
+MAX_BACKGROUND_BYTES = 4 * 2**20  # background.json, read whole
+MAX_TEXT_CHARS = 50_000  # one background text (the longest IMDB review has 13,704 characters)
+MAX_BACKGROUND_TEXTS = 10_000  # DeepSHAP runs the model once per background text and input
+MAX_BACKGROUND_CHARS = 8_000_000  # all the background texts together
+ENCODE_CHARS = 100_000  # characters tokenized in one call (see _chunks)
+MAX_HEADER_BYTES = 16 * 2**20  # a safetensors header (~100 bytes a tensor): parsed before any check
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 MAX_MAXLEN = 100_000  # tokens a model reads per text; encoding allocates [n, maxlen], so more is refused
 MAX_SIZE = 2**31 - 1  # any size in config.json's "model" settings
@@ -71,15 +81,17 @@ class SeqshapModel:
         return f"SeqshapModel(name={self.name!r}, arch={self.config['arch']!r}, maxlen={self.maxlen})"
 
     def encode(self, texts: list[str]) -> torch.Tensor:
+        """Texts -> ids ``[n, maxlen]``, tokenized a bounded number of characters at a time."""
         if isinstance(texts, str):
             texts = [texts]
-        return torch.from_numpy(self.vocab.encode(list(texts), self.maxlen))
+        parts = [self.vocab.encode(chunk, self.maxlen) for chunk in _chunks(list(texts))]
+        return torch.from_numpy(np.concatenate(parts) if parts else np.zeros((0, self.maxlen), dtype=np.int64))
 
     def encodings(self, texts: list[str]) -> list[Encoding]:
         """Each text as the model reads it, with the span of text behind every position."""
         if isinstance(texts, str):
             texts = [texts]
-        return self.vocab.encodings(list(texts), self.maxlen)
+        return [e for chunk in _chunks(list(texts)) for e in self.vocab.encodings(chunk, self.maxlen)]
 
     def tokens(self, ids) -> list[str]:
         return self.vocab.tokens(ids)
@@ -111,6 +123,21 @@ class SeqshapModel:
         return save_model(directory, self.net, self.vocab, self.config, self.metrics)
 
 
+def _chunks(texts: list[str]) -> list[list[str]]:
+    """``texts`` in consecutive groups of at most :data:`ENCODE_CHARS` characters (a longer text
+    alone): a tokenizer holds every token of a call before truncating to maxlen, ~600 bytes a token
+    for a Hugging Face fast tokenizer, so a call's memory follows its characters, not its texts."""
+    chunks: list[list[str]] = []
+    size = 0
+    for text in texts:
+        if not chunks or size + len(text) > ENCODE_CHARS:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(text)
+        size += len(text)
+    return chunks
+
+
 def save_model(directory: str | Path, net: nn.Module, vocab: Vocab, config: dict, metrics: dict | None = None) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -122,13 +149,12 @@ def save_model(directory: str | Path, net: nn.Module, vocab: Vocab, config: dict
     return directory
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path.parent}: missing {path.name}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelLoadError(f"{path}: not valid JSON ({e})") from None
+def _read_json(path: Path, limit: int = MAX_CONFIG_BYTES, what: str | None = None) -> Any:
+    """A model directory's JSON file: a regular file of the directory (a link may point only inside
+    it), at most ``limit`` bytes, nested a bounded depth; :class:`ModelLoadError` naming it otherwise."""
+    if not (path.exists() or path.is_symlink()):
+        raise ModelLoadError(f"{path.parent}: missing {path.name}")
+    return safe_files.read_json(path, limit, what or f"a {path.name}", root=path.parent, error=ModelLoadError)
 
 
 def load(path: str | Path | None = None, code: str | Path | None = None) -> SeqshapModel:
@@ -139,25 +165,24 @@ def load(path: str | Path | None = None, code: str | Path | None = None) -> Seqs
     directory = Path(path) if path is not None else DEFAULT_MODEL_DIR
     if not directory.is_dir():
         raise ModelLoadError(f"{directory}: not a model directory (expected {CONFIG}, {VOCAB}, {WEIGHTS})")
-    from .models.hf import is_hf_directory
-
-    if is_hf_directory(directory):
+    config = _read_json(directory / CONFIG)
+    if isinstance(config, dict) and "architectures" in config and "arch" not in config:  # Hugging Face
+        del config  # read again, with the rest of the directory, by models.hf
         return _load_hf(directory)
-    config = _check_config(directory / CONFIG, _read_json(directory / CONFIG))
+    config = _check_config(directory / CONFIG, config)
     if config["arch"] == torch_code.ARCH:
         return _load_torch(directory, config, code)
     try:
-        raw = _read_json(directory / VOCAB)
+        raw = _read_json(directory / VOCAB, MAX_VOCAB_BYTES)
         is_tv = isinstance(raw, dict) and raw.get("scheme") == TEXT_VECTORIZATION  # an imported Keras TextVectorization
         vocab = TextVectorizer.from_json(raw) if is_tv else Vocab.from_json(raw)
     except ValueError as e:
         raise ModelLoadError(f"{directory / VOCAB}: {e}") from None
-    metrics = _read_json(directory / METRICS) if (directory / METRICS).exists() else {}
-    if not isinstance(metrics, dict):
-        raise ModelLoadError(f"{directory / METRICS}: expected a JSON object, got {_json_kind(metrics)}")
+    metrics = _read_metrics(directory)
     weights = directory / WEIGHTS
-    if not weights.exists():
+    if not (weights.exists() or weights.is_symlink()):
         raise ModelLoadError(f"{directory}: missing {WEIGHTS}")
+    safe_files.check_regular_file(weights, None, WEIGHTS, root=directory, error=ModelLoadError)
     expected = _shapes(directory / CONFIG, config)
     emb_rows = expected.get("embedding.weight", (None,))[0]
     if emb_rows is not None and emb_rows != vocab.num_words:
@@ -183,13 +208,9 @@ def read_background(directory: str | Path) -> tuple[list[str], str] | None:
     """``(texts, source)`` from the model directory's ``background.json`` (``{"source": str,
     "texts": [str, ...]}``), or None when it has none."""
     path = Path(directory) / BACKGROUND
-    if not path.exists():
+    if not (path.exists() or path.is_symlink()):
         return None
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: not a file")
-    if (size := path.stat().st_size) > MAX_BACKGROUND_BYTES:
-        raise ModelLoadError(f"{path}: {size:,} bytes, more than the {MAX_BACKGROUND_BYTES:,} a background may hold")
-    record = _read_json(path)
+    record = _read_json(path, MAX_BACKGROUND_BYTES, "a background")
     if not isinstance(record, dict):
         raise ModelLoadError(f"{path}: expected a JSON object, got {_json_kind(record)}")
     texts, source = record.get("texts"), record.get("source", f"the background texts in {path}")
@@ -197,7 +218,26 @@ def read_background(directory: str | Path) -> tuple[list[str], str] | None:
         raise ModelLoadError(f"{path}: 'texts' must be a non-empty list of strings")
     if not isinstance(source, str):
         raise ModelLoadError(f"{path}: 'source' must be a string, got {_json_kind(source)}")
+    if len(texts) > MAX_BACKGROUND_TEXTS:
+        raise ModelLoadError(f"{path}: {len(texts):,} texts; a background holds at most {MAX_BACKGROUND_TEXTS:,}")
+    for i, text in enumerate(texts):
+        if len(text) > MAX_TEXT_CHARS:
+            raise ModelLoadError(
+                f"{path}: text {i} has {len(text):,} characters; a background text may hold at most {MAX_TEXT_CHARS:,}"
+            )
+    if (total := sum(map(len, texts))) > MAX_BACKGROUND_CHARS:
+        raise ModelLoadError(
+            f"{path}: its texts hold {total:,} characters; a background holds at most {MAX_BACKGROUND_CHARS:,}"
+        )
     return texts, source
+
+
+def _read_metrics(directory: Path) -> dict:
+    path = directory / METRICS
+    metrics = _read_json(path) if path.exists() or path.is_symlink() else {}
+    if not isinstance(metrics, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, got {_json_kind(metrics)}")
+    return metrics
 
 
 def _json_kind(v: Any) -> str:
@@ -277,9 +317,20 @@ def _shapes(path: Path, config: dict) -> dict[str, tuple[int, ...]]:
 
 
 def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor name -> shape from the safetensors header, without reading a tensor."""
+    """Tensor name -> shape from the safetensors header, without reading a tensor; a header over
+    :data:`MAX_HEADER_BYTES` is refused before it is parsed."""
     from safetensors import SafetensorError, safe_open
 
+    try:
+        with weights.open("rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise ModelLoadError(f"{weights}: cannot read it ({e.strerror})") from None
+    if len(head) == 8 and (size := int.from_bytes(head, "little")) > MAX_HEADER_BYTES:
+        raise ModelLoadError(
+            f"{weights}: a safetensors header of {size:,} bytes, more than the {MAX_HEADER_BYTES:,} seqshap reads "
+            "(a corrupt or crafted file)"
+        )
     try:
         with safe_open(str(weights), framework="pt") as f:
             return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
@@ -312,7 +363,7 @@ def _load_torch(directory: Path, config: dict, code: str | Path | None) -> Seqsh
     record), built on the meta device and compared with the weights' header before it is built."""
     file, entry, kwargs = torch_code.check_code(directory, config, code)
     try:
-        vocab = Vocab.from_json(_read_json(directory / VOCAB))
+        vocab = Vocab.from_json(_read_json(directory / VOCAB, MAX_VOCAB_BYTES))
     except ValueError as e:
         raise ModelLoadError(f"{directory / VOCAB}: {e}") from None
     weights = directory / WEIGHTS
@@ -327,8 +378,7 @@ def _load_torch(directory: Path, config: dict, code: str | Path | None) -> Seqsh
 
     net.load_state_dict(load_file(str(weights)))
     net.eval()
-    metrics = _read_json(directory / METRICS) if (directory / METRICS).exists() else {}
-    return SeqshapModel(net, vocab, config, metrics if isinstance(metrics, dict) else {}, directory)
+    return SeqshapModel(net, vocab, config, _read_metrics(directory), directory)
 
 
 def _load_hf(directory: Path) -> SeqshapModel:
@@ -339,7 +389,4 @@ def _load_hf(directory: Path) -> SeqshapModel:
         net, tokenizer, config = load_pretrained(directory)
     except HFLoadError as e:
         raise ModelLoadError(str(e)) from None
-    metrics = _read_json(directory / METRICS) if (directory / METRICS).exists() else {}
-    if not isinstance(metrics, dict):
-        raise ModelLoadError(f"{directory / METRICS}: expected a JSON object, got {_json_kind(metrics)}")
-    return SeqshapModel(net, tokenizer, config, metrics, directory)
+    return SeqshapModel(net, tokenizer, config, _read_metrics(directory), directory)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import safe_files
 from ..errors import DataFileError
 from .imdb import Split
 from .labels import MAX_CLASSES, class_index, infer_classes, label_key, unknown_label_message
@@ -40,6 +41,8 @@ def read_labeled(
         for n, line in enumerate(raw.splitlines(), 1):
             if not line.strip():
                 continue
+            if safe_files.json_depth(line) > safe_files.MAX_JSON_DEPTH:  # the parser recurses per level
+                raise DataFileError(f"{path}, line {n}: JSON nested more than {safe_files.MAX_JSON_DEPTH} levels deep")
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import safe_files
 from ..data.tokenize import FIRST_WORD_ID, KERAS_FILTERS, OOV, PAD, START
 from ..data.vocab import Vocab
 from ..errors import KerasImportError
@@ -16,17 +17,16 @@ IMDB_INDEX_FROM = 3  # keras.datasets.imdb.load_data(index_from=3)
 ID_TOKEN = "id{}"  # word of id i when no vocabulary is given; typeable, so `seqshap explain "id14 id9"` works
 
 
+MAX_WORD_INDEX_BYTES = 16 << 20  # --word-index: Keras' IMDB index (88,584 words) is 1.6 MB
+
+
 def read_json_arg(obj: str | Path | dict, what: str) -> Any:
     if isinstance(obj, dict):
         return obj
-    try:
-        return json.loads(Path(obj).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise KerasImportError(f"{obj}: no such {what} file") from None
-    except OSError as e:
-        raise KerasImportError(f"{obj}: cannot read the {what} file ({e.strerror or e})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise KerasImportError(f"{obj}: {what} is not valid JSON ({e})") from None
+    if not Path(obj).exists():
+        raise KerasImportError(f"{obj}: no such {what} file")
+    # a regular file, size-capped before it is read, depth-bounded (seqshap.safe_files)
+    return safe_files.read_json(obj, MAX_WORD_INDEX_BYTES, f"a {what} file", error=KerasImportError)
 
 
 def tokenizer_config(obj: Any) -> dict | None:

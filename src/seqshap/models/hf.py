@@ -20,7 +20,8 @@ Padding goes at the end (as the tokenizers do); absolute positions then never mo
 from __future__ import annotations
 
 import contextlib
-import json
+import io
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import safe_files
 from ..data.hf_tokenizer import HFTokenizer
-from ..errors import HFLoadError
+from ..errors import HFLoadError, UntrustedFileError
+from . import hf_checks
+from .hf_checks import WEIGHTS, WEIGHTS_INDEX
 from .transformer import PaddingMask, encoder_layer_spec
 
 # Hugging Face activation modules (by class name: transformers is an optional extra) -> the
@@ -55,7 +59,6 @@ HEAD_WEIGHT = {
     "distilbert": "classifier.weight",
     "roberta": "classifier.out_proj.weight",
 }
-WEIGHTS, WEIGHTS_INDEX = "model.safetensors", "model.safetensors.index.json"
 TOKENIZER_FILES = (("tokenizer.json",), ("vocab.txt",), ("vocab.json", "merges.txt"))
 INSTALL_HINT = "pip install 'seqshap[hf]'"
 
@@ -167,22 +170,13 @@ class HFClassifier(nn.Module):
 
 # ------------------------------------------------------------------------------- loading
 def is_hf_directory(directory: Path) -> bool:
-    """Does ``directory`` hold a Hugging Face model (``config.json`` with ``architectures``)?"""
+    """Does ``directory`` hold a Hugging Face model (``config.json`` with ``architectures``)?
+    Reads ``config.json`` as :func:`load_pretrained` does (a bounded regular file); False when it cannot."""
     try:
-        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        config = safe_files.read_json(directory / "config.json", hf_checks.SMALL_JSON, "config.json", root=directory)
+    except UntrustedFileError:
         return False
     return isinstance(config, dict) and "architectures" in config and "arch" not in config
-
-
-def _read_config(directory: Path) -> dict:
-    try:
-        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise HFLoadError(f"{directory / 'config.json'}: cannot read it ({e})") from None
-    if not isinstance(config, dict):
-        raise HFLoadError(f"{directory / 'config.json'}: not a JSON object")
-    return config
 
 
 def _architecture(directory: Path, config: dict) -> str:
@@ -195,8 +189,8 @@ def _architecture(directory: Path, config: dict) -> str:
     return archs[0]
 
 
-def _check_files(directory: Path) -> None:
-    if not (directory / WEIGHTS).is_file() and not (directory / WEIGHTS_INDEX).is_file():
+def _check_files(directory: Path, found: hf_checks.Directory) -> None:
+    if not found.weights:
         pickles = sorted(p.name for p in directory.glob("*.bin"))
         if pickles:
             raise HFLoadError(
@@ -213,50 +207,34 @@ def _check_files(directory: Path) -> None:
         )
 
 
-def _num_labels(directory: Path, config: dict) -> int:
-    id2label = config.get("id2label")
-    n = len(id2label) if isinstance(id2label, dict) and id2label else config.get("num_labels", 2)
-    if not isinstance(n, int) or n < 2:
-        raise HFLoadError(
-            f"{directory / 'config.json'}: num_labels is {n!r}; seqshap explains classifiers with 2+ labels"
-        )
-    return n
+def _head_rows(shapes: dict[str, tuple[int, ...]], kind: str) -> int | None:
+    """Rows of the head's output weight, from the safetensors headers."""
+    shape = shapes.get(HEAD_WEIGHT[kind])
+    return int(shape[0]) if shape else None
 
 
-def _head_rows(directory: Path, kind: str) -> int | None:
-    """Rows of the head's output weight, read from the safetensors header (no tensor is loaded)."""
-    from safetensors import safe_open
-
-    name = HEAD_WEIGHT[kind]
-    path = directory / WEIGHTS
-    if not path.is_file():  # sharded: the index says which file holds the head
-        try:
-            weight_map = json.loads((directory / WEIGHTS_INDEX).read_text(encoding="utf-8"))["weight_map"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise HFLoadError(f"{directory / WEIGHTS_INDEX}: cannot read it ({e})") from None
-        if not isinstance(weight_map, dict) or name not in weight_map:
-            return None
-        path = directory / str(weight_map[name])
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            if name in f.keys():  # noqa: SIM118  (safe_open is not a mapping)
-                return int(f.get_slice(name).get_shape()[0])
-    except Exception as e:  # safetensors raises its own error types for a broken header
-        raise HFLoadError(f"{path}: corrupt or truncated safetensors file ({e})") from None
-    return None
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(e).__name__}: {first[:300]}" if first else type(e).__name__
 
 
 @contextlib.contextmanager
 def _quiet(transformers):
-    """No progress bars or info logs from transformers while loading (the CLI prints its own
-    lines); its warnings and errors still show. Its settings come back afterwards."""
+    """While loading: no progress bars, no info or warnings from transformers (the CLI prints its
+    own one line; its load report would be many), nothing printed on stdout (``--json`` stays
+    JSON) and nothing read from stdin (no prompt can be answered). Its settings come back afterwards."""
     logging = transformers.utils.logging
     bars, level = logging.is_progress_bar_enabled(), logging.get_verbosity()
     logging.disable_progress_bar()
-    logging.set_verbosity_warning()
+    logging.set_verbosity_error()
+    stdin = sys.stdin
+    sys.stdin = io.StringIO()  # input() reads an empty line's end: EOF, never the user's stdin
     try:
-        yield
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
     finally:
+        sys.stdin = stdin
         logging.set_verbosity(level)
         if bars:
             logging.enable_progress_bar()
@@ -264,14 +242,28 @@ def _quiet(transformers):
 
 def load_pretrained(directory: str | Path) -> tuple[HFClassifier, HFTokenizer, dict[str, Any]]:
     """Load a saved ``*ForSequenceClassification`` directory offline: (the network, its tokenizer,
-    seqshap's config for it). Everything that can be checked is checked before torch loads a weight."""
+    seqshap's config for it). The directory is untrusted input (:mod:`seqshap.models.hf_checks`):
+    everything that can be checked is checked before transformers opens a file or torch allocates
+    a weight, and no code from it ever runs."""
     directory = Path(directory)
-    config = _read_config(directory)
+    config_path = directory / "config.json"
+    if not (config_path.exists() or config_path.is_symlink()):
+        raise HFLoadError(f"{directory}: missing config.json")
+    found = hf_checks.check_directory(directory)
+    config = found.json.get("config.json")
+    if not isinstance(config, dict):
+        raise HFLoadError(f"{config_path}: not a JSON object")
     arch = _architecture(directory, config)
     kind = SUPPORTED[arch]
-    _check_files(directory)
-    n_labels = _num_labels(directory, config)
-    rows = _head_rows(directory, kind)
+    if config.get("model_type", kind) != kind:
+        raise HFLoadError(
+            f"{config_path}: model_type {config['model_type']!r} does not match {arch} (model_type {kind!r})"
+        )
+    n_labels = hf_checks.check_config(config_path, config, kind)
+    _check_files(directory, found)
+    shapes = hf_checks.header_shapes(found)
+    where = found.weights[0] if len(found.weights) == 1 else directory / WEIGHTS_INDEX
+    rows = _head_rows(shapes, kind)
     if rows is not None and rows != n_labels:
         raise HFLoadError(
             f"{directory}: config.json names {n_labels} labels but the classifier head has {rows} outputs "
@@ -279,14 +271,14 @@ def load_pretrained(directory: str | Path) -> tuple[HFClassifier, HFTokenizer, d
         )
     if config.get("problem_type") in ("regression", "multi_label_classification"):
         raise HFLoadError(
-            f"{directory / 'config.json'}: problem_type {config['problem_type']!r}; seqshap explains "
+            f"{config_path}: problem_type {config['problem_type']!r}; seqshap explains "
             f"single-label classifiers (softmax over the labels)"
         )
     if config.get("is_decoder") or config.get("add_cross_attention"):
-        raise HFLoadError(f"{directory / 'config.json'}: a decoder (is_decoder/add_cross_attention) is not supported")
+        raise HFLoadError(f"{config_path}: a decoder (is_decoder/add_cross_attention) is not supported")
     if config.get("position_embedding_type", "absolute") != "absolute":
         raise HFLoadError(
-            f"{directory / 'config.json'}: position_embedding_type {config['position_embedding_type']!r} "
+            f"{config_path}: position_embedding_type {config['position_embedding_type']!r} "
             f"is not supported (absolute positions are)"
         )
     try:
@@ -295,27 +287,50 @@ def load_pretrained(directory: str | Path) -> tuple[HFClassifier, HFTokenizer, d
         raise HFLoadError(
             f"{directory} is a Hugging Face model directory; loading it needs transformers: {INSTALL_HINT}"
         ) from None
+    model_class = getattr(transformers, arch)
     with _quiet(transformers):
         try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-        except (OSError, ValueError, TypeError) as e:
-            raise HFLoadError(f"{directory}: cannot load the tokenizer offline (local_files_only): {e}") from None
+            # Built from the checked dict: transformers never reads config.json itself.
+            hf_config = model_class.config_class.from_dict(config)
+            expected = hf_checks.expected_shapes(model_class, hf_config)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError, AssertionError) as e:
+            raise HFLoadError(f"{config_path}: cannot build the model ({_one_line(e)})") from None
+        hf_checks.check_shapes(where, config, kind, expected, shapes)
+        rows = shapes[f"{kind}.embeddings.word_embeddings.weight"][0]
+        if found.tokens is not None and found.tokens > rows:  # before transformers builds the tokenizer
+            raise HFLoadError(
+                f"{directory}: tokenizer.json defines {found.tokens} tokens but the model's embedding has {rows} rows"
+            )
         try:
-            hf_model, info = getattr(transformers, arch).from_pretrained(
+            tokenizer = transformers.AutoTokenizer.from_pretrained(
+                str(directory), config=hf_config, local_files_only=True, trust_remote_code=False
+            )
+        except Exception as e:  # transformers and tokenizers raise many types for a broken file
+            files = ", ".join(f for f in hf_checks.TOKENIZER_NAMES if (directory / f).is_file())
+            raise HFLoadError(f"{directory}: cannot load the tokenizer from {files} ({_one_line(e)})") from None
+        try:
+            hf_model, info = model_class.from_pretrained(
                 str(directory),
+                config=hf_config,
                 local_files_only=True,
                 use_safetensors=True,
+                trust_remote_code=False,
                 dtype=torch.float32,
                 output_loading_info=True,
             )
-        except (OSError, ValueError, RuntimeError) as e:
-            raise HFLoadError(f"{directory}: cannot load the model offline (local_files_only): {e}") from None
-    if info.get("missing_keys"):
-        missing = sorted(info["missing_keys"])
-        raise HFLoadError(
-            f"{directory}: {WEIGHTS} lacks {len(missing)} of the model's tensors (e.g. {missing[:3]}); "
-            f"transformers would fill them with random numbers"
-        )
+        except Exception as e:
+            raise HFLoadError(f"{directory}: cannot load the model offline ({_one_line(e)})") from None
+    # The shapes were compared above; this is transformers' own account, after its renamings.
+    for key, what in (
+        ("missing_keys", "lacks"),
+        ("unexpected_keys", "holds unexpected"),
+        ("mismatched_keys", "holds misshapen"),
+    ):
+        names = sorted(str(k) for k in info.get(key) or ())
+        if names:
+            raise HFLoadError(
+                f"{where}: {what} tensors (e.g. {names[:3]}); config.json does not describe these weights"
+            )
     hf_model.eval()
     try:
         tok = HFTokenizer(tokenizer)
@@ -331,6 +346,11 @@ def load_pretrained(directory: str | Path) -> tuple[HFClassifier, HFTokenizer, d
     positions = int(hc.max_position_embeddings) - (tok.pad_id + 1 if kind == "roberta" else 0)
     limit = tokenizer.model_max_length
     maxlen = min(int(limit), positions) if isinstance(limit, int) and 0 < limit < 10**9 else positions
+    if maxlen < 1:
+        raise HFLoadError(
+            f"{config_path}: 'max_position_embeddings' {hc.max_position_embeddings} leaves no position for a token "
+            f"(pad_token_id {tok.pad_id})"
+        )
     id2label = {int(k): str(v) for k, v in hc.id2label.items()}
     heads = hc.n_heads if kind == "distilbert" else hc.num_attention_heads
     summary = {

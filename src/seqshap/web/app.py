@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager
@@ -520,6 +521,17 @@ def create_app(
     return app
 
 
+# An absolute path (POSIX, or Windows with a drive letter): its folders say where the server's files
+# live, which is nobody's business without a shell on the host. Only the file name is kept.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/\\])(?:[A-Za-z]:)?[/\\](?:[^\s/\\()'\",;]+[/\\])*([^\s/\\()'\",;]*)")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every absolute path cut to its file name (``/home/me/data/train.csv`` ->
+    ``train.csv``): what ``/api/model`` and the page say about the training data and background."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1), text)
+
+
 def describe_model(
     model: SeqshapModel, service: ExplainService, background: Background, max_chars: int, max_batch: int
 ) -> dict[str, Any]:
@@ -532,7 +544,7 @@ def describe_model(
         "maxlen": model.maxlen,
         "test_accuracy": model.metrics.get("test_accuracy"),
         "background_size": service.background_size,
-        "background": background.source,
+        "background": without_paths(background.source),
         "outputs": list(service.explainers),
         "classes": list(model.classes),
         "targets": service.targets,

@@ -5,8 +5,9 @@ and a stop signal drains the explainer before the process exits.
   waits forever for a request head that arrives byte by byte. :func:`guarded_protocol`
   adds a deadline for each request head, from the connection's start or the previous
   answer: a client that has not sent a whole head by then is disconnected.
-- ``limit_concurrency``: past that many open connections or running requests, uvicorn
-  answers 503 at once.
+- ``limit_concurrency``: past that many open connections or running requests, a request gets
+  503 at once: the app's ``{"error": ...}`` JSON with its security headers (uvicorn's own answer
+  is plain text without them), and the connection is closed.
 - SIGTERM/SIGINT: :class:`DrainingServer` first stops admitting explanations (503, and
   ``/api/health`` says ``draining``) while it keeps listening, waits for the admitted ones
   to finish, then shuts uvicorn down as usual and the process exits 0. A second signal is
@@ -23,7 +24,10 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .security import SecurityHeaders, error_response
 
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 100
@@ -33,10 +37,37 @@ log = logging.getLogger("seqshap.web")
 
 
 class HeaderTimeoutProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with a deadline for every request head."""
+    """uvicorn's HTTP/1.1 protocol with a deadline for every request head, and the connection
+    cap answered in the app's own error shape."""
 
     header_timeout_s = DEFAULT_HEADER_TIMEOUT_S
     _header_timer: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn checks the cap itself when a request head arrives and answers plain text; the
+        # same check happens here instead, as the request starts (its own task is counted then).
+        self.cap, self.limit_concurrency = self.limit_concurrency, None
+        self.app = self._capped(self.app)
+
+    def _capped(self, app: Any) -> Any:
+        if self.cap is None:
+            return app
+        cap = self.cap
+
+        async def capped(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and (len(self.connections) >= cap or len(self.tasks) > cap):
+                log.warning("connection cap (%d) reached: 503", cap)
+                busy = error_response(
+                    503,
+                    f"the server has too many open connections ({cap}); try again in a moment",
+                    {"Retry-After": "1", "Connection": "close"},
+                )
+                await SecurityHeaders(busy)(scope, receive, send)
+                return
+            await app(scope, receive, send)
+
+        return capped
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
