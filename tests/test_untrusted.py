@@ -475,7 +475,7 @@ def test_other_json_from_users_is_bounded_too(tmp_path):
     """--data JSON lines (train, evaluate) and --word-index (import-keras) go through the same checks."""
     from seqshap.data import read_labeled
     from seqshap.errors import KerasImportError
-    from seqshap.keras_import import _read_json_arg
+    from seqshap.keras_import.vocab import read_json_arg
 
     deep = tmp_path / "data.jsonl"
     deep.write_text('{"text": "fine", "label": 1}\n' + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
@@ -484,7 +484,7 @@ def test_other_json_from_users_is_bounded_too(tmp_path):
     fifo = tmp_path / "word_index.json"
     os.mkfifo(fifo)
     with pytest.raises(KerasImportError, match=r"word_index\.json: a FIFO"):
-        _read_json_arg(fifo, "word index")
+        read_json_arg(fifo, "word index")
 
 
 def test_tokenizing_in_chunks_gives_the_ids_of_one_call(bert_dir):

@@ -34,8 +34,6 @@ import http_reference  # noqa: E402
 
 log = logging.getLogger("mkdocs.hooks.seqshap")
 
-# Pages being written on other branches: in the nav already, left out until the file exists.
-PENDING_PAGES = {"security.md"}
 # Modules whose public names the API reference must cover (``__all__``, else what they define).
 PUBLIC_MODULES = ("seqshap", "seqshap.attribution", "seqshap.errors", "seqshap.importance", "seqshap.faithfulness")
 INCLUDE = re.compile(r"^<!-- include (\S+) -->$", re.M)
@@ -44,25 +42,6 @@ ID = re.compile(r'\bid="([^"]+)"')
 PLAIN_BRACKETS = re.compile(r"(?<![!\\])\[([^\]]*)\](?![(\[])")
 
 _reference_ids: set[str] = set()
-
-
-# ------------------------------------------------------------------------- pending pages
-def _drop_pending(nav: Any, docs: Path) -> Any:
-    if isinstance(nav, list):
-        kept = [_drop_pending(item, docs) for item in nav]
-        return [item for item in kept if item is not None]
-    if isinstance(nav, dict):
-        kept = {k: _drop_pending(v, docs) for k, v in nav.items()}
-        return {k: v for k, v in kept.items() if v is not None} or None
-    if isinstance(nav, str) and nav in PENDING_PAGES and not (docs / nav).exists():
-        log.info("%s is not written yet: left out of the nav", nav)
-        return None
-    return nav
-
-
-def on_config(config):
-    config.nav = _drop_pending(config.nav, Path(config.docs_dir))
-    return config
 
 
 # ------------------------------------------------------------------------ generated pages
