@@ -379,7 +379,8 @@ def test_summarized_background_and_single_reference(tiny_model, imdb):
     assert corr > 0.5  # a 6x smaller background: close, not equal (BENCHMARKS.md has the cost)
     one = DeepLift(tiny_model)
     assert one.background.shape == (1, 40)
-    assert int(one.background.abs().sum()) == 0
+    assert one.background.tolist() == tiny_model.encode([""]).tolist()  # the empty text: the start token alone
+    assert one.reference_ == "the empty text"
     one.shap_values(x)
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data.tokenize import PAD
-from .base import Attribution, visible_mask
+from .base import Attribution
 
 
 class GradXInput(Attribution):
@@ -25,7 +24,9 @@ class GradXInput(Attribution):
 
 
 class IntegratedGradients(Attribution):
-    """IG over the embeddings from the baseline "every word replaced by padding".
+    """IG over the embeddings from the baseline "every word replaced by padding, special tokens
+    kept" (:meth:`TokenLayout.blank_words <seqshap.data.layout.TokenLayout.blank_words>` of the
+    model's tokenizer layout): its base value is f(that row).
 
     The path integral uses ``steps``-point Gauss-Legendre quadrature (exact for polynomial
     paths of degree ``2*steps - 1``, so it converges much faster than a Riemann sum).
@@ -35,6 +36,7 @@ class IntegratedGradients(Attribution):
     """
 
     name, additive = "ig", True
+    base_name = "the output for the IG baseline (the text with its words replaced by padding)"
 
     def __init__(self, model, steps: int = 32, output: str = "probability", **kw):
         super().__init__(model, output, **kw)
@@ -46,10 +48,9 @@ class IntegratedGradients(Attribution):
         self.steps = int(steps)
         self.last_deltas_: np.ndarray | None = None
 
-    @staticmethod
-    def baseline_ids(ids: torch.Tensor) -> torch.Tensor:
-        """``ids`` with every visible word replaced by padding (start token kept)."""
-        return torch.where(torch.from_numpy(visible_mask(ids)), torch.full_like(ids, PAD), ids)
+    def baseline_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """``ids`` ``[n, T]`` with every word replaced by padding, special tokens kept in place."""
+        return self.layout.blank_words(ids)
 
     def _values(self, ids, output_index):
         base_ids = self.baseline_ids(ids)
@@ -64,6 +65,8 @@ class IntegratedGradients(Attribution):
                 avg = (g.view(len(x), S, *x.shape[1:]) * self.weights.to(x.dtype).view(1, S, 1, 1)).sum(1)
                 phis.append((avg * (x - x0)).sum(-1).double().detach())
         phi = torch.cat(phis).numpy()
-        base = self.predict(base_ids, output_index)
+        base = self.predict_reference(
+            base_ids, output_index, "the IG baseline (the text with its words replaced by padding)"
+        )
         self.last_deltas_ = np.abs(phi.sum(1) - (self.predict(ids, output_index) - base))
         return phi, base
