@@ -27,12 +27,12 @@ import pytest
 from scipy.stats import mannwhitneyu
 
 import seqshap
+from helpers import LiveServer
 from seqshap.attribution import DeepExplainer, Explanation, resolve_target
 from seqshap.data import DEFAULT_CLASSES, RATING_CLASSES, DataFileError, load_task, read_labeled
 from seqshap.viz.html import explanation_html, force_plot_svg
 from seqshap.viz.terminal import render
 from seqshap.web import create_app
-from test_web import LiveServer
 
 EXE = str(Path(sys.executable).with_name("seqshap"))
 TOPICS = {

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from helpers import REVIEW, LiveServer
 from seqshap.web import create_app
 from seqshap.web.security import SECURITY_HEADERS
-from test_web import REVIEW, LiveServer
 
 BACKGROUND = 10
 KEY = "k3y-for-the-tests-only-0123456789"

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers import REVIEW, small_archive
 from seqshap.cli import main
-from test_web import REVIEW, small_archive
 
 KEY = "a-key-for-these-tests-0123456789"
 
