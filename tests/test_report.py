@@ -266,3 +266,26 @@ def test_browser_opens_a_force_plot_file(browser, report, tmp_path):
 
 def test_chromium_is_debians(chromium):
     assert chromium == shutil.which("chromium")
+
+
+def test_report_command_explains_against_the_models_own_background(tiny_model, tmp_path):
+    """``seqshap report`` chooses its background as every command does: the model directory's
+    background.json (here three texts that are not the IMDB training reviews)."""
+    import subprocess
+    import sys
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model.path, model_dir)
+    own = ["A plain film.", "Nothing special, nothing bad.", "It was a film."]
+    (model_dir / "background.json").write_text(json.dumps({"source": "three plain texts", "texts": own}))
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "seqshap.cli", "report", "--model", str(model_dir), "--n", "1", "--out", str(out),
+         "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert "three plain texts (model/background.json)" in index
+    (e,) = json.loads((out / "explanations.json").read_text(encoding="utf-8"))
+    assert e["base_value"] == pytest.approx(float(tiny_model.predict(own).mean()), abs=1e-6)

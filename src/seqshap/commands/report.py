@@ -31,7 +31,10 @@ def run(args) -> int:
     if args.data and args.imdb:
         raise UsageError("give either --data or --imdb, not both")
     model = load(args.model)
-    own = background_for(args, model) if args.background_file else None  # read (and checked) before the data
+    # the background every command uses (seqshap.background): --background-file, else the model's
+    # background.json, else the IMDB training reviews; with --data, the rows after the explained ones
+    with data_hint(args):
+        own = background_for(args, model) if args.background_file or not args.data else None
     reviews = background = data = None
     if args.data:  # labels read as the model's classes
         reviews, background = _own_data(args.data, args.text_column, args.label_column, args.n, model.classes)
