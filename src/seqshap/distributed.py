@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic
+from ._validation import POSITIVE
 from .background import default_background
 from .errors import DistributedError
 from .importance import WordImportance
@@ -582,10 +583,10 @@ def _checked_inputs(
             raise ValueError(f"{len(texts)} texts but {len(ids)} ids")
     if not texts:
         raise ValueError("no texts to explain")
-    if chunk_size < 1 or batch_size < 1 or background_n < 1:
-        raise ValueError("chunk_size, batch_size and background_n must be at least 1")
-    if n_workers is not None and n_workers < 1:
-        raise ValueError(f"n_workers must be at least 1, got {n_workers}")
+    for name, value in (("chunk_size", chunk_size), ("batch_size", batch_size), ("background_n", background_n)):
+        POSITIVE.check(name, value)
+    if n_workers is not None:
+        POSITIVE.check("n_workers", n_workers)
     if scheduler not in SCHEDULERS and not _is_address(scheduler):
         raise ValueError(
             f"unknown scheduler {scheduler!r}: use 'local', 'processes' or a Dask "

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic
+from ._validation import POSITIVE
 from .attribution.explanation import Explanation
 from .data.layout import TokenLayout
 
@@ -222,8 +223,7 @@ class WordImportance:
 
     def table(self, min_count: int = 5) -> ImportanceTable:
         """Words seen at least ``min_count`` times, most positive mean first."""
-        if min_count < 1:
-            raise ValueError(f"min_count must be at least 1, got {min_count}")
+        POSITIVE.check("min_count", min_count)
         rows = []
         for w, c in self._count.items():
             if c < min_count:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._validation import POSITIVE
 from ..data.layout import NATIVE, POSITIONS, TokenLayout
 from ..data.tokenize import Encoding
 from ..data.vocab import check_ids
@@ -275,9 +276,7 @@ class Attribution:
         self.model, self.net = unwrap_model(model)
         self.layout = layout_of(model, layout)
         self.output = check_output(output)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size = int(batch_size)
+        self.batch_size = POSITIVE.check("batch_size", batch_size)
         self._lock = model_lock(self.net)
 
     def __repr__(self) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._validation import POSITIVE
 from ..data.layout import NATIVE, TokenLayout
 from ..errors import AdditivityError, NonFiniteError
 from .base import Attribution, check_finite, layout_of, model_lock, select_space, token_embedding
@@ -337,8 +338,7 @@ def summarize_background(
     """Weighted k-means over the background's mean token embeddings (padding left out: ``layout``'s
     pad id, by default the model's own ``pad_id`` or else the native tokenizer's); returns the ``k``
     real rows nearest the centroids and their cluster weights (so the expected value is kept close)."""
-    if k < 1:
-        raise ValueError(f"summarize must be >= 1, got {k}")
+    POSITIVE.check("summarize", k)
     n = len(background)
     w = weights if weights is not None else torch.full((n,), 1.0 / n, dtype=torch.float64)
     if background.is_floating_point():

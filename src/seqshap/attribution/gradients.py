@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._validation import POSITIVE
 from .base import Attribution
 
 
@@ -40,8 +41,7 @@ class IntegratedGradients(Attribution):
 
     def __init__(self, model, steps: int = 32, output: str = "probability", **kw):
         super().__init__(model, output, **kw)
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
+        POSITIVE.check("steps", steps)
         nodes, weights = np.polynomial.legendre.leggauss(int(steps))
         self.alphas = torch.tensor((nodes + 1) / 2)  # [S] in (0, 1)
         self.weights = torch.tensor(weights / 2)  # [S], sum 1

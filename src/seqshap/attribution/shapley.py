@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .._validation import PAIRS
 from ..errors import TooManyPlayersError
 from .base import Attribution, row_rng
 
@@ -92,8 +93,7 @@ class SamplingShapley(Attribution):
 
     def __init__(self, model, n_permutations: int = 16, seed: int = 0, output: str = "probability", **kw):
         super().__init__(model, output, **kw)
-        if n_permutations < 2 or n_permutations % 2:
-            raise ValueError(f"n_permutations must be an even number >= 2 (antithetic pairs), got {n_permutations}")
+        PAIRS.check("n_permutations", n_permutations)
         self.n_permutations, self.seed = int(n_permutations), int(seed)
 
     def _values(self, ids, output_index):

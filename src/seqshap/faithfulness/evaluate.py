@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from .._validation import NON_NEGATIVE
 from ..attribution import Attribution, ExactShapley, TooManyPlayersError, make_method
 from ..attribution.base import as_inputs, layout_of
 from ..data.layout import NATIVE, TokenLayout
@@ -403,8 +404,8 @@ def run_on_imdb(
     """
     if n < 1 or n > len(test_texts):
         raise ValueError(f"n must be between 1 and {len(test_texts)}, got {n}")
-    if n_short < 0 or n_planted < 0:
-        raise ValueError("n_short and n_planted must be >= 0")
+    NON_NEGATIVE.check("n_short", n_short)
+    NON_NEGATIVE.check("n_planted", n_planted)
     order = np.random.default_rng(seed).permutation(len(test_texts))
     main = [test_texts[i] for i in order[:n]]
     ids = model.encode(main)
