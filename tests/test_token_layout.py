@@ -355,3 +355,35 @@ def test_the_methods_import_no_tokenizer_constants_no_store_and_not_the_package_
             elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "seqshap" for a in node.names):
                 bad.append(f"{path.name}: import seqshap")
     assert not bad, bad
+
+
+class NoWordsNoNumber(nn.Module):
+    """A bag of embeddings that gives NaN for a row without words (native layout: only ids 0 and 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(10, 1)
+
+    def forward(self, x):
+        if x.is_floating_point():  # embeddings (IG's path): finite
+            return torch.sigmoid(x.sum(1))
+        out = torch.sigmoid(self.embedding(x).sum(1))
+        return torch.where((x > 1).any(1, keepdim=True), out, torch.full_like(out, float("nan")))
+
+
+@pytest.mark.parametrize(
+    ("method", "names"),
+    [
+        (IntegratedGradients, "the IG baseline \\(the text with its words replaced by padding\\), made from input 0"),
+        (Occlusion, "an occluded text \\(one word replaced by padding\\), made from input 1"),
+        (ExactShapley, "the empty coalition \\(the text with its words replaced by padding\\), made from input 0"),
+        (SamplingShapley, "the empty coalition \\(the text with its words replaced by padding\\), made from input 0"),
+    ],
+)
+def test_a_reference_without_a_number_is_named_for_what_it_is(method, names):
+    """The error says which reference the model failed on, not "the mean output over the background"."""
+    from seqshap.attribution import NonFiniteError
+
+    x = torch.tensor([[0, 1, 5, 6], [0, 0, 1, 7]])
+    with pytest.raises(NonFiniteError, match=f"the model's output for {names}, is nan"):
+        method(NoWordsNoNumber(), output="raw").attribute(x if method is not ExactShapley else x[:1])

@@ -328,6 +328,8 @@ class Attribution:
         if target is not None:
             output_index = resolve_target(target, self.output_classes(outputs.shape[1]), outputs.shape[1])
         which = self._explained_outputs(outputs, output_index)
+        # the model's own output first: where it breaks, that is the cause, not a reference made from it
+        check_finite(None, outputs.numpy()[np.arange(len(x)), which], texts=texts)
         values, base = np.zeros(tuple(x.shape[:2])), np.zeros(len(x))
         for c in np.unique(which).tolist():  # one pass per explained class (usually one)
             rows = np.flatnonzero(which == c)
@@ -513,6 +515,13 @@ class Attribution:
             for i in range(0, len(x), self.batch_size):
                 outs.append(self._forward(x[i : i + self.batch_size]).double())
         return torch.cat(outs)
+
+    def predict_inputs(self, ids, output_index: int) -> np.ndarray:
+        """:meth:`predict` for the inputs themselves, checked first: where the model's own output is NaN,
+        that is the cause, named as such, before any reference made from the input is."""
+        out = self.predict(ids, output_index)
+        check_finite(None, out)
+        return out
 
     def predict_reference(self, ids, output_index: int, what: str, inputs=None) -> np.ndarray:
         """:meth:`predict` for reference rows ``[m, T]`` a method compares inputs with, checked:

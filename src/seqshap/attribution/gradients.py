@@ -53,6 +53,7 @@ class IntegratedGradients(Attribution):
         return self.layout.blank_words(ids)
 
     def _values(self, ids, output_index):
+        fx = self.predict_inputs(ids, output_index)
         base_ids = self.baseline_ids(ids)
         S, rows = self.steps, max(1, self.batch_size // self.steps)
         phis = []
@@ -68,5 +69,5 @@ class IntegratedGradients(Attribution):
         base = self.predict_reference(
             base_ids, output_index, "the IG baseline (the text with its words replaced by padding)"
         )
-        self.last_deltas_ = np.abs(phi.sum(1) - (self.predict(ids, output_index) - base))
+        self.last_deltas_ = np.abs(phi.sum(1) - (fx - base))
         return phi, base

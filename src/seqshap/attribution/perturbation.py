@@ -20,7 +20,7 @@ class Occlusion(Attribution):
         one = np.zeros((len(rows), ids.shape[1]), dtype=bool)
         one[np.arange(len(rows)), cols] = True
         occluded = self.layout.blank_words(ids[torch.from_numpy(rows)], one)
-        fx = self.predict(ids, output_index)
+        fx = self.predict_inputs(ids, output_index)
         fo = self.predict_reference(occluded, output_index, "an occluded text (one word replaced by padding)", rows)
         phi = np.zeros(ids.shape, dtype=np.float64)
         phi[rows, cols] = fx[rows] - fo

@@ -46,6 +46,7 @@ class ExactShapley(Attribution):
         given = self.reference
         if given is not None and given.shape[1] != ids.shape[1]:
             raise ValueError(f"reference rows have length {given.shape[1]} but the inputs have {ids.shape[1]}")
+        self.predict_inputs(ids, output_index)
         for i in range(len(ids)):
             # absent words are padding unless references are given (only word positions are read)
             ref = given if given is not None else self.layout.blank_words(ids[i : i + 1])
@@ -99,6 +100,7 @@ class SamplingShapley(Attribution):
     def _values(self, ids, output_index):
         phi = np.zeros(ids.shape, dtype=np.float64)
         base = np.zeros(len(ids))
+        self.predict_inputs(ids, output_index)
         for i in range(len(ids)):
             pos = self.layout.players(ids[i])
             p = len(pos)
