@@ -57,6 +57,7 @@ CASES = list(itertools.product(TRAINABLE, ("probability", "logit"), (torch.float
 
 
 @pytest.mark.parametrize(("arch", "output", "dtype", "rule"), CASES)
+@pytest.mark.slow
 def test_completeness_every_architecture(arch, output, dtype, rule):
     net = small(arch)
     x, bg = data(4, 6)
@@ -421,6 +422,7 @@ def test_expected_value_is_mean_background_output():
         assert math.isclose(ex.expected_value[0], want, abs_tol=1e-9)
 
 
+@pytest.mark.slow
 def test_direct_token_path_equals_generic_path():
     """The shortcut that reads token attributions straight off the LSTM/GRU input projection
     must agree with carrying multipliers back through W_ih to the embedding."""

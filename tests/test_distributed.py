@@ -27,6 +27,8 @@ from seqshap.attribution import DeepExplainer
 from seqshap.distributed import DistributedError, build_counts, explain_corpus
 from seqshap.importance import WordImportance, importance_over
 
+pytestmark = pytest.mark.slow
+
 N, BG, CHUNK = 300, 20, 25
 N_CHUNKS = N // CHUNK
 # The merge itself is exact (checked bit for bit below, whatever the order). The attributions

@@ -259,6 +259,7 @@ def test_ig_convergence_delta_is_small_on_the_lstm(tiny_model, imdb):
     assert ig1.last_deltas_.mean() > ig.last_deltas_.mean()
 
 
+@pytest.mark.slow
 def test_sampling_shapley_converges_to_exact_and_adds_up(tiny_model, short_ids):
     exact = ExactShapley(tiny_model).explain(short_ids)
     few = SamplingShapley(tiny_model, n_permutations=4, seed=0).explain(short_ids)
@@ -709,6 +710,7 @@ def test_benchmark_refuses_methods_only_where_a_row_of_padding_gives_no_number(
     assert kept == ["a good film", " ".join(["word"] * 30)]  # start + 31 words fill all 32 positions
 
 
+@pytest.mark.slow
 def test_benchmark_entry_point_runs_the_peers_beside_seqshap(tiny_transformer, tiny_bert, tmp_path):
     out = tmp_path / "faith"
     cmd = [sys.executable, str(BENCH / "faithfulness.py"), "--skip-default", "--other", str(tiny_transformer.path)]

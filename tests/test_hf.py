@@ -105,6 +105,7 @@ def test_explicit_layer_computes_what_the_hf_layer_computes(kind, dtype, tol, hf
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("output", ["probability", "logit"])
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-5), (None, 1e-4)])
+@pytest.mark.slow
 def test_completeness_with_inputs_and_references_of_other_lengths(kind, output, dtype, tol, hf_models, imdb):
     m = hf_models[kind]
     inputs, refs = texts_of_lengths(imdb)
@@ -182,6 +183,7 @@ def test_explanations_read_as_the_words_of_the_text(kind, hf_models, imdb):
     assert d["output_name"] == LABELS[kind][e.output_index]
 
 
+@pytest.mark.slow
 def test_class_one_of_two_and_the_predicted_class_of_three(hf_models, imdb):
     texts = [TEXT, "Dull.", *imdb["test"].texts[:6]]
     two = DeepExplainer(hf_models["bert"], imdb["train"].texts[:5]).explain(texts)
@@ -282,6 +284,7 @@ def run_cli(*argv: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([str(EXE), *argv], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_cli_explain_json_and_html(hf_dirs, hf_models, tmp_path):
     m = hf_models["distilbert"]
     page = tmp_path / "out.html"
@@ -306,6 +309,7 @@ def test_cli_explain_json_and_html(hf_dirs, hf_models, tmp_path):
     assert bad.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_cli_report_with_own_data(hf_dirs, tmp_path, imdb):
     data = tmp_path / "reviews.csv"
     with data.open("w", newline="") as f:
@@ -340,6 +344,8 @@ def test_cli_report_with_own_data(hf_dirs, tmp_path, imdb):
     assert (out / "word_importance.csv").exists()
 
 
+@pytest.mark.server
+@pytest.mark.slow
 def test_serve_explains_through_a_real_server(hf_dirs, hf_models):
     proc = subprocess.Popen(
         [str(EXE), "serve", "--model", str(hf_dirs["roberta"]), "--port", "0", "--background", "5"],

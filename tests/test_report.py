@@ -205,6 +205,7 @@ def assert_png(path: Path, min_w: int, min_h: int) -> None:
         assert im.size[1] >= min_h
 
 
+@pytest.mark.browser
 def test_browser_shows_report_without_errors(browser, report, tmp_path):
     page, errors, external = open_page(browser, report / "index.html")
     shot = tmp_path / "report.png"
@@ -227,6 +228,7 @@ def test_browser_shows_report_without_errors(browser, report, tmp_path):
     page.close()
 
 
+@pytest.mark.browser
 def test_browser_shows_injected_script_as_text_and_never_runs_it(browser, evil_report, tmp_path):
     page, errors, external = open_page(browser, evil_report / "index.html")
     page.screenshot(path=str(tmp_path / "evil.png"), full_page=True)
@@ -242,6 +244,7 @@ def test_browser_shows_injected_script_as_text_and_never_runs_it(browser, evil_r
     page.close()
 
 
+@pytest.mark.browser
 def test_browser_opens_a_force_plot_file(browser, report, tmp_path):
     page, errors, external = open_page(browser, report / "force_01.svg")
     shot = tmp_path / "force.png"
@@ -264,6 +267,7 @@ def test_browser_opens_a_force_plot_file(browser, report, tmp_path):
     page.close()
 
 
+@pytest.mark.browser
 def test_chromium_is_debians(chromium):
     assert chromium == shutil.which("chromium")
 

@@ -15,6 +15,8 @@ import time
 import httpx
 import pytest
 
+pytestmark = pytest.mark.slow
+
 SEQSHAP = [sys.executable, "-m", "seqshap.cli"]
 TEXT = "A wonderful, moving film with a weak ending."
 
@@ -100,6 +102,7 @@ def test_faithfulness_on_a_transformer(tf_dir, tmp_path):
     assert 4 <= kept["kept"] < kept["of"] == 25000
 
 
+@pytest.mark.server
 def test_real_server_explains_a_transformer(tf_dir):
     proc = subprocess.Popen(
         [*SEQSHAP, "serve", "--model", str(tf_dir), "--port", "0", "--background", "6"],

@@ -57,20 +57,28 @@ def test_the_library_says_what_the_command_line_says(capsys):
         assert err == f"seqshap {argv[0]}: error: argument {flag}: must be {rule}, got '{argv[-1]}'"
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["train", "--epochs", "0", "--out", "x"],
-        ["train", "--val-fraction", "1.5", "--out", "x"],
-        ["explain", "good", "--top", "0"],
-        ["report", "--importance-n", "0"],
-        ["serve", "--port", "-5"],
-        ["import-keras", "m.keras", "--maxlen", "0", "--out", "x"],
-        ["faithfulness", "--short-words", "15", "--out", "x"],
-        ["faithfulness", "--out"],
-    ],
-)
-def test_a_bad_option_is_one_line_and_exit_2_from_a_real_process(argv):
+BAD_OPTIONS = [
+    ["train", "--epochs", "0", "--out", "x"],
+    ["train", "--val-fraction", "1.5", "--out", "x"],
+    ["explain", "good", "--top", "0"],
+    ["report", "--importance-n", "0"],
+    ["serve", "--port", "-5"],
+    ["import-keras", "m.keras", "--maxlen", "0", "--out", "x"],
+    ["faithfulness", "--short-words", "15", "--out", "x"],
+    ["faithfulness", "--out"],
+]
+
+
+@pytest.mark.parametrize("argv", BAD_OPTIONS)
+def test_a_bad_option_is_one_line_and_exit_2(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"seqshap {argv[0]}: error: argument ")
+
+
+@pytest.mark.parametrize("argv", BAD_OPTIONS[:2])
+def test_the_same_from_a_real_process(argv):
     r = subprocess.run([sys.executable, "-m", "seqshap.cli", *argv], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr

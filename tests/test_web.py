@@ -27,6 +27,8 @@ from helpers import REVIEW, LiveServer, small_archive
 from seqshap.cli import main
 from seqshap.web import create_app
 
+pytestmark = pytest.mark.server
+
 BACKGROUND = 20  # fewer reviews than the default 100: the same code path, quicker tests
 MAX_CHARS, MAX_BATCH, QUEUE_LIMIT = 2000, 3, 2
 
@@ -395,6 +397,7 @@ def explain_in_page(pg, text: str) -> str:
     return pg.get_attribute("#status", "data-state")
 
 
+@pytest.mark.browser
 def test_page_explains_a_review(page, client, server, tmp_path):
     expected = client.post("/api/explain", json={"text": REVIEW}).json()
     assert explain_in_page(page, REVIEW) == "done"
@@ -423,6 +426,7 @@ def test_page_explains_a_review(page, client, server, tmp_path):
     assert page.hosts <= {netloc, "data"}
 
 
+@pytest.mark.browser
 def test_page_shows_markup_in_a_review_as_text_and_runs_nothing(page):
     review = (
         'Loved it <img src=x onerror="window.pwned=1"> and <script>window.pwned=2</script> '
@@ -437,6 +441,7 @@ def test_page_shows_markup_in_a_review_as_text_and_runs_nothing(page):
     assert page.problems == []
 
 
+@pytest.mark.browser
 def test_page_shows_the_servers_error_message(page):
     assert explain_in_page(page, "?! ... !!") == "error"
     assert page.inner_text("#status") == ("Error: text has no words (only punctuation or symbols); nothing to explain")

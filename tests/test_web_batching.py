@@ -24,6 +24,8 @@ from helpers import REVIEW, LiveServer
 from seqshap.attribution import DeepExplainer
 from seqshap.web import create_app
 
+pytestmark = pytest.mark.server
+
 BACKGROUND = 20
 GOOD = [
     "a dull, lifeless and boring film",

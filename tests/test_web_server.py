@@ -20,6 +20,8 @@ import pytest
 from helpers import REVIEW, small_archive
 from seqshap.cli import main
 
+pytestmark = pytest.mark.server
+
 KEY = "a-key-for-these-tests-0123456789"
 
 
