@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup browser lint clean notebook notebooks dist docs docs-serve
+.PHONY: demo test test-fast setup browser lint clean notebook notebooks dist docs docs-serve
 
 setup: $(STAMP)
 
@@ -37,6 +37,11 @@ lint: $(STAMP)
 # outside the checkout and runs seqshap there with no network: a packaging mistake fails here.
 test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -q
+
+# The in-memory tests only: no training past the shared tiny models, no server, no browser, no
+# wheel (pytest markers in pyproject.toml); under 3 minutes on a 2-core laptop.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not server and not browser and not install"
 
 # The sdist and the wheel (it carries the shipped model and its background): dist/.
 # --no-isolation builds with the pinned setuptools of .venv, offline.

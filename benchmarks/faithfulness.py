@@ -40,10 +40,10 @@ METHODS = "deepshap,deeplift,gradxinput,ig,occlusion,sampling-shapley,random"
 # The base each of seqshap's additive methods is relative to, in words (for the completeness table).
 SEQSHAP_REFERENCES = {
     "deepshap": "E f(background)",
-    "deeplift": "f(all-padding row)",
-    "ig": "f(x with its words padded)",
-    "exact-shapley": "f(x with its words padded)",
-    "sampling-shapley": "f(x with its words padded)",
+    "deeplift": "f(the empty text)",
+    "ig": "f(x with its words padded, special tokens kept)",
+    "exact-shapley": "f(x with its words padded, special tokens kept)",
+    "sampling-shapley": "f(x with its words padded, special tokens kept)",
 }
 
 
@@ -85,10 +85,9 @@ def completeness_table(result, peers: dict, ids) -> dict:
     """Per additive method: its reference, median and max |sum phi - (f(x) - base)| on the main
     reviews, and for the peers the same against seqshap's base for that game."""
     table = {}
-    pad_right = result.meta.get("layout", {}).get("pad_right")
-    empty = "f(the empty text: [CLS] [SEP])" if pad_right else "f(all-padding row)"
-    if not pad_right and not result.meta.get("empty_row_finite", True):
-        empty = "f(the empty text: the start token alone)"  # DeepLift's fallback for such a model
+    # DeepLIFT's default reference: the empty text as the tokenizer writes it (its layout's empty row)
+    right = result.meta.get("layout", {}).get("padding_side") == "right"
+    empty = "f(the empty text: [CLS] [SEP])" if right else "f(the empty text: the start token alone)"
     refs = {**SEQSHAP_REFERENCES, "deeplift": empty}
     for r in result.rows:
         per = result.per_review.get(r.method, {}).get("completeness")
@@ -264,7 +263,7 @@ def run_model(path: str | None, out: Path, a, progress: bool, command: str) -> t
     wall = time.time() - t0
     main = sample(test_texts, a)
     layout = layout_of(model)
-    result.meta["layout"] = {"pad": layout.pad, "markers": sorted(layout.markers), "pad_right": layout.pad_right}
+    result.meta["layout"] = layout.to_json()
     result.meta["empty_row_finite"] = bool(np.isfinite(empty_row_output(model)))
     result.meta.update(
         {

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from seqshap.attribution import Attribution
+from seqshap.data.layout import TokenLayout
 from seqshap.data.tokenize import OOV, tokenize
 from seqshap.faithfulness.evaluate import layout_of
-from seqshap.faithfulness.metrics import Layout
 
 PEERS = ("shap-partition", "captum-deepliftshap", "captum-lig")
 
@@ -52,7 +52,7 @@ class Peer(Attribution):
         super().__init__(model, **kw)
         if self.model is None:
             raise TypeError(f"{self.name} needs a seqshap model (seqshap.load(...)): it reads the model's tokenizer")
-        self.layout: Layout = layout_of(self.model)
+        self.layout: TokenLayout = layout_of(self.model)
         self.log: dict[bytes, tuple[float, float, float]] = {}
 
     def _record(self, ids: torch.Tensor, values: np.ndarray, base: np.ndarray, seqshap_base: np.ndarray) -> None:
@@ -79,7 +79,7 @@ class Peer(Attribution):
         """``ids`` with every word padded in place (markers kept): the reference of seqshap's
         occlusion / Shapley game."""
         vis = torch.from_numpy(self.layout.visible(ids.numpy()))
-        return torch.where(vis, torch.full_like(ids, self.layout.pad), ids)
+        return torch.where(vis, torch.full_like(ids, self.layout.pad_id), ids)
 
 
 # ---- shap ---------------------------------------------------------------------------------------------
@@ -152,11 +152,11 @@ class ShapPartition(Peer):
         import shap
 
         self.max_evals, self.seed = int(max_evals), int(seed)
-        if self.layout.pad_right:
+        if self.layout.padding_side == "right":
             self.tokenizer: NativeTokenizer | RowTokenizer = RowTokenizer(self.model.vocab.tokenizer)
         else:
             self.tokenizer = NativeTokenizer(self.model.vocab)
-        masker = shap.maskers.Text(self.tokenizer, mask_token=self.layout.pad, output_type="token_ids")
+        masker = shap.maskers.Text(self.tokenizer, mask_token=self.layout.pad_id, output_type="token_ids")
         self._row: tuple[torch.Tensor, np.ndarray, int] | None = None
         self.explainer = shap.PartitionExplainer(self._f, masker)
 
@@ -167,15 +167,15 @@ class ShapPartition(Peer):
         row, at, out = self._row
         rows = row.repeat(len(masked), 1)
         masked = torch.as_tensor(np.asarray(masked, dtype=np.int64))
-        rows[:, at] = torch.where(masked == self.layout.pad, torch.full_like(masked, self.layout.pad), row[at])
+        rows[:, at] = torch.where(masked == self.layout.pad_id, torch.full_like(masked, self.layout.pad_id), row[at])
         return self.predict(rows, out)
 
     def _shap_tokens(self, row: torch.Tensor) -> tuple[str, np.ndarray]:
         """(the text shap explains, the row positions of its tokens in order)."""
         ids = row.numpy()
-        if self.layout.pad_right:
-            at = np.flatnonzero(ids != self.layout.pad)
-            text = self.tokenizer.render(ids[at].tolist(), set(self.layout.markers))  # type: ignore[union-attr]
+        if self.layout.padding_side == "right":
+            at = np.flatnonzero(ids != self.layout.pad_id)
+            text = self.tokenizer.render(ids[at].tolist(), set(self.layout.special_ids))  # type: ignore[union-attr]
         else:
             at = np.flatnonzero(self.layout.visible(ids))
             text = " ".join(self.model.tokens(ids[at]))
@@ -279,7 +279,7 @@ class CaptumLIG(Peer):
     def _baseline_output(self, ids: torch.Tensor, output_index: int) -> np.ndarray:
         """The model at the LIG baseline: the embedding layer's output replaced by the padding row."""
         emb = self.embedding
-        pad_row = emb.weight[self.layout.pad].detach()
+        pad_row = emb.weight[self.layout.pad_id].detach()
 
         def patch(_module, _inputs, output):
             return pad_row.expand_as(output).clone()
@@ -301,7 +301,7 @@ class CaptumLIG(Peer):
                 x = ids[i : i + rows]
                 a, delta = lig.attribute(
                     x,
-                    baselines=torch.full_like(x, self.layout.pad),
+                    baselines=torch.full_like(x, self.layout.pad_id),
                     target=output_index,
                     n_steps=self.steps,
                     method="gausslegendre",

@@ -34,3 +34,12 @@ def chromium() -> str:
     if path is None:
         pytest.fail("chromium is not installed: run `make test` (it apt-get installs Debian's chromium)")
     return path
+
+
+def pytest_collection_modifyitems(items):
+    """A test that drives chromium carries the ``browser`` marker (so ``make test-fast`` leaves it out)."""
+    unmarked = [
+        i.nodeid for i in items if "chromium" in getattr(i, "fixturenames", ()) and not i.get_closest_marker("browser")
+    ]
+    if unmarked:
+        raise pytest.UsageError("tests using chromium without @pytest.mark.browser: " + ", ".join(unmarked))

@@ -57,6 +57,7 @@ CASES = list(itertools.product(TRAINABLE, ("probability", "logit"), (torch.float
 
 
 @pytest.mark.parametrize(("arch", "output", "dtype", "rule"), CASES)
+@pytest.mark.slow
 def test_completeness_every_architecture(arch, output, dtype, rule):
     net = small(arch)
     x, bg = data(4, 6)
@@ -380,7 +381,8 @@ def test_summarized_background_and_single_reference(tiny_model, imdb):
     assert corr > 0.5  # a 6x smaller background: close, not equal (BENCHMARKS.md has the cost)
     one = DeepLift(tiny_model)
     assert one.background.shape == (1, 40)
-    assert int(one.background.abs().sum()) == 0
+    assert one.background.tolist() == tiny_model.encode([""]).tolist()  # the empty text: the start token alone
+    assert one.reference_ == "the empty text"
     one.shap_values(x)
 
 
@@ -421,6 +423,7 @@ def test_expected_value_is_mean_background_output():
         assert math.isclose(ex.expected_value[0], want, abs_tol=1e-9)
 
 
+@pytest.mark.slow
 def test_direct_token_path_equals_generic_path():
     """The shortcut that reads token attributions straight off the LSTM/GRU input projection
     must agree with carrying multipliers back through W_ih to the embedding."""

@@ -163,6 +163,7 @@ def csv_file(path: Path, rows) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_train_command_writes_background_json_and_explain_uses_it(capsys, imdb, tmp_path):
     data = csv_file(
         tmp_path / "mine.csv", zip(imdb["train"].texts[:60], imdb["train"].labels[:60].tolist(), strict=True)

@@ -27,12 +27,14 @@ import pytest
 from scipy.stats import mannwhitneyu
 
 import seqshap
+from helpers import LiveServer
 from seqshap.attribution import DeepExplainer, Explanation, resolve_target
 from seqshap.data import DEFAULT_CLASSES, RATING_CLASSES, DataFileError, load_task, read_labeled
 from seqshap.viz.html import explanation_html, force_plot_svg
 from seqshap.viz.terminal import render
 from seqshap.web import create_app
-from test_web import LiveServer
+
+pytestmark = pytest.mark.slow
 
 EXE = str(Path(sys.executable).with_name("seqshap"))
 TOPICS = {
@@ -414,6 +416,7 @@ def test_keras_softmax_import_keeps_every_column_and_names_the_classes(tmp_path)
 # ---- the web page ------------------------------------------------------------------------------
 
 
+@pytest.mark.server
 def test_web_api_takes_a_target_and_lists_the_classes(rating_model, rating_texts, imdb):
     app = create_app(rating_model.path, background_texts=imdb["train"].texts[:5])
     with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=60) as c:
@@ -443,6 +446,8 @@ def browser(chromium):
         b.close()
 
 
+@pytest.mark.browser
+@pytest.mark.server
 def test_page_offers_the_classes_and_defaults_to_the_predicted_one(browser, rating_model, tiny_model, imdb):
     assert shutil.which("chromium")
     background = imdb["train"].texts[:5]

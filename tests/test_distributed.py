@@ -27,6 +27,8 @@ from seqshap.attribution import DeepExplainer
 from seqshap.distributed import DistributedError, build_counts, explain_corpus
 from seqshap.importance import WordImportance, importance_over
 
+pytestmark = pytest.mark.slow
+
 N, BG, CHUNK = 300, 20, 25
 N_CHUNKS = N // CHUNK
 # The merge itself is exact (checked bit for bit below, whatever the order). The attributions
@@ -244,3 +246,72 @@ def test_killed_run_resumes_to_the_same_result(tiny_model, reference, tmp_path):
         assert int(rows[w]["count"]) == r.count
         assert int(rows[w]["n_reviews"]) == r.n_reviews
         assert abs(float(rows[w]["sum"]) - r.sum) <= TOL + F32 * r.mean_abs * r.count
+
+
+# ------------------------------------------------------------- every kind of model directory
+def keras_dir(root: Path, imdb) -> Path:
+    """A tiny Keras LSTM saved as .keras and converted (``seqshap import-keras``): a native-format directory."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported
+    import json as _json
+
+    import keras
+
+    from seqshap.keras_import import import_keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((16,), dtype="int32"), keras.layers.Embedding(60, 4), keras.layers.LSTM(3),
+         keras.layers.Dense(1, activation="sigmoid")]
+    )  # fmt: skip
+    model.save(root / "tiny.keras")
+    from seqshap.data import Vocab
+
+    # Keras' imdb word index: rank 1 = the most frequent word (id rank + 3 < the embedding's 60 rows)
+    words = {w: i - 2 for w, i in Vocab.build(imdb["train"].texts[:300], num_words=59).word_to_id.items()}
+    (root / "wi.json").write_text(_json.dumps(words))
+    import_keras(root / "tiny.keras", root / "keras-model", word_index=root / "wi.json")
+    return root / "keras-model"
+
+
+def hf_dir(root: Path, imdb) -> Path:
+    """A tiny BERT classifier built from a config, with its WordPiece tokenizer (tokenizer.json, vocab.txt, ...)."""
+    from helpers import build_hf, wordpiece
+
+    return build_hf("bert", root / "bert-model", wordpiece(imdb["train"].texts[:300]), ["negative", "positive"], 24)
+
+
+@pytest.mark.parametrize("make", [hf_dir, keras_dir], ids=["hugging-face", "keras-converted"])
+def test_processes_scheduler_ships_every_kind_of_model_directory(make, imdb, tmp_path):
+    """Workers get every file of the model directory (a Hugging Face one's tokenizer and config too),
+    and their table is the single-process table. The native kind: the tests above."""
+    model_dir = make(tmp_path, imdb)
+    data = tmp_path / "reviews.csv"
+    with data.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for t, y in zip(imdb["test"].texts[:6], imdb["test"].labels[:6], strict=True):
+            w.writerow([t, int(y)])
+    (tmp_path / "bg.txt").write_text("\n".join(imdb["train"].texts[:3]), encoding="utf-8")
+    common = ["importance", "--model", str(model_dir), "--data", str(data), "--n", "6", "--background-file",
+              str(tmp_path / "bg.txt"), "--min-count", "1", "--quiet", "--json"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    spread = subprocess.run(
+        [sys.executable, "-m", "seqshap.cli", *common, "--out", str(tmp_path / "dask"), "--scheduler", "processes",
+         "--workers", "2", "--chunk-size", "3"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert spread.returncode == 0, spread.stderr[-2000:]
+    assert json.loads(spread.stdout)["run"]["workers"] == 2
+    one = subprocess.run(
+        [sys.executable, "-m", "seqshap.cli", *common, "--out", str(tmp_path / "one")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr[-2000:]
+    read = lambda d: {r["word"]: r for r in csv.DictReader((d / "word_importance.csv").open(newline=""))}
+    got, want = read(tmp_path / "dask"), read(tmp_path / "one")
+    assert set(got) == set(want)
+    assert len(want) > 20
+    for word, r in want.items():
+        assert (got[word]["count"], got[word]["n_reviews"]) == (r["count"], r["n_reviews"])
+        assert abs(float(got[word]["sum"]) - float(r["sum"])) <= TOL + F32 * float(r["mean_abs"]) * int(r["count"])

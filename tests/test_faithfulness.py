@@ -35,11 +35,10 @@ from seqshap.attribution import (
     parse_methods,
 )
 from seqshap.cli import main
+from seqshap.data.layout import NATIVE, TokenLayout
 from seqshap.faithfulness import evaluate
 from seqshap.faithfulness.evaluate import empty_row_output, layout_of, whole_texts
 from seqshap.faithfulness.metrics import (
-    NATIVE,
-    Layout,
     agreement,
     in_top,
     keep_words,
@@ -260,6 +259,7 @@ def test_ig_convergence_delta_is_small_on_the_lstm(tiny_model, imdb):
     assert ig1.last_deltas_.mean() > ig.last_deltas_.mean()
 
 
+@pytest.mark.slow
 def test_sampling_shapley_converges_to_exact_and_adds_up(tiny_model, short_ids):
     exact = ExactShapley(tiny_model).explain(short_ids)
     few = SamplingShapley(tiny_model, n_permutations=4, seed=0).explain(short_ids)
@@ -541,7 +541,9 @@ def test_cli_end_to_end_on_the_tiny_model(tiny_model, tmp_path, capsys):
 
 
 # ---- Hugging Face row layout ([CLS] words [SEP], padding at the end) -------------------------------------
-HF = Layout(pad=0, markers=frozenset({2, 3}), pad_right=True)  # [PAD] 0, [CLS] 2, [SEP] 3
+HF = TokenLayout(
+    pad_id=0, padding_side="right", special_ids=frozenset({2, 3}), empty_ids=(2, 3)
+)  # [PAD] 0, [CLS] 2, [SEP] 3
 
 
 def test_removal_helpers_with_padding_at_the_end_keep_cls_and_sep():
@@ -556,7 +558,7 @@ def test_removal_helpers_with_padding_at_the_end_keep_cls_and_sep():
 
 def test_removal_scores_rank_only_words_with_padding_at_the_end():
     # BagOfWords scores: ids 4 (+2), 5 (+1), 7 (-2); the markers [CLS]=8 (+0.5) and [SEP]=1 (0) never count as words
-    layout = Layout(pad=0, markers=frozenset({8, 1}), pad_right=True)
+    layout = TokenLayout(pad_id=0, padding_side="right", special_ids=frozenset({8, 1}))
     ids = np.array([[8, 4, 5, 7, 1, 0]])  # z = 0.5 + 2 + 1 - 2 = 1.5
     values = np.array([[100.0, 2.0, 1.0, -2.0, 100.0, 0.0]])  # huge marker values must be ignored
     got = removal_scores(bow_predict, ids, values, bins=(34,), layout=layout)  # top ceil(34% of 3) = 2 words
@@ -631,17 +633,18 @@ def test_layout_of_native_and_hugging_face_models(tiny_transformer, tiny_bert):
     assert layout_of(tiny_transformer) == NATIVE
     lay = layout_of(tiny_bert)
     tok = tiny_bert.vocab.tokenizer
-    assert lay.pad == tok.pad_token_id
-    assert lay.pad_right
-    assert lay.markers == {tok.cls_token_id, tok.sep_token_id}  # [UNK] and [MASK] would be words
+    assert lay.pad_id == tok.pad_token_id
+    assert lay.padding_side == "right"
+    assert lay.special_ids == {tok.cls_token_id, tok.sep_token_id}  # [UNK] and [MASK] would be words
+    assert lay.unknown_id == tok.unk_token_id
+    assert lay.empty_ids == (tok.cls_token_id, tok.sep_token_id)
     ids = tiny_bert.encode(["a fine film"]).numpy()[0]
-    assert lay.visible(ids).sum() == len(tiny_bert.encodings(["a fine film"])[0].tokens) - 2 - (ids == lay.pad).sum()
+    assert lay.visible(ids).sum() == len(tiny_bert.encodings(["a fine film"])[0].tokens) - 2 - (ids == lay.pad_id).sum()
 
 
 @pytest.mark.parametrize("which", ["tiny_transformer", "tiny_bert"])
 def test_peer_adapters_give_one_value_per_position_and_their_own_base(which, request, peers_module, imdb):
     model = request.getfixturevalue(which)
-    # reviews the model reads whole (the native Transformer gives NaN for a row of padding only)
     texts = [" ".join(t.split()[:15]) for t in imdb["test"].texts[:3]]
     ids = model.encode(texts)
     layout = layout_of(model)
@@ -652,15 +655,15 @@ def test_peer_adapters_give_one_value_per_position_and_their_own_base(which, req
         assert values.shape == tuple(ids.shape), name
         assert np.isfinite(values).all(), name
         assert np.isfinite(base).all(), name
-        assert (values[ids.numpy() == layout.pad] == 0).all(), name  # padding gets nothing
+        assert (values[ids.numpy() == layout.pad_id] == 0).all(), name  # padding gets nothing
         c = peer.completeness(ids)
         assert c["n"] == 3
         if name == "shap-partition":
             # Owen values add up exactly; the base is "every word padded", seqshap's Shapley game
-            words_out = torch.where(torch.from_numpy(layout.visible(ids.numpy())), layout.pad, ids)
+            words_out = layout.blank_words(ids)
             np.testing.assert_allclose(base, peer.predict(words_out), atol=1e-9)
             np.testing.assert_allclose(values.sum(1), fx - base, atol=1e-6)
-            if not layout.pad_right:  # the start token is no shap token ([CLS]/[SEP] are: kept, valued)
+            if layout.padding_side == "left":  # the start token is no shap token ([CLS]/[SEP] are: kept, valued)
                 assert (values[~layout.visible(ids.numpy())] == 0).all()
         if name == "captum-deepliftshap":
             bg = model.encode(imdb["train"].texts[:4])
@@ -670,21 +673,44 @@ def test_peer_adapters_give_one_value_per_position_and_their_own_base(which, req
             assert math.isnan(c["median_vs_seqshap"])
 
 
-def test_benchmark_refuses_methods_a_nan_empty_row_would_break(tiny_transformer, tiny_bert, peers_module):
-    import faithfulness as bench
+class NoOutputForPadding(nn.Module):
+    """The bag of words, but NaN for a row of padding only (as the native Transformer was before it
+    pooled over nothing to the zero vector)."""
 
-    # the native Transformer gives NaN for a row of padding only (no token to attend to or pool)
-    assert math.isnan(empty_row_output(tiny_transformer))
-    # deeplift needs no such row: its default reference is then the empty text (the start token)
-    bench.check_empty_row(tiny_transformer, ["deepshap", "deeplift"], whole_reviews=False)
+    def __init__(self):
+        super().__init__()
+        self.bow = BagOfWords()
+        self.embedding = self.bow.embedding
+
+    def forward(self, x):
+        out = self.bow(x)
+        empty = (x == 0).all(1, keepdim=True) if not x.is_floating_point() else torch.zeros_like(out, dtype=torch.bool)
+        return torch.where(empty, torch.full_like(out, float("nan")), out)
+
+
+def test_benchmark_refuses_methods_only_where_a_row_of_padding_gives_no_number(
+    tiny_transformer, tiny_bert, peers_module
+):
+    import faithfulness as bench
+    from seqshap.store import SeqshapModel
+
+    # the native Transformer pools over no token to the zero vector: its answer is its head's bias
+    bias = float(torch.sigmoid(tiny_transformer.net.fc.bias.detach())[0])
+    assert empty_row_output(tiny_transformer) == pytest.approx(bias, abs=1e-6)
+    bench.check_empty_row(tiny_transformer, ["deepshap", "ig", "shap-partition"], whole_reviews=False)  # none refused
+    # a model with no number for that row is still refused before any work, unless only whole texts are scored
+    nan_model = SeqshapModel(NoOutputForPadding(), tiny_transformer.vocab, {"arch": "bow", "maxlen": 8, "name": "bow"})
+    assert math.isnan(empty_row_output(nan_model))
+    bench.check_empty_row(nan_model, ["deepshap", "deeplift"], whole_reviews=False)
     with pytest.raises(SystemExit, match=r"ig, shap-partition explain a review relative to it.*--whole-reviews"):
-        bench.check_empty_row(tiny_transformer, ["deepshap", "ig", "shap-partition"], whole_reviews=False)
-    bench.check_empty_row(tiny_transformer, ["deepshap", "ig", "shap-partition"], whole_reviews=True)
+        bench.check_empty_row(nan_model, ["deepshap", "ig", "shap-partition"], whole_reviews=False)
+    bench.check_empty_row(nan_model, ["deepshap", "ig", "shap-partition"], whole_reviews=True)
     bench.check_empty_row(tiny_bert, ["deeplift", "ig"], whole_reviews=False)  # [CLS]/[SEP] always stay
     kept = whole_texts(tiny_transformer, ["a good film", " ".join(["word"] * 31), " ".join(["word"] * 30)])
     assert kept == ["a good film", " ".join(["word"] * 30)]  # start + 31 words fill all 32 positions
 
 
+@pytest.mark.slow
 def test_benchmark_entry_point_runs_the_peers_beside_seqshap(tiny_transformer, tiny_bert, tmp_path):
     out = tmp_path / "faith"
     cmd = [sys.executable, str(BENCH / "faithfulness.py"), "--skip-default", "--other", str(tiny_transformer.path)]
@@ -715,7 +741,7 @@ def test_benchmark_entry_point_runs_the_peers_beside_seqshap(tiny_transformer, t
         assert set(table) == {"deepshap", "deeplift", "shap-partition", "captum-deepliftshap", "captum-lig"}
         assert table["deepshap"]["max"] < 1e-4  # exact
         assert table["deeplift"]["max"] < 1e-4
-        empty = "[CLS] [SEP]" if res.meta["layout"]["pad_right"] else "the start token alone"
+        empty = "[CLS] [SEP]" if res.meta["layout"]["padding_side"] == "right" else "the start token alone"
         assert table["deeplift"]["reference"] == f"f(the empty text: {empty})"
         assert table["shap-partition"]["max"] < 1e-6  # additive by construction
     md = (out / "BENCHMARKS-faithfulness.md").read_text()

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 import torch
 import transformers as tr
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 import seqshap
+from helpers import build_hf, byte_bpe, wordpiece
 from seqshap import DeepExplainer, DeepLift, ModelLoadError
 from seqshap.attribution.attention import EncoderLayerParams, ExplicitEncoderLayer
 from seqshap.attribution.pairs import Pairing
@@ -39,122 +39,14 @@ TEXT = "the acting was great but the plot was unbelievably awful"
 EXE = Path(sys.executable).with_name("seqshap")
 
 
-# --------------------------------------------------------------------------- tiny models
-def wordpiece(texts: list[str]) -> Tokenizer:
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(
-        texts, trainers.WordPieceTrainer(vocab_size=800, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    )
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
-    )
-    tok.decoder = decoders.WordPiece()
-    return tok
-
-
-def byte_bpe(texts: list[str]) -> Tokenizer:
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator(
-        texts,
-        trainers.BpeTrainer(
-            vocab_size=800,
-            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        ),
-    )
-    tok.post_processor = processors.RobertaProcessing(
-        ("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")), trim_offsets=True, add_prefix_space=False
-    )
-    tok.decoder = decoders.ByteLevel()
-    return tok
-
-
-def build(kind: str, out: Path, tokenizer: Tokenizer, seed: int = 0) -> Path:
-    """Save a random ``kind`` classifier (hidden 32, 2 layers, 2-4 heads) and its tokenizer to ``out``."""
-    labels = LABELS[kind]
-    names = {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
-    torch.manual_seed(seed)
-    if kind == "roberta":
-        fast = tr.RobertaTokenizerFast(
-            tokenizer_object=tokenizer,
-            bos_token="<s>",
-            eos_token="</s>",
-            sep_token="</s>",
-            cls_token="<s>",
-            unk_token="<unk>",
-            pad_token="<pad>",
-            mask_token="<mask>",
-            model_max_length=MAXLEN,
-        )
-        config = tr.RobertaConfig(
-            vocab_size=len(fast),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            max_position_embeddings=MAXLEN + 2,
-            pad_token_id=fast.pad_token_id,
-            bos_token_id=fast.bos_token_id,
-            eos_token_id=fast.eos_token_id,
-            hidden_act="gelu_new",
-            **names,
-        )
-        model = tr.RobertaForSequenceClassification(config)
-    else:
-        cls = tr.BertTokenizerFast if kind == "bert" else tr.DistilBertTokenizerFast
-        fast = cls(
-            tokenizer_object=tokenizer,
-            unk_token="[UNK]",
-            sep_token="[SEP]",
-            pad_token="[PAD]",
-            cls_token="[CLS]",
-            mask_token="[MASK]",
-            model_max_length=MAXLEN,
-        )
-        if kind == "bert":
-            config = tr.BertConfig(
-                vocab_size=len(fast),
-                hidden_size=32,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                intermediate_size=64,
-                max_position_embeddings=64,
-                pad_token_id=fast.pad_token_id,
-                **names,
-            )
-            model = tr.BertForSequenceClassification(config)
-        else:
-            config = tr.DistilBertConfig(
-                vocab_size=len(fast),
-                dim=32,
-                n_layers=2,
-                n_heads=4,
-                hidden_dim=64,
-                max_position_embeddings=64,
-                pad_token_id=fast.pad_token_id,
-                **names,
-            )
-            model = tr.DistilBertForSequenceClassification(config)
-    with torch.no_grad():  # default init is near-linear (std 0.02); make every nonlinearity bend
-        for name, p in model.named_parameters():
-            if p.dim() == 2:
-                p.mul_(25.0 if "embeddings" in name else 10.0)
-    model.eval()
-    model.save_pretrained(out)
-    fast.save_pretrained(out)
-    return out
-
-
 @pytest.fixture(scope="module")
 def hf_dirs(imdb, tmp_path_factory) -> dict[str, Path]:
     texts = imdb["train"].texts[:2000]
     root = tmp_path_factory.mktemp("hf")
     wp, bpe = wordpiece(texts), byte_bpe(texts)
-    return {k: build(k, root / k, bpe if k == "roberta" else wp, seed=i) for i, k in enumerate(KINDS)}
+    return {
+        k: build_hf(k, root / k, bpe if k == "roberta" else wp, LABELS[k], MAXLEN, seed=i) for i, k in enumerate(KINDS)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +105,7 @@ def test_explicit_layer_computes_what_the_hf_layer_computes(kind, dtype, tol, hf
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("output", ["probability", "logit"])
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-5), (None, 1e-4)])
+@pytest.mark.slow
 def test_completeness_with_inputs_and_references_of_other_lengths(kind, output, dtype, tol, hf_models, imdb):
     m = hf_models[kind]
     inputs, refs = texts_of_lengths(imdb)
@@ -290,6 +183,7 @@ def test_explanations_read_as_the_words_of_the_text(kind, hf_models, imdb):
     assert d["output_name"] == LABELS[kind][e.output_index]
 
 
+@pytest.mark.slow
 def test_class_one_of_two_and_the_predicted_class_of_three(hf_models, imdb):
     texts = [TEXT, "Dull.", *imdb["test"].texts[:6]]
     two = DeepExplainer(hf_models["bert"], imdb["train"].texts[:5]).explain(texts)
@@ -390,6 +284,7 @@ def run_cli(*argv: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([str(EXE), *argv], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_cli_explain_json_and_html(hf_dirs, hf_models, tmp_path):
     m = hf_models["distilbert"]
     page = tmp_path / "out.html"
@@ -414,6 +309,7 @@ def test_cli_explain_json_and_html(hf_dirs, hf_models, tmp_path):
     assert bad.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_cli_report_with_own_data(hf_dirs, tmp_path, imdb):
     data = tmp_path / "reviews.csv"
     with data.open("w", newline="") as f:
@@ -448,6 +344,8 @@ def test_cli_report_with_own_data(hf_dirs, tmp_path, imdb):
     assert (out / "word_importance.csv").exists()
 
 
+@pytest.mark.server
+@pytest.mark.slow
 def test_serve_explains_through_a_real_server(hf_dirs, hf_models):
     proc = subprocess.Popen(
         [str(EXE), "serve", "--model", str(hf_dirs["roberta"]), "--port", "0", "--background", "5"],

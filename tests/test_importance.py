@@ -15,11 +15,15 @@ from seqshap.attribution.explanation import Explanation
 from seqshap.importance import WordImportance, word_importance
 from seqshap.viz.importance import write_outputs
 
+NATIVE_IDS = {"<pad>": 0, "<start>": 1, "<oov>": 2}  # the native layout's padding, start and unknown ids
+
 
 def exp(tokens, values, space="probability") -> Explanation:
-    return Explanation(
-        tokens, list(range(len(tokens))), values, 0.5, 0.5 + float(np.sum(values)), 0.0, output_space=space
-    )
+    """Hand-built with native ids: padding, start and unknown as the native tokenizer numbers them,
+    every other token its own word id (which positions are words is the layout's answer)."""
+    words = sorted({t for t in tokens if t not in NATIVE_IDS})
+    ids = [NATIVE_IDS.get(t, 3 + words.index(t) if t in words else 0) for t in tokens]
+    return Explanation(tokens, ids, values, 0.5, 0.5 + float(np.sum(values)), 0.0, output_space=space)
 
 
 REVIEWS = [

@@ -33,6 +33,8 @@ import pytest
 
 import seqshap
 
+pytestmark = [pytest.mark.install, pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = "A wonderful, moving film with a weak ending."
 HANG = 600  # seconds: a guard against a hung process, never a measure of speed

@@ -16,7 +16,7 @@ ROOT = Path(seqshap.__file__).resolve().parent
 
 # Lower layers first; a module may import its own layer and the layers below it.
 LAYERS = [
-    ("atomic", "errors", "safe_files"),
+    ("atomic", "errors", "safe_files", "_validation"),
     ("data",),
     ("models",),
     ("store",),

@@ -18,6 +18,8 @@ from seqshap.models import TRAINABLE, build_model
 from seqshap.store import ModelLoadError, load
 from seqshap.train import TrainConfig, train
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("arch", TRAINABLE)
 def test_forward_shape_and_range(arch):

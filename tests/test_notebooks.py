@@ -14,6 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -167,6 +169,7 @@ def seed_page(chromium, executed, tmp_path_factory):
         browser.close()
 
 
+@pytest.mark.browser
 def test_html_fetches_nothing_and_logs_no_errors(seed_page):
     page, errors, external = seed_page
     assert external == []
@@ -177,6 +180,7 @@ def test_html_fetches_nothing_and_logs_no_errors(seed_page):
     assert page.locator("img").count() == 3
 
 
+@pytest.mark.browser
 def test_html_shows_the_force_plot_and_the_highlighted_words(seed_page, executed):
     page, _, _ = seed_page
     force = page.locator("svg.seqshap-force")

@@ -127,6 +127,7 @@ def test_completeness_at_ordinary_scales(data, dtype):
 
 @PROPERTY
 @given(data=st.data(), dtype=st.sampled_from([torch.float32, torch.float64]))
+@pytest.mark.slow
 def test_saturating_and_overflowing_weights_never_give_silent_nan(data, dtype):
     """Scales that saturate every squash (10, 1e3) and that overflow float32 (1e20, 1e30)."""
     net, vocab, T = data.draw(small_models((10.0, 1e3, 1e20, 1e30)))

@@ -205,6 +205,7 @@ def assert_png(path: Path, min_w: int, min_h: int) -> None:
         assert im.size[1] >= min_h
 
 
+@pytest.mark.browser
 def test_browser_shows_report_without_errors(browser, report, tmp_path):
     page, errors, external = open_page(browser, report / "index.html")
     shot = tmp_path / "report.png"
@@ -227,6 +228,7 @@ def test_browser_shows_report_without_errors(browser, report, tmp_path):
     page.close()
 
 
+@pytest.mark.browser
 def test_browser_shows_injected_script_as_text_and_never_runs_it(browser, evil_report, tmp_path):
     page, errors, external = open_page(browser, evil_report / "index.html")
     page.screenshot(path=str(tmp_path / "evil.png"), full_page=True)
@@ -242,6 +244,7 @@ def test_browser_shows_injected_script_as_text_and_never_runs_it(browser, evil_r
     page.close()
 
 
+@pytest.mark.browser
 def test_browser_opens_a_force_plot_file(browser, report, tmp_path):
     page, errors, external = open_page(browser, report / "force_01.svg")
     shot = tmp_path / "force.png"
@@ -264,5 +267,29 @@ def test_browser_opens_a_force_plot_file(browser, report, tmp_path):
     page.close()
 
 
+@pytest.mark.browser
 def test_chromium_is_debians(chromium):
     assert chromium == shutil.which("chromium")
+
+
+def test_report_command_explains_against_the_models_own_background(tiny_model, tmp_path):
+    """``seqshap report`` chooses its background as every command does: the model directory's
+    background.json (here three texts that are not the IMDB training reviews)."""
+    import subprocess
+    import sys
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model.path, model_dir)
+    own = ["A plain film.", "Nothing special, nothing bad.", "It was a film."]
+    (model_dir / "background.json").write_text(json.dumps({"source": "three plain texts", "texts": own}))
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "seqshap.cli", "report", "--model", str(model_dir), "--n", "1", "--out", str(out),
+         "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert "three plain texts (model/background.json)" in index
+    (e,) = json.loads((out / "explanations.json").read_text(encoding="utf-8"))
+    assert e["base_value"] == pytest.approx(float(tiny_model.predict(own).mean()), abs=1e-6)

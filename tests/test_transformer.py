@@ -119,11 +119,10 @@ def test_explanations_of_a_trained_transformer_read_as_words(tiny_transformer, i
     assert len(words) == int(exp.visible.sum())
 
 
-def test_deeplift_default_reference_is_the_empty_text_and_a_bare_net_is_refused_by_name(tiny_transformer, imdb):
-    """A row of padding only has no real token to pool over. A model that knows its tokenizer
-    falls back to its empty text (the start token alone) and adds up; a bare ``nn.Module`` gets a
-    refusal that says why and what to do; a text reference works."""
-    from seqshap.attribution import DeepLift, NonFiniteError
+def test_deeplift_default_reference_is_the_empty_text_also_for_a_bare_net(tiny_transformer, imdb):
+    """The default reference is the empty text as the tokenizer writes it (the start token alone);
+    a bare ``nn.Module`` gets the native tokenizer's, so the same row; a text reference works."""
+    from seqshap.attribution import DeepLift
 
     text = imdb["test"].texts[0]
     dl = DeepLift(tiny_transformer)
@@ -133,11 +132,32 @@ def test_deeplift_default_reference_is_the_empty_text_and_a_bare_net_is_refused_
     assert exp.base_value == pytest.approx(float(tiny_transformer.predict([""])[0]), abs=1e-6)
     assert np.isfinite(exp.values).all()
     assert exp.completeness_error < 1e-4
-    with pytest.raises(NonFiniteError, match=r"default reference, a row of padding only.*reference=\.\.\."):
-        DeepLift(tiny_transformer.net, maxlen=tiny_transformer.maxlen).shap_values(tiny_transformer.encode([text]))
+    bare = DeepLift(tiny_transformer.net, maxlen=tiny_transformer.maxlen)
+    assert bare.background.tolist() == dl.background.tolist()
+    np.testing.assert_allclose(bare.attribute(tiny_transformer.encode([text])), exp.values[None], atol=1e-6)
     exp = DeepLift(tiny_transformer, reference=["an ordinary film"]).explain([text])[0]
     assert np.isfinite(exp.values).all()
     assert exp.completeness_error < 1e-4
+
+
+def test_a_row_of_padding_only_gives_the_heads_bias_and_explains_exactly(tiny_transformer, imdb):
+    """No real token: the mean over nothing is the zero vector, so the output is sigmoid(bias) (the
+    answer on no evidence). Rows with a real token are untouched, and explaining against (or explaining)
+    such a row adds up, in float32 and float64."""
+    from seqshap.attribution import DeepExplainer
+
+    net, T = tiny_transformer.net, tiny_transformer.maxlen
+    pad = torch.zeros(1, T, dtype=torch.long)
+    with torch.no_grad():
+        assert net(pad).item() == pytest.approx(torch.sigmoid(net.fc.bias).item(), abs=1e-7)
+    x = tiny_transformer.encode([imdb["test"].texts[0], "a fine film"])
+    for dtype, tol in ((None, 1e-4), (torch.float64, 1e-9)):
+        ex = DeepExplainer(net, torch.cat([pad, x[1:]]), dtype=dtype)
+        ex.shap_values(x)
+        assert ex.last_errors_.max() < tol
+        ex = DeepExplainer(net, x, dtype=dtype)
+        ex.shap_values(pad)
+        assert ex.last_errors_.max() < tol
 
 
 # --------------------------------------------------------------------------- closed forms

@@ -7,7 +7,6 @@ the whole module; the overload test holds its explainer lock to fill the queue f
 from __future__ import annotations
 
 import html
-import io
 import json
 import math
 import os
@@ -15,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from pathlib import Path
@@ -25,41 +23,14 @@ import httpx
 import numpy as np
 import pytest
 
+from helpers import REVIEW, LiveServer, small_archive
 from seqshap.cli import main
 from seqshap.web import create_app
-from seqshap.web.server import make_server
+
+pytestmark = pytest.mark.server
 
 BACKGROUND = 20  # fewer reviews than the default 100: the same code path, quicker tests
 MAX_CHARS, MAX_BATCH, QUEUE_LIMIT = 2000, 3, 2
-REVIEW = (
-    "A wonderful, moving film: the acting is superb and the story is beautiful. "
-    "The ending was a bit dull, but I loved it."
-)
-
-
-class LiveServer:
-    """uvicorn serving ``app`` on 127.0.0.1 in a background thread (port chosen by the OS),
-    set up as ``seqshap serve`` sets it up (``options``: :func:`seqshap.web.server.make_server`'s)."""
-
-    def __init__(self, app, **options):
-        self.app = app
-        self.server = make_server(app, host="127.0.0.1", port=0, log_level="warning", **options)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
 
 
 @pytest.fixture(scope="module")
@@ -426,6 +397,7 @@ def explain_in_page(pg, text: str) -> str:
     return pg.get_attribute("#status", "data-state")
 
 
+@pytest.mark.browser
 def test_page_explains_a_review(page, client, server, tmp_path):
     expected = client.post("/api/explain", json={"text": REVIEW}).json()
     assert explain_in_page(page, REVIEW) == "done"
@@ -454,6 +426,7 @@ def test_page_explains_a_review(page, client, server, tmp_path):
     assert page.hosts <= {netloc, "data"}
 
 
+@pytest.mark.browser
 def test_page_shows_markup_in_a_review_as_text_and_runs_nothing(page):
     review = (
         'Loved it <img src=x onerror="window.pwned=1"> and <script>window.pwned=2</script> '
@@ -468,6 +441,7 @@ def test_page_shows_markup_in_a_review_as_text_and_runs_nothing(page):
     assert page.problems == []
 
 
+@pytest.mark.browser
 def test_page_shows_the_servers_error_message(page):
     assert explain_in_page(page, "?! ... !!") == "error"
     assert page.inner_text("#status") == ("Error: text has no words (only punctuation or symbols); nothing to explain")
@@ -482,18 +456,6 @@ def test_serve_command_fails_fast_on_a_bad_model_dir(tmp_path, capsys):
     assert "not a model directory" in capsys.readouterr().err
     assert time.monotonic() - t0 < 5  # before the IMDB background is read
     assert main(["serve", "--max-chars", "0"]) == 2
-
-
-def small_archive(path: Path, imdb, n: int = 5) -> Path:
-    """An aclImdb-layout tar.gz of ``n`` real reviews per split (reading it beats reading 50,000)."""
-    with tarfile.open(path, "w:gz") as tar:
-        for split in ("train", "test"):
-            for i, (text, label) in enumerate(zip(imdb[split].texts[:n], imdb[split].labels[:n], strict=True)):
-                data = text.encode("utf-8")
-                info = tarfile.TarInfo(f"aclImdb/{split}/{'pos' if label else 'neg'}/{i}_{8 if label else 2}.txt")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 def test_serve_command_serves_and_stops_on_ctrl_c(tiny_model, imdb, tmp_path):

@@ -20,9 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from safetensors.torch import load_file, save_file
 
 import seqshap
+from helpers import REVIEW, LiveServer
 from seqshap.attribution import DeepExplainer
 from seqshap.web import create_app
-from test_web import REVIEW, LiveServer
+
+pytestmark = pytest.mark.server
 
 BACKGROUND = 20
 GOOD = [

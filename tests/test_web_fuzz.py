@@ -17,8 +17,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from helpers import REVIEW, LiveServer
 from seqshap.web import create_app
-from test_web import REVIEW, LiveServer
+
+pytestmark = pytest.mark.server
 
 EXAMPLES = 25  # per operation and mode: 2 x 2 x 25 for the POSTs, 3 x 25 (at most) for the GETs
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

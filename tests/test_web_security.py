@@ -13,9 +13,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from helpers import REVIEW, LiveServer
 from seqshap.web import create_app
 from seqshap.web.security import SECURITY_HEADERS
-from test_web import REVIEW, LiveServer
+
+pytestmark = pytest.mark.server
 
 BACKGROUND = 10
 KEY = "k3y-for-the-tests-only-0123456789"
@@ -279,6 +281,7 @@ def browser(chromium):
         b.close()
 
 
+@pytest.mark.browser
 def test_docs_render_offline_in_chromium(browser, server, tmp_path):
     ctx = browser.new_context(viewport={"width": 1200, "height": 1000})
     page = ctx.new_page()
@@ -303,6 +306,7 @@ def test_docs_render_offline_in_chromium(browser, server, tmp_path):
     ctx.close()
 
 
+@pytest.mark.browser
 def test_page_works_in_chromium_after_signing_in(browser, server):
     ctx = browser.new_context()
     page = ctx.new_page()

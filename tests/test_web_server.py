@@ -17,8 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers import REVIEW, small_archive
 from seqshap.cli import main
-from test_web import REVIEW, small_archive
+
+pytestmark = pytest.mark.server
 
 KEY = "a-key-for-these-tests-0123456789"
 
@@ -105,8 +107,8 @@ def test_a_taken_port_is_one_line_before_the_model_loads(tiny_model, archive):
         ([], {"SEQSHAP_API_KEY": "short"}, "$SEQSHAP_API_KEY: the key is 5 characters; use at least 16"),
         (["--api-key-file", "MISSING"], {}, "cannot read it"),
         (["--api-key-file", "SPACED"], {}, "the key must be one word"),
-        (["--batch-wait-ms", "-1"], {}, "--batch-wait-ms must be 0 or more"),
-        (["--header-timeout", "0"], {}, "--header-timeout must be positive"),
+        (["--batch-wait-ms", "-1"], {}, "argument --batch-wait-ms: must be a number of 0 or more, got '-1'"),
+        (["--header-timeout", "0"], {}, "argument --header-timeout: must be a positive number, got '0'"),
     ],
     ids=["open without a key", "key and no-auth", "key twice", "short key", "missing file", "two words", "wait", "hdr"],
 )

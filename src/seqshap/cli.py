@@ -30,7 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # a bad option: its one line is printed (commands/common.py); --help exits 0
+        if e.code in (0, None):
+            raise
+        return int(e.code) if isinstance(e.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except UsageError as e:

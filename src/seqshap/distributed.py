@@ -21,7 +21,9 @@ Schedulers
     with seqshap installed). Run one single-threaded worker per core (``--nthreads 1``): an
     explainer explains one batch at a time.
 
-The model files and background texts travel once per worker: a :class:`Payload` is scattered
+The model directory's files (all of them: a native model's three, a Hugging Face directory's
+config, weights and tokenizer files, a converted Keras model's) and the background texts travel
+once per worker: a :class:`Payload` is scattered
 to every worker (``broadcast=True``) and each worker builds its explainer from it on its first
 chunk and keeps it (later chunks on that worker find it in :data:`_EXPLAINERS`). Only the
 chunk's texts travel with each task. Workers send back the chunk's JSON-able state; this
@@ -46,14 +48,14 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic
+from ._validation import POSITIVE
 from .background import default_background
 from .errors import DistributedError
 from .importance import WordImportance
-from .store import CONFIG, DEFAULT_MODEL_DIR, VOCAB, WEIGHTS
+from .store import DEFAULT_MODEL_DIR
 
 CHUNK_FORMAT = "seqshap.importance-chunk/1"
 RUN_FORMAT = "seqshap.importance-run/1"
-MODEL_FILES = (CONFIG, VOCAB, WEIGHTS)  # all an explainer needs (metrics.json is not)
 SCHEDULERS = ("local", "processes")  # plus any "tcp://host:port" (or tls://, ws://, ...) address
 
 
@@ -65,7 +67,7 @@ class Payload:
     """
 
     token: str  # identifies model + background + options; the worker's cache key
-    files: dict[str, bytes]  # model directory files, name -> bytes
+    files: dict[str, bytes]  # every file of the model directory (not its subfolders), name -> bytes
     background: tuple[str, ...]  # background texts
     output: str = "probability"
     batch_size: int = 25  # reviews per explainer.explain call (same as the single-process run)
@@ -202,19 +204,36 @@ def make_payload(
 ) -> Payload:
     """Read the model directory and fingerprint model + background + options."""
     directory = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
-    if not directory.is_dir():
-        raise DistributedError(f"{directory}: not a model directory")
-    files = {}
-    for name in MODEL_FILES:
-        try:
-            files[name] = (directory / name).read_bytes()
-        except FileNotFoundError:
-            raise DistributedError(f"{directory}: missing {name}") from None
+    files = model_files(directory)
     background = tuple(str(t) for t in background)
     if not background:
         raise DistributedError("the background is empty")
-    token = _sha256(*(files[n] for n in MODEL_FILES), _json_bytes(list(background)), _json_bytes([output, batch_size]))
+    token = _sha256(_files_digest(files).encode(), _json_bytes(list(background)), _json_bytes([output, batch_size]))
     return Payload(token, files, background, output, batch_size, torch_threads)
+
+
+def model_files(directory: Path) -> dict[str, bytes]:
+    """Every file of a model directory, name -> bytes: whatever its kind needs to load (a native
+    model's config/vocab/weights, a Hugging Face directory's config, weights and tokenizer files).
+    Subfolders (a training checkpoint) and hidden files stay behind."""
+    if not directory.is_dir():
+        raise DistributedError(f"{directory}: not a model directory")
+    files = {}
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        try:
+            files[path.name] = path.read_bytes()
+        except OSError as e:
+            raise DistributedError(f"{path}: cannot read it ({e})") from None
+    if not files:
+        raise DistributedError(f"{directory}: holds no files; not a model directory")
+    return files
+
+
+def _files_digest(files: dict[str, bytes]) -> str:
+    """One fingerprint of the model files, names included (in name order)."""
+    return _sha256(*(part for name in sorted(files) for part in (name.encode("utf-8"), files[name])))
 
 
 def _chunks(n: int, chunk_size: int, ids: Sequence | None) -> list[_Chunk]:
@@ -236,7 +255,7 @@ def _manifest(
         "n_chunks": n_chunks,
         "batch_size": payload.batch_size,
         "output": payload.output,
-        "model_sha256": _sha256(*(payload.files[n] for n in MODEL_FILES)),
+        "model_sha256": _files_digest(payload.files),
         "background_n": len(payload.background),
         "background_sha256": _sha256(_json_bytes(list(payload.background))),
         "reviews_sha256": _sha256(_json_bytes([list(texts), labels, ids])),
@@ -564,10 +583,10 @@ def _checked_inputs(
             raise ValueError(f"{len(texts)} texts but {len(ids)} ids")
     if not texts:
         raise ValueError("no texts to explain")
-    if chunk_size < 1 or batch_size < 1 or background_n < 1:
-        raise ValueError("chunk_size, batch_size and background_n must be at least 1")
-    if n_workers is not None and n_workers < 1:
-        raise ValueError(f"n_workers must be at least 1, got {n_workers}")
+    for name, value in (("chunk_size", chunk_size), ("batch_size", batch_size), ("background_n", background_n)):
+        POSITIVE.check(name, value)
+    if n_workers is not None:
+        POSITIVE.check("n_workers", n_workers)
     if scheduler not in SCHEDULERS and not _is_address(scheduler):
         raise ValueError(
             f"unknown scheduler {scheduler!r}: use 'local', 'processes' or a Dask "

@@ -9,9 +9,11 @@ review), so every occurrence of a word is pooled instead. For each word:
 
 A word is the word as written, lowercased: a subword tokenizer's pieces of one word
 (``"un" "##believ" "##able"``) are pooled as that one word, with their summed value (for the
-native tokenizer a word is one token, so nothing changes there). ``<pad>``, ``<start>``,
-special tokens (``[CLS]``, ``<s>``, ...) and unknown words (``<oov>``, ``[UNK]``) are skipped:
-they are not words (every unknown word shares one id, so pooling them would mix unrelated words).
+native tokenizer a word is one token, so nothing changes there). Padding, start and special
+tokens (``[CLS]``, ``<s>``, ...) are not words, as the tokenizer's layout says
+(:attr:`Explanation.visible <seqshap.Explanation.visible>`); unknown words (``<oov>``, ``[UNK]``:
+the layout's ``unknown_id``) are counted but not pooled (every unknown word shares one id, so
+pooling them would mix unrelated words).
 
 Only numbers live here (the accumulator, the table, running an explainer over texts);
 the table's HTML, plot and folder of files are drawn by :mod:`seqshap.viz.importance`.
@@ -34,10 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic
+from ._validation import POSITIVE
 from .attribution.explanation import Explanation
-from .data.tokenize import HIDDEN_TOKENS, UNKNOWN_TOKENS
-
-SKIP = HIDDEN_TOKENS | UNKNOWN_TOKENS
+from .data.layout import TokenLayout
 
 
 def _grow(partials: list[float], x: float) -> None:
@@ -112,16 +113,33 @@ class WordImportance:
         elif target != self.target:
             self.target = PREDICTED
 
-    def add_tokens(self, tokens: Iterable[str], values: Iterable[float], output_space: str | None = None) -> None:
-        """Add one explained text: ``tokens`` ``[T]`` with ``values`` ``[T]``."""
+    def add_tokens(
+        self,
+        tokens: Iterable[str],
+        values: Iterable[float],
+        output_space: str | None = None,
+        ids: Iterable[int] | None = None,
+        layout: TokenLayout | None = None,
+    ) -> None:
+        """Add one explained text: ``tokens`` ``[T]`` with ``values`` ``[T]``. With their ``ids``
+        ``[T]`` and the tokenizer's ``layout``, padding and special tokens are left out and unknown
+        words counted, as :meth:`add` does; without, every token is a word."""
         tokens, values = list(tokens), np.asarray(values, dtype=np.float64).ravel()
         if len(tokens) != len(values):
             raise ValueError(f"{len(tokens)} tokens but {len(values)} values")
         if not np.all(np.isfinite(values)):
             raise ValueError("attributions contain NaN or inf")
-        pairs = zip(tokens, values.tolist(), strict=True)
+        if (ids is None) != (layout is None):
+            raise ValueError("give both ids and layout (which positions are words), or neither")
+        word, unknown = np.ones(len(tokens), dtype=bool), np.zeros(len(tokens), dtype=bool)
+        if ids is not None and layout is not None:
+            id_row = np.asarray(list(ids), dtype=np.int64)
+            if id_row.shape != (len(tokens),):
+                raise ValueError(f"{len(tokens)} tokens but {id_row.size} ids")
+            word, unknown = layout.visible(id_row), layout.is_unknown(id_row)
         self._add_words(
-            [(None if t in UNKNOWN_TOKENS else t, v) for t, v in pairs if t not in HIDDEN_TOKENS], output_space
+            [(None if u else t, v) for t, v, w, u in zip(tokens, values.tolist(), word, unknown, strict=True) if w],
+            output_space,
         )
 
     def _add_words(self, words: list[tuple[str | None, float]], output_space: str | None) -> None:
@@ -205,8 +223,7 @@ class WordImportance:
 
     def table(self, min_count: int = 5) -> ImportanceTable:
         """Words seen at least ``min_count`` times, most positive mean first."""
-        if min_count < 1:
-            raise ValueError(f"min_count must be at least 1, got {min_count}")
+        POSITIVE.check("min_count", min_count)
         rows = []
         for w, c in self._count.items():
             if c < min_count:

@@ -104,8 +104,9 @@ def write_report(
     progress: bool = False,
     batch_size: int = 25,
 ) -> Path:
-    """Explain the first ``n_explain`` test reviews against the first ``n_background``
-    training reviews and write ``out_dir/index.html`` plus every picture beside it.
+    """Explain the first ``n_explain`` test reviews against the first ``n_background`` texts of
+    the model's background (its directory's ``background.json``, else the training reviews) and
+    write ``out_dir/index.html`` plus every picture beside it.
 
     ``importance_n`` (default ``n_explain``) test reviews are pooled for the global word
     importance (words seen at least ``min_count`` times). ``reviews``/``background`` (a
@@ -114,7 +115,7 @@ def write_report(
     path of ``index.html``.
     """
     from .attribution import DeepExplainer
-    from .background import Background
+    from .background import Background, model_background
     from .data import load_task
 
     if n_explain < 1 or n_background < 1:
@@ -130,6 +131,10 @@ def write_report(
         raise ValueError(f"{out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     chosen, background = (background, None) if isinstance(background, Background) else (None, background)
+    if chosen is None and background is None and reviews is None:
+        # as every command chooses (seqshap.background): the model directory's own background.json
+        # first, else the IMDB training reviews of `data`
+        chosen = model_background(model, n_background)
     if data is None and (reviews is None or (background is None and chosen is None)):
         data = load_task(model.config.get("task") or "imdb")  # sentiment, or star ratings
     splits = data or {}

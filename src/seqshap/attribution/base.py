@@ -6,8 +6,11 @@ A method takes a :class:`seqshap.SeqshapModel` or an ``nn.Module`` (ids ``[n, T]
 unwrapping the model, the output space, input checks, the plain forward and building
 :class:`Explanation` objects live here, once.
 
-The *players* of the perturbation and Shapley methods are the visible words (ids other than
-padding 0 and start 1); "a word is absent" means it is replaced by padding in place.
+Which positions are words is the tokenizer's answer, :class:`~seqshap.data.layout.TokenLayout`:
+a method reads ``model.vocab.layout`` (native or Hugging Face), or the ``layout`` it is given; a
+bare ``nn.Module`` without one gets the native tokenizer's (padding 0 in front, start token 1).
+The *players* of the perturbation and Shapley methods are those words; "a word is absent" means
+it is replaced by padding in place, special tokens kept (:meth:`TokenLayout.blank_words`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.tokenize import PAD, START, Encoding
+from .._validation import POSITIVE
+from ..data.layout import NATIVE, POSITIONS, TokenLayout
+from ..data.tokenize import Encoding
 from ..data.vocab import check_ids
 from ..errors import NonFiniteError, NoWordsError
 from .explanation import Explanation
@@ -49,11 +54,13 @@ def check_finite(
     base: np.ndarray | float | None = None,
     name: str = "input",
     texts: Sequence[str] | None = None,
+    base_name: str = "the mean output over the background",
 ) -> None:
     """Raise :class:`NonFiniteError` naming the first NaN or infinity: the model's output
     ``outputs`` ``[n]``/``[n, C]`` first (when the model itself breaks, that is the cause),
-    then the base value ``base`` (scalar, ``[n]`` or ``[C]``), then the attributions ``values``
-    ``[n, T]``/``[n, T, C]``. Rows are called ``{name} i`` (with the start of ``texts[i]``)."""
+    then the base value ``base`` (scalar, ``[n]`` or ``[C]``; ``base_name`` says what it is), then
+    the attributions ``values`` ``[n, T]``/``[n, T, C]``. Rows are called ``{name} i`` (with the
+    start of ``texts[i]``)."""
     if outputs is not None:
         out = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
         bad = np.argwhere(~np.isfinite(out))
@@ -71,8 +78,8 @@ def check_finite(
         b = np.atleast_1d(np.asarray(base, dtype=np.float64))
         if not np.isfinite(b).all():
             raise NonFiniteError(
-                f"the base value (the mean output over the background) is {b[~np.isfinite(b)][0]}: the model "
-                "produces NaN or infinity for the background"
+                f"the base value ({base_name}) is {b[~np.isfinite(b)][0]}: the model produces NaN or infinity "
+                "for that reference"
             )
     if values is not None:
         v = np.asarray(values, dtype=np.float64)
@@ -105,14 +112,27 @@ def model_lock(net: nn.Module) -> threading.RLock:
 
 
 def unwrap_model(model):
-    """``(SeqshapModel or None, nn.Module)`` for a SeqshapModel or a bare ``nn.Module``."""
-    from ..store import SeqshapModel
+    """``(SeqshapModel or None, nn.Module)`` for a SeqshapModel or a bare ``nn.Module``.
 
-    seqshap_model = model if isinstance(model, SeqshapModel) else None
-    net = model.net if seqshap_model is not None else model
-    if not isinstance(net, nn.Module):
+    A SeqshapModel is recognised by what it has (``.net``, an ``nn.Module``, and ``.encodings``),
+    not by its class: the engine does not import the model store."""
+    if isinstance(model, nn.Module):
+        return None, model
+    net = getattr(model, "net", None)
+    if not isinstance(net, nn.Module) or not callable(getattr(model, "encodings", None)):
         raise TypeError(f"model must be an nn.Module or a SeqshapModel, got {type(model).__name__}")
-    return seqshap_model, net
+    return model, net
+
+
+def layout_of(model, layout: TokenLayout | None = None) -> TokenLayout:
+    """Which positions of ``model``'s rows are words: ``layout`` if given, else its tokenizer's
+    (``model.vocab.layout``), else the native tokenizer's (a bare ``nn.Module``)."""
+    if layout is not None:
+        if not isinstance(layout, TokenLayout):
+            raise TypeError(f"layout must be a TokenLayout, got {type(layout).__name__}")
+        return layout
+    own = getattr(getattr(model, "vocab", None), "layout", None)
+    return own if isinstance(own, TokenLayout) else NATIVE
 
 
 def check_output(output: str) -> str:
@@ -227,10 +247,9 @@ def model_dtype(net: nn.Module) -> torch.dtype:
     return p.dtype if p is not None else torch.get_default_dtype()
 
 
-def visible_mask(ids: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Boolean ``[..., T]``: positions holding a word (not padding, not the start token)."""
-    ids = np.asarray(ids)
-    return (ids != PAD) & (ids != START)
+def visible_mask(ids: np.ndarray | torch.Tensor, layout: TokenLayout = NATIVE) -> np.ndarray:
+    """Boolean ``[..., T]``: positions holding a word under ``layout`` (default: the native tokenizer's)."""
+    return layout.visible(ids)
 
 
 def row_rng(seed: int, row: torch.Tensor) -> np.random.Generator:
@@ -244,19 +263,21 @@ class Attribution:
     ``model``: a :class:`seqshap.SeqshapModel` or an ``nn.Module`` mapping ids ``[n, T]`` (and,
     for gradient methods, float embeddings ``[n, T, E]``) to ``[n, outputs]``.
     ``output``: one of :data:`OUTPUT_SPACES`. ``batch_size``: rows per plain forward pass.
+    ``layout``: which positions are words (:func:`layout_of`: by default the model's tokenizer's,
+    the native one for a bare ``nn.Module``).
     """
 
     name: ClassVar[str] = "method"
     additive: ClassVar[bool] = False  # do values sum to f(x) - base?
+    base_name: ClassVar[str] = "the mean output over the background"  # what the base value is, in messages
     stochastic: ClassVar[bool] = False
     accepts_embeddings: ClassVar[bool] = False  # float inputs [n, T, E] as well as ids
 
-    def __init__(self, model, output: str = "probability", batch_size: int = 512):
+    def __init__(self, model, output: str = "probability", batch_size: int = 512, layout: TokenLayout | None = None):
         self.model, self.net = unwrap_model(model)
+        self.layout = layout_of(model, layout)
         self.output = check_output(output)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size = int(batch_size)
+        self.batch_size = POSITIVE.check("batch_size", batch_size)
         self._lock = model_lock(self.net)
 
     def __repr__(self) -> str:
@@ -272,7 +293,7 @@ class Attribution:
         """``(values [n, T], base values [n])`` for ids, embeddings (where accepted) or texts;
         :class:`NonFiniteError` if any is NaN or infinite (base values only for additive methods)."""
         values, base = self._values(self._prepare(inputs, "inputs"), output_index)
-        check_finite(values, base=base if self.additive else None)
+        check_finite(values, base=base if self.additive else None, base_name=self.base_name)
         return values, base
 
     def attribute(self, inputs, output_index: int = 0) -> np.ndarray:
@@ -308,6 +329,8 @@ class Attribution:
         if target is not None:
             output_index = resolve_target(target, self.output_classes(outputs.shape[1]), outputs.shape[1])
         which = self._explained_outputs(outputs, output_index)
+        # the model's own output first: where it breaks, that is the cause, not a reference made from it
+        check_finite(None, outputs.numpy()[np.arange(len(x)), which], texts=texts)
         values, base = np.zeros(tuple(x.shape[:2])), np.zeros(len(x))
         for c in np.unique(which).tolist():  # one pass per explained class (usually one)
             rows = np.flatnonzero(which == c)
@@ -361,7 +384,7 @@ class Attribution:
         output column ``which[i]`` of ``outputs`` ``[n, C]`` for input ``i``."""
         fx = outputs.numpy()[np.arange(len(x)), which]
         # The one place every method's explanations pass: no NaN or infinity gets out as data.
-        check_finite(values, fx, base if self.additive else None, texts=texts)
+        check_finite(values, fx, base if self.additive else None, texts=texts, base_name=self.base_name)
         err = np.abs(values.sum(1) - (fx - base)) if self.additive else np.full(len(x), np.nan)
         C = outputs.shape[1]
         # A one-output model in probability/logit space explains its positive (last) class; a
@@ -369,6 +392,7 @@ class Attribution:
         classes = self.output_classes(C)
         named = classes is not None
         out = []
+        layout = self.layout if not x.is_floating_point() else POSITIONS  # embeddings: no ids, every position
         for i in range(len(x)):
             ids = x[i].tolist() if not x.is_floating_point() else list(range(x.shape[1]))
             enc = encodings[i] if encodings is not None else None
@@ -397,6 +421,7 @@ class Attribution:
                     classes=classes if named else None,
                     output_name=None if not named or classes is None else classes[-1 if C == 1 else int(which[i])],
                     predicted=classes[int(outputs[i].argmax())] if named and classes and C > 1 else None,
+                    layout=layout,
                 )
             )
         return out
@@ -491,6 +516,37 @@ class Attribution:
             for i in range(0, len(x), self.batch_size):
                 outs.append(self._forward(x[i : i + self.batch_size]).double())
         return torch.cat(outs)
+
+    def predict_inputs(self, ids, output_index: int) -> np.ndarray:
+        """:meth:`predict` for the inputs themselves, checked first: where the model's own output is NaN,
+        that is the cause, named as such, before any reference made from the input is."""
+        out = self.predict(ids, output_index)
+        check_finite(None, out)
+        return out
+
+    def predict_reference(self, ids, output_index: int, what: str, inputs=None) -> np.ndarray:
+        """:meth:`predict` for reference rows ``[m, T]`` a method compares inputs with, checked:
+        :class:`NonFiniteError` naming ``what`` they are (IG's baseline, an occluded text, the empty
+        coalition) and the input each was made from (``inputs[j]``, ints ``[m]``; default ``j``)."""
+        out = self.predict(ids, output_index)
+        bad = np.flatnonzero(~np.isfinite(out))
+        if len(bad):
+            self.check_reference(out, what, int(inputs[bad[0]]) if inputs is not None else int(bad[0]), bad[0])
+        return out
+
+    def check_reference(self, outputs: np.ndarray, what: str, row: int, at: int | None = None) -> None:
+        """Raise :class:`NonFiniteError` if ``outputs`` (the model's outputs for ``what``, made from
+        input ``row``) hold NaN or infinity."""
+        outputs = np.atleast_1d(np.asarray(outputs, dtype=np.float64))
+        bad = np.flatnonzero(~np.isfinite(outputs)) if at is None else [at]
+        if len(bad):
+            v = outputs[int(bad[0])]
+            raise NonFiniteError(
+                f"the model's output for {what}, made from input {row}, is {v}: {self.name} compares the input "
+                "with that row, and the model gives no number for it",
+                row=row,
+                reason=f"its output for {what} is {v}",
+            )
 
     def predict(self, ids, output_index: int = 0) -> np.ndarray:
         """Output column ``output_index`` in the explained space for ids ``[m, T]`` -> float64 ``[m]``."""

@@ -11,6 +11,7 @@ and attributions are summed over the embedding dimension, one value per token.
 from __future__ import annotations
 
 import copy
+import itertools
 import threading
 from collections.abc import Sequence
 from contextvars import ContextVar
@@ -20,8 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validation import POSITIVE
+from ..data.layout import NATIVE, TokenLayout
 from ..errors import AdditivityError, NonFiniteError
-from .base import Attribution, check_finite, model_lock, select_space, token_embedding
+from .base import Attribution, check_finite, layout_of, model_lock, select_space, token_embedding
 from .canonizers import DEFAULT, Composite, check_modules
 from .pairs import Pairing, TokenSink
 from .rules import ProductRule
@@ -285,37 +288,28 @@ _COLUMNS: ContextVar[tuple[int, ...] | None] = ContextVar("seqshap_explained_col
 
 
 class DeepLift(DeepExplainer):
-    """Single-reference DeepLIFT: one reference row (default: all padding, id 0).
+    """Single-reference DeepLIFT: one reference row, by default the empty text as the model's
+    tokenizer writes it (its :class:`~seqshap.data.layout.TokenLayout`'s empty row: natively the
+    start token alone, else ``[CLS] [SEP]`` or ``<s> </s>``; then padding).
 
-    Without ``reference`` the all-padding row has the model's ``maxlen`` (or ``maxlen``); a bare
-    ``nn.Module`` without either gets the all-padding row of the first input's length. A model
-    whose tokenizer knows its empty text (a Hugging Face model: ``[CLS] [SEP]``, then padding)
-    gets that instead: a row with no token at all is no text to it. So does a native model with
-    no output for a row of padding only (the Transformer pools over its real tokens): its empty
-    text is the start token alone. ``reference_`` says which row was used.
+    Without ``reference`` the row has the model's ``maxlen`` (or ``maxlen``); a bare ``nn.Module``
+    without either gets the empty row of the first input's length. ``layout``: which positions are
+    words (default: the model's tokenizer's; the native one for a bare ``nn.Module``).
+    ``reference_`` says which row was used.
     """
 
     name = "deeplift"
 
-    def __init__(self, model, reference=None, maxlen: int | None = None, **kwargs):
+    def __init__(self, model, reference=None, maxlen: int | None = None, layout: TokenLayout | None = None, **kwargs):
+        own = layout_of(model, layout)
         T = maxlen or getattr(model, "maxlen", None)
-        vocab = getattr(model, "vocab", None)
-        self.reference_ = "given" if reference is not None else "all padding"
-        self._empty_text: torch.Tensor | None = None
-        if reference is None and T is not None:
-            empty = getattr(vocab, "empty_ids", None)
-            if callable(empty):
-                reference, self.reference_ = torch.as_tensor(empty(T)), "the empty text"
-            else:
-                reference = torch.zeros(1, T, dtype=torch.long)
-                encode = getattr(vocab, "encode", None)
-                if callable(encode):
-                    self._empty_text = torch.as_tensor(encode([""], T))
+        self.reference_ = "given" if reference is not None else "the empty text"
+        self._own_layout = own
         self._deferred: tuple | None = None
-        self._padding_reference = reference is None or (
-            torch.is_tensor(reference) and reference.dtype == torch.long and not bool(reference.any())
-        )
+        if reference is None and T is not None:
+            reference = torch.from_numpy(own.empty_row(int(T)))[None]
         super().__init__(model, reference, **kwargs)
+        self.layout = own
 
     def _set_background(self, background, weights, summarize) -> None:
         if background is None:  # no length known yet: set on first use
@@ -324,18 +318,12 @@ class DeepLift(DeepExplainer):
         try:
             super()._set_background(background, weights, summarize)
         except NonFiniteError as e:
-            if not self._padding_reference:
+            if self.reference_ == "given":
                 raise
-            if self._empty_text is not None and bool(self._empty_text.any()):
-                # A model that pools over its real tokens has no output for none: "no words" is
-                # then the empty text as its tokenizer writes it (the start token alone).
-                self._padding_reference, self.reference_ = False, "the empty text"
-                super()._set_background(self._empty_text, weights, summarize)
-                return
             raise NonFiniteError(
-                f"DeepLIFT's default reference, a row of padding only, gives this model no number ({e.reason}): "
-                "it has no output for a text without tokens. Give DeepLift(reference=...) a neutral text, "
-                "or explain against real texts with DeepExplainer",
+                f"DeepLIFT's default reference, the empty text as the tokenizer writes it (ids "
+                f"{_row_summary(background[0])}), gives this model no number ({e.reason}). Give "
+                "DeepLift(reference=...) a neutral text, or explain against real texts with DeepExplainer",
                 row=e.row,
                 reason=e.reason,
             ) from None
@@ -344,9 +332,16 @@ class DeepLift(DeepExplainer):
         if self._deferred is not None:
             with self._lock:
                 if self._deferred is not None:
-                    self._set_background(torch.zeros(1, x.shape[1], dtype=torch.long), *self._deferred)
+                    empty = torch.from_numpy(self._own_layout.empty_row(x.shape[1]))[None]
+                    self._set_background(empty, *self._deferred)
                     self._deferred = None
         return self.background
+
+
+def _row_summary(row: torch.Tensor) -> str:
+    """One row of ids, runs collapsed: ``[0 x79, 1]``."""
+    runs = [(k, len(list(g))) for k, g in itertools.groupby(row.tolist())]
+    return "[" + ", ".join(f"{k} x{n}" if n > 1 else str(k) for k, n in runs) + "]"
 
 
 @torch.no_grad()
@@ -357,11 +352,12 @@ def summarize_background(
     weights: torch.Tensor | None = None,
     iters: int = 25,
     seed: int = 0,
+    layout: TokenLayout | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted k-means over the background's mean word embeddings; returns the ``k`` real rows
-    nearest the centroids and their cluster weights (so the expected value is kept close)."""
-    if k < 1:
-        raise ValueError(f"summarize must be >= 1, got {k}")
+    """Weighted k-means over the background's mean token embeddings (padding left out: ``layout``'s
+    pad id, by default the model's own ``pad_id`` or else the native tokenizer's); returns the ``k``
+    real rows nearest the centroids and their cluster weights (so the expected value is kept close)."""
+    POSITIVE.check("summarize", k)
     n = len(background)
     w = weights if weights is not None else torch.full((n,), 1.0 / n, dtype=torch.float64)
     if background.is_floating_point():
@@ -370,7 +366,8 @@ def summarize_background(
         emb = token_embedding(net)
         if emb is None:
             raise TypeError("summarizing a background of token ids needs a model with an nn.Embedding")
-        mask = (background != getattr(net, "pad_id", 0)).unsqueeze(-1).double()
+        pad = layout.pad_id if layout is not None else getattr(net, "pad_id", NATIVE.pad_id)
+        mask = (background != pad).unsqueeze(-1).double()
         feats = (F.embedding(background, emb.weight).double() * mask).sum(1) / mask.sum(1).clamp(min=1)
     g = torch.Generator().manual_seed(seed)
     centers = feats[torch.randperm(n, generator=g)[:k]].clone()

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.tokenize import HIDDEN_TOKENS, UNKNOWN_TOKENS
+from ..data.layout import NATIVE, TokenLayout
 
 Span = tuple[int, int]
 
@@ -45,7 +45,9 @@ class Explanation:
     when the explanation was made from token ids without a text.
     ``output_name`` names what is explained (a class, e.g. ``"positive"``); ``predicted``
     is the class the model predicts; ``label`` the true class index when known, a position
-    in ``classes``.
+    in ``classes``. ``layout`` is the tokenizer's :class:`~seqshap.data.layout.TokenLayout` the
+    ids follow: which positions are words (:attr:`visible`) and which id is the unknown word
+    (default: the native tokenizer's). Its JSON form travels in ``meta["layout"]``.
     """
 
     tokens: tuple[str, ...]
@@ -66,8 +68,11 @@ class Explanation:
     classes: tuple[str, ...] | None = None
     output_name: str | None = None
     predicted: str | None = None
+    layout: TokenLayout = NATIVE
 
     def __post_init__(self) -> None:
+        if not isinstance(self.layout, TokenLayout):
+            raise TypeError(f"layout must be a TokenLayout, got {type(self.layout).__name__}")
         values = np.asarray(self.values, dtype=np.float64).copy()
         values.setflags(write=False)  # frozen means frozen, arrays included
         object.__setattr__(self, "values", values)
@@ -117,11 +122,9 @@ class Explanation:
 
     @property
     def visible(self) -> np.ndarray:
-        """Boolean mask ``[T]`` of positions a person should see (read from the text; no
-        padding, no start or special tokens)."""
-        if self.spans is not None:
-            return np.array([s is not None for s in self.spans], dtype=bool)
-        return np.array([t not in HIDDEN_TOKENS for t in self.tokens], dtype=bool)
+        """Boolean mask ``[T]`` of positions a person should see: the words, as the tokenizer's
+        layout says (no padding, no start or special tokens)."""
+        return self.layout.visible(np.asarray(self.ids, dtype=np.int64))
 
     @property
     def hidden_value(self) -> float:
@@ -136,12 +139,14 @@ class Explanation:
             key = self.word_ids[p] if self.word_ids is not None else ("pos", p)
             groups.setdefault(key, []).append(p)
         out = []
+        unknown_at = self.layout.is_unknown(np.asarray(self.ids, dtype=np.int64))
         for pos in groups.values():
             token = "".join(self.tokens[p] for p in pos)
-            unknown = any(self.tokens[p] in UNKNOWN_TOKENS for p in pos)
+            unknown = bool(unknown_at[list(pos)].any())
             span, text = None, token
-            if self.spans is not None and self.text is not None:  # visible positions all have spans
-                spans = [s for p in pos if (s := self.spans[p]) is not None]
+            # a tokenizer gives its words spans (its layout and its spans agree: tests/test_token_layout.py)
+            spans = [s for p in pos if (s := self.spans[p]) is not None] if self.spans is not None else []
+            if spans and self.text is not None:
                 span = (min(s[0] for s in spans), max(s[1] for s in spans))
                 text = self.text[span[0] : span[1]]
             out.append(Word(text, token, float(sum(self.values[p] for p in pos)), tuple(pos), span, unknown))
@@ -214,7 +219,7 @@ class Explanation:
                 {"pos": w.positions[0], "positions": list(w.positions), "word": w.text, "value": w.value}
                 for w in ranked
             ],
-            "meta": self.meta,
+            "meta": {**self.meta, "layout": self.layout.to_json()},
         }
 
     @classmethod
@@ -223,6 +228,8 @@ class Explanation:
         classes = tuple(d["classes"]) if d.get("classes") is not None else None
         true = d.get("true_label")
         label = None if true is None else (classes.index(true) if classes and true in classes else int(true))
+        meta = dict(d.get("meta") or {})
+        layout = TokenLayout.from_json(meta.pop("layout")) if "layout" in meta else NATIVE
         return cls(
             tokens=d["tokens"],
             ids=d["ids"],
@@ -236,12 +243,13 @@ class Explanation:
             output_index=int(d.get("output_index", 0)),
             text=d.get("text"),
             label=label,
-            meta=dict(d.get("meta") or {}),
+            meta=meta,
             spans=None if d.get("spans") is None else tuple(None if s is None else tuple(s) for s in d["spans"]),
             word_ids=None if d.get("word_ids") is None else tuple(d["word_ids"]),
             classes=classes,
             output_name=d.get("output_name"),
             predicted=d.get("label"),
+            layout=layout,
         )
 
     def is_finite(self) -> bool:

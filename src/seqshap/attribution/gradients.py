@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data.tokenize import PAD
-from .base import Attribution, visible_mask
+from .._validation import POSITIVE
+from .base import Attribution
 
 
 class GradXInput(Attribution):
@@ -25,7 +25,9 @@ class GradXInput(Attribution):
 
 
 class IntegratedGradients(Attribution):
-    """IG over the embeddings from the baseline "every word replaced by padding".
+    """IG over the embeddings from the baseline "every word replaced by padding, special tokens
+    kept" (:meth:`TokenLayout.blank_words <seqshap.data.layout.TokenLayout.blank_words>` of the
+    model's tokenizer layout): its base value is f(that row).
 
     The path integral uses ``steps``-point Gauss-Legendre quadrature (exact for polynomial
     paths of degree ``2*steps - 1``, so it converges much faster than a Riemann sum).
@@ -35,23 +37,23 @@ class IntegratedGradients(Attribution):
     """
 
     name, additive = "ig", True
+    base_name = "the output for the IG baseline (the text with its words replaced by padding)"
 
     def __init__(self, model, steps: int = 32, output: str = "probability", **kw):
         super().__init__(model, output, **kw)
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
+        POSITIVE.check("steps", steps)
         nodes, weights = np.polynomial.legendre.leggauss(int(steps))
         self.alphas = torch.tensor((nodes + 1) / 2)  # [S] in (0, 1)
         self.weights = torch.tensor(weights / 2)  # [S], sum 1
         self.steps = int(steps)
         self.last_deltas_: np.ndarray | None = None
 
-    @staticmethod
-    def baseline_ids(ids: torch.Tensor) -> torch.Tensor:
-        """``ids`` with every visible word replaced by padding (start token kept)."""
-        return torch.where(torch.from_numpy(visible_mask(ids)), torch.full_like(ids, PAD), ids)
+    def baseline_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """``ids`` ``[n, T]`` with every word replaced by padding, special tokens kept in place."""
+        return self.layout.blank_words(ids)
 
     def _values(self, ids, output_index):
+        fx = self.predict_inputs(ids, output_index)
         base_ids = self.baseline_ids(ids)
         S, rows = self.steps, max(1, self.batch_size // self.steps)
         phis = []
@@ -64,6 +66,8 @@ class IntegratedGradients(Attribution):
                 avg = (g.view(len(x), S, *x.shape[1:]) * self.weights.to(x.dtype).view(1, S, 1, 1)).sum(1)
                 phis.append((avg * (x - x0)).sum(-1).double().detach())
         phi = torch.cat(phis).numpy()
-        base = self.predict(base_ids, output_index)
-        self.last_deltas_ = np.abs(phi.sum(1) - (self.predict(ids, output_index) - base))
+        base = self.predict_reference(
+            base_ids, output_index, "the IG baseline (the text with its words replaced by padding)"
+        )
+        self.last_deltas_ = np.abs(phi.sum(1) - (fx - base))
         return phi, base

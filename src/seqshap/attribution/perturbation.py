@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from ..data.tokenize import PAD
-from .base import Attribution, row_rng, visible_mask
+from .base import Attribution, row_rng
 
 
 class Occlusion(Attribution):
-    """Leave-one-out: ``phi_t = f(x) - f(x with word t replaced by padding)``; 0 off words."""
+    """Leave-one-out: ``phi_t = f(x) - f(x with word t replaced by padding)``; exactly 0 at padding
+    and special tokens (the tokenizer's layout says which positions are words)."""
 
     name = "occlusion"
 
     def _values(self, ids, output_index):
-        vis = visible_mask(ids)
+        vis = self.layout.visible(ids)
         rows, cols = np.nonzero(vis)
-        occluded = ids[rows].clone()
-        occluded[np.arange(len(rows)), cols] = PAD
-        fx, fo = self.predict(ids, output_index), self.predict(occluded, output_index)
+        one = np.zeros((len(rows), ids.shape[1]), dtype=bool)
+        one[np.arange(len(rows)), cols] = True
+        occluded = self.layout.blank_words(ids[torch.from_numpy(rows)], one)
+        fx = self.predict_inputs(ids, output_index)
+        fo = self.predict_reference(occluded, output_index, "an occluded text (one word replaced by padding)", rows)
         phi = np.zeros(ids.shape, dtype=np.float64)
         phi[rows, cols] = fx[rows] - fo
         return phi, np.full(len(ids), np.nan)
@@ -38,7 +41,7 @@ class RandomBaseline(Attribution):
         self.seed = int(seed)
 
     def _values(self, ids, output_index):
-        vis = visible_mask(ids)
+        vis = self.layout.visible(ids)
         phi = np.zeros(ids.shape, dtype=np.float64)
         for i in range(len(ids)):
             phi[i, vis[i]] = row_rng(self.seed, ids[i]).standard_normal(int(vis[i].sum()))

@@ -4,8 +4,8 @@
 name               additive   what it is
 =================  =========  ==========================================================
 deepshap           yes        :class:`DeepExplainer` over a background (ours)
-deeplift           yes        :class:`DeepLift`, single reference (all padding; for a model
-                              with no output there, its empty text)
+deeplift           yes        :class:`DeepLift`, single reference: the empty text as the
+                              tokenizer writes it (start token alone; ``[CLS] [SEP]``)
 gradxinput         no         gradient x embedding, summed over the embedding dim
 ig                 yes*       Integrated Gradients over the embeddings (Gauss-Legendre),
                               ``completeness_error`` is its convergence delta
@@ -16,8 +16,9 @@ random             no         seeded N(0, 1) on visible words: the floor to beat
 =================  =========  ==========================================================
 
 Occlusion, Shapley (exact and sampled) and IG's baseline make a word absent by padding it in
-place, so their totals all equal ``f(x) - f(x without its words)``; DeepSHAP is relative to
-its background, DeepLIFT to the all-padding row.
+place, special tokens kept (the tokenizer's :class:`~seqshap.data.layout.TokenLayout` says which
+positions are words), so their totals all equal ``f(x) - f(x without its words)``; DeepSHAP is
+relative to its background, DeepLIFT to the empty text.
 """
 
 from __future__ import annotations

@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
-from ..data.tokenize import PAD
+from .._validation import PAIRS
 from ..errors import TooManyPlayersError
-from .base import Attribution, row_rng, visible_mask
+from .base import Attribution, row_rng
 
 
 def _shapley_weights(p: int) -> np.ndarray:
@@ -20,13 +19,15 @@ def _shapley_weights(p: int) -> np.ndarray:
 class ExactShapley(Attribution):
     """Shapley values of the game ``v(S) = mean_j f(x_S, r_j)`` by enumerating all coalitions.
 
-    Players are the visible words (at most ``max_players``); an absent word takes the
-    reference row's id at its position (default: padding). ``reference`` ``[k, T]`` with
-    ``k > 1`` gives the interventional (background) game that DeepSHAP approximates.
-    Cost: ``k * 2^p`` forward passes per input.
+    Players are the words (at most ``max_players``; the tokenizer's layout says which positions
+    are words); an absent word takes the reference row's id at its position (default: padding,
+    special tokens kept, so the empty coalition is the text with its words replaced by padding).
+    ``reference`` ``[k, T]`` with ``k > 1`` gives the interventional (background) game that
+    DeepSHAP approximates. Cost: ``k * 2^p`` forward passes per input.
     """
 
     name, additive = "exact-shapley", True
+    base_name = "the output for the empty coalition (the text with its words replaced by padding)"
 
     def __init__(self, model, reference=None, max_players: int = 14, output: str = "probability", **kw):
         super().__init__(model, output, **kw)
@@ -34,7 +35,7 @@ class ExactShapley(Attribution):
         self.max_players = int(max_players)
 
     def n_players(self, ids) -> np.ndarray:
-        return visible_mask(ids).sum(-1)
+        return self.layout.visible(ids).sum(-1)
 
     def supports(self, ids) -> bool:
         return bool((self.n_players(ids) <= self.max_players).all())
@@ -42,11 +43,14 @@ class ExactShapley(Attribution):
     def _values(self, ids, output_index):
         phi = np.zeros(ids.shape, dtype=np.float64)
         base = np.zeros(len(ids))
-        ref = self.reference if self.reference is not None else torch.zeros(1, ids.shape[1], dtype=torch.long)
-        if ref.shape[1] != ids.shape[1]:
-            raise ValueError(f"reference rows have length {ref.shape[1]} but the inputs have {ids.shape[1]}")
+        given = self.reference
+        if given is not None and given.shape[1] != ids.shape[1]:
+            raise ValueError(f"reference rows have length {given.shape[1]} but the inputs have {ids.shape[1]}")
+        self.predict_inputs(ids, output_index)
         for i in range(len(ids)):
-            pos = np.flatnonzero(visible_mask(ids[i]))
+            # absent words are padding unless references are given (only word positions are read)
+            ref = given if given is not None else self.layout.blank_words(ids[i : i + 1])
+            pos = self.layout.players(ids[i])
             p = len(pos)
             if p > self.max_players:
                 raise TooManyPlayersError(
@@ -54,7 +58,7 @@ class ExactShapley(Attribution):
                     f"(limit {self.max_players}); use sampling-shapley for longer inputs"
                 )
             if p == 0:
-                base[i] = float(self.predict(ids[i : i + 1], output_index)[0])
+                base[i] = float(self.predict_reference(ids[i : i + 1], output_index, "a text without words")[0])
                 continue
             masks = np.arange(2**p)
             present = ((masks[:, None] >> np.arange(p)[None, :]) & 1).astype(bool)  # [2^p, p]
@@ -62,7 +66,9 @@ class ExactShapley(Attribution):
             x = ids[i].expand(len(ref), 2**p, -1).clone()
             absent_m, absent_p = np.nonzero(~present)
             x[:, absent_m, pos[absent_p]] = ref[:, pos[absent_p]]
-            v = self.predict(x.reshape(-1, x.shape[-1]), output_index).reshape(len(ref), 2**p).mean(0)  # [2^p]
+            v = self.predict(x.reshape(-1, x.shape[-1]), output_index).reshape(len(ref), 2**p)
+            self.check_reference(v[:, 0], "the empty coalition (the text with its words replaced by padding)", i)
+            v = v.mean(0)  # [2^p]
             size = present.sum(1)
             w = _shapley_weights(p)
             for j in range(p):
@@ -75,7 +81,8 @@ class ExactShapley(Attribution):
 class SamplingShapley(Attribution):
     """Permutation-sampling Shapley (Castro et al. 2009) with antithetic pairs.
 
-    Each permutation adds the words one by one to the all-padding input and credits each
+    Each permutation adds the words one by one to the text with its words replaced by padding
+    (special tokens kept) and credits each
     word with the change it causes; a permutation and its reverse form a pair (lower
     variance). Per-permutation sums telescope, so the values add up exactly. Seeded per
     input row (a review gets the same estimate whatever batch it is in).
@@ -83,23 +90,27 @@ class SamplingShapley(Attribution):
     """
 
     name, additive, stochastic = "sampling-shapley", True, True
+    base_name = "the output for the empty coalition (the text with its words replaced by padding)"
 
     def __init__(self, model, n_permutations: int = 16, seed: int = 0, output: str = "probability", **kw):
         super().__init__(model, output, **kw)
-        if n_permutations < 2 or n_permutations % 2:
-            raise ValueError(f"n_permutations must be an even number >= 2 (antithetic pairs), got {n_permutations}")
+        PAIRS.check("n_permutations", n_permutations)
         self.n_permutations, self.seed = int(n_permutations), int(seed)
 
     def _values(self, ids, output_index):
         phi = np.zeros(ids.shape, dtype=np.float64)
         base = np.zeros(len(ids))
+        self.predict_inputs(ids, output_index)
         for i in range(len(ids)):
-            pos = np.flatnonzero(visible_mask(ids[i]))
+            pos = self.layout.players(ids[i])
             p = len(pos)
-            empty = ids[i].clone()
-            empty[pos] = PAD
+            empty = self.layout.blank_words(ids[i])
+            base[i] = float(
+                self.predict_reference(
+                    empty[None], output_index, "the empty coalition (the text with its words replaced by padding)", [i]
+                )[0]
+            )
             if p == 0:
-                base[i] = float(self.predict(empty[None], output_index)[0])
                 continue
             rng = row_rng(self.seed, ids[i])
             half = [rng.permutation(p) for _ in range(self.n_permutations // 2)]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
+from .._validation import POSITIVE
 from ..errors import UsageError
 
 if TYPE_CHECKING:
@@ -23,7 +25,15 @@ def add_command(sub, name: str, help_: str, example: str, func) -> argparse.Argu
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.set_defaults(func=func)
+    setattr(p, "error", lambda message: _one_line(p, message))  # noqa: B010 (an instance's own error())
     return p
+
+
+def _one_line(p: argparse.ArgumentParser, message: str) -> NoReturn:
+    """A bad option (argparse's own checks and the declared constraints of ``seqshap._validation``
+    used as ``type=``) ends as every usage error does: one line on stderr, exit code 2."""
+    print(f"{p.prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def add_model_option(p: argparse.ArgumentParser) -> None:
@@ -47,7 +57,7 @@ def load_model(args):
 def add_background_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--background",
-        type=int,
+        type=POSITIVE,
         default=100,
         metavar="N",
         help="explain against the first N texts of the DeepSHAP background (default 100, as the seed notebook): "

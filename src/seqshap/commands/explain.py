@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from .._validation import POSITIVE
 from .common import (
     UsageError,
     add_background_option,
@@ -62,8 +63,6 @@ def run(args) -> int:
     _check_out(args.svg, (".svg",), "--svg")
     _check_out(args.png, (".png", ".svg"), "--png")
     _check_out(args.waterfall, (".png", ".svg"), "--waterfall")
-    if args.background < 1:
-        raise UsageError("--background must be at least 1")
     from ..attribution import DeepExplainer, NoWordsError
 
     model = load_model(args)
@@ -146,7 +145,7 @@ def register(sub) -> None:
         help="the class to explain, by name (e.g. 9 for an imdb-rating model) or index (default: the positive "
         "class of a two-class model, the predicted class for more classes)",
     )
-    p.add_argument("--top", type=int, default=10, help="how many words to list (default 10)")
+    p.add_argument("--top", type=POSITIVE, default=10, help="how many words to list (default 10)")
     add_background_option(p)
     add_output_option(p)
     p.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from .._validation import NON_NEGATIVE, PAIRS, POSITIVE, between
 from .common import (
     UsageError,
     add_background_option,
@@ -15,6 +16,7 @@ from .common import (
 )
 
 DEFAULT_METHODS = "deepshap,ig,gradxinput,occlusion,random"
+SHORT_WORDS = between(1, 14, " (exact Shapley enumerates 2^words coalitions)")
 
 
 def run(args) -> int:
@@ -24,15 +26,6 @@ def run(args) -> int:
         names = parse_methods(args.methods)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    for flag in ("n", "background", "ig_steps", "threads"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            raise UsageError(f"--{flag.replace('_', '-')} must be at least 1")
-    if args.short < 0 or args.planted < 0:
-        raise UsageError("--short and --planted must be >= 0")
-    if not 1 <= args.short_words <= 14:
-        raise UsageError("--short-words must be between 1 and 14 (exact Shapley enumerates 2^words coalitions)")
-    if args.permutations < 2 or args.permutations % 2:
-        raise UsageError("--permutations must be an even number >= 2")
     import torch
 
     from ..data import load_imdb, read_labeled
@@ -94,7 +87,7 @@ def register(sub) -> None:
         run,
     )
     add_model_option(p)
-    p.add_argument("--n", type=int, default=500, help="test reviews to score (a seeded sample; default 500)")
+    p.add_argument("--n", type=POSITIVE, default=500, help="test reviews to score (a seeded sample; default 500)")
     p.add_argument(
         "--methods",
         default=DEFAULT_METHODS,
@@ -104,29 +97,29 @@ def register(sub) -> None:
     add_background_option(p)
     p.add_argument(
         "--short",
-        type=int,
+        type=NON_NEGATIVE,
         default=100,
         metavar="N",
         help="short texts for the agreement with exact Shapley (0: skip; default 100)",
     )
     p.add_argument(
         "--short-words",
-        type=int,
+        type=SHORT_WORDS,
         default=10,
         metavar="W",
         help="words per short text (the first W of a review, at most 14; default 10)",
     )
     p.add_argument(
         "--planted",
-        type=int,
+        type=NON_NEGATIVE,
         default=100,
         metavar="N",
         help="reviews for the planted-word check (0: skip; default 100)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for the sample, planting, random and sampling methods")
-    p.add_argument("--ig-steps", type=int, default=32, help="Integrated Gradients quadrature points (default 32)")
-    p.add_argument("--permutations", type=int, default=16, help="sampling-shapley permutations (default 16)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--ig-steps", type=POSITIVE, default=32, help="Integrated Gradients quadrature points (default 32)")
+    p.add_argument("--permutations", type=PAIRS, default=16, help="sampling-shapley permutations (default 16)")
+    p.add_argument("--threads", type=POSITIVE, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--data", help="CSV/JSONL file whose texts are scored instead of the IMDB test split")
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default="label")
@@ -135,7 +128,7 @@ def register(sub) -> None:
         "--whole-reviews",
         action="store_true",
         help="score only the texts the model reads whole, with padding to spare (needed for ig, "
-        "sampling-shapley and exact Shapley on a model with no output for a row of padding only, "
-        "such as the native Transformer)",
+        "sampling-shapley and exact Shapley on a model with no output for a row of padding only; "
+        "every seqshap model has one)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._validation import POSITIVE
 from .common import add_command
 
 
@@ -49,7 +50,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--maxlen",
-        type=int,
+        type=POSITIVE,
         default=None,
         help="length the texts were padded to (needed only if the model does not fix it)",
     )

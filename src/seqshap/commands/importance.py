@@ -6,6 +6,7 @@ import json
 import re
 import sys
 
+from .._validation import POSITIVE
 from .common import (
     UsageError,
     add_background_option,
@@ -23,13 +24,7 @@ from .common import (
 
 
 def run(args) -> int:
-    if args.n < 1 or args.background < 1:
-        raise UsageError("--n and --background must be at least 1")
-    if args.min_count < 1 or args.top < 1 or args.batch_size < 1:
-        raise UsageError("--min-count, --top and --batch-size must be at least 1")
     chunked = bool(args.scheduler or args.resume or args.chunk_size or args.workers)  # seqshap.distributed
-    if (args.chunk_size is not None and args.chunk_size < 1) or (args.workers is not None and args.workers < 1):
-        raise UsageError("--chunk-size and --workers must be at least 1")
     if args.scheduler and args.scheduler not in ("local", "processes") and "://" not in args.scheduler:
         raise UsageError(
             f"--scheduler must be local, processes or a Dask address like tcp://host:8786, not {args.scheduler!r}"
@@ -145,7 +140,7 @@ def register(sub) -> None:
         run,
     )
     add_model_option(p)
-    p.add_argument("--n", type=int, default=1000, help="how many test reviews to explain (default 1000)")
+    p.add_argument("--n", type=POSITIVE, default=1000, help="how many test reviews to explain (default 1000)")
     p.add_argument(
         "--target",
         metavar="CLASS",
@@ -155,9 +150,9 @@ def register(sub) -> None:
     )
     p.add_argument("--out", required=True, metavar="DIR", help="folder for word_importance.{csv,json,png,svg}")
     add_background_option(p)
-    p.add_argument("--min-count", type=int, default=10, help="keep words seen at least this often (default 10)")
-    p.add_argument("--top", type=int, default=20, help="how many top positive/negative words (default 20)")
-    p.add_argument("--batch-size", type=int, default=25, help="reviews explained at once (default 25)")
+    p.add_argument("--min-count", type=POSITIVE, default=10, help="keep words seen at least this often (default 10)")
+    p.add_argument("--top", type=POSITIVE, default=20, help="how many top positive/negative words (default 20)")
+    p.add_argument("--batch-size", type=POSITIVE, default=25, help="reviews explained at once (default 25)")
     add_output_option(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of tables")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -170,9 +165,9 @@ def register(sub) -> None:
         "(this machine's cores), 'processes' (a Dask LocalCluster) or a running Dask scheduler "
         "tcp://HOST:PORT (default: one process, no chunks)",
     )
-    p.add_argument("--chunk-size", type=int, metavar="N", help="reviews per chunk (default 250)")
+    p.add_argument("--chunk-size", type=POSITIVE, metavar="N", help="reviews per chunk (default 250)")
     p.add_argument(
-        "--workers", type=int, metavar="N", help="worker processes for local/processes (default: one per core)"
+        "--workers", type=POSITIVE, metavar="N", help="worker processes for local/processes (default: one per core)"
     )
     p.add_argument(
         "--resume",

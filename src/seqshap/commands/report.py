@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .._validation import POSITIVE
 from .common import (
     UsageError,
     add_background_option,
@@ -18,10 +19,6 @@ from .common import (
 
 
 def run(args) -> int:
-    if args.n < 1 or args.background < 1 or (args.importance_n is not None and args.importance_n < 1):
-        raise UsageError("--n, --background and --importance-n must be at least 1")
-    if args.min_count < 1:
-        raise UsageError("--min-count must be at least 1")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
@@ -31,7 +28,10 @@ def run(args) -> int:
     if args.data and args.imdb:
         raise UsageError("give either --data or --imdb, not both")
     model = load_model(args)
-    own = background_for(args, model) if args.background_file else None  # read (and checked) before the data
+    # the background every command uses (seqshap.background): --background-file, else the model's
+    # background.json, else the IMDB training reviews; with --data, the rows after the explained ones
+    with data_hint(args):
+        own = background_for(args, model) if args.background_file or not args.data else None
     reviews = background = data = None
     if args.data:  # labels read as the model's classes
         reviews, background = _own_data(args.data, args.text_column, args.label_column, args.n, model.classes)
@@ -86,17 +86,17 @@ def register(sub) -> None:
     )
     add_model_option(p)
     p.add_argument("--out", default="report", metavar="DIR", help="output folder (default: report/)")
-    p.add_argument("--n", type=int, default=10, help="explain the first N test reviews (default 10)")
+    p.add_argument("--n", type=POSITIVE, default=10, help="explain the first N test reviews (default 10)")
     add_background_option(p)
     p.add_argument(
         "--importance-n",
-        type=int,
+        type=POSITIVE,
         default=None,
         metavar="N",
         help="pool word importance over the first N test reviews (default: the explained ones)",
     )
     p.add_argument(
-        "--min-count", type=int, default=3, help="importance table: words seen at least this often (default 3)"
+        "--min-count", type=POSITIVE, default=3, help="importance table: words seen at least this often (default 3)"
     )
     add_output_option(p)
     p.add_argument("--json", action="store_true", help='print {"index": ..., "files": [...]}')

@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 
+from .._validation import NON_NEGATIVE_NUMBER, PORT, POSITIVE, POSITIVE_NUMBER
 from .common import UsageError, add_background_option, add_command, add_model_option, background_for, load_model
 
 KEY_ENV = "SEQSHAP_API_KEY"
@@ -70,21 +71,6 @@ def api_key(args) -> str | None:
 
 
 def run(args) -> int:
-    for flag, value in (
-        ("--max-chars", args.max_chars),
-        ("--max-batch", args.max_batch),
-        ("--queue-limit", args.queue_limit),
-        ("--background", args.background),
-        ("--max-connections", args.max_connections),
-    ):
-        if value < 1:
-            raise UsageError(f"{flag} must be at least 1, got {value}")
-    if args.batch_wait_ms < 0:
-        raise UsageError(f"--batch-wait-ms must be 0 or more, got {args.batch_wait_ms}")
-    if args.header_timeout <= 0:
-        raise UsageError(f"--header-timeout must be positive, got {args.header_timeout}")
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port must be 0..65535, got {args.port}")
     key = api_key(args)
     # Everything that can be checked in a second is, before ~40 s of loading.
     sock = bind(args.host, args.port)
@@ -162,13 +148,17 @@ def register(sub) -> None:
         help="address to listen on (default 127.0.0.1: this machine only; any other address needs "
         "an API key or --no-auth)",
     )
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--port", type=PORT, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument(
-        "--max-chars", type=int, default=20000, metavar="N", help="longest text accepted, in characters (default 20000)"
+        "--max-chars",
+        type=POSITIVE,
+        default=20000,
+        metavar="N",
+        help="longest text accepted, in characters (default 20000)",
     )
     p.add_argument(
         "--max-batch",
-        type=int,
+        type=POSITIVE,
         default=32,
         metavar="N",
         help="most texts in one /api/explain/batch request, and in one explainer call shared by "
@@ -176,7 +166,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--batch-wait-ms",
-        type=float,
+        type=NON_NEGATIVE_NUMBER,
         default=50.0,
         metavar="MS",
         help="how long the next explainer call waits for more requests to share it (after the last "
@@ -184,7 +174,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--queue-limit",
-        type=int,
+        type=POSITIVE,
         default=32,
         metavar="N",
         help="most requests running or waiting for the explainer; more get 503 (default 32)",
@@ -202,14 +192,14 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--max-connections",
-        type=int,
+        type=POSITIVE,
         default=100,
         metavar="N",
         help="open connections (or running requests) past which new requests get 503 at once (default 100)",
     )
     p.add_argument(
         "--header-timeout",
-        type=float,
+        type=POSITIVE_NUMBER,
         default=10.0,
         metavar="S",
         help="close a connection whose request head has not all arrived after S seconds (default 10)",

@@ -4,36 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._validation import FRACTION, POSITIVE, POSITIVE_NUMBER, at_least
 from .common import UsageError, add_command, add_data_options, data_hint
 
 FLAGS = ("--resume", "--overwrite", "--out")
 
 
-def _check_numbers(args) -> None:
-    from ..store import MAX_MAXLEN
+def run(args) -> int:
+    from ..store import MAX_MAXLEN  # loads torch: not at parse time
 
-    for flag, value, low in (
-        ("--epochs", args.epochs, 1),
-        ("--batch-size", args.batch_size, 1),
-        ("--maxlen", args.maxlen, 1),
-        ("--num-words", args.num_words, 4),
-        ("--patience", args.patience, 1),
-        ("--hidden", args.hidden, 1),
-    ):
-        if value is not None and value < low:
-            raise UsageError(f"{flag} must be at least {low}, got {value}")
     if args.maxlen > MAX_MAXLEN:
         raise UsageError(f"--maxlen must be at most {MAX_MAXLEN:,}, got {args.maxlen:,}")
-    if not args.lr > 0:
-        raise UsageError(f"--lr must be positive, got {args.lr}")
-    if not 0 < args.val_fraction < 1:
-        raise UsageError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
-    if not args.lr_decay > 0:
-        raise UsageError(f"--lr-decay must be positive, got {args.lr_decay}")
-
-
-def run(args) -> int:
-    _check_numbers(args)
     from ..models import SIZE_PARAMETER
     from ..train import OutputExistsError, TrainConfig, check_output_dir, data_record, train
 
@@ -118,27 +99,27 @@ def register(sub) -> None:
         run,
     )
     p.add_argument("--arch", choices=TRAINABLE, default="lstm")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--maxlen", type=int, default=80)
-    p.add_argument("--num-words", type=int, default=20000)
+    p.add_argument("--epochs", type=POSITIVE, default=15)
+    p.add_argument("--batch-size", type=POSITIVE, default=32)
+    p.add_argument("--lr", type=POSITIVE_NUMBER, default=1e-3)
+    p.add_argument("--maxlen", type=POSITIVE, default=80)
+    p.add_argument("--num-words", type=at_least(4), default=20000)
     p.add_argument(
         "--hidden",
-        type=int,
+        type=POSITIVE,
         default=None,
         help="the architecture's size (seqshap.models.SIZE_PARAMETER): the recurrent state of lstm, gru, bilstm "
         "and lstm2 (hidden, default 128), the CNN's filters (default 128), the Transformer's feed-forward "
         "width (ff_dim, default 128)",
     )
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--val-fraction", type=FRACTION, default=0.1)
     p.add_argument(
-        "--patience", type=int, default=3, help="stop after this many epochs without a better validation accuracy"
+        "--patience", type=POSITIVE, default=3, help="stop after this many epochs without a better validation accuracy"
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--lr-decay",
-        type=float,
+        type=POSITIVE_NUMBER,
         default=1.0,
         metavar="FACTOR",
         help="multiply the learning rate by FACTOR after each epoch whose validation accuracy "

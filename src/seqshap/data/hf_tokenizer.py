@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from .layout import TokenLayout, hf_layout
 from .tokenize import Encoding
 
 
@@ -35,6 +36,8 @@ class HFTokenizer:
         self.tokenizer = tokenizer
         self.pad_id = int(tokenizer.pad_token_id)
         self.num_words = len(tokenizer)
+        # which positions are words, read once off the tokenizer as it is set up above
+        self.layout: TokenLayout = hf_layout(tokenizer)
 
     def __repr__(self) -> str:
         return f"HFTokenizer({type(self.tokenizer).__name__}, {self.num_words} tokens)"
@@ -81,8 +84,8 @@ class HFTokenizer:
 
     def empty_ids(self, maxlen: int) -> np.ndarray:
         """The empty text as the model reads it (``[CLS] [SEP]`` or ``<s> </s>``, then padding),
-        ``[1, maxlen]``: the reference "no words at all" for this model."""
-        return self.encode([""], maxlen)
+        ``[1, maxlen]``: the reference "no words at all" for this model (its layout's empty row)."""
+        return self.layout.empty_row(maxlen)[None]
 
     def tokens(self, ids: Iterable[int]) -> list[str]:
         """Ids -> tokens; an id outside the vocabulary raises (never a silent '?')."""

@@ -22,11 +22,8 @@ BR_TAGS = ("<br />", "<br/>", "<br>")  # line breaks in the IMDB reviews; never 
 PAD, START, OOV = 0, 1, 2
 FIRST_WORD_ID = 3  # Keras imdb `index_from=3`
 PAD_TOKEN, START_TOKEN, OOV_TOKEN = "<pad>", "<start>", "<oov>"
-# Hugging Face tokenizers' special and unknown tokens (BERT/DistilBERT WordPiece, RoBERTa BPE); the
-# native tokenizer never makes them ("[", "<" and ">" separate words), so they cannot clash.
-HF_SPECIAL_TOKENS = frozenset({"[PAD]", "[CLS]", "[SEP]", "[MASK]", "<s>", "</s>", "<mask>"})
-HIDDEN_TOKENS = frozenset({PAD_TOKEN, START_TOKEN}) | HF_SPECIAL_TOKENS  # never shown as words
-UNKNOWN_TOKENS = frozenset({OOV_TOKEN, "[UNK]", "<unk>"})  # a word the vocabulary does not know
+# Which ids are words, padding or markers is the tokenizer's layout (data/layout.py), never a list
+# of token names: a vocabulary's tokens are its own.
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import atomic
+from .layout import NATIVE, TokenLayout
 from .tokenize import (
     FIRST_WORD_ID,
     OOV,
@@ -53,6 +54,12 @@ class Vocab:
 
     def __len__(self) -> int:
         return self.num_words
+
+    @property
+    def layout(self) -> TokenLayout:
+        """Which positions of an encoded row are words: padding 0 in front, the start token 1
+        (:data:`~seqshap.data.layout.NATIVE`)."""
+        return NATIVE
 
     def ids(self, text: str, start: bool = True) -> list[int]:
         """Unpadded ids of one text (start token first, as Keras imdb's ``start_char``)."""

@@ -10,9 +10,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from .._validation import NON_NEGATIVE
 from ..attribution import Attribution, ExactShapley, TooManyPlayersError, make_method
-from ..attribution.base import as_inputs
-from .metrics import BINS, NATIVE, Layout, agreement, in_top, plant_word, removal_scores
+from ..attribution.base import as_inputs, layout_of
+from ..data.layout import NATIVE, TokenLayout
+from .metrics import BINS, agreement, in_top, plant_word, removal_scores
 
 POSITIVE_WORDS = ("excellent", "superb", "wonderful", "perfect", "brilliant", "great")
 NEGATIVE_WORDS = ("worst", "awful", "waste", "terrible", "boring", "bad")
@@ -121,7 +123,7 @@ def evaluate(
     chunk: int = 25,
     progress: bool = False,
     model_name: str = "model",
-    layout: Layout = NATIVE,
+    layout: TokenLayout = NATIVE,
 ) -> FaithfulnessResult:
     """Score every method.
 
@@ -190,7 +192,7 @@ def _reference_values(
     return values
 
 
-def _plant(hosts: torch.Tensor, words: tuple[int, ...], seed: int, predict, meta: dict, layout: Layout):
+def _plant(hosts: torch.Tensor, words: tuple[int, ...], seed: int, predict, meta: dict, layout: TokenLayout):
     """Host ``i`` with ``words[i % len]`` planted at a seeded place: (rows ``[h, T]``, positions ``[h]``)."""
     rng = np.random.default_rng(seed)
     made = [plant_word(hosts[i].numpy(), words[i % len(words)], rng, layout) for i in range(len(hosts))]
@@ -209,7 +211,7 @@ def _removal_row(
     chunk: int,
     mine: dict,
     bar: _Progress,
-    layout: Layout,
+    layout: TokenLayout,
 ) -> MethodScores:
     """Deletion, comprehensiveness, sufficiency, cost and completeness of one method on the reviews
     (every method scored with the same ``predict``)."""
@@ -264,7 +266,7 @@ def _score_agreement(
     chunk: int,
     mine: dict,
     bar: _Progress,
-    layout: Layout,
+    layout: TokenLayout,
 ) -> None:
     """Pearson, Kendall and top-3 overlap with the reference on the short texts, into ``row``."""
     values = ref_values if method is reference else _attribute_all(method, short, chunk)
@@ -287,7 +289,7 @@ def _score_planted(
     chunk: int,
     mine: dict,
     bar: _Progress,
-    layout: Layout,
+    layout: TokenLayout,
 ) -> None:
     """Share of planted words among the method's top ``top_k`` |values|, into ``row``."""
     if isinstance(method, ExactShapley) and not method.supports(rows):
@@ -332,43 +334,27 @@ def planted_word_ids(model, positive=POSITIVE_WORDS, negative=NEGATIVE_WORDS) ->
     return [model.vocab.word_to_id[w] for w in order], order
 
 
-def layout_of(model) -> Layout:
-    """How ``model`` (a :class:`SeqshapModel`) lays a text out in a row: natively (padding and the
-    start token in front), or a Hugging Face tokenizer's way (its pad id at the end; its special
-    tokens other than padding, unknown and mask, e.g. ``[CLS]``/``[SEP]``, are markers)."""
-    from ..data.hf_tokenizer import HFTokenizer
-
-    vocab = getattr(model, "vocab", None)
-    if not isinstance(vocab, HFTokenizer):
-        return NATIVE
-    tok = vocab.tokenizer
-    words = {vocab.pad_id, tok.unk_token_id, tok.mask_token_id}
-    return Layout(
-        pad=vocab.pad_id, markers=frozenset(int(i) for i in tok.all_special_ids if i not in words), pad_right=True
-    )
-
-
 # Methods whose reference is the text with every word padded: for a text that fills the row (natively:
-# no start token left) that is a row of padding only. Not deeplift: where a row of padding only has no
-# output, its default reference is the empty text.
+# no start token left) that is a row of padding only. Not deeplift: its default reference is the empty
+# text as the tokenizer writes it (natively the start token alone).
 EMPTY_REFERENCE = ("ig", "sampling-shapley", "exact-shapley", "shap-partition")
 
 
 def empty_row_output(model) -> float:
-    """The model's output for a row of padding only (NaN for the native Transformer, which has no
-    token to attend to or pool; a Hugging Face row always keeps [CLS]/[SEP], so its "no words" row is
-    never that row)."""
+    """The model's output for a row of padding only (finite for every seqshap model; the native
+    Transformer pools over nothing to the zero vector). A layout whose tokenizer truncates at the end
+    keeps its markers ([CLS]/[SEP]), so its "no words" row is never that row: 0.0 without a pass."""
     layout = layout_of(model)
-    if layout.pad_right:
+    if layout.padding_side == "right":
         return 0.0
-    row = torch.full((1, model.maxlen), layout.pad, dtype=torch.long)
+    row = torch.from_numpy(layout.place([], model.maxlen))[None]
     return float(np.ravel(model.predict_ids(row))[0])
 
 
 def whole_texts(model, texts: list[str]) -> list[str]:
     """The texts the model reads whole with room to spare: some padding left in the row, so nothing is
     cut by ``maxlen`` (natively the start token survives, even with a planted word added)."""
-    pad = layout_of(model).pad
+    pad = layout_of(model).pad_id
     keep: list[bool] = []
     for i in range(0, len(texts), 2000):
         keep += (model.encode(texts[i : i + 2000]).numpy() == pad).any(1).tolist()
@@ -418,8 +404,8 @@ def run_on_imdb(
     """
     if n < 1 or n > len(test_texts):
         raise ValueError(f"n must be between 1 and {len(test_texts)}, got {n}")
-    if n_short < 0 or n_planted < 0:
-        raise ValueError("n_short and n_planted must be >= 0")
+    NON_NEGATIVE.check("n_short", n_short)
+    NON_NEGATIVE.check("n_planted", n_planted)
     order = np.random.default_rng(seed).permutation(len(test_texts))
     main = [test_texts[i] for i in order[:n]]
     ids = model.encode(main)

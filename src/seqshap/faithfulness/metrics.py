@@ -15,50 +15,22 @@ For a bin ``k%`` the top ``ceil(k% * n_words)`` words (at least one) are used.
 
 Each is reported per bin and as the mean over bins (the AOPC).
 
-Rows follow a :class:`Layout`: the native one (padding 0 in front, a start token 1) by default,
-or a Hugging Face tokenizer's (its pad id at the end, ``[CLS]``/``[SEP]`` kept, never ranked).
+Rows follow the model's :class:`~seqshap.data.layout.TokenLayout` (its tokenizer's): the native one
+(padding 0 in front, a start token 1) by default, or a Hugging Face tokenizer's (its pad id at the
+end, ``[CLS]``/``[SEP]`` kept, never ranked).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.tokenize import PAD, START
+from ..data.layout import NATIVE, TokenLayout
 
 BINS: tuple[float, ...] = (1, 5, 10, 20, 50)
 Predict = Callable[[np.ndarray], np.ndarray]  # ids [m, T] -> output column 0 [m]
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How a model's rows hold a text: the padding id, the marker ids that are not words but stay
-    when words are removed (the start token; ``[CLS]``/``[SEP]``), and the side padding goes on."""
-
-    pad: int = PAD
-    markers: frozenset[int] = frozenset({START})
-    pad_right: bool = False
-
-    def visible(self, ids: np.ndarray) -> np.ndarray:
-        """Boolean ``[..., T]``: positions holding a word (not padding, not a marker)."""
-        ids = np.asarray(ids)
-        return (ids != self.pad) & ~np.isin(ids, list(self.markers))
-
-    def place(self, kept: np.ndarray, length: int, dtype) -> np.ndarray:
-        """``kept`` ids re-padded to ``[length]`` on this layout's side."""
-        out = np.full(length, self.pad, dtype=dtype)
-        if len(kept):
-            if self.pad_right:
-                out[: len(kept)] = kept
-            else:
-                out[length - len(kept) :] = kept
-        return out
-
-
-NATIVE = Layout()  # seqshap's own tokenizer: Keras ids, padding and truncation in front
 
 
 def predicted_class(p: np.ndarray) -> np.ndarray:
@@ -79,36 +51,36 @@ def n_top(n_words: int, pct: float) -> int:
     return int(min(n_words, max(1, math.ceil(pct * n_words / 100 - 1e-9))))
 
 
-def rank_words(values: np.ndarray, ids: np.ndarray, cls: int, layout: Layout = NATIVE) -> np.ndarray:
+def rank_words(values: np.ndarray, ids: np.ndarray, cls: int, layout: TokenLayout = NATIVE) -> np.ndarray:
     """Visible positions ``[n_words]`` ordered from most to least supportive of class ``cls``."""
     pos = np.flatnonzero(layout.visible(ids))
     score = values[pos] if cls == 1 else -values[pos]
     return pos[np.argsort(-score, kind="stable")]
 
 
-def pad_in_place(ids: np.ndarray, positions: np.ndarray, layout: Layout = NATIVE) -> np.ndarray:
-    """``ids [T]`` with ``positions`` replaced by padding."""
-    out = ids.copy()
-    out[positions] = layout.pad
-    return out
+def pad_in_place(ids: np.ndarray, positions: np.ndarray, layout: TokenLayout = NATIVE) -> np.ndarray:
+    """``ids [T]`` with the words at ``positions`` replaced by padding (:meth:`TokenLayout.blank_words`)."""
+    which = np.zeros(len(ids), dtype=bool)
+    which[positions] = True
+    return layout.blank_words(ids, which)
 
 
-def remove_words(ids: np.ndarray, positions: np.ndarray, layout: Layout = NATIVE) -> np.ndarray:
+def remove_words(ids: np.ndarray, positions: np.ndarray, layout: TokenLayout = NATIVE) -> np.ndarray:
     """``ids [T]`` without ``positions``; the rest closes up and is re-padded (in front, natively)."""
     keep = np.ones(len(ids), dtype=bool)
     keep[positions] = False
-    return layout.place(ids[keep & (ids != layout.pad)], len(ids), ids.dtype)
+    return layout.place(ids[keep & (ids != layout.pad_id)], len(ids), ids.dtype)
 
 
-def keep_words(ids: np.ndarray, positions: np.ndarray, layout: Layout = NATIVE) -> np.ndarray:
+def keep_words(ids: np.ndarray, positions: np.ndarray, layout: TokenLayout = NATIVE) -> np.ndarray:
     """Only ``positions`` (and the markers: start token, ``[CLS]``/``[SEP]``) of ``ids [T]``, in order, re-padded."""
-    keep = np.isin(ids, list(layout.markers))
+    keep = np.isin(ids, list(layout.special_ids))
     keep[positions] = True
     return layout.place(ids[keep], len(ids), ids.dtype)
 
 
 def removal_scores(
-    predict: Predict, ids: np.ndarray, values: np.ndarray, bins: tuple[float, ...] = BINS, layout: Layout = NATIVE
+    predict: Predict, ids: np.ndarray, values: np.ndarray, bins: tuple[float, ...] = BINS, layout: TokenLayout = NATIVE
 ) -> dict[str, np.ndarray]:
     """Deletion, comprehensiveness and sufficiency per review and bin, each ``[n, len(bins)]``.
 
@@ -165,7 +137,7 @@ def top_overlap(a: np.ndarray, b: np.ndarray, k: int = 3) -> float:
 
 
 def agreement(
-    values: np.ndarray, reference: np.ndarray, ids: np.ndarray, k: int = 3, layout: Layout = NATIVE
+    values: np.ndarray, reference: np.ndarray, ids: np.ndarray, k: int = 3, layout: TokenLayout = NATIVE
 ) -> dict[str, np.ndarray]:
     """Per-review Pearson, Kendall tau-b and top-``k`` overlap over the visible words, ``[n]`` each."""
     vis = layout.visible(ids)
@@ -179,7 +151,7 @@ def agreement(
 
 # ---- planted words ---------------------------------------------------------------------------------
 def plant_word(
-    ids: np.ndarray, word_id: int, rng: np.random.Generator, layout: Layout = NATIVE
+    ids: np.ndarray, word_id: int, rng: np.random.Generator, layout: TokenLayout = NATIVE
 ) -> tuple[np.ndarray, int]:
     """Insert ``word_id`` at a random place among the words of ``ids [T]``.
 
@@ -189,12 +161,12 @@ def plant_word(
     last word (as the tokenizer's end truncation would). Returns the new row and the planted
     word's position.
     """
-    if layout.pad_right:
+    if layout.padding_side == "right":
         return _plant_right(ids, word_id, rng, layout)
-    seq = ids[ids != layout.pad]
+    seq = ids[ids != layout.pad_id]
     full = len(seq) >= len(ids)
     # never before the start token; in a full row never first (that id is the one dropped)
-    lo = 1 if full or (len(seq) and seq[0] in layout.markers) else 0
+    lo = 1 if full or (len(seq) and seq[0] in layout.special_ids) else 0
     at = int(rng.integers(lo, len(seq) + 1))
     seq = np.concatenate([seq[:at], [word_id], seq[at:]]).astype(ids.dtype)
     if len(seq) > len(ids):
@@ -202,9 +174,11 @@ def plant_word(
     return layout.place(seq, len(ids), ids.dtype), len(ids) - len(seq) + at
 
 
-def _plant_right(ids: np.ndarray, word_id: int, rng: np.random.Generator, layout: Layout) -> tuple[np.ndarray, int]:
-    seq = ids[ids != layout.pad]
-    marker = np.isin(seq, list(layout.markers))
+def _plant_right(
+    ids: np.ndarray, word_id: int, rng: np.random.Generator, layout: TokenLayout
+) -> tuple[np.ndarray, int]:
+    seq = ids[ids != layout.pad_id]
+    marker = np.isin(seq, list(layout.special_ids))
     lead = int(np.argmin(marker)) if not marker.all() else min(1, len(seq))  # [CLS] (none is a word)
     trail = int(np.argmin(marker[::-1])) if not marker.all() else len(seq) - lead  # [SEP]
     full = len(seq) >= len(ids)
@@ -217,7 +191,7 @@ def _plant_right(ids: np.ndarray, word_id: int, rng: np.random.Generator, layout
     return layout.place(seq, len(ids), ids.dtype), at
 
 
-def in_top(values: np.ndarray, ids: np.ndarray, position: int, k: int = 5, layout: Layout = NATIVE) -> bool:
+def in_top(values: np.ndarray, ids: np.ndarray, position: int, k: int = 5, layout: TokenLayout = NATIVE) -> bool:
     """Whether ``position`` is among the ``k`` visible words with the largest |value|."""
     pos = np.flatnonzero(layout.visible(ids))
     top = pos[np.argsort(-np.abs(values[pos]), kind="stable")[:k]]

@@ -9,6 +9,14 @@ so a key is in or out, never "almost"), padded positions are left out of the poo
 positions count back from the *end* of the text, which front padding never moves. So a
 review's prediction does not depend on how much padding it has.
 
+A row of padding only (a text whose every word was taken out, as Integrated Gradients' baseline,
+occlusion of a one-word text or the Shapley games' empty coalition make it) has no real token
+to pool over: the mean over nothing is the zero vector, so the model's output there is its head's
+bias through the sigmoid/softmax, the answer it gives on no evidence at all. Inside, such a row
+attends over its padding instead of over nothing (a softmax over no keys is 0/0); that pass is
+finite and read by nothing. For a row with a real token both changes add exactly 0: its numbers
+are those of the model without them, bit for bit.
+
 The padding mask comes from :class:`PaddingMask`, a module of its own: the explainer reads
 its output as an input feature (like an embedding), which is how the mask's share of the
 difference between a review and a reference of another length is attributed to positions.
@@ -63,9 +71,20 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.softmax(z, dim=-1)
 
 
-def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``h`` ``[B, T, D]`` over positions with ``mask`` ``[B, T]`` = 1 -> ``[B, D]``."""
-    return (h * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+def masked_mean(h: torch.Tensor, mask: torch.Tensor, empty: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of ``h`` ``[B, T, D]`` over positions with ``mask`` ``[B, T]`` = 1 -> ``[B, D]``; with
+    ``empty`` ``[B, 1]`` (1 for a row with no such position, see :func:`empty_rows`) the mean over
+    nothing is the zero vector."""
+    count = mask.sum(1, keepdim=True)
+    return (h * mask.unsqueeze(-1)).sum(1) / (count if empty is None else count + empty)
+
+
+def empty_rows(mask: torch.Tensor) -> torch.Tensor:
+    """``[B, 1]``: 1 for a row whose ``mask`` ``[B, T]`` has no real token, else exactly 0.
+
+    Computed from the mask by a max and a subtraction, both with exact DeepLIFT rules: the
+    explainer treats it as it treats the mask (a function of which positions are real)."""
+    return 1.0 - mask.amax(1, keepdim=True)
 
 
 class SelfAttention(nn.Module):
@@ -161,9 +180,13 @@ class TransformerClassifier(TextClassifier):
                 f"input has {T} positions; this model has position embeddings for {self.position.num_embeddings}"
             )
         mask = self.mask(x, self.embedding.weight[PAD])
+        # A row of padding only attends over its padding (finite, never pooled) and pools to the
+        # zero vector; for every other row `empty` is 0 and `keys` is `mask` (see the module doc).
+        empty = empty_rows(mask)
+        keys = mask + empty
         # Counting back from the end: the last token is position 0 however much padding precedes it.
         pos = self.position(torch.arange(T - 1, -1, -1, device=x.device))
         h = self.embed(x) + pos
         for block in self.blocks:
-            h = block(h, mask)
-        return self.fc(masked_mean(self.final_norm(h), mask))
+            h = block(h, keys)
+        return self.fc(masked_mean(self.final_norm(h), mask, empty))
