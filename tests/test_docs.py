@@ -105,6 +105,8 @@ PAGES_WITH_EXAMPLES = [p for p in doc_pages() if any(b.runs for b in parse_page(
 
 DRIVER = r"""
 import json, subprocess, sys
+
+pytestmark = pytest.mark.slow
 steps = json.load(open(sys.argv[1]))
 namespace = {"__name__": "__main__"}
 for s in steps:
@@ -173,6 +175,7 @@ def example_runs(tmp_path_factory) -> dict[Path, tuple[subprocess.CompletedProce
     return {p: f.result() for p, f in futures.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_pages_examples_run(page, example_runs):
     r, steps = example_runs[page]
@@ -408,6 +411,7 @@ def open_page(request, browser, site):
         v.close()
 
 
+@pytest.mark.browser
 def test_the_browser_check_sees_a_request_leaving_the_machine(browser, tmp_path):
     """The check is not vacuous: a page that loads a font from elsewhere is caught (and aborted)."""
     page = tmp_path / "leaky.html"
@@ -417,6 +421,7 @@ def test_the_browser_check_sees_a_request_leaving_the_machine(browser, tmp_path)
     v.page.close()
 
 
+@pytest.mark.browser
 def test_deepexplainer_reference_shows_its_parameters(open_page):
     v = open_page("reference/seqshap.html")
     heading = v.page.locator('[id="seqshap.DeepExplainer"]')
@@ -435,6 +440,7 @@ def test_deepexplainer_reference_shows_its_parameters(open_page):
     assert v.external == []
 
 
+@pytest.mark.browser
 def test_search_finds_background(open_page):
     v = open_page("index.html")
     v.page.locator("label.md-search__icon, .md-search__input").first.click()
@@ -452,6 +458,7 @@ def test_search_finds_background(open_page):
     assert v.external == []
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("path", ["index.html", "concepts.html", "guides/explain-one-text.html", "benchmarks.html"])
 def test_pictures_load(open_page, path):
     v = open_page(path)

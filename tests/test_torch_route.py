@@ -27,6 +27,8 @@ MODEL_PY = """
 import torch
 from torch import nn
 
+pytestmark = pytest.mark.slow
+
 
 class TextClassificationModel(nn.Module):
     def __init__(self, vocab_size, embed_dim, num_class):
@@ -200,6 +202,7 @@ def test_report_on_the_users_model(model_dir, user_files, tmp_path):
     assert (out / "index.html").exists()
 
 
+@pytest.mark.server
 def test_real_server_explains_the_users_model(model_dir):
     proc = subprocess.Popen(
         [*SEQSHAP, "serve", "--model", str(model_dir), "--code", str(model_dir / "my_model.py"), "--port", "0",

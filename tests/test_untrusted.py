@@ -25,14 +25,16 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 import seqshap
+from helpers import build_hf, wordpiece
 from seqshap import ModelLoadError, safe_files
 from seqshap.background import Background, read_background_file, save_background
 from seqshap.data import DataFileError
 from seqshap.store import DEFAULT_MODEL_DIR
 from seqshap.web.security import SECURITY_HEADERS
 from test_bad_inputs import max_rss_mib
-from test_hf import build, wordpiece
 from test_web_server import Served
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 TEXTS = [
     "the acting was great but the plot was unbelievably awful",
@@ -47,7 +49,7 @@ EARLY_MIB = 500  # a refusal before any weight is read: measured 220 to 260 MiB 
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory) -> Path:
     """A tiny saved BertForSequenceClassification (2 layers, hidden 32) with its fast tokenizer."""
-    return build("bert", tmp_path_factory.mktemp("hf") / "bert", wordpiece(TEXTS))
+    return build_hf("bert", tmp_path_factory.mktemp("hf") / "bert", wordpiece(TEXTS), ["negative", "positive"], 48)
 
 
 @pytest.fixture(scope="module")
