@@ -106,7 +106,6 @@ PAGES_WITH_EXAMPLES = [p for p in doc_pages() if any(b.runs for b in parse_page(
 DRIVER = r"""
 import json, subprocess, sys
 
-pytestmark = pytest.mark.slow
 steps = json.load(open(sys.argv[1]))
 namespace = {"__name__": "__main__"}
 for s in steps:

@@ -19,6 +19,8 @@ from safetensors.torch import save_file
 
 from seqshap.data import Vocab
 
+pytestmark = pytest.mark.slow
+
 SEQSHAP = [sys.executable, "-m", "seqshap.cli"]
 TEXT = "A wonderful, moving film with a weak ending."
 
@@ -27,7 +29,6 @@ MODEL_PY = """
 import torch
 from torch import nn
 
-pytestmark = pytest.mark.slow
 
 
 class TextClassificationModel(nn.Module):

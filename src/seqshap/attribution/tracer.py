@@ -50,6 +50,8 @@ _SAME = frozenset(
         *("__neg__", "mul", "__mul__", "__rmul__", "div", "__truediv__", "pad", "tril", "triu", "reshape_as"),
     }
 )
+# Reductions replayed on the shadow through their own exact rules (a max over indicators is "any").
+_REDUCE_REPLAY = frozenset({"amax", "amin", "max", "min", "maximum", "minimum"})
 _CASTS = frozenset(
     {"to", "float", "double", "half", "long", "int", "bool", "byte", "short", "type", "type_as", "detach", "bfloat16"}
 )
@@ -325,7 +327,7 @@ class DeepLiftMode(TorchFunctionMode):
                 return self.run(lambda: a + b - a * b)
             if name in ("any", "all") and (len(args) > 1 or "dim" in kwargs):
                 return self._reduce_logic(name, shadow_of(args[0]), args, kwargs)
-            if name in _SAME or name in ELEMENTWISE:
+            if name in _SAME or name in ELEMENTWISE or name in _REDUCE_REPLAY:
                 sargs = tree_map(shadow_of, args)
                 skw = {k: shadow_of(v) for k, v in kwargs.items() if k != "dtype"}
                 if not any(isinstance(t, torch.Tensor) and t.requires_grad for t in _tensors((sargs, skw))):
