@@ -214,6 +214,21 @@ class _Linear(OpRule):
         return _PairwiseLinear.linear(mode, func, args, kwargs)
 
 
+class _AddMM(OpRule):
+    """``addmm(bias, x, W) = bias + x @ W`` (GPT-2's Conv1D) with a constant ``W``: a linear map on the
+    unique rows; with ``x`` and ``W`` both signals, the bilinear rule."""
+
+    def __call__(self, mode, func, args, kwargs):
+        bound = _bind(("input", "mat1", "mat2", "beta", "alpha"), args, kwargs)
+        bias, x, w = bound["input"], bound["mat1"], bound["mat2"]
+        beta, alpha = bound.get("beta", 1), bound.get("alpha", 1)
+        if _signal(w) or _signal(bias) or not _signal(x) or beta != 1 or alpha != 1:
+            if _signal(x) and _signal(w):
+                return mode.run(lambda: bias + x @ w)
+            return func(*args, **kwargs)
+        return pairwise_linear(mode, lambda u: torch.addmm(bias, u, w), x, lambda g: g @ w.t(), func, args, kwargs)
+
+
 class _Conv1d(OpRule):
     """``conv1d`` of one signal: computed on the unique rows (:func:`pairwise_linear`)."""
 
@@ -793,6 +808,7 @@ OP_RULES: dict[str, OpRule] = {
     **dict.fromkeys(("einsum", "outer", "kron", "tensordot"), _LinearInOne()),
     **dict.fromkeys(("linear",), _Linear()),
     **dict.fromkeys(("conv1d",), _Conv1d()),
+    **dict.fromkeys(("addmm",), _AddMM()),
     **dict.fromkeys(("masked_fill", "masked_fill_", "where"), _Select()),
     **dict.fromkeys(("__getitem__", "gather", "take_along_dim"), _Index()),
     **dict.fromkeys(("softmax", "_softmax"), _Softmax()),

@@ -286,7 +286,7 @@ def _reduced(b: int, nd: int, dims, keepdim: bool) -> int | None:
 def _getitem(b: int, nd: int, index, batch: int, out: torch.Tensor) -> int | None:
     items = index if isinstance(index, tuple) else (index,)
     if any(isinstance(i, torch.Tensor) and i.dim() > 0 for i in items) or any(isinstance(i, list) for i in items):
-        return None  # advanced indexing: the caller's rule decides
+        return _advanced(b, items, batch, out)
     used = sum(1 for i in items if i is not None and i is not Ellipsis and not isinstance(i, bool))
     expanded: list = []
     for i in items:
@@ -308,6 +308,22 @@ def _getitem(b: int, nd: int, index, batch: int, out: torch.Tensor) -> int | Non
             out_dim += 1
         src_dim += 1
     return None
+
+
+def _advanced(b: int, items: tuple, batch: int, out: torch.Tensor) -> int | None:
+    """Advanced indexing keeps the batch when the batch dim is indexed by ``arange(batch)`` (in
+    order, as ``mask[torch.arange(B)[:, None], kv]`` does) and one output dim has the batch's size."""
+    real = [i for i in items if i is not None]
+    if Ellipsis in real or b >= len(real):
+        return None
+    at = real[b]
+    if not (isinstance(at, torch.Tensor) and not at.is_floating_point() and at.numel() == batch):
+        return None
+    with torch._C.DisableTorchFunction():
+        if not bool((at.reshape(-1) == torch.arange(batch, device=at.device)).all()):
+            return None
+    sizes = [i for i, s in enumerate(out.shape) if s == batch]
+    return sizes[0] if len(sizes) == 1 else None
 
 
 def infer_bdim(
@@ -360,7 +376,8 @@ def infer_bdim(
     if name in ("linear", "conv1d", "conv2d", "embedding", "layer_norm", "group_norm", "batch_norm", "rms_norm"):
         return b if b < nd_in - 1 or name == "embedding" else None
     if name in ("matmul", "__matmul__", "__rmatmul__", "bmm", "mm", "baddbmm", "addmm"):
-        return b + (nd_out - nd_in) if b < nd_in - 2 or (nd_in == 2 and b == 0 and args[0] is src) else None
+        left = args[1] if name in ("addmm", "baddbmm") else args[0]
+        return b + (nd_out - nd_in) if b < nd_in - 2 or (nd_in == 2 and b == 0 and left is src) else None
     if nd_out == nd_in and tuple(out.shape) == tuple(src.shape):
         return b  # elementwise, casts, in-place ops, softmax, cumsum, flips, rolls ...
     if name in ("unsqueeze", "unsqueeze_"):

@@ -14,6 +14,8 @@ Two checks keep numbers honest:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
@@ -69,6 +71,7 @@ _MASK_KEEPING = frozenset(
     {"view", "reshape", "transpose", "permute", "unsqueeze", "squeeze", "contiguous", "to", "float", "type_as", "clone"}
 )
 _MASK_CONSUMERS = frozenset({"softmax", "_softmax", "amax", "max"})
+_ADDS = frozenset({"add", "__add__", "__radd__", "__iadd__", "add_"})
 # Fused attention calls that take an additive mask as an argument and read it themselves.
 _READS_ADDITIVE_MASKS = frozenset({"multi_head_attention_forward", "scaled_dot_product_attention"})
 
@@ -278,6 +281,8 @@ class DeepLiftMode(TorchFunctionMode):
                     with torch._C.DisableTorchFunction():
                         value = o.to(L.dtype)
                     shadow = L.add_leaf(value, b, pos, "mask")
+            elif name == "where" and len(args) == 3 and L.derived(args[0]) and not any(L.derived(t) for t in args[1:]):
+                shadow, masked = self._where_constants(args, o)
             elif name.startswith("masked_fill") and len(args) > 2 and _is_large_negative(args[2]):
                 keep = self.mask_signal(args[1], name)
                 if keep is not None or L.derived(args[1]):
@@ -292,6 +297,25 @@ class DeepLiftMode(TorchFunctionMode):
                 shadow = self._replay(func, name, args, kwargs, i, len(outs))
             L.record(o, b, derived=True, shadow=shadow, masked=masked)
         return out
+
+    def _where_constants(self, args, out: torch.Tensor) -> tuple[torch.Tensor | None, MaskedScores | None]:
+        """``where(cond, a, b)`` with ``cond`` computed from the ids and constant ``a``, ``b``: the
+        shadow ``c·a + (1 − c)·b``, or, where ``a`` or ``b`` is a large negative number (an
+        additive attention mask), masked scores whose keep is ``c`` (or ``1 − c``)."""
+        cond, a, b = args
+        c = self.mask_signal(cond, "where")
+        if c is None:
+            return None, None
+        if _is_large_negative(b) and not _is_large_negative(a):
+            keep, other, fill = c, a, b
+        elif _is_large_negative(a) and not _is_large_negative(b):
+            keep, other, fill = self.run(lambda: 1 - c), b, a
+        else:
+            return self.run(lambda: c * a + (1 - c) * b), None
+        with torch._C.DisableTorchFunction():
+            base = torch.zeros_like(out) + (other if not isinstance(other, torch.Tensor) else other.to(out.dtype))
+            f = float(fill) if not isinstance(fill, torch.Tensor) else float(fill.reshape(-1)[0])
+        return None, MaskedScores(base, keep, f)
 
     def _replay(self, func, name, args, kwargs, index: int, count: int) -> torch.Tensor | None:
         """The float shadow of output ``index`` of a derived call, where the step can be replayed."""
@@ -366,6 +390,8 @@ class DeepLiftMode(TorchFunctionMode):
             hit = self._masked_step(func, name, args, kwargs, masked_args)
             if hit is not _MISS:
                 return hit
+        if name in _ADDS and (added := self._additive_mask_sum(func, name, args, kwargs)) is not None:
+            return added
         if name not in _READS_MASKS and name not in _READS_ADDITIVE_MASKS:
             args, kwargs = tree_map(self._as_signal(name), (args, kwargs))
         if name in OP_RULES:
@@ -379,6 +405,33 @@ class DeepLiftMode(TorchFunctionMode):
             )
         self._record_outputs(name, args, kwargs, out, tracked)
         return out
+
+    def _additive_mask_sum(self, func, name, args, kwargs):
+        """``scores + mask`` where ``mask`` is computed from the ids and holds large negative numbers
+        (an additive attention mask, as Hugging Face builds it): masked scores for the softmax."""
+        L = self.ledger
+        if len(args) < 2:
+            return None
+        a, b = args[0], args[1]
+        for s_, A in ((a, b), (b, a)):
+            if not (isinstance(s_, torch.Tensor) and s_.requires_grad and isinstance(A, torch.Tensor)):
+                continue
+            if A.requires_grad or not L.derived(A) or not A.is_floating_point():
+                continue
+            with torch._C.DisableTorchFunction():
+                low = float(A.min()) if A.numel() else 0.0
+            if low > -1e4 or (L.info(A) is not None and L.info(A).masked is not None):
+                continue
+            keep, bias = self.additive_keep(A)
+            if keep is None:
+                continue
+            scores = self.run(lambda: s_ + bias) if bias is not None else s_
+            out = func(*args, **kwargs)
+            fill = float("-inf") if math.isinf(low) else low
+            b_out = infer_bdim(name, args, kwargs, out, L, s_)
+            L.record(out, b_out, masked=MaskedScores(scores, keep, fill))
+            return out
+        return None
 
     def _as_signal(self, name: str):
         L = self.ledger
@@ -464,9 +517,8 @@ class DeepLiftMode(TorchFunctionMode):
                 f"{name} reads scores filled with -inf or a large negative number; seqshap rules such scores in a "
                 f"softmax or a max over the masked dim (a shape change or a positive scaling on the way is fine)"
             )
-        b = L.bdim(scores)
-        L.record(out, infer_bdim(name, args, kwargs, out, L, z) if b is not None else None,
-                 masked=MaskedScores(new_scores, new_keep, fill))  # fmt: skip
+        src = next((t for t in _tensors(args) if t.requires_grad), z)
+        L.record(out, infer_bdim(name, args, kwargs, out, L, src), masked=MaskedScores(new_scores, new_keep, fill))
         return out
 
 
