@@ -227,12 +227,12 @@ def edit_config(directory: Path, **changes) -> None:
     path.write_text(json.dumps(cfg))
 
 
-def test_refuses_an_unsupported_architecture_by_name(hf_dirs, tmp_path):
-    d = copy_dir(hf_dirs["bert"], tmp_path / "gpt")
-    edit_config(d, architectures=["GPT2ForSequenceClassification"], model_type="gpt2")
+def test_refuses_an_architecture_that_is_not_a_sequence_classifier_by_name(hf_dirs, tmp_path):
+    d = copy_dir(hf_dirs["bert"], tmp_path / "mlm")
+    edit_config(d, architectures=["BertForMaskedLM"])
     (d / "model.safetensors").write_bytes(b"not even read")  # refused before any weight is touched
     with pytest.raises(
-        ModelLoadError, match=r"GPT2ForSequenceClassification.*not supported.*BertForSequenceClassification"
+        ModelLoadError, match=r"BertForMaskedLM.*not a sequence classifier.*BertForSequenceClassification.*GPT2For"
     ):
         seqshap.load(d)
 

@@ -420,12 +420,13 @@ class DeepLiftMode(TorchFunctionMode):
                 continue
             with torch._C.DisableTorchFunction():
                 low = float(A.min()) if A.numel() else 0.0
-            if low > -1e4 or (L.info(A) is not None and L.info(A).masked is not None):
+            info = L.info(A)
+            if low > -1e4 or (info is not None and info.masked is not None):
                 continue
             keep, bias = self.additive_keep(A)
             if keep is None:
                 continue
-            scores = self.run(lambda: s_ + bias) if bias is not None else s_
+            scores = self.run(lambda s_=s_, bias=bias: s_ + bias) if bias is not None else s_
             out = func(*args, **kwargs)
             fill = float("-inf") if math.isinf(low) else low
             b_out = infer_bdim(name, args, kwargs, out, L, s_)

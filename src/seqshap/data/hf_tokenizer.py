@@ -19,6 +19,14 @@ from .layout import TokenLayout, hf_layout
 from .tokenize import Encoding
 
 
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    """A token's span without the space in front that SentencePiece (``▁word``) and byte-level
+    BPE without offset trimming (``Ġword``, Llama 3's tokenizers) count as part of the token."""
+    while start < end and text[start].isspace():
+        start += 1
+    return start, end
+
+
 class HFTokenizer:
     """``tokenizer``: a ``transformers`` fast tokenizer (``tokenizer.is_fast``), used as the model
     was trained: right padding with its pad token, right truncation."""
@@ -76,7 +84,7 @@ class HFTokenizer:
         for i, ids in enumerate(batch["input_ids"]):
             word_ids = batch.word_ids(i)
             spans = tuple(
-                None if w is None else (int(s), int(e))
+                None if w is None else _trimmed(texts[i], int(s), int(e))
                 for w, (s, e) in zip(word_ids, batch["offset_mapping"][i], strict=True)
             )
             out.append(Encoding(tuple(ids), tuple(self.tokens(ids)), spans, tuple(word_ids)))

@@ -13,7 +13,15 @@ in the order Hugging Face runs them, with seams the explainer can use:
   exact attention layer while it explains;
 - the HF pooler/head runs as it is (Linear, tanh, ReLU, dropout), then softmax over the labels.
 
-Padding goes at the end (as the tokenizers do); absolute positions then never move with it.
+Every other ``*ForSequenceClassification`` (ELECTRA, ALBERT, XLM-R, DeBERTa-v2, MPNet, ModernBERT,
+GPT-2, Llama, Qwen2, Mistral, ...) runs as :class:`HFAnyClassifier`: the model's own forward, with
+eager attention, under the op-level rules (:mod:`seqshap.attribution.op_rules`); nothing of it is
+rewritten, and an operation without a rule is refused by name with the transformers line that
+calls it.
+
+Padding goes at the end (as the tokenizers do), for decoders too: every real token then keeps the
+position it has in the text alone, so the prediction is the model's own on the unpadded text
+(transformers derives positions from the row, not from the mask, so left padding would shift them).
 ``transformers`` is imported only when a directory is loaded (the ``seqshap[hf]`` extra).
 """
 
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,7 +56,8 @@ HF_ACTIVATIONS = {
     "ReLU": "relu",
 }
 
-# Architecture (config.json "architectures") -> the attribute holding its base model.
+# Architecture (config.json "architectures") -> the attribute holding its base model: these run
+# through seqshap's own explicit encoder layer (the canonized route).
 SUPPORTED = {
     "BertForSequenceClassification": "bert",
     "DistilBertForSequenceClassification": "distilbert",
@@ -59,6 +69,27 @@ HEAD_WEIGHT = {
     "distilbert": "classifier.weight",
     "roberta": "classifier.out_proj.weight",
 }
+# Run as they are under the op-level rules (HFAnyClassifier); tested in tests/test_hf_any.py. Any other
+# *ForSequenceClassification of transformers is tried the same way.
+TESTED = (
+    "AlbertForSequenceClassification",
+    "DebertaV2ForSequenceClassification",
+    "ElectraForSequenceClassification",
+    "GPT2ForSequenceClassification",
+    "LlamaForSequenceClassification",
+    "MistralForSequenceClassification",
+    "ModernBertForSequenceClassification",
+    "MPNetForSequenceClassification",
+    "Qwen2ForSequenceClassification",
+    "XLMRobertaForSequenceClassification",
+)
+_ARCH = re.compile(r"[A-Z][A-Za-z0-9]{0,80}ForSequenceClassification")
+# Model types whose position ids count from the pad id + 1 (RoBERTa's scheme): that many positions
+# fewer (MPNet counts from its fixed padding_idx 1, whatever its pad token).
+PAD_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text"})
+FIXED_OFFSET_POSITIONS = {"mpnet": 2}
+# Rows are padded to maxlen: a model with thousands of positions is read at most this many tokens.
+MAX_TOKENS = 512
 TOKENIZER_FILES = (("tokenizer.json",), ("vocab.txt",), ("vocab.json", "merges.txt"))
 INSTALL_HINT = "pip install 'seqshap[hf]'"
 
@@ -168,6 +199,64 @@ class HFClassifier(nn.Module):
         return torch.softmax(self._head(h), dim=-1)
 
 
+_NARROW = (torch.float32, torch.float16, torch.bfloat16)
+
+
+class _Float64Throughout(torch.overrides.TorchFunctionMode):
+    """While a float64 copy runs: transformers' casts to float32 (the softmax of attention with
+    ``dtype=torch.float32``, RMSNorm's ``.to(torch.float32)``, rotary tables) keep float64. The
+    copy then computes what the model computes, more precisely; without this, a fully masked
+    attention row (padding under a sliding window) turns float64's lowest number into float32's
+    -inf, and the softmax into NaN."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        name = getattr(func, "__name__", "")
+        first = args[0] if args else None
+        wide = isinstance(first, torch.Tensor) and first.dtype == torch.float64
+        if wide and name in ("float", "half", "bfloat16"):
+            return first
+        if wide and name in ("to", "type"):
+            args = tuple(torch.float64 if a in _NARROW else a for a in args)
+            if kwargs.get("dtype") in _NARROW:
+                kwargs["dtype"] = torch.float64
+        elif wide and kwargs.get("dtype") in _NARROW:
+            kwargs["dtype"] = torch.float64
+        return func(*args, **kwargs)
+
+
+class HFAnyClassifier(nn.Module):
+    """Any loaded ``*ForSequenceClassification`` run by its own forward: ids ``[B, T]``
+    (right-padded with ``pad_id``) -> softmax over the labels ``[B, num_labels]``.
+
+    The attention mask is ``ids != pad_id``, computed here from the ids as the tokenizer's would
+    be; the explainer reads it as a function of the ids (a feature of each position), so inputs
+    and references of different lengths are explained exactly. Decoders read their label at the
+    last real token, which transformers finds from the ids as well (``config.pad_token_id``)."""
+
+    def __init__(self, hf_model: Any, pad_id: int):
+        super().__init__()
+        self.arch = type(hf_model).__name__
+        self.kind = str(getattr(hf_model.config, "model_type", ""))
+        self.hf: Any = hf_model
+        self.pad_id = int(pad_id)
+        self.num_labels = int(hf_model.config.num_labels)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.hf.get_input_embeddings()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_floating_point() or x.dim() != 2:
+            raise ValueError(
+                f"{self.arch} is explained from token ids [batch, time] (its attention mask comes from "
+                f"them), got {'float ' if x.is_floating_point() else ''}{tuple(x.shape)}"
+            )
+        wide = self.get_input_embeddings().weight.dtype == torch.float64
+        with _Float64Throughout() if wide else contextlib.nullcontext():
+            out = self.hf(input_ids=x, attention_mask=(x != self.pad_id).long(), return_dict=True)
+        return torch.softmax(out.logits, dim=-1)
+
+
 # ------------------------------------------------------------------------------- loading
 def is_hf_directory(directory: Path) -> bool:
     """Does ``directory`` hold a Hugging Face model (``config.json`` with ``architectures``)?
@@ -181,10 +270,11 @@ def is_hf_directory(directory: Path) -> bool:
 
 def _architecture(directory: Path, config: dict) -> str:
     archs = config.get("architectures")
-    if not isinstance(archs, list) or len(archs) != 1 or archs[0] not in SUPPORTED:
+    if not (isinstance(archs, list) and len(archs) == 1 and isinstance(archs[0], str) and _ARCH.fullmatch(archs[0])):
         raise HFLoadError(
-            f"{directory / 'config.json'}: architecture {archs!r} is not supported; seqshap explains "
-            f"{', '.join(SUPPORTED)} (2 or more labels)"
+            f"{directory / 'config.json'}: architecture {archs!r} is not a sequence classifier; seqshap explains "
+            f"Hugging Face *ForSequenceClassification models (2 or more labels): {', '.join(SUPPORTED)} through its "
+            f"own encoder layers; {', '.join(TESTED)} as tested; any other one whose operations have exact rules"
         )
     return archs[0]
 
@@ -207,10 +297,17 @@ def _check_files(directory: Path, found: hf_checks.Directory) -> None:
         )
 
 
-def _head_rows(shapes: dict[str, tuple[int, ...]], kind: str) -> int | None:
-    """Rows of the head's output weight, from the safetensors headers."""
-    shape = shapes.get(HEAD_WEIGHT[kind])
-    return int(shape[0]) if shape else None
+# The head's output weight of other classifiers (decoders' "score", ELECTRA's and DeBERTa's "classifier").
+_HEAD_NAMES = ("score.weight", "classifier.out_proj.weight", "classifier.weight")
+
+
+def _head_rows(shapes: dict[str, tuple[int, ...]], kind: str) -> tuple[str, int] | None:
+    """The head's output weight and its rows, from the safetensors headers."""
+    for name in (HEAD_WEIGHT[kind],) if kind in HEAD_WEIGHT else _HEAD_NAMES:
+        shape = shapes.get(name)
+        if shape:
+            return name, int(shape[0])
+    return None
 
 
 def _one_line(e: BaseException) -> str:
@@ -240,11 +337,57 @@ def _quiet(transformers):
             logging.enable_progress_bar()
 
 
-def load_pretrained(directory: str | Path) -> tuple[HFClassifier, HFTokenizer, dict[str, Any]]:
+def _model_class(transformers: Any, arch: str, config_path: Path, config: dict) -> Any:
+    """transformers' class for ``arch``, checked against config.json's ``model_type``."""
+    model_class: Any = getattr(transformers, arch, None)
+    if not (isinstance(model_class, type) and issubclass(model_class, transformers.PreTrainedModel)):
+        raise HFLoadError(
+            f"{config_path}: transformers {transformers.__version__} has no {arch}; seqshap runs no code from a "
+            f"model directory (trust_remote_code is never set)"
+        )
+    config_class: Any = model_class.config_class  # type: ignore[attr-defined]
+    kind = SUPPORTED.get(arch) or str(config_class.model_type)
+    if config.get("model_type", kind) != kind:
+        raise HFLoadError(
+            f"{config_path}: model_type {config['model_type']!r} does not match {arch} (model_type {kind!r})"
+        )
+    return model_class
+
+
+def _pad_id(tokenizer: Any, hf_config: Any, config_path: Path) -> None:
+    """One padding id for the tokenizer and the model. A decoder's tokenizer often has none: its
+    ``config.pad_token_id`` is taken (as the model finds its last real token by it); a config
+    without one takes the tokenizer's; two different ones are refused (the model would read its
+    label at a padding position)."""
+    from_config = getattr(hf_config, "pad_token_id", None)
+    if isinstance(from_config, list):
+        from_config = from_config[0] if from_config else None
+    if tokenizer.pad_token_id is None:
+        if from_config is None:
+            raise HFLoadError(
+                f"{config_path}: neither the tokenizer nor config.json has a padding token, and rows of "
+                f"different lengths need one. Set it and save both again, as for training: "
+                f"tokenizer.pad_token = tokenizer.eos_token; model.config.pad_token_id = tokenizer.eos_token_id"
+            )
+        if not 0 <= int(from_config) < len(tokenizer):
+            raise HFLoadError(f"{config_path}: pad_token_id {from_config} is not a token of the tokenizer")
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(int(from_config))
+    elif from_config is None:
+        hf_config.pad_token_id = int(tokenizer.pad_token_id)
+    elif int(from_config) != int(tokenizer.pad_token_id):
+        raise HFLoadError(
+            f"{config_path}: pad_token_id {from_config} differs from the tokenizer's padding token "
+            f"{tokenizer.pad_token!r} (id {tokenizer.pad_token_id}); the model would read padding as text. "
+            f"Make them one and save both again"
+        )
+
+
+def load_pretrained(directory: str | Path) -> tuple[nn.Module, HFTokenizer, dict[str, Any]]:
     """Load a saved ``*ForSequenceClassification`` directory offline: (the network, its tokenizer,
     seqshap's config for it). The directory is untrusted input (:mod:`seqshap.models.hf_checks`):
     everything that can be checked is checked before transformers opens a file or torch allocates
-    a weight, and no code from it ever runs."""
+    a weight, and no code from it ever runs. BERT, DistilBERT and RoBERTa load as
+    :class:`HFClassifier`, every other architecture as :class:`HFAnyClassifier`."""
     directory = Path(directory)
     config_path = directory / "config.json"
     if not (config_path.exists() or config_path.is_symlink()):
@@ -254,8 +397,11 @@ def load_pretrained(directory: str | Path) -> tuple[HFClassifier, HFTokenizer, d
     if not isinstance(config, dict):
         raise HFLoadError(f"{config_path}: not a JSON object")
     arch = _architecture(directory, config)
-    kind = SUPPORTED[arch]
-    if config.get("model_type", kind) != kind:
+    canonized = arch in SUPPORTED
+    kind = SUPPORTED[arch] if canonized else config.get("model_type")
+    if not isinstance(kind, str) or not kind:
+        raise HFLoadError(f"{config_path}: 'model_type' must name the model type (a string), got {kind!r}")
+    if canonized and config.get("model_type", kind) != kind:
         raise HFLoadError(
             f"{config_path}: model_type {config['model_type']!r} does not match {arch} (model_type {kind!r})"
         )
@@ -263,20 +409,20 @@ def load_pretrained(directory: str | Path) -> tuple[HFClassifier, HFTokenizer, d
     _check_files(directory, found)
     shapes = hf_checks.header_shapes(found)
     where = found.weights[0] if len(found.weights) == 1 else directory / WEIGHTS_INDEX
-    rows = _head_rows(shapes, kind)
-    if rows is not None and rows != n_labels:
+    head = _head_rows(shapes, kind)
+    if head is not None and head[1] != n_labels:
         raise HFLoadError(
-            f"{directory}: config.json names {n_labels} labels but the classifier head has {rows} outputs "
-            f"({HEAD_WEIGHT[kind]}); fix id2label/num_labels in config.json"
+            f"{directory}: config.json names {n_labels} labels but the classifier head has {head[1]} outputs "
+            f"({head[0]}); fix id2label/num_labels in config.json"
         )
     if config.get("problem_type") in ("regression", "multi_label_classification"):
         raise HFLoadError(
             f"{config_path}: problem_type {config['problem_type']!r}; seqshap explains "
             f"single-label classifiers (softmax over the labels)"
         )
-    if config.get("is_decoder") or config.get("add_cross_attention"):
+    if canonized and (config.get("is_decoder") or config.get("add_cross_attention")):
         raise HFLoadError(f"{config_path}: a decoder (is_decoder/add_cross_attention) is not supported")
-    if config.get("position_embedding_type", "absolute") != "absolute":
+    if canonized and config.get("position_embedding_type", "absolute") != "absolute":
         raise HFLoadError(
             f"{config_path}: position_embedding_type {config['position_embedding_type']!r} "
             f"is not supported (absolute positions are)"
@@ -287,20 +433,26 @@ def load_pretrained(directory: str | Path) -> tuple[HFClassifier, HFTokenizer, d
         raise HFLoadError(
             f"{directory} is a Hugging Face model directory; loading it needs transformers: {INSTALL_HINT}"
         ) from None
-    model_class = getattr(transformers, arch)
+    model_class = _model_class(transformers, arch, config_path, config)
     with _quiet(transformers):
         try:
             # Built from the checked dict: transformers never reads config.json itself.
             hf_config = model_class.config_class.from_dict(config)
-            expected = hf_checks.expected_shapes(model_class, hf_config)
+            if not canonized:  # every step visible to the rules: no fused attention kernel
+                hf_config._attn_implementation = "eager"
+            expected = hf_checks.expected_shapes(model_class, hf_config, config_path)
+        except HFLoadError:
+            raise
         except (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError, AssertionError) as e:
             raise HFLoadError(f"{config_path}: cannot build the model ({_one_line(e)})") from None
         hf_checks.check_shapes(where, config, kind, expected, shapes)
-        rows = shapes[f"{kind}.embeddings.word_embeddings.weight"][0]
-        if found.tokens is not None and found.tokens > rows:  # before transformers builds the tokenizer
-            raise HFLoadError(
-                f"{directory}: tokenizer.json defines {found.tokens} tokens but the model's embedding has {rows} rows"
-            )
+        if canonized:
+            rows = shapes[f"{kind}.embeddings.word_embeddings.weight"][0]
+            if found.tokens is not None and found.tokens > rows:  # before transformers builds the tokenizer
+                raise HFLoadError(
+                    f"{directory}: tokenizer.json defines {found.tokens} tokens "
+                    f"but the model's embedding has {rows} rows"
+                )
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(
                 str(directory), config=hf_config, local_files_only=True, trust_remote_code=False
@@ -308,6 +460,7 @@ def load_pretrained(directory: str | Path) -> tuple[HFClassifier, HFTokenizer, d
         except Exception as e:  # transformers and tokenizers raise many types for a broken file
             files = ", ".join(f for f in hf_checks.TOKENIZER_NAMES if (directory / f).is_file())
             raise HFLoadError(f"{directory}: cannot load the tokenizer from {files} ({_one_line(e)})") from None
+        _pad_id(tokenizer, hf_config, config_path)
         try:
             hf_model, info = model_class.from_pretrained(
                 str(directory),
@@ -317,6 +470,7 @@ def load_pretrained(directory: str | Path) -> tuple[HFClassifier, HFTokenizer, d
                 trust_remote_code=False,
                 dtype=torch.float32,
                 output_loading_info=True,
+                **({} if canonized else {"attn_implementation": "eager"}),
             )
         except Exception as e:
             raise HFLoadError(f"{directory}: cannot load the model offline ({_one_line(e)})") from None
@@ -341,24 +495,36 @@ def load_pretrained(directory: str | Path) -> tuple[HFClassifier, HFTokenizer, d
         raise HFLoadError(
             f"{directory}: the tokenizer has {tok.num_words} tokens but the model's embedding has {rows_emb} rows"
         )
-    net = HFClassifier(hf_model, tok.pad_id)
+    net: HFClassifier | HFAnyClassifier = (
+        HFClassifier(hf_model, tok.pad_id) if canonized else HFAnyClassifier(hf_model, tok.pad_id)
+    )
+    n_layers = (
+        len(net.layers) if isinstance(net, HFClassifier) else getattr(hc := hf_model.config, "num_hidden_layers", None)
+    )
     hc = hf_model.config
-    positions = int(hc.max_position_embeddings) - (tok.pad_id + 1 if kind == "roberta" else 0)
+    positions = getattr(hc, "max_position_embeddings", None)
     limit = tokenizer.model_max_length
-    maxlen = min(int(limit), positions) if isinstance(limit, int) and 0 < limit < 10**9 else positions
+    limits = [int(limit)] if isinstance(limit, int) and 0 < limit < 10**9 else []
+    if isinstance(positions, int) and not isinstance(positions, bool):
+        offset = tok.pad_id + 1 if kind in PAD_OFFSET_POSITIONS else FIXED_OFFSET_POSITIONS.get(kind, 0)
+        limits.append(positions - offset)
+    if not canonized:
+        limits.append(MAX_TOKENS)
+    maxlen = min(limits) if limits else MAX_TOKENS
     if maxlen < 1:
         raise HFLoadError(
-            f"{config_path}: 'max_position_embeddings' {hc.max_position_embeddings} leaves no position for a token "
+            f"{config_path}: 'max_position_embeddings' {positions} leaves no position for a token "
             f"(pad_token_id {tok.pad_id})"
         )
+    if not canonized:
+        _try_forward(net, tok, maxlen, arch, directory)
     id2label = {int(k): str(v) for k, v in hc.id2label.items()}
-    heads = hc.n_heads if kind == "distilbert" else hc.num_attention_heads
     summary = {
         "vocab_size": rows_emb,
-        "hidden": hc.dim if kind == "distilbert" else hc.hidden_size,
-        "layers": len(net.layers),
-        "heads": heads,
-        "max_positions": int(hc.max_position_embeddings),
+        "hidden": hc.dim if kind == "distilbert" else getattr(hc, "hidden_size", None),
+        "layers": n_layers,
+        "heads": hc.n_heads if kind == "distilbert" else getattr(hc, "num_attention_heads", None),
+        "max_positions": positions,
     }
     seqshap_config = {
         "arch": arch,
@@ -368,6 +534,22 @@ def load_pretrained(directory: str | Path) -> tuple[HFClassifier, HFTokenizer, d
         "output_space": "probability",
         "padding": "right",
         "source": "huggingface",
+        "route": "canonized" if canonized else "op-level",
         "model": summary,
     }
     return net, tok, seqshap_config
+
+
+def _try_forward(net: nn.Module, tok: HFTokenizer, maxlen: int, arch: str, directory: Path) -> None:
+    """One forward of the empty text: a model that needs more than ids and a mask (images, boxes,
+    a language id) is refused here, by name, rather than in the middle of an explanation."""
+    row = torch.as_tensor(tok.empty_ids(maxlen))
+    try:
+        with torch.no_grad():
+            out = net(row)
+    except Exception as e:
+        raise HFLoadError(
+            f"{directory}: {arch} does not run on token ids and an attention mask alone ({_one_line(e)})"
+        ) from None
+    if not torch.isfinite(out).all():
+        raise HFLoadError(f"{directory}: {arch} gives NaN or infinity for the empty text")

@@ -109,8 +109,15 @@ SIZES["roberta"] = SIZES["bert"]
 HIDDEN = {"bert": ("hidden_size", "num_attention_heads"), "roberta": ("hidden_size", "num_attention_heads")}
 HIDDEN["distilbert"] = ("dim", "n_heads")
 LAYERS = {"bert": "num_hidden_layers", "roberta": "num_hidden_layers", "distilbert": "n_layers"}
+# Any other model type: every whole-number size field of config.json is bounded by its name.
+_LAYER_FIELD = re.compile(r"(^|_)(n_)?(hidden_)?layers?$|^num_hidden_layers$|^n_layer$")
+_HEADS_FIELD = re.compile(r"(^|_)(n_)?(attention_|key_value_)?heads?$|^n_head$")
+_SIZE_FIELD = re.compile(r"size|dim|positions|vocab|n_embd|n_inner|n_ctx|intermediate|layers?$|heads?$|window|buckets")
+# Buffers a model builds beside its weights (rotary tables, causal masks, position ids) are not in
+# the checkpoint, so their sizes come from config.json alone: 2**28 numbers (1 GiB in float32) at most.
+MAX_BUFFER_NUMBERS = 2**28
 _SHARD_NAME = re.compile(r"[^/\\\x00]+\.safetensors")
-_LAYER_INDEX = re.compile(r"\.layer\.(\d+)\.")
+_LAYER_INDEX = re.compile(r"\.(?:layer|layers|h|blocks?)\.(\d+)\.")
 # transformers renames these (old TensorFlow-converted checkpoints) when it loads them.
 _LEGACY_NAMES = (
     (re.compile(r"LayerNorm\.gamma$"), "LayerNorm.weight"),
@@ -331,13 +338,37 @@ def _whole(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def size_fields(config: dict, kind: str) -> dict[str, tuple[int, int]]:
+    """config.json field -> (smallest, largest value allowed): :data:`SIZES` for the kinds seqshap
+    canonizes; for any other model type every whole-number field named like a size (layers, heads,
+    hidden/intermediate size, vocabulary, positions, windows), from -1 (types use 0 or -1 for "none")."""
+    if kind in SIZES:
+        return {k: (1, limit) for k, limit in SIZES[kind].items()}
+    out = {}
+    for key, value in config.items():
+        if not (_whole(value) and isinstance(key, str) and _SIZE_FIELD.search(key)) or key.endswith("_id"):
+            continue
+        limit = MAX_LAYERS if _LAYER_FIELD.search(key) else MAX_HEADS if _HEADS_FIELD.search(key) else MAX_SIZE
+        out[key] = (-1, limit)
+    return out
+
+
+def layers_field(config: dict, kind: str) -> str:
+    """The config.json field that counts the layers."""
+    if kind in LAYERS:
+        return LAYERS[kind]
+    return next(
+        (k for k in ("num_hidden_layers", "n_layer", "n_layers", "num_layers") if k in config), "num_hidden_layers"
+    )
+
+
 def check_config(path: Path, config: dict, kind: str) -> int:
     """The sizes and labels of ``config.json`` (at ``path``) for a ``kind`` model; returns the
     number of labels. Every refusal names the file and the field."""
-    for key, limit in SIZES[kind].items():
-        if key in config and not (_whole(config[key]) and 1 <= config[key] <= limit):
-            raise HFLoadError(f"{path}: '{key}' must be a whole number from 1 to {limit:,}, got {config[key]!r}")
-    hidden_key, heads_key = HIDDEN[kind]
+    for key, (low, limit) in size_fields(config, kind).items():
+        if key in config and not (_whole(config[key]) and low <= config[key] <= limit):
+            raise HFLoadError(f"{path}: '{key}' must be a whole number from {low} to {limit:,}, got {config[key]!r}")
+    hidden_key, heads_key = HIDDEN.get(kind, ("hidden_size", "num_attention_heads"))
     hidden, heads = config.get(hidden_key), config.get(heads_key)
     if isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
         raise HFLoadError(
@@ -388,15 +419,25 @@ def _check_labels(path: Path, config: dict) -> int:
     return n
 
 
-def expected_shapes(model_class: Any, hf_config: Any) -> dict[str, tuple[int, ...]]:
+def expected_shapes(model_class: Any, hf_config: Any, where: Path | None = None) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every tensor ``model_class(hf_config)`` holds, built on the meta device
-    (no memory, no random initialisation)."""
+    (no memory, no random initialisation). Its buffers outside the checkpoint (rotary tables,
+    causal masks) are bounded too: config.json alone sizes them (``where`` names it)."""
     import torch
     from transformers.initialization import no_init_weights
 
     with torch.device("meta"), no_init_weights():
         model = model_class(hf_config)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    extra = [(n, b) for n, b in model.named_buffers() if n not in shapes]
+    total = sum(b.numel() for _, b in extra)
+    if total > MAX_BUFFER_NUMBERS:
+        name, big = max(extra, key=lambda nb: nb[1].numel())
+        raise HFLoadError(
+            f"{where or 'config.json'}: the model would build {total:,} numbers beside its weights "
+            f"(e.g. {name} {tuple(big.shape)}), more than {MAX_BUFFER_NUMBERS:,}; check the position and size fields"
+        )
+    return shapes
 
 
 def _layers(names: set[str]) -> int:
@@ -408,10 +449,10 @@ def check_shapes(where: Path, config: dict, kind: str, expected: dict[str, tuple
     line naming a few tensors and the config fields involved."""
     missing = sorted(set(expected) - set(found))
     extra = sorted(set(found) - set(expected))
-    sizes = ", ".join(f"{k}={config[k]}" for k in SIZES[kind] if k in config)
+    sizes = ", ".join(f"{k}={config[k]}" for k in size_fields(config, kind) if k in config)
     has, says = _layers(set(found)), _layers(set(expected))
     why = (
-        f"config.json says {LAYERS[kind]} {says}, the weights hold {has} layers"
+        f"config.json says {layers_field(config, kind)} {says}, the weights hold {has} layers"
         if has != says
         else f"config.json: {sizes}"
     )
@@ -440,4 +481,6 @@ __all__ = [
     "check_shapes",
     "expected_shapes",
     "header_shapes",
+    "layers_field",
+    "size_fields",
 ]
