@@ -83,6 +83,18 @@ def test_prediction_equals_the_models_own_output(arch, any_models, imdb):
     assert float(got[:, 1].max() - got[:, 1].min()) > 1e-3
 
 
+def test_explaining_leaves_the_model_as_it_was(any_models):
+    """Dropout stays off: every module's train/eval flag is what it was before the explanation."""
+    m = any_models["electra"]
+    x = m.encode([TEXT])
+    with torch.no_grad():
+        before = m.net(x)
+    DeepExplainer(m, ["ok", "a fine film"]).explain([TEXT])
+    assert not any(mod.training for mod in m.net.modules())
+    with torch.no_grad():
+        assert torch.equal(m.net(x), before)
+
+
 # -------------------------------------------------------------------------- exactness
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)

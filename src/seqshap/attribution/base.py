@@ -493,14 +493,16 @@ class Attribution:
 
     @contextlib.contextmanager
     def _plain(self):
-        """The unrewritten model, to ourselves, dropout off; its train/eval flag comes back after."""
+        """The unrewritten model, to ourselves, dropout off; every module's train/eval flag comes back
+        after, as it was (``net.train(was)`` would put a wrapper's eval-mode parts in training)."""
         with self._lock:
-            was = self.net.training
+            flags = [(m, m.training) for m in self.net.modules()]
             self.net.eval()
             try:
                 yield self.net
             finally:
-                self.net.train(was)
+                for m, mode in flags:
+                    m.training = mode
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """The explained quantity ``[m, outputs]`` for ``x`` (inside :meth:`_plain`; keeps autograd)."""

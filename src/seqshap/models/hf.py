@@ -498,6 +498,7 @@ def load_pretrained(directory: str | Path) -> tuple[nn.Module, HFTokenizer, dict
     net: HFClassifier | HFAnyClassifier = (
         HFClassifier(hf_model, tok.pad_id) if canonized else HFAnyClassifier(hf_model, tok.pad_id)
     )
+    net.eval()  # the wrapper is made in training mode, as every new nn.Module is
     n_layers = (
         len(net.layers) if isinstance(net, HFClassifier) else getattr(hc := hf_model.config, "num_hidden_layers", None)
     )
