@@ -1,5 +1,8 @@
 """Cost of explaining a DistilBERT-size classifier (6 layers, hidden 768, 12 heads, ff 3072;
-random weights: cost does not depend on them) at 128 tokens on this CPU, in one run:
+random weights: cost does not depend on them) at 128 tokens on this CPU, in one run (``--arch
+llama``: a decoder of the same size, LlamaForSequenceClassification with 6 layers, hidden 768,
+12 heads of which 4 key/value heads, SwiGLU 2048, byte-level BPE, explained through the
+op-level route):
 
 (a) seqshap DeepExplainer against 100 references (the first 100 IMDB training reviews), exact;
 (b) the same against 10 summarized references (weighted k-means of those 100);
@@ -9,6 +12,7 @@ plus one plain forward pass over the 101 rows (a) runs forward, for scale, and p
 Reviews are IMDB test reviews long enough to fill the 128 tokens.
 
     python benchmarks/hf_cost.py --reviews 1 --json benchmarks/hf_cost.json
+    python benchmarks/hf_cost.py --arch llama --reviews 1 --json benchmarks/hf_cost_llama.json
 """
 
 from __future__ import annotations
@@ -26,19 +30,23 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hf_build import classifier, save, wordpiece
+from hf_build import byte_bpe, classifier, decoder, save, wordpiece
 
 MAXLEN = 128
 
 
-def build_model(directory: Path, vocab: int):
+def build_model(directory: Path, vocab: int, arch: str = "distilbert"):
     import seqshap
     from seqshap.data import load_imdb
 
     data = load_imdb()
-    tok = wordpiece(data["train"].texts[:3000], vocab, MAXLEN)
     torch.manual_seed(0)
-    save(classifier("distilbert", tok, hidden=768, layers=6, heads=12, ff=3072), tok, directory)
+    if arch == "llama":
+        tok = byte_bpe(data["train"].texts[:3000], vocab, MAXLEN)
+        save(decoder(tok, hidden=768, layers=6, heads=12, kv_heads=4, ff=2048), tok, directory)
+    else:
+        tok = wordpiece(data["train"].texts[:3000], vocab, MAXLEN)
+        save(classifier("distilbert", tok, hidden=768, layers=6, heads=12, ff=3072), tok, directory)
     model = seqshap.load(directory)
     longer = model.vocab.tokenizer(data["test"].texts[:200], truncation=True, max_length=MAXLEN + 1)["input_ids"]
     full = [t for t, ids in zip(data["test"].texts[:200], longer, strict=True) if len(ids) > MAXLEN]
@@ -53,6 +61,7 @@ def timed(fn):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", choices=("distilbert", "llama"), default="distilbert")
     ap.add_argument("--reviews", type=int, default=1, help="reviews explained by each method (default 1)")
     ap.add_argument("--refs", type=int, default=100)
     ap.add_argument("--summarize", type=int, default=10)
@@ -63,7 +72,7 @@ def main() -> int:
     from seqshap import DeepExplainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        model, background, reviews = build_model(Path(tmp) / "distilbert-size", args.vocab)
+        model, background, reviews = build_model(Path(tmp) / f"{args.arch}-size", args.vocab, args.arch)
         texts = reviews[: args.reviews]
         bg = background[: args.refs]
         n_params = sum(p.numel() for p in model.net.parameters())
@@ -77,6 +86,7 @@ def main() -> int:
         result: dict = {
             "machine": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(),
+            "arch": model.config["arch"],
             "model": model.config["model"],
             "parameters": n_params,
             "maxlen": MAXLEN,
