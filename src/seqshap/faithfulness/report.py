@@ -257,7 +257,8 @@ def plausibility_markdown(result: FaithfulnessResult) -> list[str]:
     """The plausibility table (same methods, same reviews) and what its columns mean, as lines."""
     p = result.meta["plausibility"]
     k = p.get("k", 5)
-    headers = [h.replace("top-k", f"top-{k}") for _, h, _ in PLAUSIBILITY_COLUMNS]
+    columns = tuple((attr, h.replace("top-k", f"top-{k}"), higher) for attr, h, higher in PLAUSIBILITY_COLUMNS)
+    headers = [h for _, h, _ in columns]
     lines = [
         f"#### Plausibility: agreement with human word ratings, toward {p['direction']}",
         "",
@@ -287,7 +288,7 @@ def plausibility_markdown(result: FaithfulnessResult) -> list[str]:
         "Plausibility measures agreement with people, not with the model: a faithful explanation of a model "
         "that learned something people would not expect should score lower here.",
     ]
-    sentence = not_best_sentence(result, columns=PLAUSIBILITY_COLUMNS)
+    sentence = not_best_sentence(result, columns=columns)
     if sentence:
         lines += ["", f"**Where DeepSHAP stands on plausibility:** {sentence}"]
     return lines
