@@ -392,3 +392,56 @@ def test_cli_importance_ratings_on_the_tiny_model(tiny_model, tmp_path):
     assert rated
     assert all(w["disagrees"] == (w["mean"] < 0) for w in rated.values())  # every rating is +2
     assert (out / "word_importance.png").stat().st_size > 5000
+
+
+# ---- many classes: star ratings explain P(10) - P(1); other classes are refused -------------------------
+class Stars(nn.Module):
+    """Eight star-rating classes: logits ``z * a_c`` with ``a`` from -1 (1 star) to +1 (10 stars) and
+    ``z`` the sum of word scores (+2 for "great", -2 for "awful"), so P(10) - P(1) rises with ``z``."""
+
+    def __init__(self, vocab):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab.num_words, 1)
+        with torch.no_grad():
+            self.embedding.weight.zero_()
+            self.embedding.weight[vocab.word_to_id["great"]] = 2.0
+            self.embedding.weight[vocab.word_to_id["awful"]] = -2.0
+        self.fc = nn.Linear(1, 8, bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.linspace(-1, 1, 8).view(8, 1))
+        self.out = nn.Softmax(dim=-1)
+
+    def forward(self, x):
+        e = x if x.is_floating_point() else self.embedding(x)
+        return self.out(self.fc(e.sum(1)))
+
+
+def _stars_model(classes, task):
+    from seqshap.store import SeqshapModel
+
+    vocab = seqshap.load().vocab
+    config = {
+        "arch": "stars",
+        "maxlen": 8,
+        "name": "stars",
+        "classes": list(classes),
+        **({"task": task} if task else {}),
+    }
+    return SeqshapModel(Stars(vocab), vocab, config)
+
+
+def test_star_ratings_are_scored_toward_the_positive_end_and_other_classes_refused():
+    from seqshap.faithfulness.evaluate import run_on_imdb
+
+    texts = ["a great film", "an awful film", "great great acting", "awful and great", "the awful plot"]
+    model = _stars_model(RATING_CLASSES, "imdb-rating")
+    assert count_outputs(model) == 8
+    lexicon = {"great": 3.1, "awful": -3.0, "film": 2.0}  # planted: people call "film" positive, the model ignores it
+    res = run_on_imdb(model, texts, [], ["occlusion"], n=5, n_short=0, n_planted=0, plausibility=True, lexicon=lexicon)
+    row = res.row("occlusion")
+    assert res.meta["plausibility"]["direction"] == "P(10) - P(1)"
+    # strong occurrences: great x4 and awful x3 agree; "film" x2 gets exactly 0 (no sign): 7 of 9
+    assert (row.sign_agreement, row.n_rated) == (pytest.approx(7 / 9), 9)
+    topics = _stars_model(("sports", "politics", "tech", "a", "b", "c", "d", "e"), None)
+    with pytest.raises(NotApplicableError, match="plausibility does not apply to stars"):
+        run_on_imdb(topics, texts, [], ["occlusion"], n=5, n_short=0, n_planted=0, plausibility=True, lexicon=lexicon)
