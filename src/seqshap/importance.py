@@ -15,6 +15,10 @@ tokens (``[CLS]``, ``<s>``, ...) are not words, as the tokenizer's layout says
 the layout's ``unknown_id``) are counted but not pooled (every unknown word shares one id, so
 pooling them would mix unrelated words).
 
+A table can carry human word ratings (:meth:`ImportanceTable.with_ratings`: the VADER lexicon of
+:mod:`seqshap.faithfulness.plausibility`, matched case-insensitively): each word's rating beside its
+mean, and which words the model and people disagree on in sign.
+
 Only numbers live here (the accumulator, the table, running an explainer over texts);
 the table's HTML, plot and folder of files are drawn by :mod:`seqshap.viz.importance`.
 
@@ -29,8 +33,8 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -243,9 +247,43 @@ class ImportanceTable:
     min_count: int
     output_space: str = "probability"
     target: str | None = None  # the explained class, where it is named (see WordImportance)
+    # human word ratings (lowercase word -> rating, -4..+4), see with_ratings
+    ratings: Mapping[str, float] | None = None
+    # +1: a positive mean pushes toward positive sentiment; -1: toward negative; None: neither (no sign check)
+    rating_sign: int | None = None
+    ratings_source: str = ""
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def with_ratings(self, ratings: Mapping[str, float], sign: int | None = 1, source: str = "") -> ImportanceTable:
+        """This table with human word ratings beside the words (a copy). ``sign``: +1 when the
+        explained output is positive sentiment (a sentiment model's positive class, the highest star
+        rating), -1 when it is negative sentiment (the lowest rating), ``None`` when it is neither
+        (a middle rating: the ratings are shown, no disagreement is marked). ``source``: where the
+        ratings come from, in words."""
+        from .faithfulness.plausibility import normalise_lexicon
+
+        if sign not in (1, -1, None):
+            raise ValueError(f"sign must be 1, -1 or None, got {sign!r}")
+        return replace(self, ratings=normalise_lexicon(ratings), rating_sign=sign, ratings_source=source)
+
+    def rating(self, word: str) -> float | None:
+        """The human rating of ``word`` (``None``: unrated, or the table has no ratings)."""
+        return None if self.ratings is None else self.ratings.get(word.lower())
+
+    def disagrees(self, row: WordStat) -> bool:
+        """Do the model and people disagree in sign on ``row``'s word: ``sign(rating_sign * mean)
+        != sign(rating)``, for a rated word with a non-zero mean and rating (``False`` where there
+        is nothing to compare)."""
+        r = self.rating(row.word)
+        if r is None or self.rating_sign is None or r == 0 or row.mean == 0:
+            return False
+        return (self.rating_sign * row.mean > 0) != (r > 0)
+
+    def disagreements(self, k: int = 20) -> list[WordStat]:
+        """The ``k`` words with the largest mean |attribution| on which model and people disagree in sign."""
+        return [r for r in sorted(self.rows, key=lambda r: (-abs(r.mean), r.word)) if self.disagrees(r)][: max(0, k)]
 
     def __getitem__(self, word: str) -> WordStat:
         for r in self.rows:
@@ -265,6 +303,7 @@ class ImportanceTable:
         return sorted(self.rows, key=lambda r: (-r.mean_abs, r.word))[: max(0, k)]
 
     def to_dict(self, k: int = 20) -> dict:
+        rated = self.ratings is not None
         return {
             "n_explanations": self.n_explanations,
             "min_count": self.min_count,
@@ -272,15 +311,35 @@ class ImportanceTable:
             **({"target": self.target} if self.target is not None else {}),
             "top_positive": [r.word for r in self.top_positive(k)],
             "top_negative": [r.word for r in self.top_negative(k)],
-            "words": [asdict(r) for r in self.rows],
+            **(
+                {
+                    "ratings": {"source": self.ratings_source, "sign": self.rating_sign},
+                    "disagree": [r.word for r in self.disagreements(k)],
+                }
+                if rated
+                else {}
+            ),
+            "words": [
+                {**asdict(r), **({"rating": self.rating(r.word), "disagrees": self.disagrees(r)} if rated else {})}
+                for r in self.rows
+            ],
         }
 
     def to_csv_text(self) -> str:
+        """Every word: ``word, mean, mean_abs, count, n_reviews, sum`` (and ``rating, disagrees``
+        with ratings: the rating empty for an unrated word)."""
+        rated = self.ratings is not None
         buf = io.StringIO()
         wr = csv.writer(buf, lineterminator="\n")
-        wr.writerow(["word", "mean", "mean_abs", "count", "n_reviews", "sum"])
+        wr.writerow(
+            ["word", "mean", "mean_abs", "count", "n_reviews", "sum"] + (["rating", "disagrees"] if rated else [])
+        )
         for r in self.rows:
-            wr.writerow([r.word, repr(r.mean), repr(r.mean_abs), r.count, r.n_reviews, repr(r.sum)])
+            extra = []
+            if rated:
+                rating = self.rating(r.word)
+                extra = ["" if rating is None else repr(rating), int(self.disagrees(r))]
+            wr.writerow([r.word, repr(r.mean), repr(r.mean_abs), r.count, r.n_reviews, repr(r.sum), *extra])
         return buf.getvalue()
 
     def write_csv(self, path: str | Path) -> Path:

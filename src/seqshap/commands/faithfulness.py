@@ -32,6 +32,8 @@ def run(args) -> int:
     from ..faithfulness.evaluate import check_empty_row, run_on_imdb, whole_texts
     from ..faithfulness.report import to_markdown, write_outputs
 
+    if args.lexicon and not args.plausibility:
+        raise UsageError("--lexicon gives the ratings for --plausibility; add --plausibility")
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args)
@@ -39,6 +41,7 @@ def run(args) -> int:
         check_empty_row(model, names, args.whole_reviews)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    plausibility = plausibility_for(model, args.lexicon) if args.plausibility else None
     background = background_for(args, model)
     if args.data:
         texts = list(read_labeled(args.data, args.text_column, args.label_column).texts)
@@ -64,6 +67,7 @@ def run(args) -> int:
         ig_steps=args.ig_steps,
         n_permutations=args.permutations,
         progress=not args.quiet,
+        plausibility=plausibility or False,
     )
     result.meta["whole_reviews"] = {"kept": len(texts), "of": n_all} if args.whole_reviews else None
     paths = write_outputs(result, args.out)
@@ -71,6 +75,37 @@ def run(args) -> int:
     for p in paths.values():
         print(f"wrote {p}", file=sys.stderr)
     return 0
+
+
+LEXICON_LIMIT = 16 * 2**20  # bytes of a --lexicon file (VADER's is 0.4 MB)
+
+
+def plausibility_for(model, lexicon_path: str | None, flag: str = "--plausibility"):
+    """The :class:`~seqshap.faithfulness.plausibility.Plausibility` of ``flag``: VADER's ratings, or
+    those of the ``--lexicon`` file, toward ``model``'s positive sentiment. A usage error, before any
+    work, when the model's classes are not sentiment, the lexicon is not installed or the file is no
+    lexicon."""
+    from ..errors import UntrustedFileError
+    from ..faithfulness.plausibility import LexiconMissingError, NotApplicableError, Plausibility, direction_of
+    from ..safe_files import read_json
+
+    lexicon = None
+    if lexicon_path:
+        try:
+            lexicon = read_json(lexicon_path, LEXICON_LIMIT, "--lexicon")
+        except (UntrustedFileError, OSError) as e:
+            raise UsageError(f"--lexicon {e}") from None
+        if not isinstance(lexicon, dict):
+            raise UsageError(f"--lexicon {lexicon_path}: expected a JSON object {{word: rating}}")
+    try:
+        direction = direction_of(model)
+        if lexicon is None:
+            return Plausibility.vader(direction)
+        return Plausibility(lexicon, direction, source=f"the lexicon in {lexicon_path}")
+    except (NotApplicableError, LexiconMissingError) as e:
+        raise UsageError(f"{flag}: {e}") from None
+    except ValueError as e:
+        raise UsageError(f"--lexicon {lexicon_path}: {e}") from None
 
 
 def register(sub) -> None:
@@ -81,9 +116,10 @@ def register(sub) -> None:
         "faithfulness",
         "compare attribution methods on the same reviews: deletion AOPC, "
         "ERASER comprehensiveness/sufficiency, agreement with exact Shapley, planted words, cost "
-        "(CSV + Markdown + PNG)",
+        "and, with --plausibility, agreement with human word ratings (CSV + Markdown + PNG)",
         f"seqshap faithfulness --n 500 --methods {DEFAULT_METHODS} --out faith/\n"
-        "  seqshap faithfulness --n 50 --methods deepshap,deeplift,sampling-shapley,random --out /tmp/f",
+        "  seqshap faithfulness --n 50 --methods deepshap,deeplift,sampling-shapley,random --out /tmp/f\n"
+        "  seqshap faithfulness --n 200 --methods deepshap,gradxinput,occlusion,random --plausibility --out /tmp/p",
         run,
     )
     add_model_option(p)
@@ -130,5 +166,19 @@ def register(sub) -> None:
         help="score only the texts the model reads whole, with padding to spare (needed for ig, "
         "sampling-shapley and exact Shapley on a model with no output for a row of padding only; "
         "every seqshap model has one)",
+    )
+    p.add_argument(
+        "--plausibility",
+        action="store_true",
+        help="also score every method against human word ratings (the VADER lexicon, Hutto & Gilbert 2014, "
+        "from the vaderSentiment package: pip install 'seqshap[plausibility]'): sign agreement on strongly "
+        "rated words, rank correlation of words' mean attributions with their ratings, share of strongly "
+        "rated words among each explanation's top 5. Negative/positive models (the positive class) and "
+        "IMDB star-rating models (P(10) - P(1)) only: for other classes it stops before any work",
+    )
+    p.add_argument(
+        "--lexicon",
+        metavar="FILE",
+        help="with --plausibility: a JSON object {word: rating} (-4 to +4, as VADER's) to use instead of VADER",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")

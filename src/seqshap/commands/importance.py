@@ -34,7 +34,10 @@ def run(args) -> int:
     from ..viz.importance import write_outputs
     from ..viz.layout import quantity
 
+    if args.lexicon and not args.ratings:
+        raise UsageError("--lexicon gives the ratings for --ratings; add --ratings")
     model = load_model(args)
+    rate = ratings_for(args, model)  # before any work: refused for a model whose classes are not sentiment
     args.output = resolve_output(args, model)
     test = model_data(args, model).head(args.n)
     background = list(background_for(args, model).texts)
@@ -84,6 +87,8 @@ def run(args) -> int:
             for t in targets
         ]
     tables = [acc.table(args.min_count) for acc in accs]
+    if rate is not None:
+        tables = [rate(t) for t in tables]
     stems = file_stems([t.target for t in tables])
     written = [write_outputs(table, args.out, k=args.top, stem=stem) for table, stem in zip(tables, stems, strict=True)]
     if args.json:
@@ -94,6 +99,7 @@ def run(args) -> int:
                 "files": {k: str(v) for k, v in paths.items()},
                 "top_positive": [r.word for r in table.top_positive(args.top)],
                 "top_negative": [r.word for r in table.top_negative(args.top)],
+                **({"disagree": [r.word for r in table.disagreements(args.top)]} if table.ratings is not None else {}),
             }
             for table, paths in zip(tables, written, strict=True)
         ]
@@ -104,18 +110,57 @@ def run(args) -> int:
     for table in tables:
         pushed = "" if table.target is None else f" pushing {quantity(table.output_space, table.target)}"
         title = "" if table.target is None else f"why {table.target}: "
+        rated = table.ratings is not None
         print(f"{title}{len(table)} words seen at least {args.min_count} times in {table.n_explanations} reviews")
         for name, rows_ in (("up", table.top_positive(args.top)), ("down", table.top_negative(args.top))):
             heading = f"top {'positive' if name == 'up' else 'negative'}" if not pushed else f"words{pushed} {name}"
-            print(f"\n{heading}:   {'mean':>9} {'mean|.|':>9} {'count':>6} {'reviews':>7}")
+            human = f" {'human':>6}" if rated else ""
+            print(f"\n{heading}:   {'mean':>9} {'mean|.|':>9} {'count':>6} {'reviews':>7}{human}")
             for r in rows_:
-                print(f"  {r.word:<14}{r.mean:+9.4f} {r.mean_abs:9.4f} {r.count:6d} {r.n_reviews:7d}")
+                print(f"  {r.word:<14}{r.mean:+9.4f} {r.mean_abs:9.4f} {r.count:6d} {r.n_reviews:7d}{_human(table, r)}")
+        if rated:
+            print(f"\nhuman: the word's rating, -4 to +4, in {table.ratings_source}; " + _sign_note(table))
         print()
     print("", file=sys.stderr)
     for paths in written:
         for p in paths.values():
             print(f"wrote {p}", file=sys.stderr)
     return 0
+
+
+def _human(table, row) -> str:
+    """`` +1.9`` (the word's human rating), `` +1.9 ≠`` where model and people disagree in sign."""
+    if table.ratings is None:
+        return ""
+    r = table.rating(row.word)
+    return f" {'':>6}" if r is None else f" {r:+6.1f}" + (" ≠" if table.disagrees(row) else "")
+
+
+def _sign_note(table) -> str:
+    if table.rating_sign is None:
+        return f"{table.target} is neither end of the ratings, so no sign is compared"
+    toward = "positive" if table.rating_sign > 0 else "negative"
+    return f"≠: the model and people disagree in sign (a positive mean here pushes toward {toward} sentiment)"
+
+
+def ratings_for(args, model):
+    """With ``--ratings``: a function adding the human ratings (VADER's, or ``--lexicon``'s) to a
+    table, with the sign of its explained class (:func:`~seqshap.faithfulness.plausibility.class_sign`).
+    A usage error, before any work, for a model whose classes are not sentiment or when the ratings
+    cannot be read."""
+    if not args.ratings:
+        return None
+    from ..faithfulness.plausibility import class_sign, count_outputs
+    from .faithfulness import plausibility_for
+
+    plaus = plausibility_for(model, args.lexicon, "--ratings")
+    n_outputs = count_outputs(model)
+
+    def rate(table):
+        sign = class_sign(plaus.direction, model.classes, n_outputs, table.target)
+        return table.with_ratings(plaus.lexicon, sign, plaus.source)
+
+    return rate
 
 
 def file_stems(targets: list[str | None]) -> list[str]:
@@ -155,6 +200,18 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=POSITIVE, default=25, help="reviews explained at once (default 25)")
     add_output_option(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of tables")
+    p.add_argument(
+        "--ratings",
+        action="store_true",
+        help="show each word's human rating (the VADER lexicon, Hutto & Gilbert 2014, from the vaderSentiment "
+        "package: pip install 'seqshap[plausibility]') beside its mean, and mark the words where the model and "
+        "people disagree in sign (in the tables, the CSV/JSON and the plot); sentiment models only",
+    )
+    p.add_argument(
+        "--lexicon",
+        metavar="FILE",
+        help="with --ratings: a JSON object {word: rating} (-4 to +4, as VADER's) to use instead of VADER",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_data_options(p)
     add_task_option(p)

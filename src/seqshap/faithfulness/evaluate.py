@@ -1,10 +1,11 @@
-"""Run every method over the same reviews and score it (deletion, ERASER, agreement, planted, cost)."""
+"""Run every method over the same reviews and score it (deletion, ERASER, agreement, planted, cost and,
+with a :class:`~seqshap.faithfulness.plausibility.Plausibility`, agreement with human word ratings)."""
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -15,6 +16,7 @@ from ..attribution import Attribution, ExactShapley, TooManyPlayersError, make_m
 from ..attribution.base import as_inputs, layout_of
 from ..data.layout import NATIVE, TokenLayout
 from .metrics import BINS, agreement, in_top, plant_word, removal_scores
+from .plausibility import Plausibility, WordGroup, direction_of, token_word_groups, word_groups, word_values
 
 POSITIVE_WORDS = ("excellent", "superb", "wonderful", "perfect", "brilliant", "great")
 NEGATIVE_WORDS = ("worst", "awful", "waste", "terrible", "boring", "bad")
@@ -42,6 +44,12 @@ class MethodScores:
     seconds_per_review: float = float("nan")
     completeness_error: float = float("nan")  # median |sum - (f(x) - base)| (additive methods)
     note: str = ""
+    # plausibility (seqshap.faithfulness.plausibility): agreement with human word ratings
+    sign_agreement: float = float("nan")  # share of strongly rated occurrences with the rating's sign
+    n_rated: int = 0  # how many occurrences of strongly rated words that was
+    spearman: float = float("nan")  # rank correlation of words' mean values with their ratings
+    n_rank_words: int = 0  # over how many rated words (seen often enough)
+    rated_topk: float = float("nan")  # share of each explanation's top-k words that are strongly rated
 
 
 @dataclass
@@ -101,8 +109,8 @@ def _chunks(n: int, size: int):
         yield slice(i, min(n, i + size))
 
 
-def _attribute_all(method: Attribution, ids: torch.Tensor, chunk: int) -> np.ndarray:
-    return np.concatenate([method.attribute(ids[s]) for s in _chunks(len(ids), chunk)])
+def _attribute_all(method: Attribution, ids: torch.Tensor, chunk: int, output_index: int = 0) -> np.ndarray:
+    return np.concatenate([method.attribute(ids[s], output_index) for s in _chunks(len(ids), chunk)])
 
 
 def _add_note(row: MethodScores, note: str) -> None:
@@ -124,6 +132,8 @@ def evaluate(
     progress: bool = False,
     model_name: str = "model",
     layout: TokenLayout = NATIVE,
+    plausibility: Plausibility | None = None,
+    words: Sequence[Sequence[WordGroup]] | None = None,
 ) -> FaithfulnessResult:
     """Score every method.
 
@@ -132,12 +142,21 @@ def evaluate(
     planted_hosts ``[h, T]`` + planted_words: host ``i`` gets ``planted_words[i % len]`` inserted
     at a seeded random place; a hit is the planted word among the top ``top_k`` |values|.
     ``layout``: how the rows hold a text (:func:`layout_of` a model; native by default).
+    ``plausibility``: also score each method's values on ``ids`` against human word ratings
+    (sign agreement, rank correlation, rated top-k: :mod:`seqshap.faithfulness.plausibility`), for
+    its ``direction`` (output column 0 as it is reuses the values of the removal metrics; any other
+    output is explained once more). ``words``: each row's words as ``(word, positions)``
+    (:func:`~seqshap.faithfulness.plausibility.word_groups` of the texts); by default every visible
+    position is a word, its token from the methods' seqshap model.
     """
     ids, short, hosts = _check_inputs(methods, ids, short_ids, reference, planted_hosts, planted_words)
-    predict = next(iter(methods.values())).predict
+    first = next(iter(methods.values()))
+    predict = first.predict
     meta: dict = {"bins": list(bins), "top_k": top_k, "seed": seed}
     n_short, n_hosts = (len(short) if short is not None else 0), (len(hosts) if hosts is not None else 0)
-    bar = _Progress(len(methods) * (len(ids) + n_short + n_hosts) + n_short, progress)
+    groups = _plausibility_words(first, ids, words, layout) if plausibility is not None else None
+    again = len(ids) if plausibility is not None and not plausibility.direction.first_column else 0
+    bar = _Progress(len(methods) * (len(ids) + n_short + n_hosts + again) + n_short, progress)
     agree = None
     if short is not None and reference is not None:  # _check_inputs makes them come together
         agree = (reference, short, _reference_values(reference, short, chunk, meta, bar))
@@ -146,7 +165,9 @@ def evaluate(
     per_review: dict[str, dict[str, list[float]]] = {}
     for name, method in methods.items():
         mine = per_review[name] = {}
-        row = _removal_row(name, method, ids, predict, bins, chunk, mine, bar, layout)
+        row, values = _removal_row(name, method, ids, predict, bins, chunk, mine, bar, layout)
+        if plausibility is not None and groups is not None:
+            _score_plausibility(row, method, ids, values, plausibility, groups, chunk, mine, bar)
         if agree is not None:
             _score_agreement(row, method, *agree, chunk, mine, bar, layout)
         if planted is not None:
@@ -154,6 +175,8 @@ def evaluate(
             _score_planted(row, method, planted_rows, planted_at, top_k, chunk, mine, bar, layout)
         rows.append(row)
     bar.close()
+    if plausibility is not None and groups is not None:
+        meta["plausibility"] = plausibility.describe([[(w, 0.0) for w, _ in g] for g in groups])
     return FaithfulnessResult(
         model=model_name, n=len(ids), bins=tuple(bins), rows=rows, meta=meta, per_review=per_review
     )
@@ -212,23 +235,26 @@ def _removal_row(
     mine: dict,
     bar: _Progress,
     layout: TokenLayout,
-) -> MethodScores:
+) -> tuple[MethodScores, np.ndarray | None]:
     """Deletion, comprehensiveness, sufficiency, cost and completeness of one method on the reviews
-    (every method scored with the same ``predict``)."""
+    (every method scored with the same ``predict``), and its values ``[n, T]`` (``None`` where it
+    was not run)."""
     n = len(ids)
     note = ""
     errs: list[np.ndarray] = []
+    all_values: np.ndarray | None = None
     if isinstance(method, ExactShapley) and not method.supports(ids):
         dele = comp = suff = np.full((1, len(bins)), np.nan)
         spr, cerr = float("nan"), float("nan")
         note = f"not run on the reviews (more than {method.max_players} words)"
         bar.step(n, name)
     else:
-        parts, seconds = [], 0.0
+        parts, seconds, kept = [], 0.0, []
         for s in _chunks(n, chunk):
             t0 = time.perf_counter()
             values, base = method.attribute_with_base(ids[s])
             seconds += time.perf_counter() - t0
+            kept.append(values)
             parts.append(removal_scores(predict, ids[s].numpy(), values, bins, layout))
             if method.additive:
                 errs.append(np.abs(values.sum(1) - (predict(ids[s]) - base)))
@@ -238,10 +264,11 @@ def _removal_row(
         )
         spr = seconds / n
         cerr = float(np.median(np.concatenate(errs))) if errs else float("nan")
+        all_values = np.concatenate(kept)
     mine.update({"aopc": dele.mean(1).tolist(), "comp": comp.mean(1).tolist(), "suff": suff.mean(1).tolist()})
     if errs:  # |sum - (f(x) - base)| per review, for more than the median
         mine["completeness"] = np.concatenate(errs).tolist()
-    return MethodScores(
+    row = MethodScores(
         method=name,
         n=n,
         bins=tuple(bins),
@@ -255,6 +282,54 @@ def _removal_row(
         completeness_error=cerr,
         note=note,
     )
+    return row, all_values
+
+
+def _plausibility_words(
+    method: Attribution, ids: torch.Tensor, words: Sequence[Sequence[WordGroup]] | None, layout: TokenLayout
+) -> list[list[WordGroup]]:
+    """Each row's words: ``words`` as given (one list per row), else every visible position a word
+    named by its token (the methods' seqshap model's vocabulary)."""
+    if words is not None:
+        if len(words) != len(ids):
+            raise ValueError(f"words: got {len(words)} rows for {len(ids)} reviews")
+        return [list(w) for w in words]
+    if method.model is None:
+        raise ValueError(
+            "plausibility on a bare nn.Module needs words= (each row's words and their positions): "
+            "there is no vocabulary to read them from"
+        )
+    return token_word_groups([method.model.tokens(row) for row in ids.tolist()], ids.numpy(), layout)
+
+
+def _score_plausibility(
+    row: MethodScores,
+    method: Attribution,
+    ids: torch.Tensor,
+    values: np.ndarray | None,
+    plausibility: Plausibility,
+    groups: list[list[WordGroup]],
+    chunk: int,
+    mine: dict,
+    bar: _Progress,
+) -> None:
+    """Sign agreement, rank correlation and rated top-k of the method's values toward
+    ``plausibility.direction`` on the reviews, into ``row``."""
+    direction = plausibility.direction
+    if values is None or (isinstance(method, ExactShapley) and not method.supports(ids)):
+        _add_note(row, "plausibility not run (reviews too long)")
+        if not direction.first_column:
+            bar.step(len(ids), f"{row.method} (plausibility)")
+        return
+    if not direction.first_column:
+        values = direction.combine(lambda col: _attribute_all(method, ids, chunk, col))
+        bar.step(len(ids), f"{row.method} (plausibility)")
+    reviews = [word_values(v, g) for v, g in zip(values, groups, strict=True)]
+    got = plausibility.score(reviews)
+    row.sign_agreement, row.n_rated = got["sign_agreement"], got["n_rated"]
+    row.spearman, row.n_rank_words = got["spearman"], got["n_rank_words"]
+    row.rated_topk = got["rated_topk"]
+    mine.update(got["per_review"])
 
 
 def _score_agreement(
@@ -393,6 +468,8 @@ def run_on_imdb(
     chunk: int = 25,
     progress: bool = False,
     extra_methods: Mapping[str, Attribution] | None = None,
+    plausibility: bool | Plausibility = False,
+    lexicon: Mapping[str, float] | None = None,
 ) -> FaithfulnessResult:
     """The full comparison for a :class:`SeqshapModel` on (a seeded sample of) test texts.
 
@@ -401,9 +478,17 @@ def run_on_imdb(
     sure about among up to 4000 further sampled reviews (disjoint from the main set).
     ``extra_methods``: more columns, built by the caller (other libraries' methods behind the
     :class:`Attribution` interface), scored after the named ones.
+    ``plausibility``: also score the main set against human word ratings: ``True`` for the installed
+    VADER lexicon (or ``lexicon``, a ``{word: rating}`` dict on VADER's -4..+4 scale, e.g. a planted
+    one in a test), toward the model's positive sentiment
+    (:func:`~seqshap.faithfulness.plausibility.direction_of`: raises
+    :class:`~seqshap.faithfulness.plausibility.NotApplicableError` before any work when its classes
+    are not sentiment); or a ready :class:`Plausibility`. Words are grouped as
+    :meth:`Explanation.word_list <seqshap.Explanation.word_list>` groups them.
     """
     if n < 1 or n > len(test_texts):
         raise ValueError(f"n must be between 1 and {len(test_texts)}, got {n}")
+    plaus = make_plausibility(model, plausibility, lexicon)
     NON_NEGATIVE.check("n_short", n_short)
     NON_NEGATIVE.check("n_planted", n_planted)
     order = np.random.default_rng(seed).permutation(len(test_texts))
@@ -439,6 +524,8 @@ def run_on_imdb(
         progress=progress,
         model_name=model.name,
         layout=layout_of(model),
+        plausibility=plaus,
+        words=word_groups(model, main) if plaus is not None else None,
     )
     result.meta.update(
         {
@@ -453,3 +540,23 @@ def run_on_imdb(
         }
     )
     return result
+
+
+def make_plausibility(
+    model, plausibility: bool | Plausibility, lexicon: Mapping[str, float] | None = None
+) -> Plausibility | None:
+    """``run_on_imdb``'s ``plausibility`` and ``lexicon`` as a :class:`Plausibility` toward ``model``'s
+    positive sentiment (``None`` when off). Raises ``NotApplicableError`` for a model whose classes
+    are not sentiment and ``LexiconMissingError`` when VADER is wanted but not installed."""
+    if isinstance(plausibility, Plausibility):
+        if lexicon is not None:
+            raise ValueError("give the lexicon inside the Plausibility, or plausibility=True with a lexicon, not both")
+        return plausibility
+    if not plausibility:
+        if lexicon is not None:
+            raise ValueError("a lexicon was given but plausibility is off (pass plausibility=True)")
+        return None
+    direction = direction_of(model)
+    if lexicon is not None:
+        return Plausibility(lexicon, direction, source="the lexicon given")
+    return Plausibility.vader(direction)

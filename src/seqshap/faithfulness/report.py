@@ -24,6 +24,12 @@ COLUMNS = (
     ("planted_top5", "planted top-5 ↑", True),
     ("seconds_per_review", "s / review ↓", False),
 )
+# plausibility (agreement with human word ratings): only when the result has it (meta["plausibility"])
+PLAUSIBILITY_COLUMNS = (
+    ("sign_agreement", "sign agreement ↑", True),
+    ("spearman", "Spearman ρ ↑", True),
+    ("rated_topk", "rated top-k ↑", True),
+)
 REFERENCE = "exact-shapley"  # agreement with itself is 1 by definition: never "best" there
 AGREEMENT = ("pearson", "kendall", "top3")
 
@@ -60,9 +66,19 @@ def csv_rows(result: FaithfulnessResult) -> list[dict]:
                 "n_planted": r.n_planted,
                 "seconds_per_review": r.seconds_per_review,
                 "completeness_error": r.completeness_error,
-                "note": r.note,
             }
         )
+        if "plausibility" in result.meta:
+            d.update(
+                {
+                    "sign_agreement": r.sign_agreement,
+                    "n_rated": r.n_rated,
+                    "spearman": r.spearman,
+                    "n_rank_words": r.n_rank_words,
+                    "rated_topk": r.rated_topk,
+                }
+            )
+        d["note"] = r.note
         out.append(d)
     return out
 
@@ -116,17 +132,18 @@ def _pair_text(result: FaithfulnessResult, a: str, b: str, attr: str) -> str:
     return f", difference {pd[0]:+.3f} ± {se} SE over {pd[2]} paired"
 
 
-def not_best_sentence(result: FaithfulnessResult, ours: str = "deepshap") -> str:
+def not_best_sentence(result: FaithfulnessResult, ours: str = "deepshap", columns=COLUMNS) -> str:
     """Plain statement of where ``ours`` is and is not the best (computed from the results).
 
     Differences are ``winner - ours`` (or ``ours - runner-up``) averaged over the same
     reviews, with the standard error of that paired mean when per-review values exist.
+    ``columns``: the table's (:data:`COLUMNS`, with the per-bin detail; or :data:`PLAUSIBILITY_COLUMNS`).
     """
     if ours not in {r.method for r in result.rows}:
         return ""
     mine = result.row(ours)
     lost, won = [], []
-    for attr, header, higher in COLUMNS:
+    for attr, header, higher in columns:
         name = header.rstrip(" ↑↓")
         best = _best(result, attr, higher)
         if not best or not math.isfinite(getattr(mine, attr)):
@@ -157,13 +174,17 @@ def not_best_sentence(result: FaithfulnessResult, ours: str = "deepshap") -> str
                 f"{name} (runner-up {nxt.method} {_fmt(attr, getattr(nxt, attr))}"
                 f"{_pair_text(result, ours, nxt.method, attr)})"
             )
+    if columns is not COLUMNS and not lost and not won:
+        return ""
     out = [
         f"{ours} is not the best on " + "; ".join(lost) + "."
         if lost
         else f"{ours} is the best (or tied) on every column."
     ]
-    if won and lost:
+    if won and (lost or columns is not COLUMNS):
         out.append("It is the best on " + "; ".join(won) + ".")
+    if columns is not COLUMNS:
+        return " ".join(out)
     beaten = []
     for attr, higher in (("deletion", True), ("comprehensiveness", True), ("sufficiency", False)):
         for b, v in enumerate(getattr(mine, attr)):
@@ -227,7 +248,50 @@ def to_markdown(result: FaithfulnessResult, title: str | None = None) -> str:
     sentence = not_best_sentence(result)
     if sentence:
         lines += ["", f"**Where DeepSHAP stands:** {sentence}"]
+    if "plausibility" in result.meta:
+        lines += ["", *plausibility_markdown(result)]
     return "\n".join(lines) + "\n"
+
+
+def plausibility_markdown(result: FaithfulnessResult) -> list[str]:
+    """The plausibility table (same methods, same reviews) and what its columns mean, as lines."""
+    p = result.meta["plausibility"]
+    k = p.get("k", 5)
+    columns = tuple((attr, h.replace("top-k", f"top-{k}"), higher) for attr, h, higher in PLAUSIBILITY_COLUMNS)
+    headers = [h for _, h, _ in columns]
+    lines = [
+        f"#### Plausibility: agreement with human word ratings, toward {p['direction']}",
+        "",
+        "| method | " + " | ".join(headers) + " | rated occurrences | rated words |",
+        "|---|" + "---:|" * (len(PLAUSIBILITY_COLUMNS) + 2),
+    ]
+    best = {attr: _best(result, attr, higher) for attr, _, higher in PLAUSIBILITY_COLUMNS}
+    for r in result.rows:
+        cells = []
+        for attr, _, _ in PLAUSIBILITY_COLUMNS:
+            s = _fmt(attr, getattr(r, attr))
+            cells.append(f"**{s}**" if r.method in best[attr] else s)
+        lines.append(f"| {r.method} | " + " | ".join(cells) + f" | {r.n_rated} | {r.n_rank_words} |")
+    chance = p.get("chance_topk")
+    chance_text = f"; words picked at random score {chance:.3f}" if chance is not None and math.isfinite(chance) else ""
+    lines += [
+        "",
+        f"Ratings: {p['source']}; {p['lexicon_words']} rated words, matched case-insensitively to each "
+        "word of the explanation (subword pieces summed into their word, as the global word view pools them). "
+        f"Strongly rated: |rating| ≥ {p['strong']:g}. "
+        f"**sign agreement**: the share of the occurrences of strongly rated words whose attribution toward "
+        f"{p['direction']} has the rating's sign (0 counts as no; guessing scores about 0.5). "
+        f"**Spearman ρ**: rank correlation between each rated word's mean attribution over these "
+        f"{result.n} reviews and its rating, over the rated words seen at least {p['min_count']} times. "
+        f"**rated top-{k}**: the share of each explanation's {k} words with the largest |value| that are "
+        f"strongly rated, averaged over the reviews{chance_text}. "
+        "Plausibility measures agreement with people, not with the model: a faithful explanation of a model "
+        "that learned something people would not expect should score lower here.",
+    ]
+    sentence = not_best_sentence(result, columns=columns)
+    if sentence:
+        lines += ["", f"**Where DeepSHAP stands on plausibility:** {sentence}"]
+    return lines
 
 
 def plot_png(result: FaithfulnessResult) -> bytes:
@@ -318,10 +382,12 @@ def _jsonable(obj):
 
 __all__ = [
     "COLUMNS",
+    "PLAUSIBILITY_COLUMNS",
     "MethodScores",
     "csv_rows",
     "load_result",
     "not_best_sentence",
+    "plausibility_markdown",
     "plot_png",
     "to_csv",
     "to_markdown",

@@ -48,24 +48,37 @@ def importance_html(table: ImportanceTable, k: int = 20) -> str:
     )
 
 
+DISAGREE_HEX = "#b35900"  # a word the model and people disagree on in sign: its label, and its bar's hatching
+
+
 def importance_plot(table: ImportanceTable, path: str | Path, k: int = 20) -> Path:
     """Horizontal bars of the ``k`` most positive and ``k`` most negative words by mean
-    signed attribution (occurrence counts beside the bars). PNG or SVG by suffix."""
+    signed attribution (occurrence counts beside the bars). PNG or SVG by suffix.
+
+    A table with human ratings (:meth:`ImportanceTable.with_ratings`) shows each rated word's rating
+    in brackets beside it, and marks the words where the model and people disagree in sign
+    (:meth:`ImportanceTable.disagrees`): hatched bar, label in orange and bold."""
     picture_format(path)
     pos, neg = table.top_positive(k), table.top_negative(k)
     rows = [*list(reversed(neg)), None, *list(reversed(pos))] if pos and neg else list(reversed(neg or pos))
     if not any(r is not None for r in rows):
         raise ValueError("no words to plot (too few explanations for the minimum count?)")
     with rc_context(RC):
-        fig = new_figure(8, 0.26 * len(rows) + 1.5)
+        rated = table.ratings is not None
+        fig = new_figure(8, 0.26 * len(rows) + 1.5 + (0.3 if rated else 0))
         ax = fig.add_subplot()
         labels = []
+        odd: list[int] = []  # rows where model and people disagree in sign
         for i, r in enumerate(rows):
             if r is None:
                 labels.append("")
                 continue
             col = RED_HEX if r.mean > 0 else BLUE_HEX
-            ax.barh(i, r.mean, color=col, height=0.7)
+            if rated and table.disagrees(r):
+                odd.append(i)
+                ax.barh(i, r.mean, color=col, height=0.7, hatch="////", edgecolor=DISAGREE_HEX, linewidth=0)
+            else:
+                ax.barh(i, r.mean, color=col, height=0.7)
             ax.text(
                 r.mean,
                 i,
@@ -75,11 +88,15 @@ def importance_plot(table: ImportanceTable, path: str | Path, k: int = 20) -> Pa
                 fontsize=7,
                 color="#666666",
             )
-            labels.append(clean(r.word))
+            rating = table.rating(r.word) if rated else None
+            labels.append(clean(r.word) + ("" if rating is None else f" [{rating:+.1f}]"))
         ax.set_yticks(range(len(rows)))
         ax.set_yticklabels(labels)
-        for lab in ax.get_yticklabels():
+        for i, lab in enumerate(ax.get_yticklabels()):
             lab.set_parse_math(False)
+            if i in odd:
+                lab.set_color(DISAGREE_HEX)
+                lab.set_fontweight("bold")
         ax.axvline(0, color="#444444", lw=0.8)
         lim = max(abs(r.mean) for r in rows if r is not None) * 1.25
         ax.set_xlim(-lim, lim)
@@ -95,7 +112,30 @@ def importance_plot(table: ImportanceTable, path: str | Path, k: int = 20) -> Pa
             parse_math=False,
         )
         ax.tick_params(labelsize=8)
+        if rated:
+            marks = (
+                "orange, hatched: the model and people disagree in sign"
+                if table.rating_sign is not None
+                else "no sign compared (this class is neither end of the ratings)"
+            )
+            fig.text(
+                0.01,
+                0.005,
+                clean(f"[ ]: human rating, -4 to +4 ({_short_source(table.ratings_source)}); {marks}"),
+                fontsize=7,
+                color="#444444",
+                ha="left",
+                va="bottom",
+                parse_math=False,
+            )
         return save_figure(fig, path)
+
+
+def _short_source(source: str) -> str:
+    """The ratings' source, short enough for a plot's footnote."""
+    if "VADER" in source:
+        return "VADER lexicon, Hutto & Gilbert 2014"
+    return source if len(source) <= 60 else source[:57] + "..."
 
 
 def write_outputs(
