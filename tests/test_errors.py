@@ -22,6 +22,8 @@ BUILTIN = {
     "OutputExistsError": FileExistsError,
     "TrainingDivergedError": ArithmeticError,
     "DistributedError": RuntimeError,
+    "LexiconMissingError": ImportError,
+    "NotApplicableError": ValueError,
 }
 
 

@@ -99,5 +99,13 @@ class DistributedError(SeqshapError, RuntimeError):
     """A distributed run could not start or a chunk failed."""
 
 
+class LexiconMissingError(SeqshapError, ImportError):
+    """The human word ratings are not installed (the ``vaderSentiment`` package, extra ``plausibility``)."""
+
+
+class NotApplicableError(SeqshapError, ValueError):
+    """The model's outputs are not sentiment: word ratings from negative to positive say nothing about them."""
+
+
 class UsageError(SeqshapError):
     """Bad command-line arguments found after parsing (exit code 2)."""

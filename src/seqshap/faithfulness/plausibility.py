@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from ..data.imdb import RATING_CLASSES
-from ..errors import SeqshapError
+from ..errors import LexiconMissingError, NotApplicableError
 
 STRONG = 1.5  # |rating| at least this: a strongly rated word
 MIN_COUNT = 5  # occurrences a word needs for the rank correlation
@@ -60,14 +60,6 @@ SENTIMENT_CLASSES = ("negative", "positive")
 
 # one word's occurrence in one review: (the word lowercased, or None for an unknown word; its positions)
 WordGroup = tuple[str | None, tuple[int, ...]]
-
-
-class LexiconMissingError(SeqshapError, ImportError):
-    """The human word ratings are not installed (the ``vaderSentiment`` package, extra ``plausibility``)."""
-
-
-class NotApplicableError(SeqshapError, ValueError):
-    """The model's outputs are not sentiment: word ratings from negative to positive say nothing about them."""
 
 
 # ---- the ratings -------------------------------------------------------------------------------------
