@@ -370,11 +370,13 @@ def build_any(
     seed: int = 0,
     padding_side: str = "right",
     pad: str | None = "default",
+    scaled: bool = True,
 ) -> Path:
     """Save a random tiny ``*ForSequenceClassification`` of model type ``kind`` (see
     :data:`ANY_ARCHS`; hidden 32, 2-3 layers) with a tokenizer trained on ``texts``. Decoders get
     ``pad``: ``"default"`` (their end-of-text token, as users set it), None (no pad token in the
-    tokenizer, ``config.pad_token_id`` only) or a token."""
+    tokenizer, ``config.pad_token_id`` only) or a token. ``scaled=False`` keeps transformers' own
+    initialization (std 0.02: near-linear, and a zero padding embedding where the config says so)."""
     import torch
     import transformers as tr
 

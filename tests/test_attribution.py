@@ -481,3 +481,32 @@ def test_deepexplainer_and_deeplift_are_the_registered_methods_themselves(tiny_m
     for name in METHODS:
         with pytest.raises(ValueError, match=r"unknown output 'odds'; choose one of \('probability', 'logit', 'raw'\)"):
             make_method(name, tiny_model, background=bg, output="odds")
+
+
+def test_rsqrt_near_zero_uses_the_secant_in_float32():
+    """RMSNorm of a zero (padding) embedding against a small word embedding: rsqrt between ε and
+    ~4e-4 bends over a distance of its argument, so the float32 midpoint slope (10x off there)
+    must not stand in for the secant."""
+
+    class RMSPool(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(50, 16, padding_idx=0)
+            self.out = torch.nn.Linear(16, 2)
+            with torch.no_grad():
+                self.emb.weight.mul_(0.02)
+
+        def forward(self, x):
+            h = self.emb(x)
+            h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+            last = (torch.arange(x.shape[1]) * (x != 0).int()).argmax(-1)
+            return torch.softmax(self.out(h)[torch.arange(len(x)), last], -1)
+
+    torch.manual_seed(0)
+    net = RMSPool().eval()
+    x = torch.randint(1, 50, (2, 12))
+    bg = torch.randint(1, 50, (2, 12))
+    bg[0, 5:] = 0
+    ex = DeepExplainer(net, bg)
+    ex.shap_values(x)
+    assert ex.last_errors_.max() <= 1e-5

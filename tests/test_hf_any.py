@@ -115,6 +115,22 @@ def test_completeness_in_float64_and_float32_probability_and_logit(arch, any_mod
             assert abs(e.values.sum() - (e.prediction - e.base_value)) <= 1e-4
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ARCHS)
+def test_transformers_own_initialization_is_exact_too(arch, imdb, tmp_path):
+    """Unscaled weights (std 0.02, near-linear) and a zero padding embedding where the config
+    says so: RMSNorm then takes rsqrt between ε and a word's small mean square, where only the
+    secant is exact (the midpoint slope there is off by 10x)."""
+    d = build_any(arch, tmp_path / arch, imdb["train"].texts[:800], LABELS, MAXLEN, seed=3, scaled=False)
+    m = seqshap.load(d)
+    inputs, refs = inputs_and_references(imdb)
+    for output in ("probability", "logit"):
+        for e in DeepExplainer(m, refs, output=output).explain(inputs):
+            assert e.completeness_error <= 1e-4
+        for e in DeepExplainer(m, refs, output=output, dtype=torch.float64).explain(inputs):
+            assert e.completeness_error <= 1e-9
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_one_differing_position_gets_the_whole_difference(arch, any_models):
     """Closed form: against a reference equal to the input but at one subword, DeepLIFT gives

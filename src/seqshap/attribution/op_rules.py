@@ -59,11 +59,21 @@ KINKED = frozenset(
 )
 
 
+# Power laws: they bend over a distance of |z| (see Rescale).
+POWER_LAW = frozenset({"rsqrt", "sqrt", "reciprocal", "log", "log2", "log10", "pow", "__pow__", "float_power"})
+
+
 def elementwise(mode: DeepLiftMode, z: torch.Tensor, fn: Callable, name: str = "") -> torch.Tensor:
     """The rescale rule for a one-input elementwise ``fn`` (called ``name``) of the signal ``z``."""
     b = mode.ledger.bdim(z)
-    kinked = name.rstrip("_") in KINKED or fn in (torch.relu, torch.abs)
-    out = Rescale.apply(mode.ledger.front(z, b), fn, kinked)
+    base = name.rstrip("_")
+    if base in KINKED or fn in (torch.relu, torch.abs):
+        bend = "kink"
+    elif base in POWER_LAW or fn in (torch.rsqrt, torch.sqrt, torch.reciprocal, torch.log):
+        bend = "power"
+    else:
+        bend = "smooth"
+    out = Rescale.apply(mode.ledger.front(z, b), fn, bend)
     return out if not b else out.movedim(0, b)
 
 

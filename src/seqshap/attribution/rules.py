@@ -120,13 +120,19 @@ def _both(m: torch.Tensor) -> torch.Tensor:
 
 
 class Rescale(torch.autograd.Function):
-    """Elementwise nonlinearity ``f``: multiplier = secant slope between x and reference."""
+    """Elementwise nonlinearity ``f``: multiplier = secant slope between x and reference.
+
+    ``bend``: where the midpoint slope may stand in for a secant (see :func:`secant`):
+    ``"smooth"`` (``f`` bends over a distance of 1: sigmoid, tanh, exp, GELU), ``"kink"``
+    (piecewise: never), ``"power"`` (``rsqrt``, ``sqrt``, ``1/z``, ``log``, powers: ``f`` bends
+    over a distance of ``|z|`` itself, so near 0 only a much closer pair may use it; RMSNorm of a
+    zero padding embedding against a word's needs the secant of ``rsqrt`` between ``ε`` and ``4e-4``)."""
 
     @staticmethod
-    def forward(ctx, z, fn, kinked: bool = False):
+    def forward(ctx, z, fn, bend: str = "smooth"):
         y = fn(z)
         ctx.save_for_backward(z, y)
-        ctx.fn, ctx.kinked = fn, kinked
+        ctx.fn, ctx.bend = fn, bend
         return y
 
     @staticmethod
@@ -143,7 +149,13 @@ class Rescale(torch.autograd.Function):
 
         m = getattr(ctx, "m", None)  # the slopes do not depend on g: one per forward, reused per output
         if m is None:
-            m = ctx.m = secant(zx, zr, yx, yr, slope, scale=None if ctx.kinked else 1.0)
+            if ctx.bend == "kink":
+                scale: torch.Tensor | float | None = None
+            elif ctx.bend == "power":
+                scale = torch.minimum(zx.abs(), zr.abs()).clamp(max=1.0)
+            else:
+                scale = 1.0
+            m = ctx.m = secant(zx, zr, yx, yr, slope, scale=scale)
         return _both(_halves(g)[0] * m), None, None
 
 
