@@ -11,6 +11,7 @@ from .attribution import (
     NoWordsError,
     UnsupportedLayerError,
 )
+from .data.tokenize import pair
 from .errors import SeqshapError
 from .interop import to_shap
 from .store import ModelLoadError, SeqshapModel, load
@@ -28,5 +29,6 @@ __all__ = [
     "UnsupportedLayerError",
     "__version__",
     "load",
+    "pair",
     "to_shap",
 ]

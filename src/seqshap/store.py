@@ -22,7 +22,7 @@ from torch.overrides import TorchFunctionMode
 from . import atomic, safe_files
 from .data.hf_tokenizer import HFTokenizer
 from .data.labels import DEFAULT_CLASSES
-from .data.tokenize import Encoding
+from .data.tokenize import PAIR_SEP, Encoding
 from .data.vocab import Vocab, check_ids
 from .errors import ModelLoadError
 from .models import TRAINABLE, build_model, torch_code
@@ -80,10 +80,20 @@ class SeqshapModel:
     def __repr__(self) -> str:
         return f"SeqshapModel(name={self.name!r}, arch={self.config['arch']!r}, maxlen={self.maxlen})"
 
+    def _one_text_each(self, texts: list[str]) -> None:
+        if not getattr(self.vocab, "reads_pairs", False):
+            at = next((i for i, t in enumerate(texts) if isinstance(t, str) and PAIR_SEP in t), None)
+            if at is not None:
+                raise ValueError(
+                    f"text {at} is a sentence pair; {self.name} reads one text at a time "
+                    f"(pairs are for Hugging Face models trained on them)"
+                )
+
     def encode(self, texts: list[str]) -> torch.Tensor:
         """Texts -> ids ``[n, maxlen]``, tokenized a bounded number of characters at a time."""
         if isinstance(texts, str):
             texts = [texts]
+        self._one_text_each(texts)
         parts = [self.vocab.encode(chunk, self.maxlen) for chunk in _chunks(list(texts))]
         return torch.from_numpy(np.concatenate(parts) if parts else np.zeros((0, self.maxlen), dtype=np.int64))
 
@@ -91,6 +101,7 @@ class SeqshapModel:
         """Each text as the model reads it, with the span of text behind every position."""
         if isinstance(texts, str):
             texts = [texts]
+        self._one_text_each(texts)
         return [e for chunk in _chunks(list(texts)) for e in self.vocab.encodings(chunk, self.maxlen)]
 
     def tokens(self, ids) -> list[str]:

@@ -28,7 +28,7 @@ from torch import nn
 
 from .._validation import POSITIVE
 from ..data.layout import NATIVE, POSITIONS, TokenLayout
-from ..data.tokenize import Encoding
+from ..data.tokenize import Encoding, pair
 from ..data.vocab import check_ids
 from ..errors import NonFiniteError, NoWordsError
 from .explanation import Explanation
@@ -311,8 +311,13 @@ class Attribution:
         labels: Sequence[int] | None = None,
         output_index: int | None = None,
         target: int | str | None = None,
+        pairs: Sequence[str] | None = None,
     ) -> list[Explanation]:
         """One :class:`Explanation` per input (texts need a SeqshapModel).
+
+        ``pairs``: for a model trained on sentence pairs, the second text of each input (as
+        transformers' ``text_pair``); each explanation's text is then the pair
+        (:func:`seqshap.data.tokenize.pair`), its words those of both texts.
 
         ``target``: the class explained, by name (``"9"``, ``"positive"``) or class index (see
         :func:`resolve_target`). By default a one-output model's output, class 1 of a two-class
@@ -320,6 +325,12 @@ class Attribution:
         predicted class. ``output_index`` names the output column instead (the same thing for a
         model with one output per class).
         """
+        if pairs is not None:
+            if not (isinstance(texts_or_ids, (list, tuple)) and all(isinstance(t, str) for t in texts_or_ids)):
+                raise TypeError("pairs go with texts: explain(list_of_texts, pairs=list_of_second_texts)")
+            if isinstance(pairs, str) or len(pairs) != len(texts_or_ids):
+                raise ValueError(f"pairs: give one second text per text ({len(texts_or_ids)}), as a list")
+            texts_or_ids = [pair(a, b) for a, b in zip(texts_or_ids, pairs, strict=True)]
         x, texts, encodings = self._explain_inputs(texts_or_ids)
         if labels is not None and len(labels) != len(x):
             raise ValueError(f"labels: got {len(labels)} for {len(x)} inputs")

@@ -66,12 +66,15 @@ def run(args) -> int:
     from ..attribution import DeepExplainer, NoWordsError
 
     model = load_model(args)
+    if args.pair is not None and not getattr(model.vocab, "reads_pairs", False):
+        raise UsageError(f"--pair: {model.name} reads one text (pairs are for Hugging Face models trained on them)")
     args.output = resolve_output(args, model)
     background = background_for(args, model)
     explainer = DeepExplainer(model, list(background.texts), output=args.output)
     check_target(explainer, args.target)
     try:
-        exp = explainer.explain([text], target=args.target)[0]
+        pairs = None if args.pair is None else [args.pair]
+        exp = explainer.explain([text], target=args.target, pairs=pairs)[0]
     except NoWordsError as e:  # the explainer's one check of texts, as the web API's 422
         raise UsageError(str(e)) from None
     written = []
@@ -125,6 +128,12 @@ def register(sub) -> None:
     )
     p.add_argument("text", nargs="?", help='the text to explain ("-" reads stdin)')
     p.add_argument("--file", metavar="PATH", help="read the text from a UTF-8 file")
+    p.add_argument(
+        "--pair",
+        metavar="TEXT",
+        help="the second text of a sentence pair (a Hugging Face model trained on pairs: NLI, paraphrase, "
+        "question + passage); words of both texts are explained",
+    )
     add_model_option(p)
     p.add_argument(
         "--json",

@@ -28,6 +28,7 @@ position it has in the text alone, so the prediction is the model's own on the u
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import re
 import sys
@@ -94,6 +95,15 @@ TOKENIZER_FILES = (("tokenizer.json",), ("vocab.txt",), ("vocab.json", "merges.t
 INSTALL_HINT = "pip install 'seqshap[hf]'"
 
 
+def token_types(x: torch.Tensor, sep: int, pad: int) -> torch.Tensor:
+    """BERT's token types ``[B, T]`` for ids ``x`` ``[B, T]``, as its tokenizer writes them: 1 after
+    the first ``sep`` (a pair's second text and its closing separator), else 0, and 0 at padding.
+    Computed from the ids, so a position's token type is read as part of that position's input."""
+    at = (x == sep).long()
+    after = (at.cumsum(1) - at) > 0
+    return (after & (x != pad)).long()
+
+
 class HFEncoderLayer(nn.Module):
     """One HF encoder layer (``BertLayer``, ``RobertaLayer``, DistilBERT's ``TransformerBlock``)
     taking ``(h [B, T, D], mask [B, T])`` with a float 1/0 padding mask, as the explicit layer does."""
@@ -148,7 +158,7 @@ class HFClassifier(nn.Module):
     """A loaded ``*ForSequenceClassification`` model: ids ``[B, T]`` (right-padded with
     ``pad_id``) or embeddings ``[B, T, E]`` -> softmax over the labels ``[B, num_labels]``."""
 
-    def __init__(self, hf_model: Any, pad_id: int):
+    def __init__(self, hf_model: Any, pad_id: int, type_sep: int | None = None):
         super().__init__()
         arch = type(hf_model).__name__
         if arch not in SUPPORTED:
@@ -156,6 +166,7 @@ class HFClassifier(nn.Module):
         self.arch, self.kind = arch, SUPPORTED[arch]
         self.hf: Any = hf_model  # a transformers model, duck-typed (the [hf] extra is optional)
         self.pad_id = int(pad_id)
+        self.type_sep = type_sep  # sentence pairs: token types from the ids (BERT), else None
         self.mask = PaddingMask(self.pad_id)
         base = self._base
         layers = base.transformer.layer if self.kind == "distilbert" else base.encoder.layer
@@ -172,7 +183,11 @@ class HFClassifier(nn.Module):
     def _embed(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         emb = self._base.embeddings
         if not x.is_floating_point():
-            return emb(x) if self.kind == "distilbert" else emb(input_ids=x)
+            if self.kind == "distilbert":
+                return emb(x)
+            if self.type_sep is not None:
+                return emb(input_ids=x, token_type_ids=token_types(x, self.type_sep, self.pad_id))
+            return emb(input_ids=x)
         if self.kind == "distilbert":
             return emb(None, inputs_embeds=x)
         if self.kind == "roberta":  # positions count the real tokens, as HF counts them from the ids
@@ -234,12 +249,13 @@ class HFAnyClassifier(nn.Module):
     and references of different lengths are explained exactly. Decoders read their label at the
     last real token, which transformers finds from the ids as well (``config.pad_token_id``)."""
 
-    def __init__(self, hf_model: Any, pad_id: int):
+    def __init__(self, hf_model: Any, pad_id: int, type_sep: int | None = None):
         super().__init__()
         self.arch = type(hf_model).__name__
         self.kind = str(getattr(hf_model.config, "model_type", ""))
         self.hf: Any = hf_model
         self.pad_id = int(pad_id)
+        self.type_sep = type_sep  # sentence pairs: token types from the ids (BERT-style), else None
         self.num_labels = int(hf_model.config.num_labels)
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -253,7 +269,8 @@ class HFAnyClassifier(nn.Module):
             )
         wide = self.get_input_embeddings().weight.dtype == torch.float64
         with _Float64Throughout() if wide else contextlib.nullcontext():
-            out = self.hf(input_ids=x, attention_mask=(x != self.pad_id).long(), return_dict=True)
+            extra = {} if self.type_sep is None else {"token_type_ids": token_types(x, self.type_sep, self.pad_id)}
+            out = self.hf(input_ids=x, attention_mask=(x != self.pad_id).long(), return_dict=True, **extra)
         return torch.softmax(out.logits, dim=-1)
 
 
@@ -495,8 +512,11 @@ def load_pretrained(directory: str | Path) -> tuple[nn.Module, HFTokenizer, dict
         raise HFLoadError(
             f"{directory}: the tokenizer has {tok.num_words} tokens but the model's embedding has {rows_emb} rows"
         )
+    types = int(getattr(hf_model.config, "type_vocab_size", 0) or 0) >= 2
+    takes = "token_type_ids" in inspect.signature(hf_model.forward).parameters
+    type_sep = tok.type_sep if types and takes else None
     net: HFClassifier | HFAnyClassifier = (
-        HFClassifier(hf_model, tok.pad_id) if canonized else HFAnyClassifier(hf_model, tok.pad_id)
+        HFClassifier(hf_model, tok.pad_id, type_sep) if canonized else HFAnyClassifier(hf_model, tok.pad_id, type_sep)
     )
     net.eval()  # the wrapper is made in training mode, as every new nn.Module is
     n_layers = (
@@ -536,6 +556,7 @@ def load_pretrained(directory: str | Path) -> tuple[nn.Module, HFTokenizer, dict
         "padding": "right",
         "source": "huggingface",
         "route": "canonized" if canonized else "op-level",
+        "pairs": "token types" if type_sep is not None else "one sequence",
         "model": summary,
     }
     return net, tok, seqshap_config

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..attribution.explanation import Explanation, Word
-from ..data.tokenize import tokenize
+from ..data.tokenize import PAIR_SEP, tokenize
+
+# Between the two texts of a sentence pair, every picture shows this where the separator is.
+PAIR_SHOWN = " ‖ "
 
 # shap's own palette: red pushes the output up, blue pushes it down.
 RED = (255, 0, 81)
@@ -47,7 +50,8 @@ class Passage:
 
     ``unread`` is the text before the first word the model read (the encoder keeps the
     *last* ``maxlen`` positions), ``n_unread`` the number of words in it; ``runs`` is the
-    rest, in order. ``unread`` plus the runs' text is the review exactly as written.
+    rest, in order. ``unread`` plus the runs' text is the review exactly as written (a sentence
+    pair's separator shown as :data:`PAIR_SHOWN`).
     Without spans (an explanation made from ids) the runs are the visible tokens, spaced.
     """
 
@@ -78,11 +82,11 @@ def passage(exp: Explanation) -> Passage:
     runs = []
     for (start, end), w in spanned:
         if start > cursor:
-            runs.append(Run(text[cursor:start]))
+            runs.append(Run(text[cursor:start].replace(PAIR_SEP, PAIR_SHOWN)))
         runs.append(Run(w.text, w))
         cursor = max(cursor, end)
     if cursor < len(text):
-        runs.append(Run(text[cursor:]))
+        runs.append(Run(text[cursor:].replace(PAIR_SEP, PAIR_SHOWN)))
     return Passage(text[:first] if n_unread else "", n_unread, tuple(runs))
 
 

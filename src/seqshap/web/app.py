@@ -44,6 +44,7 @@ from starlette.types import Receive
 from .. import __version__
 from ..attribution import OUTPUT_SPACES, DeepExplainer, Explanation, NonFiniteError, NoWordsError
 from ..background import Background, resolve_background
+from ..data.tokenize import pair
 from ..store import SeqshapModel, load
 from .batching import Batcher, BatchObserver, Finisher, QueueFull, ShuttingDown
 from .docs import add_docs
@@ -295,6 +296,11 @@ class ExplainRequest(BaseModel):
         json_schema_extra={"examples": [{"text": "A moving, beautifully acted film.", "output": "probability"}]},
     )
     text: StrictStr = Field(description="the review to explain")
+    pair: StrictStr | None = Field(
+        None,
+        description="the second text of a sentence pair, for a Hugging Face model trained on pairs (NLI, "
+        "paraphrase); the words of both texts are explained",
+    )
     output: OutputSpace = Field("probability", description="explain the positive-class probability or its logit")
     target: StrictStr | StrictInt | None = Field(
         None,
@@ -648,7 +654,18 @@ def _add_routes(app: FastAPI, service: ExplainService, info: dict[str, Any], met
     async def explain(req: ExplainRequest, request: Request) -> Any:
         """Explain one text word by word."""
         check_text(req.text, max_chars, "text")
-        out = await run([req.text], req.output, req.html, request, target=req.target)
+        text = req.text
+        if req.pair is not None:
+            if not getattr(service.model.vocab, "reads_pairs", False):
+                raise ApiError(
+                    422, "pair: this model reads one text (pairs are for Hugging Face models trained on them)"
+                )
+            check_text(req.pair, max_chars, "pair")
+            try:
+                text = pair(req.text, req.pair)
+            except ValueError as e:
+                raise ApiError(422, str(e)) from None
+        out = await run([text], req.output, req.html, request, target=req.target)
         return gone if out is None else out[0]
 
     @app.post(
