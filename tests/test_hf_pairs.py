@@ -22,7 +22,7 @@ import torch
 import seqshap
 from helpers import build_any, build_hf, wordpiece
 from seqshap import DeepExplainer
-from seqshap.data.tokenize import PAIR_SEP, split_pair
+from seqshap.data.pairs import PAIR_SEP, split_pair
 from seqshap.viz.html import explanation_html
 
 pytest.importorskip("transformers")

@@ -11,7 +11,7 @@ from .attribution import (
     NoWordsError,
     UnsupportedLayerError,
 )
-from .data.tokenize import pair
+from .data.pairs import pair
 from .errors import SeqshapError
 from .interop import to_shap
 from .store import ModelLoadError, SeqshapModel, load

@@ -22,7 +22,8 @@ from torch.overrides import TorchFunctionMode
 from . import atomic, safe_files
 from .data.hf_tokenizer import HFTokenizer
 from .data.labels import DEFAULT_CLASSES
-from .data.tokenize import PAIR_SEP, Encoding
+from .data.pairs import PAIR_SEP
+from .data.tokenize import Encoding
 from .data.vocab import Vocab, check_ids
 from .errors import ModelLoadError
 from .models import TRAINABLE, build_model, torch_code

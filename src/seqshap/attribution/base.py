@@ -28,7 +28,8 @@ from torch import nn
 
 from .._validation import POSITIVE
 from ..data.layout import NATIVE, POSITIONS, TokenLayout
-from ..data.tokenize import Encoding, pair
+from ..data.pairs import pair
+from ..data.tokenize import Encoding
 from ..data.vocab import check_ids
 from ..errors import NonFiniteError, NoWordsError
 from .explanation import Explanation
@@ -317,7 +318,7 @@ class Attribution:
 
         ``pairs``: for a model trained on sentence pairs, the second text of each input (as
         transformers' ``text_pair``); each explanation's text is then the pair
-        (:func:`seqshap.data.tokenize.pair`), its words those of both texts.
+        (:func:`seqshap.data.pairs.pair`), its words those of both texts.
 
         ``target``: the class explained, by name (``"9"``, ``"positive"``) or class index (see
         :func:`resolve_target`). By default a one-output model's output, class 1 of a two-class

@@ -16,7 +16,8 @@ from typing import Any, NoReturn
 import numpy as np
 
 from .layout import TokenLayout, hf_layout
-from .tokenize import Encoding, split_pair
+from .pairs import split_pair
+from .tokenize import Encoding
 
 
 def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
@@ -105,7 +106,7 @@ class HFTokenizer:
         return [g for g in ([i for i, p in enumerate(is_pair) if not p], [i for i, p in enumerate(is_pair) if p]) if g]
 
     def encode(self, texts: list[str], maxlen: int) -> np.ndarray:
-        """Texts (or sentence pairs, :func:`~seqshap.data.tokenize.pair`) -> int64 ``[n, maxlen]``:
+        """Texts (or sentence pairs, :func:`~seqshap.data.pairs.pair`) -> int64 ``[n, maxlen]``:
         special tokens, subwords, then padding."""
         out = np.zeros((len(texts), maxlen), dtype=np.int64)
         for group in self._groups(texts):

@@ -22,30 +22,8 @@ BR_TAGS = ("<br />", "<br/>", "<br>")  # line breaks in the IMDB reviews; never 
 PAD, START, OOV = 0, 1, 2
 FIRST_WORD_ID = 3  # Keras imdb `index_from=3`
 PAD_TOKEN, START_TOKEN, OOV_TOKEN = "<pad>", "<start>", "<oov>"
-# A sentence pair (premise + hypothesis, question + passage) travels as one string: the two texts
-# joined by the ASCII record separator, which no text of words holds. Spans then index one string,
-# and everything that reads a text (explanations, pictures, JSON) reads a pair too.
-PAIR_SEP = "\x1e"
 # Which ids are words, padding or markers is the tokenizer's layout (data/layout.py), never a list
 # of token names: a vocabulary's tokens are its own.
-
-
-def pair(text: str, text_pair: str) -> str:
-    """The sentence pair (``text``, ``text_pair``) as one string for a model trained on pairs."""
-    for name, t in (("text", text), ("text_pair", text_pair)):
-        if not isinstance(t, str):
-            raise TypeError(f"{name} must be a str, got {type(t).__name__}")
-        if PAIR_SEP in t:
-            raise ValueError(f"{name} holds the pair separator \\x1e (a control character no text needs)")
-    return f"{text}{PAIR_SEP}{text_pair}"
-
-
-def split_pair(text: str) -> tuple[str, str | None]:
-    """``(text, text_pair)`` of a string made by :func:`pair`; ``(text, None)`` for one text."""
-    first, sep, second = text.partition(PAIR_SEP)
-    if sep and PAIR_SEP in second:
-        raise ValueError("a sentence pair holds two texts, this string holds three or more (two \\x1e separators)")
-    return (first, second) if sep else (text, None)
 
 
 @dataclass(frozen=True)

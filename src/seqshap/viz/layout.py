@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..attribution.explanation import Explanation, Word
-from ..data.tokenize import PAIR_SEP, tokenize
+from ..data.pairs import PAIR_SEP
+from ..data.tokenize import tokenize
 
 # Between the two texts of a sentence pair, every picture shows this where the separator is.
 PAIR_SHOWN = " ‖ "

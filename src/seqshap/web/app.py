@@ -44,7 +44,7 @@ from starlette.types import Receive
 from .. import __version__
 from ..attribution import OUTPUT_SPACES, DeepExplainer, Explanation, NonFiniteError, NoWordsError
 from ..background import Background, resolve_background
-from ..data.tokenize import pair
+from ..data.pairs import pair
 from ..store import SeqshapModel, load
 from .batching import Batcher, BatchObserver, Finisher, QueueFull, ShuttingDown
 from .docs import add_docs
