@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     names = [n for n in args.only.split(",") if n] or sorted(zoo.BENCH_SIZES)
+    load_before = os.getloadavg()[0]
     x, bg = seed_rows(10, 100)
     results = []
     print(f"{'model':32s} {'seqshap s':>10s} {'fwd+bwd s':>10s} {'ratio':>6s} {'max err':>9s}")
@@ -99,7 +100,8 @@ def main() -> None:
     meta = {
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads",
-        "load_before": os.getloadavg()[0],
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     print(json.dumps(meta))
