@@ -113,10 +113,16 @@ class SeqshapModel:
         """Class names in label order (a one-output sigmoid model explains the last one)."""
         return tuple(self.config.get("classes") or DEFAULT_CLASSES)
 
+    @property
+    def multi_label(self) -> bool:
+        """Is each class a label of its own (a sigmoid per label, any number of them on at once)?"""
+        return bool(self.config.get("multi_label"))
+
     @torch.no_grad()
     def predict_ids(self, ids: torch.Tensor, batch_size: int = 512) -> np.ndarray:
         """Positive-class probability for ids ``[n, T]`` -> ``[n]`` (class 1 of a two-class
-        softmax model; every class's probability ``[n, classes]`` for more classes)."""
+        softmax model; every class's probability ``[n, classes]`` for more classes, and every
+        label's for a multi-label model)."""
         ids = torch.as_tensor(ids)
         check_ids(ids, self.vocab.num_words)
         self.net.eval()
@@ -124,7 +130,7 @@ class SeqshapModel:
         if not out:
             return np.zeros(0)
         probs = torch.cat(out).double()
-        return probs[:, -1].numpy() if probs.shape[1] <= 2 else probs.numpy()
+        return probs[:, -1].numpy() if probs.shape[1] <= 2 and not self.multi_label else probs.numpy()
 
     def predict(self, texts: list[str]) -> np.ndarray:
         return self.predict_ids(self.encode(texts))

@@ -340,7 +340,7 @@ class Attribution:
             raise ValueError("give target (a class) or output_index (an output column), not both")
         if target is not None:
             output_index = resolve_target(target, self.output_classes(outputs.shape[1]), outputs.shape[1])
-        which = self._explained_outputs(outputs, output_index)
+        which = self._explained_outputs(outputs, output_index, self.multi_label)
         # the model's own output first: where it breaks, that is the cause, not a reference made from it
         check_finite(None, outputs.numpy()[np.arange(len(x)), which], texts=texts)
         values, base = np.zeros(tuple(x.shape[:2])), np.zeros(len(x))
@@ -357,15 +357,21 @@ class Attribution:
             return None
         return tuple(classes)
 
+    @property
+    def multi_label(self) -> bool:
+        """Are the model's classes labels of their own (a sigmoid each, not one softmax)?"""
+        return bool(getattr(self.model, "multi_label", False))
+
     @staticmethod
-    def _explained_outputs(outputs: torch.Tensor, output_index: int | None) -> np.ndarray:
-        """The explained output column per input ``[n]`` (see :meth:`explain`)."""
+    def _explained_outputs(outputs: torch.Tensor, output_index: int | None, multi_label: bool = False) -> np.ndarray:
+        """The explained output column per input ``[n]`` (see :meth:`explain`): by default the
+        positive class of a two-class model, else (and for a multi-label model) the most likely."""
         n, C = outputs.shape
         if output_index is not None:
             if not 0 <= output_index < C:
                 raise ValueError(f"output_index {output_index} is out of range: the model has {C} outputs")
             return np.full(n, int(output_index))
-        if C <= 2:
+        if C <= 2 and not multi_label:
             return np.full(n, C - 1)
         return outputs.argmax(1).numpy()
 
@@ -403,6 +409,7 @@ class Attribution:
         # model with one output per class explains the class of its column.
         classes = self.output_classes(C)
         named = classes is not None
+        multi = self.multi_label and named
         out = []
         layout = self.layout if not x.is_floating_point() else POSITIONS  # embeddings: no ids, every position
         for i in range(len(x)):
@@ -432,11 +439,20 @@ class Attribution:
                     word_ids=enc.word_ids if enc is not None else None,
                     classes=classes if named else None,
                     output_name=None if not named or classes is None else classes[-1 if C == 1 else int(which[i])],
-                    predicted=classes[int(outputs[i].argmax())] if named and classes and C > 1 else None,
+                    predicted=self._predicted(outputs[i], classes, multi) if named and classes and C > 1 else None,
                     layout=layout,
+                    multi_label=multi,
                 )
             )
         return out
+
+    def _predicted(self, row: torch.Tensor, classes: Sequence[str], multi: bool) -> str:
+        """The predicted class of one output row ``[C]``; for a multi-label model every label above
+        one half (logit above 0), comma-separated."""
+        if not multi:
+            return classes[int(row.argmax())]
+        on = row > (0.0 if self.output == "logit" else 0.5)
+        return ", ".join(c for c, o in zip(classes, on.tolist(), strict=True) if o)
 
     # -- inputs ---------------------------------------------------------------------------
     def _encode_texts(self, texts: list[str], name: str) -> tuple[torch.Tensor, list[Encoding]]:

@@ -44,10 +44,12 @@ class Explanation:
     start/special tokens) and ``word_ids[t]`` which word it belongs to; both are ``None``
     when the explanation was made from token ids without a text.
     ``output_name`` names what is explained (a class, e.g. ``"positive"``); ``predicted``
-    is the class the model predicts; ``label`` the true class index when known, a position
-    in ``classes``. ``layout`` is the tokenizer's :class:`~seqshap.data.layout.TokenLayout` the
-    ids follow: which positions are words (:attr:`visible`) and which id is the unknown word
-    (default: the native tokenizer's). Its JSON form travels in ``meta["layout"]``.
+    is the class the model predicts (for a ``multi_label`` model, where each class is a label of
+    its own, the labels it gives the text, comma-separated, ``""`` for none); ``label`` the true
+    class index when known, a position in ``classes``. ``layout`` is the tokenizer's
+    :class:`~seqshap.data.layout.TokenLayout` the ids follow: which positions are words
+    (:attr:`visible`) and which id is the unknown word (default: the native tokenizer's). Its JSON
+    form travels in ``meta["layout"]``.
     """
 
     tokens: tuple[str, ...]
@@ -69,6 +71,7 @@ class Explanation:
     output_name: str | None = None
     predicted: str | None = None
     layout: TokenLayout = NATIVE
+    multi_label: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.layout, TokenLayout):
@@ -114,6 +117,8 @@ class Explanation:
         one-output (sigmoid) model: 1 above 0.5, else 0."""
         if self.predicted is not None and self.classes is not None and self.predicted in self.classes:
             return self.classes.index(self.predicted)
+        if self.multi_label:  # labels are not exclusive: no one class is "the" prediction
+            return None
         if self.output_space == "probability":
             return int(self.output_value > 0.5)
         if self.output_space == "logit":
@@ -174,7 +179,8 @@ class Explanation:
         usual two-class explanation (the positive class), whose pictures speak of positive/negative."""
         if self.classes is None or self.output_name is None:
             return None
-        return self.output_name if len(self.classes) > 2 or self.output_name != self.classes[-1] else None
+        named = len(self.classes) > 2 or self.multi_label or self.output_name != self.classes[-1]
+        return self.output_name if named else None
 
     @property
     def predicted_name(self) -> str | None:
@@ -215,6 +221,7 @@ class Explanation:
             "label": self.predicted_name,
             "true_label": self.class_name(self.label),
             "classes": None if self.classes is None else list(self.classes),
+            "multi_label": self.multi_label,
             "top": [
                 {"pos": w.positions[0], "positions": list(w.positions), "word": w.text, "value": w.value}
                 for w in ranked
@@ -250,6 +257,7 @@ class Explanation:
             output_name=d.get("output_name"),
             predicted=d.get("label"),
             layout=layout,
+            multi_label=bool(d.get("multi_label", False)),
         )
 
     def is_finite(self) -> bool:

@@ -312,7 +312,10 @@ def _getitem(b: int, nd: int, index, batch: int, out: torch.Tensor) -> int | Non
 
 def _advanced(b: int, items: tuple, batch: int, out: torch.Tensor) -> int | None:
     """Advanced indexing keeps the batch when the batch dim is indexed by ``arange(batch)`` (in
-    order, as ``mask[torch.arange(B)[:, None], kv]`` does) and one output dim has the batch's size."""
+    order, as ``mask[torch.arange(B)[:, None, None, None], kv]`` does). Where it lands follows
+    indexing's own rule: the index tensors broadcast together, and their dims stand where the
+    first of them stood when they are adjacent, else first (so a batch of as many rows as there
+    are positions is not mistaken for the positions)."""
     real = [i for i in items if i is not None]
     if Ellipsis in real or b >= len(real):
         return None
@@ -323,7 +326,22 @@ def _advanced(b: int, items: tuple, batch: int, out: torch.Tensor) -> int | None
         if not bool((at.reshape(-1) == torch.arange(batch, device=at.device)).all()):
             return None
     sizes = [i for i, s in enumerate(out.shape) if s == batch]
-    return sizes[0] if len(sizes) == 1 else None
+    plain = all(isinstance(i, (slice, torch.Tensor, list)) for i in items)  # no None, int or bool
+    if not plain or batch == 1:
+        return sizes[0] if len(sizes) == 1 else None
+    adv = [k for k, i in enumerate(items) if not isinstance(i, slice)]
+    with torch._C.DisableTorchFunction():
+        shapes = [tuple(torch.as_tensor(items[k]).shape) for k in adv]
+    try:
+        joint = torch.broadcast_shapes(*shapes)
+    except RuntimeError:
+        return None
+    where = [d for d, s in enumerate(at.shape) if s == batch]
+    if len(where) != 1:
+        return None
+    adjacent = adv == list(range(adv[0], adv[-1] + 1))
+    dim = (adv[0] if adjacent else 0) + len(joint) - at.dim() + where[0]
+    return dim if dim < out.dim() and out.shape[dim] == batch else None
 
 
 def infer_bdim(

@@ -11,7 +11,8 @@ in the order Hugging Face runs them, with seams the explainer can use:
 - every encoder layer sits in a :class:`HFEncoderLayer` that calls the HF layer exactly as HF
   does (additive mask from the padding mask) and that the explainer swaps for the explicit,
   exact attention layer while it explains;
-- the HF pooler/head runs as it is (Linear, tanh, ReLU, dropout), then softmax over the labels.
+- the HF pooler/head runs as it is (Linear, tanh, ReLU, dropout), then softmax over the labels
+  (a sigmoid per label for a multi-label head).
 
 Every other ``*ForSequenceClassification`` (ELECTRA, ALBERT, XLM-R, DeBERTa-v2, MPNet, ModernBERT,
 GPT-2, Llama, Qwen2, Mistral, ...) runs as :class:`HFAnyClassifier`: the model's own forward, with
@@ -154,11 +155,19 @@ def _hf_activation(module: nn.Module) -> str:
     return HF_ACTIVATIONS[name]
 
 
+def squash(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """The labels' probabilities ``[B, L]``: one sigmoid per label for a multi-label head (as
+    transformers trains ``problem_type="multi_label_classification"``, BCE on each logit), else a
+    softmax over the labels."""
+    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
+
+
 class HFClassifier(nn.Module):
     """A loaded ``*ForSequenceClassification`` model: ids ``[B, T]`` (right-padded with
-    ``pad_id``) or embeddings ``[B, T, E]`` -> softmax over the labels ``[B, num_labels]``."""
+    ``pad_id``) or embeddings ``[B, T, E]`` -> the labels' probabilities ``[B, num_labels]``
+    (:func:`squash`)."""
 
-    def __init__(self, hf_model: Any, pad_id: int, type_sep: int | None = None):
+    def __init__(self, hf_model: Any, pad_id: int, type_sep: int | None = None, multi_label: bool = False):
         super().__init__()
         arch = type(hf_model).__name__
         if arch not in SUPPORTED:
@@ -172,6 +181,7 @@ class HFClassifier(nn.Module):
         layers = base.transformer.layer if self.kind == "distilbert" else base.encoder.layer
         self.layers = nn.ModuleList(HFEncoderLayer(layer) for layer in layers)
         self.num_labels = int(hf_model.config.num_labels)
+        self.multi_label = bool(multi_label)
 
     @property
     def _base(self) -> Any:
@@ -211,7 +221,7 @@ class HFClassifier(nn.Module):
         h = self._embed(x, mask)
         for layer in self.layers:
             h = layer(h, mask)
-        return torch.softmax(self._head(h), dim=-1)
+        return squash(self._head(h), self.multi_label)
 
 
 _NARROW = (torch.float32, torch.float16, torch.bfloat16)
@@ -242,14 +252,14 @@ class _Float64Throughout(torch.overrides.TorchFunctionMode):
 
 class HFAnyClassifier(nn.Module):
     """Any loaded ``*ForSequenceClassification`` run by its own forward: ids ``[B, T]``
-    (right-padded with ``pad_id``) -> softmax over the labels ``[B, num_labels]``.
+    (right-padded with ``pad_id``) -> the labels' probabilities ``[B, num_labels]`` (:func:`squash`).
 
     The attention mask is ``ids != pad_id``, computed here from the ids as the tokenizer's would
     be; the explainer reads it as a function of the ids (a feature of each position), so inputs
     and references of different lengths are explained exactly. Decoders read their label at the
     last real token, which transformers finds from the ids as well (``config.pad_token_id``)."""
 
-    def __init__(self, hf_model: Any, pad_id: int, type_sep: int | None = None):
+    def __init__(self, hf_model: Any, pad_id: int, type_sep: int | None = None, multi_label: bool = False):
         super().__init__()
         self.arch = type(hf_model).__name__
         self.kind = str(getattr(hf_model.config, "model_type", ""))
@@ -257,6 +267,7 @@ class HFAnyClassifier(nn.Module):
         self.pad_id = int(pad_id)
         self.type_sep = type_sep  # sentence pairs: token types from the ids (BERT-style), else None
         self.num_labels = int(hf_model.config.num_labels)
+        self.multi_label = bool(multi_label)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.hf.get_input_embeddings()
@@ -271,7 +282,7 @@ class HFAnyClassifier(nn.Module):
         with _Float64Throughout() if wide else contextlib.nullcontext():
             extra = {} if self.type_sep is None else {"token_type_ids": token_types(x, self.type_sep, self.pad_id)}
             out = self.hf(input_ids=x, attention_mask=(x != self.pad_id).long(), return_dict=True, **extra)
-        return torch.softmax(out.logits, dim=-1)
+        return squash(out.logits, self.multi_label)
 
 
 # ------------------------------------------------------------------------------- loading
@@ -432,11 +443,14 @@ def load_pretrained(directory: str | Path) -> tuple[nn.Module, HFTokenizer, dict
             f"{directory}: config.json names {n_labels} labels but the classifier head has {head[1]} outputs "
             f"({head[0]}); fix id2label/num_labels in config.json"
         )
-    if config.get("problem_type") in ("regression", "multi_label_classification"):
+    problem = config.get("problem_type")
+    if problem not in (None, "single_label_classification", "multi_label_classification"):
         raise HFLoadError(
-            f"{config_path}: problem_type {config['problem_type']!r}; seqshap explains "
-            f"single-label classifiers (softmax over the labels)"
+            f"{config_path}: problem_type {problem!r}; seqshap explains classifiers "
+            f"(single_label_classification: a softmax over the labels; multi_label_classification: "
+            f"a sigmoid per label)"
         )
+    multi_label = problem == "multi_label_classification"
     if canonized and (config.get("is_decoder") or config.get("add_cross_attention")):
         raise HFLoadError(f"{config_path}: a decoder (is_decoder/add_cross_attention) is not supported")
     if canonized and config.get("position_embedding_type", "absolute") != "absolute":
@@ -515,9 +529,8 @@ def load_pretrained(directory: str | Path) -> tuple[nn.Module, HFTokenizer, dict
     types = int(getattr(hf_model.config, "type_vocab_size", 0) or 0) >= 2
     takes = "token_type_ids" in inspect.signature(hf_model.forward).parameters
     type_sep = tok.type_sep if types and takes else None
-    net: HFClassifier | HFAnyClassifier = (
-        HFClassifier(hf_model, tok.pad_id, type_sep) if canonized else HFAnyClassifier(hf_model, tok.pad_id, type_sep)
-    )
+    wrapper = HFClassifier if canonized else HFAnyClassifier
+    net: HFClassifier | HFAnyClassifier = wrapper(hf_model, tok.pad_id, type_sep, multi_label=multi_label)
     net.eval()  # the wrapper is made in training mode, as every new nn.Module is
     n_layers = (
         len(net.layers) if isinstance(net, HFClassifier) else getattr(hc := hf_model.config, "num_hidden_layers", None)
@@ -557,6 +570,7 @@ def load_pretrained(directory: str | Path) -> tuple[nn.Module, HFTokenizer, dict
         "source": "huggingface",
         "route": "canonized" if canonized else "op-level",
         "pairs": "token types" if type_sep is not None else "one sequence",
+        "multi_label": multi_label,
         "model": summary,
     }
     return net, tok, seqshap_config

@@ -156,9 +156,12 @@ def output_of(exp: Explanation, name: str) -> str:
 
 def describe_prediction(exp: Explanation) -> str:
     """``"0.9123 (positive)"`` in the output space of the explanation; for a named class
-    (:attr:`Explanation.explained_class`) ``"P(9) = 0.4123 (predicted 8)"``."""
+    (:attr:`Explanation.explained_class`) ``"P(9) = 0.4123 (predicted 8)"``; for a multi-label
+    model ``"P(toxic) = 0.7310 (labels: toxic, insult)"``."""
     name = predicted_name(exp)
     target = exp.explained_class
+    if exp.multi_label and target is not None:  # each label its own yes/no: say which are on
+        return f"{output_of(exp, target)} = {fmt_out(exp.output_value)} (labels: {exp.predicted or 'none'})"
     if target is not None:
         return f"{output_of(exp, target)} = {fmt_out(exp.output_value)}" + (f" (predicted {name})" if name else "")
     return f"{fmt_out(exp.output_value)} ({name})" if name else fmt_out(exp.output_value)

@@ -353,10 +353,14 @@ class ExplainResponse(BaseModel):
     prediction: float = Field(description="the model's output for this text")
     completeness_error: float = Field(description="|sum(values) - (prediction - base_value)|")
     label: str | None = Field(
-        description='the predicted class, "positive" or "negative" for two-class models (null for raw-output models)'
+        description='the predicted class, "positive" or "negative" for two-class models (null for raw-output '
+        "models); for a multi-label model the labels it gives the text, comma-separated"
     )
     true_label: str | None = Field(description="the true class when it was given (never by this API)")
     classes: list[str] | None = Field(description="the class names, in label order")
+    multi_label: bool = Field(
+        description="whether each class is a label of its own (a sigmoid each, any number of them on at once)"
+    )
     top: list[TopWord] = Field(description="the 10 words with the largest |value|, largest first")
     meta: dict[str, Any] = Field(description="anything else the explainer recorded")
     html: str | None = Field(None, description='the rendered pictures, only when the request said "html": true')
