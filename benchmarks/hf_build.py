@@ -86,10 +86,24 @@ def decoder(tokenizer, hidden: int, layers: int, heads: int, kv_heads: int, ff: 
 
 
 def classifier(kind: str, tokenizer, hidden: int, layers: int, heads: int, ff: int, positions: int = 512):
-    """A random ``bert`` or ``distilbert`` two-class classifier for ``tokenizer``."""
+    """A random ``bert``, ``distilbert`` or ``electra`` two-class classifier for ``tokenizer``."""
     import transformers
 
     labels = {"id2label": {0: "negative", 1: "positive"}, "label2id": {"negative": 0, "positive": 1}}
+    if kind == "electra":  # explained through the op-level route (no canonized layer)
+        config = transformers.ElectraConfig(
+            vocab_size=len(tokenizer),
+            embedding_size=hidden,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=ff,
+            max_position_embeddings=positions,
+            pad_token_id=tokenizer.pad_token_id,
+            **labels,
+        )
+        config.architectures = ["ElectraForSequenceClassification"]
+        return transformers.ElectraForSequenceClassification(config)
     if kind == "distilbert":
         config = transformers.DistilBertConfig(
             vocab_size=len(tokenizer),

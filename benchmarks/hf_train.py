@@ -1,5 +1,8 @@
 """Train a small BERT-style IMDB classifier with ``transformers`` on this CPU (minutes), so
-there is a trained Hugging Face model to explain and to measure faithfulness on.
+there is a trained Hugging Face model to explain and to measure faithfulness on. ``--arch
+electra`` trains an ELECTRA of the same size instead, ``--arch llama`` a Llama decoder (byte-level
+BPE, 2 key/value heads, SwiGLU 4x hidden, classified at the last real token): both are explained
+through the op-level route.
 
 A WordPiece tokenizer is trained on the training reviews (``tokenizers``), a
 ``BertForSequenceClassification`` (hidden 128, 2 layers, 2 heads, ff 512, 128 tokens) is trained
@@ -9,6 +12,7 @@ reviews is recorded. ``--out`` is a ``save_pretrained`` directory (``seqshap.loa
 seqshap's ``metrics.json`` beside it (the report shows its curves and test accuracy).
 
     python benchmarks/hf_train.py --out runs/hf-bert-imdb
+    python benchmarks/hf_train.py --arch llama --out runs/hf-llama-imdb
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hf_build import classifier, save, wordpiece
+from hf_build import byte_bpe, classifier, decoder, save, wordpiece
 
 
 def batches(enc: dict, labels: np.ndarray, size: int, shuffle: np.random.Generator | None = None):
@@ -48,6 +52,7 @@ def evaluate(model, enc: dict, labels: np.ndarray, size: int = 256) -> tuple[flo
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/hf-bert-imdb")
+    ap.add_argument("--arch", choices=("bert", "electra", "llama"), default="bert")
     ap.add_argument("--train", type=int, default=8000)
     ap.add_argument("--val", type=int, default=1000)
     ap.add_argument("--test", type=int, default=25000)
@@ -67,8 +72,9 @@ def main() -> int:
     data = load_imdb()
     train, test = data["train"], data["test"]
     t0 = time.perf_counter()
-    tok = wordpiece(train.texts[: args.train], args.vocab, args.maxlen)
-    print(f"tokenizer: {len(tok)} WordPiece tokens in {time.perf_counter() - t0:.0f} s")
+    make_tok = byte_bpe if args.arch == "llama" else wordpiece
+    tok = make_tok(train.texts[: args.train], args.vocab, args.maxlen)
+    print(f"tokenizer: {len(tok)} tokens in {time.perf_counter() - t0:.0f} s")
 
     def encode(texts):
         return tok(list(texts), padding="max_length", truncation=True, max_length=args.maxlen, return_tensors="pt")
@@ -76,7 +82,10 @@ def main() -> int:
     n, v = args.train, args.val
     enc_tr, y_tr = encode(train.texts[:n]), train.labels[:n].astype(np.int64)
     enc_va, y_va = encode(train.texts[n : n + v]), train.labels[n : n + v].astype(np.int64)
-    model = classifier("bert", tok, args.hidden, args.layers, args.heads, 4 * args.hidden, positions=args.maxlen)
+    if args.arch == "llama":
+        model = decoder(tok, args.hidden, args.layers, args.heads, 2, 4 * args.hidden, positions=args.maxlen)
+    else:
+        model = classifier(args.arch, tok, args.hidden, args.layers, args.heads, 4 * args.hidden, positions=args.maxlen)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     steps = args.epochs * ((n + args.batch - 1) // args.batch)
     sched = torch.optim.lr_scheduler.LambdaLR(

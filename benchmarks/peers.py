@@ -111,6 +111,12 @@ class RowTokenizer:
         self.sep_token, self.sep_token_id = hf_tokenizer.sep_token, hf_tokenizer.sep_token_id
         self.rows: dict[str, tuple[list[int], list[tuple[int, int]]]] = {}
 
+    def __getattr__(self, name: str):
+        """Everything else shap reads (``special_tokens_map``, ``decode``, ...) is the tokenizer's own."""
+        if name == "tok":
+            raise AttributeError(name)
+        return getattr(self.tok, name)
+
     def render(self, ids: list[int], special: set[int]) -> str:
         """The text of a row's non-padding ids, remembered with their spans."""
         text, spans = "", []

@@ -24,6 +24,7 @@ import torch
 import seqshap
 from helpers import ANY_ARCHS, build_any
 from seqshap import DeepExplainer, DeepLift, ModelLoadError
+from seqshap.attribution import GradXInput, IntegratedGradients
 from seqshap.models.hf import TESTED
 
 pytest.importorskip("transformers")
@@ -129,6 +130,34 @@ def test_transformers_own_initialization_is_exact_too(arch, imdb, tmp_path):
             assert e.completeness_error <= 1e-4
         for e in DeepExplainer(m, refs, output=output, dtype=torch.float64).explain(inputs):
             assert e.completeness_error <= 1e-9
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_embeddings_run_the_same_model_so_gradient_methods_work(arch, any_models):
+    """Gradient x input, Integrated Gradients and Captum's peers feed embeddings: the model given
+    its own token embeddings answers as it does for the ids (padding, positions, the label's
+    position read back from them), and the methods run on it."""
+    m = any_models[arch]
+    ids = m.encode([TEXT, "Dull.", "a fine film with a good cast"])
+    with torch.no_grad():
+        torch.testing.assert_close(m.net(m.net.get_input_embeddings()(ids)), m.net(ids), atol=1e-6, rtol=0)
+    for method in (GradXInput(m), IntegratedGradients(m, steps=8)):
+        e = method.explain([TEXT])[0]
+        assert np.isfinite(e.values).all()
+        assert np.abs(e.values[e.visible]).max() > 0
+
+
+@pytest.mark.parametrize("arch", ["llama", "albert", "electra"])
+def test_planted_words_are_the_ids_words_get_inside_a_text(arch, any_models):
+    """The faithfulness check plants a sentiment word inside a review: byte-level BPE and
+    SentencePiece give a word there its space-marked token (``Ġgreat``, ``▁great``), not the bare
+    ``great`` of the vocabulary's other entry."""
+    from seqshap.faithfulness.evaluate import planted_word_ids
+
+    m = any_models[arch]
+    ids, words = planted_word_ids(m)
+    for i, w in zip(ids, words, strict=True):
+        assert i in m.encode([f"it was {w} indeed"])[0].tolist()
 
 
 @pytest.mark.parametrize("arch", ARCHS)

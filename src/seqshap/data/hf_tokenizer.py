@@ -79,6 +79,15 @@ class HFTokenizer:
         """Token -> id, as the tokenizer's vocabulary has it (subwords included)."""
         return dict(self.tokenizer.get_vocab())
 
+    def word_id(self, word: str) -> int | None:
+        """The one id ``word`` gets inside a text (after a space: ``Ġgreat``, ``▁great``, or
+        WordPiece's ``great``), else ``None`` when the tokenizer splits it."""
+        for text in (" " + word, word):
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(ids) == 1:
+                return int(ids[0])
+        return None
+
     def _call(self, texts: list[str], maxlen: int, offsets: bool, pairs: bool = False):
         if maxlen < 1:
             raise ValueError(f"maxlen must be >= 1, got {maxlen}")

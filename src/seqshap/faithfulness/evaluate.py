@@ -398,15 +398,18 @@ def neutral_hosts(model, ids: torch.Tensor, n: int, width: float = 0.15) -> torc
 
 
 def planted_word_ids(model, positive=POSITIVE_WORDS, negative=NEGATIVE_WORDS) -> tuple[list[int], list[str]]:
-    """Ids of the sentiment words the vocabulary knows, alternating positive and negative."""
-    pos = [w for w in positive if w in model.vocab.word_to_id]
-    neg = [w for w in negative if w in model.vocab.word_to_id]
+    """Ids of the sentiment words the vocabulary knows, alternating positive and negative (a
+    subword tokenizer's id of the word inside a text, where it is one token)."""
+    find = getattr(model.vocab, "word_id", None)
+    ids = {w: find(w) if callable(find) else model.vocab.word_to_id.get(w) for w in (*positive, *negative)}
+    pos = [w for w in positive if ids[w] is not None]
+    neg = [w for w in negative if ids[w] is not None]
     if not pos or not neg:
         raise ValueError(
             f"the vocabulary lacks the planted sentiment words (positive {list(positive)}, negative {list(negative)})"
         )
     order = [w for pair in zip(pos, neg, strict=False) for w in pair] or pos + neg
-    return [model.vocab.word_to_id[w] for w in order], order
+    return [int(ids[w]) for w in order], order
 
 
 # Methods whose reference is the text with every word padded: for a text that fills the row (natively:

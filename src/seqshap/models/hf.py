@@ -257,7 +257,13 @@ class HFAnyClassifier(nn.Module):
     The attention mask is ``ids != pad_id``, computed here from the ids as the tokenizer's would
     be; the explainer reads it as a function of the ids (a feature of each position), so inputs
     and references of different lengths are explained exactly. Decoders read their label at the
-    last real token, which transformers finds from the ids as well (``config.pad_token_id``)."""
+    last real token, which transformers finds from the ids as well (``config.pad_token_id``).
+
+    Embeddings ``[B, T, E]`` (the gradient methods' input) run the same code: the ids are read
+    back where the embeddings say (a position holding the padding row is padding, one holding the
+    separator's row a separator), every other position gets a stand-in id, and the token
+    embedding's output is replaced by the embeddings given, so the mask, the positions, the token
+    types and the position of the label are transformers' own."""
 
     def __init__(self, hf_model: Any, pad_id: int, type_sep: int | None = None, multi_label: bool = False):
         super().__init__()
@@ -273,16 +279,32 @@ class HFAnyClassifier(nn.Module):
         return self.hf.get_input_embeddings()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_floating_point() or x.dim() != 2:
-            raise ValueError(
-                f"{self.arch} is explained from token ids [batch, time] (its attention mask comes from "
-                f"them), got {'float ' if x.is_floating_point() else ''}{tuple(x.shape)}"
-            )
+        if x.dim() != (3 if x.is_floating_point() else 2):
+            raise ValueError(f"expected ids [batch, time] or embeddings [batch, time, dim], got {tuple(x.shape)}")
+        return self._from_embeddings(x) if x.is_floating_point() else self._from_ids(x)
+
+    def _from_ids(self, x: torch.Tensor) -> torch.Tensor:
         wide = self.get_input_embeddings().weight.dtype == torch.float64
         with _Float64Throughout() if wide else contextlib.nullcontext():
             extra = {} if self.type_sep is None else {"token_type_ids": token_types(x, self.type_sep, self.pad_id)}
             out = self.hf(input_ids=x, attention_mask=(x != self.pad_id).long(), return_dict=True, **extra)
         return squash(out.logits, self.multi_label)
+
+    def _from_embeddings(self, e: torch.Tensor) -> torch.Tensor:
+        table = self.get_input_embeddings()
+        with torch.no_grad():  # which positions are padding (or separators): read off the rows
+            weight = table.weight
+            # An ordinary word's id from the middle of the vocabulary: low ids are special tokens,
+            # which some models treat apart (MPNet counts positions past a hard-coded id 1).
+            word = next(i for i in range(len(weight) // 2, len(weight)) if i not in (self.pad_id, self.type_sep))
+            ids = torch.where((e == weight[self.pad_id]).all(-1), self.pad_id, word)
+            if self.type_sep is not None:
+                ids = torch.where((e == weight[self.type_sep]).all(-1), self.type_sep, ids)
+        handle = table.register_forward_hook(lambda _module, _inputs, _output: e)
+        try:  # not self(ids): hooks a caller put on this module (Captum's) see one call
+            return self._from_ids(ids)
+        finally:
+            handle.remove()
 
 
 # ------------------------------------------------------------------------------- loading
