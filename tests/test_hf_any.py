@@ -10,6 +10,7 @@ Each is saved with ``save_pretrained`` and loaded back as a user would, with ``s
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import re
 import shutil
@@ -281,3 +282,42 @@ def test_cli_explains_an_encoder_and_a_decoder(arch, any_dirs, tmp_path):
     assert row["label"] in LABELS
     assert abs(sum(row["values"]) - (row["prediction"] - row["base_value"])) <= 1e-4
     assert "acting" in html.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["electra", "llama"])
+def test_every_command_runs_on_an_op_level_encoder_and_decoder(arch, any_dirs, imdb, tmp_path):
+    """evaluate, importance, report and faithfulness (with the gradient methods, which feed
+    embeddings) on directories explained through the op-level route, as a user runs them."""
+    data = tmp_path / "reviews.csv"
+    with data.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for text, label in zip(imdb["test"].texts[:8], imdb["test"].labels[:8], strict=True):
+            w.writerow([text, int(label)])
+    model = ["--model", str(any_dirs[arch])]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        r = subprocess.run([*SEQSHAP, *args], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, (args[0], r.stderr[-2000:])
+        return r
+
+    scores = json.loads(run("evaluate", *model, "--data", str(data), "--json").stdout)
+    assert scores["n"] == 8
+    assert 0 <= scores["test_accuracy"] <= 1
+    imp = tmp_path / "importance"
+    run("importance", *model, "--data", str(data), "--n", "4", "--background", "3", "--out", str(imp), "--quiet")
+    assert (imp / "word_importance.csv").exists()
+    rep = tmp_path / "report"
+    run("report", *model, "--data", str(data), "--n", "2", "--background", "3", "--out", str(rep))
+    for e in json.loads((rep / "explanations.json").read_text()):
+        assert sum(e["values"]) == pytest.approx(e["prediction"] - e["base_value"], abs=1e-4)
+    faith = tmp_path / "faithfulness"
+    methods = "deepshap,deeplift,gradxinput,ig,occlusion,random"
+    run(
+        "faithfulness", *model, "--data", str(data), "--n", "3", "--methods", methods, "--background", "3",
+        "--short", "0", "--planted", "0", "--ig-steps", "8", "--out", str(faith), "--quiet",
+    )  # fmt: skip
+    table = (faith / "faithfulness.md").read_text()
+    for name in methods.split(","):
+        assert f"| {name} |" in table

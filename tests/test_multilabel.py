@@ -184,7 +184,7 @@ def test_cli_explains_a_label_by_name(ml_dirs, tmp_path):
 @pytest.mark.server
 def test_the_server_explains_each_label(ml_dirs):
     proc = subprocess.Popen(
-        [*SEQSHAP, "serve", "--model", str(ml_dirs["bert"]), "--port", "0", "--background", "3"],
+        [*SEQSHAP, "serve", "--model", str(ml_dirs["llama"]), "--port", "0", "--background", "3"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
