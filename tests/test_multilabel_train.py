@@ -299,3 +299,18 @@ def test_the_two_multi_label_settings_must_agree(trained, tmp_path):
     (copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="multi_label"):
         seqshap.load(copy)
+
+
+def test_importance_writes_one_table_per_label(trained, files, tmp_path):
+    out = tmp_path / "imp"
+    cli("importance", "--model", str(trained), "--data", str(files["test"]), "--text-column", "review",
+        "--label-column", "tags", "--n", "12", "--min-count", "1", "--out", str(out), "--quiet")  # fmt: skip
+    assert sorted(p.name for p in out.glob("word_importance_*.csv")) == [
+        f"word_importance_{label}.csv" for label in LABELS
+    ]
+
+
+def test_report_refuses_a_multi_label_model_by_name(trained, tmp_path):
+    proc = cli("report", "--model", str(trained), "--out", str(tmp_path / "r"), check=False)
+    assert proc.returncode == 2
+    assert "multi-label model" in proc.stderr
