@@ -314,3 +314,17 @@ def test_report_refuses_a_multi_label_model_by_name(trained, tmp_path):
     proc = cli("report", "--model", str(trained), "--out", str(tmp_path / "r"), check=False)
     assert proc.returncode == 2
     assert "multi-label model" in proc.stderr
+
+
+def test_train_in_python_checks_the_labels_against_the_setting(tmp_path):
+    from seqshap.train import train
+
+    rows = [("acting and song", "acting|music"), ("the plot", "plot"), ("a song", "music")]
+    multi = read_labeled(write_csv(tmp_path / "m.csv", rows, header=("text", "label")), multi_label=True)
+    with pytest.raises(ValueError, match="multi_label=True"):
+        train(multi, tmp_path / "a", TrainConfig(epochs=1), progress=False)
+    single = read_labeled(write_csv(tmp_path / "s.csv", rows, header=("text", "label")))
+    with pytest.raises(ValueError, match="needs multi-hot labels"):
+        train(single, tmp_path / "b", TrainConfig(epochs=1, multi_label=True), progress=False)
+    with pytest.raises(ValueError, match="would disagree"):
+        train(multi, tmp_path / "c", TrainConfig(epochs=1, model={"multi_label": False}, multi_label=True))

@@ -419,6 +419,8 @@ def _classes(train_split: Split, test_split: Split | None) -> tuple[str, ...]:
 
 def _check_multi_label(cfg: TrainConfig, train_split: Split, test_split: Split | None) -> None:
     """Multi-hot labels go with ``cfg.multi_label`` and class indices without it, in both splits."""
+    if "multi_label" in cfg.model and bool(cfg.model["multi_label"]) != cfg.multi_label:
+        raise ValueError("set TrainConfig(multi_label=...), not model['multi_label']: the two would disagree")
     for name, split in (("training", train_split), ("test", test_split)):
         if split is None:
             continue
