@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
+
 from . import atomic, safe_files
 from .data.imdb import DownloadError, Split
 from .data.tabular import DataFileError
@@ -139,16 +141,23 @@ def resolve_background(
 
 # ------------------------------------------------------------------ a model's background.json
 def save_background(
-    directory: str | Path, background: Background, ids: Sequence[str] | None = None, labels: Sequence[int] | None = None
+    directory: str | Path,
+    background: Background,
+    ids: Sequence[str] | None = None,
+    labels: Sequence[int | Sequence[int]] | None = None,
 ) -> Path:
     """Write ``directory/background.json`` atomically: ``{"source", "texts"}`` plus, where
     known, each text's ``ids`` and ``labels`` in the data it came from (provenance only)."""
     record: dict[str, Any] = {"source": background.source, "n": len(background), "texts": list(background.texts)}
     if ids is not None:
         record["ids"] = [str(i) for i in ids][: len(background)]
-    if labels is not None:
-        record["labels"] = [int(v) for v in labels][: len(background)]
+    if labels is not None:  # a class index, or a multi-label row's 0/1 per label
+        record["labels"] = [_label(v) for v in labels][: len(background)]
     return atomic.write_json(Path(directory) / BACKGROUND, record, indent=1)
+
+
+def _label(v: int | Sequence[int]) -> int | list[int]:
+    return int(v) if isinstance(v, (int, np.integer)) else [int(u) for u in v]
 
 
 def save_training_background(directory: str | Path, split: Split, trained_on: dict, n: int = DEFAULT_SIZE) -> Path:
@@ -157,7 +166,7 @@ def save_training_background(directory: str | Path, split: Split, trained_on: di
     ``trained_on``), whose ``["train"]["source"]`` says where they came from."""
     k = min(n, len(split.texts))
     source = f"the first {k} training text{'s' if k != 1 else ''}: {trained_on['train']['source']}"
-    labels = [int(v) for v in split.labels[:k]]
+    labels = split.labels[:k].tolist()
     return save_background(directory, Background(tuple(split.texts[:k]), source), split.ids[:k], labels)
 
 

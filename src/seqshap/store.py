@@ -292,9 +292,18 @@ def _check_config(path: Path, config: Any) -> dict:
     classes = config.get("classes")
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
         raise ModelLoadError(f"{path}: 'classes' must be a list of class names, got {_json_kind(classes)}")
+    multi = settings.get("multi_label", False)
+    if not isinstance(multi, bool):
+        raise ModelLoadError(f"{path}: 'model.multi_label' must be true or false, got {_json_kind(multi)}")
+    if config["arch"] in TRAINABLE and multi != bool(config.get("multi_label", False)):
+        raise ModelLoadError(
+            f"{path}: 'model.multi_label' ({multi!r}) and 'multi_label' ({config.get('multi_label')!r}) must both be "
+            "true for a multi-label model (a sigmoid per label) and false, or left out, otherwise"
+        )
     outputs = settings.get("outputs", 1)
     if classes is not None and config["arch"] in TRAINABLE and _whole(outputs):
-        want = 2 if outputs == 1 else outputs  # one sigmoid output is two classes
+        # one sigmoid output is two classes; a multi-label model has one output per label
+        want = 2 if outputs == 1 and not multi else outputs
         if len(classes) != want:
             raise ModelLoadError(
                 f"{path}: 'classes' names {len(classes)} classes, but the model has {outputs} output(s), "

@@ -32,6 +32,8 @@ from .models.classifiers import TextClassifier
 from .store import CONFIG, WEIGHTS, SeqshapModel, save_model
 
 CKPT = "checkpoint"
+# what "accuracy" means in a multi-label run's metrics.json and epoch lines
+MULTI_LABEL_ACCURACY = "mean per-label accuracy: each label right at probability 0.5, averaged over texts and labels"
 STATE = "state.json"  # the checkpoint's commit point
 
 
@@ -49,6 +51,7 @@ class TrainConfig:
     patience: int = 3
     seed: int = 0
     lr_decay: float = 1.0  # <1: multiply the learning rate by this after an epoch without a better val acc
+    multi_label: bool = False  # a sigmoid per label, for multi-hot labels (read_labeled(multi_label=True))
     model: dict = field(default_factory=dict)  # extra constructor kwargs (hidden, ...)
 
 
@@ -82,7 +85,9 @@ def data_record(split: Split, source: str | None = None, path: str | Path | None
     h = hashlib.sha256()
     for text, label in zip(split.texts, np.asarray(split.labels).tolist(), strict=True):
         b = text.encode("utf-8")
-        h.update(len(b).to_bytes(8, "little") + b + int(label).to_bytes(8, "little", signed=True))
+        # multi-label rows are multi-hot: every label's 0/1 in order
+        bits = b"".join(int(v).to_bytes(8, "little", signed=True) for v in label) if isinstance(label, list) else b""
+        h.update(len(b).to_bytes(8, "little") + b + (bits or int(label).to_bytes(8, "little", signed=True)))
     if split.classes is not None and tuple(split.classes) != DEFAULT_CLASSES:
         h.update(json.dumps(list(split.classes), ensure_ascii=False).encode("utf-8"))
     record = {"source": source or "texts given in Python", "n": len(split), "sha256": h.hexdigest()}
@@ -141,7 +146,11 @@ def model_outputs(classes: tuple[str, ...], head: str = "auto") -> int:
 @torch.no_grad()
 def evaluate_ids(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of ``net`` on ids ``[n, T]``, class indices ``[n]``: binary
-    cross-entropy on the positive class of a two-class model, else over all classes (argmax)."""
+    cross-entropy on the positive class of a two-class model, else over all classes (argmax).
+    Multi-hot labels ``[n, labels]`` (a multi-label model): binary cross-entropy averaged over the
+    labels, and the accuracy is the mean per-label accuracy (each label right at 0.5)."""
+    if y.dim() == 2:
+        return _evaluate_multi_label(net, x, y, batch_size)
     net.eval()
     device = next(net.parameters()).device
     loss = correct = 0.0
@@ -162,6 +171,52 @@ def evaluate_ids(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: i
             loss += float(nn.functional.nll_loss(p.clamp_min(1e-12).log(), t, reduction="sum"))
             correct += float((p.argmax(1) == t).sum())
     return loss / max(1, len(x)), correct / max(1, len(x))
+
+
+def _evaluate_multi_label(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    net.eval()
+    device = next(net.parameters()).device
+    loss = correct = 0.0
+    for i in range(0, len(x), batch_size):
+        p = net(x[i : i + batch_size].to(device)).double().cpu()
+        if not torch.isfinite(p).all():
+            row = i + int((~torch.isfinite(p)).any(1).nonzero()[0])
+            raise TrainingDivergedError(
+                f"the model's output for review {row} is {p[row - i].tolist()}: its weights are broken"
+            )
+        t = y[i : i + batch_size].double()
+        p = p.clamp(1e-7, 1 - 1e-7)
+        loss += float(nn.functional.binary_cross_entropy(p, t, reduction="none").mean(1).sum())
+        correct += float(((p > 0.5).double() == t).double().mean(1).sum())
+    return loss / max(1, len(x)), correct / max(1, len(x))
+
+
+def multi_label_metrics(labels: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]) -> dict:
+    """Scores of a multi-label model: multi-hot ``labels`` ``[n, L]`` against every label's
+    probability ``probs`` ``[n, L]``, a label on where its probability is above 0.5. The mean
+    per-label accuracy (``label_accuracy``), ``subset_accuracy`` (every label of a text right),
+    and, with scikit-learn (the ``metrics`` extra), per-label precision/recall/F1/support and
+    micro and macro F1."""
+    labels = np.asarray(labels).astype(np.int64)
+    pred = (np.asarray(probs) > 0.5).astype(np.int64)
+    out: dict = {
+        "multi_label": True,
+        "classes": list(classes),
+        "label_accuracy": float(np.mean(pred == labels)) if labels.size else 0.0,
+        "subset_accuracy": float(np.mean((pred == labels).all(1))) if len(labels) else 0.0,
+    }
+    try:
+        from sklearn.metrics import precision_recall_fscore_support
+    except ImportError:
+        return out
+    precision, recall, f1, support = precision_recall_fscore_support(labels, pred, average=None, zero_division=0)
+    micro = precision_recall_fscore_support(labels, pred, average="micro", zero_division=0)
+    out["per_label"] = [
+        {"label": c, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+        for c, p, r, f, n in zip(classes, precision, recall, f1, support, strict=True)
+    ]
+    out.update(micro_f1=float(micro[2]), macro_f1=float(np.mean(f1)))
+    return out
 
 
 def _opt_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -270,7 +325,15 @@ def train(
     check_output_dir(out, resume, overwrite)
     torch.manual_seed(cfg.seed)
     classes = _classes(train_split, test_split)
-    outputs = int(cfg.model.get("outputs", model_outputs(classes)))
+    _check_multi_label(cfg, train_split, test_split)
+    if cfg.multi_label:
+        outputs = int(cfg.model.get("outputs", len(classes)))
+        if outputs != len(classes):
+            raise ValueError(
+                f"model outputs {outputs} do not fit {len(classes)} labels (a multi-label model has one each)"
+            )
+    else:
+        outputs = int(cfg.model.get("outputs", model_outputs(classes)))
     if outputs not in (1 if len(classes) == 2 else len(classes), len(classes)):
         raise ValueError(f"model outputs {outputs} do not fit {len(classes)} classes (1 for a sigmoid, else one each)")
     vocab = vocab or Vocab.build(train_split.texts, cfg.num_words)
@@ -278,6 +341,8 @@ def train(
     trained_on = {"train": records.get("train") or data_record(train_split), "vocab_sha256": vocab_sha256(vocab)}
     data = _prepare_data(train_split, vocab, cfg)
     settings = {**cfg.model, **({"outputs": outputs} if outputs > 1 else {})}
+    if cfg.multi_label:
+        settings["multi_label"] = True
     net = build_model(cfg.arch, vocab_size=vocab.num_words, **settings).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, fused=True)
     run = _Run([], {"epoch": 0, "val_accuracy": -1.0}, _cpu_copy(net))
@@ -317,9 +382,10 @@ def train(
             for group in opt.param_groups:
                 group["lr"] *= cfg.lr_decay
         if progress:
+            acc = "label acc" if cfg.multi_label else "acc"  # multi-label: the mean per-label accuracy
             print(
-                f"epoch {epoch}: train loss {train_loss:.4f} acc {train_acc:.4f} | "
-                f"val loss {val_loss:.4f} acc {val_acc:.4f} | {seconds:.1f}s",
+                f"epoch {epoch}: train loss {train_loss:.4f} {acc} {train_acc:.4f} | "
+                f"val loss {val_loss:.4f} {acc} {val_acc:.4f} | {seconds:.1f}s",
                 flush=True,
             )
         _save_checkpoint(
@@ -332,7 +398,11 @@ def train(
     if test_split is not None:  # recorded in metrics.json: it scores the model, it does not shape it
         trained_on = {**trained_on, "test": records.get("test") or data_record(test_split)}
     save_training_background(out, train_split, trained_on)  # background.json: the default for explain and serve
-    label_config = {"classes": list(classes), **({"task": task} if task else {})}
+    label_config = {
+        "classes": list(classes),
+        **({"task": task} if task else {}),
+        **({"multi_label": True} if cfg.multi_label else {}),
+    }
     return _finish(out, net, vocab, cfg, settings, label_config, run, data, test_split, device, progress, trained_on)
 
 
@@ -347,6 +417,26 @@ def _classes(train_split: Split, test_split: Split | None) -> tuple[str, ...]:
     return classes
 
 
+def _check_multi_label(cfg: TrainConfig, train_split: Split, test_split: Split | None) -> None:
+    """Multi-hot labels go with ``cfg.multi_label`` and class indices without it, in both splits."""
+    if "multi_label" in cfg.model and bool(cfg.model["multi_label"]) != cfg.multi_label:
+        raise ValueError("set TrainConfig(multi_label=...), not model['multi_label']: the two would disagree")
+    for name, split in (("training", train_split), ("test", test_split)):
+        if split is None:
+            continue
+        multi_hot = np.asarray(split.labels).ndim == 2
+        if multi_hot and not cfg.multi_label:
+            raise ValueError(
+                f"the {name} data has several labels per text (multi-hot): train with TrainConfig(multi_label=True) "
+                "(seqshap train --multi-label)"
+            )
+        if cfg.multi_label and not multi_hot:
+            raise ValueError(
+                f"multi_label=True needs multi-hot labels, but the {name} data has one class per text: read it with "
+                "read_labeled(..., multi_label=True)"
+            )
+
+
 def _cpu_copy(net: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
 
@@ -359,11 +449,14 @@ def _prepare_data(train_split: Split, vocab: Vocab, cfg: TrainConfig) -> _Data:
 
 
 def _differences(old: dict, new: dict) -> list[str]:
-    """``--option: A in the checkpoint, B now`` for every option that differs (epochs may grow)."""
+    """``--option: A in the checkpoint, B now`` for every option that differs (epochs may grow).
+    An option a checkpoint predates (``multi_label``) counts as its default there."""
+    defaults = asdict(TrainConfig())
     out = []
     for key in sorted(set(old) | set(new)):
-        if key != "epochs" and old.get(key) != new.get(key):
-            out.append(f"--{key.replace('_', '-')}: {old.get(key)!r} in the checkpoint, {new.get(key)!r} now")
+        was, now = old.get(key, defaults.get(key)), new.get(key, defaults.get(key))
+        if key != "epochs" and was != now:
+            out.append(f"--{key.replace('_', '-')}: {was!r} in the checkpoint, {now!r} now")
     return out
 
 
@@ -423,11 +516,14 @@ def _train_epoch(
     net: nn.Module, opt: torch.optim.Optimizer, data: _Data, cfg: TrainConfig, epoch: int, device: str, progress: bool
 ) -> tuple[float, float, float]:
     """One pass over the training rows: (mean loss, accuracy, seconds). Binary cross-entropy on a
-    sigmoid model's one output; cross-entropy on the logits of a softmax head."""
+    sigmoid model's one output; cross-entropy on the logits of a softmax head; for multi-hot
+    labels, binary cross-entropy on each label's logit (the mean over labels) and the mean
+    per-label accuracy."""
     from tqdm import tqdm
 
     loss_fn = nn.BCELoss()
-    softmax = net if isinstance(net, TextClassifier) and net.outputs > 1 else None
+    multi = data.y_tr.dim() == 2  # multi-hot labels: binary cross-entropy on each label's logit
+    softmax = net if isinstance(net, TextClassifier) and (net.outputs > 1 or multi) else None
     net.train()
     # The shuffle depends on (seed, epoch) only, so a resumed run sees the same order.
     order = torch.randperm(len(data.x_tr), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
@@ -444,7 +540,13 @@ def _train_epoch(
         idx = order[i : i + cfg.batch_size]
         xb, yb = data.x_tr[idx].to(device), data.y_tr[idx].float().to(device)
         opt.zero_grad(set_to_none=True)
-        if softmax is not None:
+        if softmax is not None and multi:
+            z = softmax.logits(xb)
+            loss = nn.functional.binary_cross_entropy_with_logits(z, yb)
+            if not bool(torch.isfinite(loss)):
+                raise _diverged(epoch, opt)
+            hits = ((z > 0).float() == yb).float().mean(1).sum()  # the mean per-label accuracy, summed over texts
+        elif softmax is not None:
             z = softmax.logits(xb)
             loss = nn.functional.cross_entropy(z, yb.long())
             if not bool(torch.isfinite(loss)):  # cross-entropy passes NaN on silently
@@ -505,13 +607,21 @@ def _finish(
         "trained_on": dict(trained_on),
         "versions": _versions(),
     }
+    if cfg.multi_label:
+        metrics.update(multi_label=True, accuracy=MULTI_LABEL_ACCURACY)
     if test_split is not None:
         x_te = torch.from_numpy(vocab.encode(test_split.texts, cfg.maxlen))
         test_loss, test_acc = evaluate_ids(net, x_te, torch.from_numpy(test_split.labels))
         metrics.update(test_accuracy=test_acc, test_loss=test_loss, n_test=len(x_te))
+        if cfg.multi_label:
+            with torch.no_grad():
+                probs = torch.cat([net(x_te[i : i + 1024]) for i in range(0, len(x_te), 1024)]).double().numpy()
+            scores = multi_label_metrics(test_split.labels, probs, tuple(label_config["classes"]))
+            metrics["test"] = {k: v for k, v in scores.items() if k not in ("multi_label", "classes")}
         if progress:
+            what = "mean per-label accuracy" if cfg.multi_label else "test accuracy"
             print(
-                f"best epoch {run.best['epoch']} restored: test accuracy {test_acc:.4f} on {len(x_te)} reviews",
+                f"best epoch {run.best['epoch']} restored: {what} {test_acc:.4f} on {len(x_te)} reviews",
                 flush=True,
             )
     config = {

@@ -152,17 +152,26 @@ def data_hint(args) -> Iterator[None]:
 
 
 def model_data(args, model, split: str = "test"):
-    """The labelled texts a command scores or explains: ``--data`` read with the model's classes,
-    else the IMDB ``split`` labelled for ``--task`` (default: the model's own task, from its config)."""
+    """The labelled texts a command scores or explains: ``--data`` read with the model's classes
+    (multi-hot labels for a multi-label model), else the IMDB ``split`` labelled for ``--task``
+    (default: the model's own task, from its config)."""
     from ..data import DEFAULT_CLASSES, DataFileError, load_task, read_labeled
 
+    multi = bool(getattr(model, "multi_label", False))
     if getattr(args, "data", None):
         if getattr(args, "task", None):
             raise UsageError("give either --data or --task, not both")
         try:
-            return read_labeled(args.data, args.text_column, args.label_column, classes=model.classes)
+            return read_labeled(
+                args.data, args.text_column, args.label_column, classes=model.classes, multi_label=multi
+            )
         except DataFileError as e:
             raise UsageError(f"--data: {e}") from None
+    if multi:
+        raise UsageError(
+            f"{model.name} is a multi-label model ({', '.join(model.classes)}): give --data, a CSV/JSONL file whose "
+            "label column holds each text's labels separated by |"
+        )
     task = getattr(args, "task", None) or model.config.get("task") or "imdb"
     with data_hint(args):
         data = load_task(task, args.imdb)[split]

@@ -1,5 +1,6 @@
 """``seqshap evaluate``: accuracy, per-class precision/recall/F1, the confusion matrix (and ROC AUC
-for two classes, the mean absolute error for classes named by numbers), with scikit-learn."""
+for two classes, the mean absolute error for classes named by numbers), with scikit-learn; for a
+multi-label model per-label precision/recall/F1, micro and macro F1 and the subset accuracy."""
 
 from __future__ import annotations
 
@@ -81,10 +82,38 @@ def format_metrics(m: dict) -> str:
     return "\n".join(lines)
 
 
+def format_multi_label(m: dict) -> str:
+    """A multi-label model's per-label table, micro/macro F1 and subset accuracy as text."""
+    lines = [f"subset accuracy {m['subset_accuracy']:.4f} (every label of a text right)"]
+    if "per_label" not in m:
+        return "\n".join([*lines, "(per-label metrics need scikit-learn: pip install 'seqshap[metrics]')"])
+    w = max(8, *(len(c) for c in m["classes"]))
+    lines += ["", f"{'label':<{w}}  precision  recall      f1  support"]
+    for r in m["per_label"]:
+        lines.append(f"{r['label']:<{w}}  {r['precision']:9.4f}  {r['recall']:6.4f}  {r['f1']:6.4f}  {r['support']:7d}")
+    lines.append(f"{'micro F1':<{w}}  {'':9}  {'':6}  {m['micro_f1']:6.4f}")
+    lines.append(f"{'macro F1':<{w}}  {'':9}  {'':6}  {m['macro_f1']:6.4f}")
+    return "\n".join(lines)
+
+
 def run(args) -> int:
 
     model = load_model(args)
     split = model_data(args, model)
+    if model.multi_label:
+        from ..train import multi_label_metrics
+
+        probs = class_probabilities(model, split.texts)
+        m = multi_label_metrics(np.asarray(split.labels), probs, model.classes)
+        if args.json:
+            print(json.dumps({**m, "n": len(split), "model": str(model.path)}, allow_nan=False))
+        else:
+            print(
+                f"mean per-label accuracy {m['label_accuracy']:.4f} on {len(split)} texts, "
+                f"{len(model.classes)} labels ({model.path})"
+            )
+            print(format_multi_label(m))
+        return 0
     probs = class_probabilities(model, split.texts)
     m = metrics(np.asarray(split.labels), probs, model.classes)
     if args.json:
@@ -109,7 +138,8 @@ def register(sub) -> None:
     p.add_argument(
         "--json",
         action="store_true",
-        help='print {"test_accuracy", "n", "classes", "per_class", "confusion_matrix", "roc_auc", ...}',
+        help='print {"test_accuracy", "n", "classes", "per_class", "confusion_matrix", "roc_auc", ...}; for a '
+        'multi-label model {"label_accuracy", "subset_accuracy", "per_label", "micro_f1", "macro_f1", ...}',
     )
     add_data_options(p)
     add_task_option(p)

@@ -43,7 +43,7 @@ def run(args) -> int:
     background = list(background_for(args, model).texts)
     # One table for a two-class model (its positive class) or the one --target; one per class for more.
     targets: list[str | None] = [args.target] if args.target is not None else [None]
-    if args.target is None and len(model.classes) > 2:
+    if args.target is None and (len(model.classes) > 2 or model.multi_label):  # multi-label: one per label
         targets = list(model.classes)
     if chunked and targets != [None]:
         raise UsageError(
@@ -78,7 +78,7 @@ def run(args) -> int:
             importance_over(
                 explainer,
                 list(test.texts),
-                test.labels,
+                None if model.multi_label else test.labels,  # a multi-hot row is no one class
                 batch_size=args.batch_size,
                 progress=not args.quiet,
                 desc="explaining test reviews" + (f" for {t}" if t is not None and len(targets) > 1 else ""),

@@ -28,6 +28,11 @@ def run(args) -> int:
     if args.data and args.imdb:
         raise UsageError("give either --data or --imdb, not both")
     model = load_model(args)
+    if model.multi_label:
+        raise UsageError(
+            f"{model.name} is a multi-label model: seqshap report does not cover multi-label models yet; use "
+            "seqshap explain --target LABEL, seqshap importance --data and seqshap evaluate --data"
+        )
     # the background every command uses (seqshap.background): --background-file, else the model's
     # background.json, else the IMDB training reviews; with --data, the rows after the explained ones
     with data_hint(args):

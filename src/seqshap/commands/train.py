@@ -26,6 +26,15 @@ def run(args) -> int:
         raise UsageError("--test-data needs --data (otherwise the IMDB test split is used)")
     if args.data and args.task:
         raise UsageError("--task picks what to learn from the IMDB archive; with --data the labels are your file's")
+    if args.multi_label and not args.data:
+        raise UsageError(
+            "--multi-label reads several labels per text from --data (the IMDB archive has one per review)"
+        )
+    if args.multi_label and args.head != "auto":
+        raise UsageError(
+            f"--head {args.head} does not go with --multi-label: a multi-label model has a sigmoid per label "
+            "(drop --head)"
+        )
     from ..data import DEFAULT_CLASSES, load_task, read_labeled
     from ..train import model_outputs
 
@@ -40,14 +49,18 @@ def run(args) -> int:
         patience=args.patience,
         seed=args.seed,
         lr_decay=args.lr_decay,
+        multi_label=args.multi_label,
         model={SIZE_PARAMETER[args.arch]: args.hidden} if args.hidden else {},
     )
     task = args.task or ("imdb" if not args.data else None)
     if args.data:
-        train_split = read_labeled(args.data, args.text_column, args.label_column)
+        multi = args.multi_label
+        train_split = read_labeled(args.data, args.text_column, args.label_column, multi_label=multi)
         records = {"train": data_record(train_split, str(Path(args.data).resolve()), args.data)}
         test_split = (
-            read_labeled(args.test_data, args.text_column, args.label_column, classes=train_split.classes)
+            read_labeled(
+                args.test_data, args.text_column, args.label_column, classes=train_split.classes, multi_label=multi
+            )
             if args.test_data
             else None
         )
@@ -95,7 +108,8 @@ def register(sub) -> None:
         "seqshap train --arch lstm --epochs 15 --out runs/lstm\n"
         "  seqshap train --data reviews.csv --text-column review --label-column sentiment --out runs/mine\n"
         "  seqshap train --task imdb-rating --arch cnn --maxlen 400 --out runs/rating   # 8 star ratings, a softmax\n"
-        "  seqshap train --arch lstm --epochs 20 --out runs/lstm --resume   # continue an interrupted or finished run",
+        "  seqshap train --arch lstm --epochs 20 --out runs/lstm --resume   # continue an interrupted or finished run\n"
+        "  seqshap train --data tags.csv --label-column tags --multi-label --out runs/tags   # tags: 'acting|plot'",
         run,
     )
     p.add_argument("--arch", choices=TRAINABLE, default="lstm")
@@ -153,6 +167,14 @@ def register(sub) -> None:
         default="auto",
         help="auto (default): a sigmoid for two classes, a softmax over the classes for more; softmax forces "
         "one output per class for two classes too",
+    )
+    p.add_argument(
+        "--multi-label",
+        action="store_true",
+        help="several labels per text (with --data): the label column holds them separated by | (acting|plot); "
+        "an empty cell is refused (name at least one label per row). One sigmoid per label, trained with binary "
+        "cross-entropy on each; the reported accuracy is the mean per-label accuracy at 0.5. Explain any label "
+        "with explain --target LABEL",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--device", default="cpu", help="where to compute: cpu (default) or cuda")

@@ -67,7 +67,8 @@ def _reason(url: str, e: BaseException) -> str:
 class Split:
     """One split: ``texts[i]`` with class index ``labels[i]`` and star ``ratings[i]`` (-1 when
     unknown). ``classes`` names the classes in index order; ``None`` means the two sentiment
-    classes (0 negative, 1 positive)."""
+    classes (0 negative, 1 positive). Multi-label data (``read_labeled(multi_label=True)``) has
+    multi-hot ``labels`` ``[n, classes]``, 1 where a label is on."""
 
     texts: list[str]
     labels: np.ndarray

@@ -50,11 +50,12 @@ def _number(key: str) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def infer_classes(keys: Sequence[str]) -> tuple[str, ...]:
-    """The classes of labels ``keys``: ``DEFAULT_CLASSES`` for binary words, else the sorted
-    distinct labels (by number when all are numbers)."""
+def infer_classes(keys: Sequence[str], binary_words: bool = True) -> tuple[str, ...]:
+    """The classes of labels ``keys``: ``DEFAULT_CLASSES`` for binary words (unless
+    ``binary_words`` is false: a multi-label file's labels are names of their own), else the
+    sorted distinct labels (by number when all are numbers)."""
     distinct = set(keys)
-    if all(binary_index(k) is not None for k in distinct):
+    if binary_words and all(binary_index(k) is not None for k in distinct):
         return DEFAULT_CLASSES
     numbers = {k: _number(k) for k in distinct}
     if all(v is not None for v in numbers.values()):
@@ -62,10 +63,11 @@ def infer_classes(keys: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(distinct))
 
 
-def class_index(classes: Sequence[str]) -> Callable[[str], int | None]:
-    """``key -> index in classes`` (``None`` when unknown); binary words match the default classes."""
+def class_index(classes: Sequence[str], binary_words: bool = True) -> Callable[[str], int | None]:
+    """``key -> index in classes`` (``None`` when unknown); binary words match the default classes
+    (unless ``binary_words`` is false, as for a multi-label file)."""
     exact = {c: i for i, c in enumerate(classes)}
-    binary = tuple(classes) == DEFAULT_CLASSES
+    binary = binary_words and tuple(classes) == DEFAULT_CLASSES
 
     def index(key: str) -> int | None:
         i = exact.get(key)
@@ -76,9 +78,9 @@ def class_index(classes: Sequence[str]) -> Callable[[str], int | None]:
     return index
 
 
-def unknown_label_message(key: str, classes: Sequence[str]) -> str:
-    """Why label ``key`` is refused for ``classes``."""
-    if tuple(classes) == DEFAULT_CLASSES:
+def unknown_label_message(key: str, classes: Sequence[str], what: str = "classes") -> str:
+    """Why label ``key`` is refused for ``classes`` (``what``: "classes", or "labels" for a multi-label model)."""
+    if what == "classes" and tuple(classes) == DEFAULT_CLASSES:
         return f"is not binary ({BINARY_HINT})"
     shown = ", ".join(list(classes)[:20]) + (", ..." if len(classes) > 20 else "")
-    return f"is not one of the model's {len(classes)} classes ({shown})"
+    return f"is not one of the model's {len(classes)} {what} ({shown})"

@@ -1,6 +1,7 @@
 """The five text classifiers: ids ``[batch, time]`` -> positive-class probability ``[batch, 1]``
 (a sigmoid head, ``outputs=1``: two classes) or every class's probability ``[batch, outputs]``
-(a softmax head, ``outputs >= 2``).
+(a softmax head, ``outputs >= 2``), or, ``multi_label``, every label's own probability ``[batch,
+outputs]`` (a sigmoid per output: labels are not exclusive).
 
 Only standard PyTorch layers, so the explainer's rule table covers them. Every model
 also accepts float embeddings ``[batch, time, embed]`` in place of ids (the embedding
@@ -22,22 +23,23 @@ def variational_mask(shape: tuple[int, ...], p: float, like: torch.Tensor) -> to
 
 class TextClassifier(nn.Module):
     """Shared front (embedding + input dropout) and back (linear + sigmoid, or softmax over
-    ``outputs`` classes)."""
+    ``outputs`` classes, or with ``multi_label`` a sigmoid over each of ``outputs`` labels)."""
 
-    def __init__(self, vocab_size: int, embed_dim: int, dropout: float, outputs: int = 1):
+    def __init__(self, vocab_size: int, embed_dim: int, dropout: float, outputs: int = 1, multi_label: bool = False):
         super().__init__()
         if outputs < 1:
             raise ValueError(f"outputs must be at least 1, got {outputs}")
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         self.dropout = float(dropout)
         self.outputs = int(outputs)
+        self.multi_label = bool(multi_label)
         # Keras' default Embedding init (uniform +-0.05) trains better here than N(0, 1).
         nn.init.uniform_(self.embedding.weight, -0.05, 0.05)
 
     def head(self, features: int) -> None:
         """The last layer: ``fc`` ``[features -> outputs]`` and the squash ``out``."""
         self.fc = nn.Linear(features, self.outputs)
-        self.out = nn.Sigmoid() if self.outputs == 1 else nn.Softmax(dim=-1)
+        self.out = nn.Sigmoid() if self.outputs == 1 or self.multi_label else nn.Softmax(dim=-1)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, outputs]``: what :attr:`out` squashes into probabilities."""
@@ -75,8 +77,9 @@ class RecurrentClassifier(TextClassifier):
         dropout: float = 0.2,
         recurrent_dropout: float = 0.2,
         outputs: int = 1,
+        multi_label: bool = False,
     ):
-        super().__init__(vocab_size, embed_dim, dropout, outputs)
+        super().__init__(vocab_size, embed_dim, dropout, outputs, multi_label)
         rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
         self.rnn = rnn(
             embed_dim,
@@ -118,8 +121,9 @@ class CNNClassifier(TextClassifier):
         kernel_size: int = 5,
         dropout: float = 0.2,
         outputs: int = 1,
+        multi_label: bool = False,
     ):
-        super().__init__(vocab_size, embed_dim, dropout, outputs)
+        super().__init__(vocab_size, embed_dim, dropout, outputs, multi_label)
         self.conv = nn.Conv1d(embed_dim, filters, kernel_size, padding=kernel_size // 2)
         self.act = nn.ReLU()
         self.pool = nn.AdaptiveMaxPool1d(1)

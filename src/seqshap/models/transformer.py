@@ -1,5 +1,5 @@
 """A Transformer encoder text classifier: ids ``[batch, time]`` -> positive-class probability ``[batch, 1]``
-(or every class's probability ``[batch, outputs]`` with a softmax head).
+(or every class's probability ``[batch, outputs]`` with a softmax head, every label's with ``multi_label``).
 
 token embedding + learned position embedding -> N encoder blocks (multi-head self-attention,
 residual, LayerNorm, feed-forward with GELU) -> mean over the real tokens -> Linear -> sigmoid/softmax.
@@ -164,8 +164,9 @@ class TransformerClassifier(TextClassifier):
         dropout: float = 0.2,
         norm_first: bool = False,
         outputs: int = 1,
+        multi_label: bool = False,
     ):
-        super().__init__(vocab_size, embed_dim, dropout, outputs)
+        super().__init__(vocab_size, embed_dim, dropout, outputs, multi_label)
         self.position = nn.Embedding(max_positions, embed_dim)
         nn.init.normal_(self.position.weight, std=0.02)
         self.mask = PaddingMask()
