@@ -11,9 +11,15 @@
 from __future__ import annotations
 
 import io
+import os
+import re
+import subprocess
+import sys
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +32,29 @@ REVIEW = (
     "A wonderful, moving film: the acting is superb and the story is beautiful. "
     "The ending was a bit dull, but I loved it."
 )
+
+
+@contextmanager
+def seqshap_serve(*args: str) -> Iterator[str]:
+    """``seqshap serve --port 0 ARGS`` as a real process: yields its base URL, stops it after."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seqshap.cli", "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        if url is None:
+            err = proc.stderr.read() if proc.poll() is not None and proc.stderr is not None else ""
+            raise AssertionError(f"seqshap serve did not start: {line!r} {err}")
+        yield url.group(0)
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 class LiveServer:

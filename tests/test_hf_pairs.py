@@ -9,7 +9,6 @@ one text. BERT-style models get their token types from the ids (1 after the firs
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 import torch
 
 import seqshap
-from helpers import build_any, build_hf, wordpiece
+from helpers import build_any, build_hf, seqshap_serve, wordpiece
 from seqshap import DeepExplainer
 from seqshap.data.pairs import PAIR_SEP, split_pair
 from seqshap.viz.html import explanation_html
@@ -166,25 +165,14 @@ def test_cli_pair_and_its_refusal(pair_dirs, tiny_model, tmp_path):
 
 @pytest.mark.server
 def test_the_server_explains_a_pair(pair_dirs):
-    proc = subprocess.Popen(
-        [*SEQSHAP, "serve", "--model", str(pair_dirs["bert"]), "--port", "0", "--background", "3"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        line = proc.stdout.readline()
-        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
-        assert url, (line, proc.stderr.read() if proc.poll() is not None else "")
-        with httpx.Client(base_url=url.group(0), timeout=120) as c:
-            d = c.post("/api/explain", json={"text": PREMISE, "pair": HYPOTHESIS, "html": True}).json()
-            assert d["completeness_error"] <= 1e-4
-            assert "wonderful" in d["html"]
-            assert "\u2016" in d["html"]
-            bad = c.post("/api/explain", json={"text": PREMISE, "pair": "   "})
-            assert bad.status_code == 422
-            assert "pair" in bad.text
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    with (
+        seqshap_serve("--model", str(pair_dirs["bert"]), "--background", "3") as url,
+        httpx.Client(base_url=url, timeout=120) as c,
+    ):
+        d = c.post("/api/explain", json={"text": PREMISE, "pair": HYPOTHESIS, "html": True}).json()
+        assert d["completeness_error"] <= 1e-4
+        assert "wonderful" in d["html"]
+        assert "\u2016" in d["html"]
+        bad = c.post("/api/explain", json={"text": PREMISE, "pair": "   "})
+        assert bad.status_code == 422
+        assert "pair" in bad.text

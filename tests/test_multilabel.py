@@ -8,8 +8,6 @@ script leaves it."""
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +18,7 @@ import pytest
 import torch
 
 import seqshap
-from helpers import build_any, build_hf, wordpiece
+from helpers import build_any, build_hf, seqshap_serve, wordpiece
 from seqshap import DeepExplainer, Explanation, ModelLoadError
 
 pytest.importorskip("transformers")
@@ -183,27 +181,16 @@ def test_cli_explains_a_label_by_name(ml_dirs, tmp_path):
 
 @pytest.mark.server
 def test_the_server_explains_each_label(ml_dirs):
-    proc = subprocess.Popen(
-        [*SEQSHAP, "serve", "--model", str(ml_dirs["llama"]), "--port", "0", "--background", "3"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        line = proc.stdout.readline()
-        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
-        assert url, (line, proc.stderr.read() if proc.poll() is not None else "")
-        with httpx.Client(base_url=url.group(0), timeout=120) as c:
-            assert c.get("/api/model").json()["targets"] == LABELS
-            values = {}
-            for label in LABELS:
-                d = c.post("/api/explain", json={"text": TEXT, "target": label}).json()
-                assert d["output_name"] == label
-                assert d["multi_label"] is True
-                assert d["completeness_error"] <= 1e-4
-                values[label] = d["prediction"]
-            assert abs(sum(values.values()) - 1.0) > 1e-3  # three sigmoids, not one softmax
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    with (
+        seqshap_serve("--model", str(ml_dirs["llama"]), "--background", "3") as url,
+        httpx.Client(base_url=url, timeout=120) as c,
+    ):
+        assert c.get("/api/model").json()["targets"] == LABELS
+        values = {}
+        for label in LABELS:
+            d = c.post("/api/explain", json={"text": TEXT, "target": label}).json()
+            assert d["output_name"] == label
+            assert d["multi_label"] is True
+            assert d["completeness_error"] <= 1e-4
+            values[label] = d["prediction"]
+        assert abs(sum(values.values()) - 1.0) > 1e-3  # three sigmoids, not one softmax
